@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI). `app` builds routes; `handler` adapts them to API Gateway via Mangum."""

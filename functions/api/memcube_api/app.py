@@ -1,0 +1,229 @@
+"""Routes of the MemOS-compatible `/product` API. Thin: parse, call one domain service, shape
+the MemOS envelope. No Lambda imports here (`handler` adds Mangum)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from memcube.domain import limits
+from memcube.domain.memories import MAX_PAGE_SIZE
+from memcube.domain.model import MemoryItem, Principal, TaskRecord, TaskState
+from memcube.domain.requests import AddRequest, Id, to_command
+from memcube.wiring import Container
+from memcube_api.errors import BadBody, envelope, install
+
+M = TypeVar("M", bound=BaseModel)
+JSON_TYPES = frozenset({"application/json"})
+
+
+def _openapi_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
+
+
+async def read_json(request: Request, model: type[M]) -> M:
+    """Parse the body as `model`, checking the content type and size before parsing."""
+    ctype, _, params = request.headers.get("content-type", "").partition(";")
+    if ctype.strip().lower() not in JSON_TYPES:
+        raise BadBody(f"content-type: expected application/json, got {ctype.strip() or 'none'!r}", 415)
+    charset = params.strip().lower().removeprefix("charset=").strip('"') if "charset=" in params else "utf-8"
+    if charset not in {"utf-8", "utf8"}:
+        raise BadBody(f"content-type: charset must be utf-8, got {charset!r}", 415)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limits.MAX_BODY_BYTES:
+        raise BadBody(f"body: at most {limits.MAX_BODY_BYTES} bytes, got {declared}", 413)
+    body = await request.body()
+    if len(body) > limits.MAX_BODY_BYTES:
+        raise BadBody(f"body: at most {limits.MAX_BODY_BYTES} bytes, got {len(body)}", 413)
+    if not body.strip():
+        raise BadBody("body: empty; send a JSON object")
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadBody(f"body: not valid UTF-8 (byte {exc.start})") from exc
+    return model.model_validate_json(body)
+
+
+class GetMemoryRequest(BaseModel):
+    """MemOS's GetMemoryRequest (the preference/tool/skill switches are accepted; memcube keeps
+    text memories only, so they add nothing)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mem_cube_id: Id
+    user_id: Id | None = None
+    include_preference: bool = True
+    include_tool_memory: bool = True
+    include_skill_memory: bool = True
+    filter: dict[str, Any] | None = None
+    page: int = Field(default=1, ge=1, le=100_000)
+    page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
+
+
+def _memory_view(item: MemoryItem, outcome: str | None = None, reason: str | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "memory": item.memory,
+        "memory_id": item.id,
+        "memory_type": item.metadata.memory_type,
+        "cube_id": item.metadata.cube_id,
+    }
+    if outcome is not None:
+        view |= {"outcome": outcome, "reason": reason}
+    return view
+
+
+def status_view(record: TaskRecord) -> dict[str, Any]:
+    return {
+        "task_id": record.task.task_id,
+        "status": record.status.value,
+        "user_id": record.task.user_id,
+        "created_at": record.task.created_at,
+        "cubes": [p.model_dump(mode="json") for p in record.parts],
+    }
+
+
+def services(request: Request) -> Container:
+    """The request's container (a dependency, so tests can override it)."""
+    factory: Callable[[], Container] = request.app.state.container
+    return factory()
+
+
+Services = Annotated[Container, Depends(services)]
+
+
+def create_app(container: Callable[[], Container]) -> FastAPI:
+    """Build the app around a container factory (called per request; it caches itself)."""
+    app = FastAPI(
+        title="memcube",
+        version="0.1.0",
+        summary="MemOS-compatible memory service: add, task status, read back.",
+    )
+    install(app)
+    app.state.container = container
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post(
+        "/product/add",
+        openapi_extra=_openapi_body(AddRequest),
+        summary="Add memories to one or more cubes (async by default)",
+    )
+    async def add(
+        request: Request,
+        c: Services,
+        idempotency_key: Annotated[str | None, Header(max_length=limits.MAX_ID_CHARS)] = None,
+    ) -> JSONResponse:
+        req = await read_json(request, AddRequest)
+        cmd = to_command(req)
+        principal = Principal(user_id=cmd.user_id)
+        sub = c.add.submit(cmd, principal, idempotency_key)
+        again = " (repeated request: the existing task is returned)" if sub.replay else ""
+        if cmd.async_mode == "async":
+            data = [{"cube_id": p.cube_id, "task_id": sub.task_id, "status": p.status.value} for p in sub.record.parts]
+            return envelope(200, f"Memory add task accepted{again}", data, task_id=sub.task_id)
+        record = c.add.wait(sub.task_id, c.settings.sync_timeout_seconds)
+        return _sync_response(c, record, again)
+
+    @app.get("/product/scheduler/status", summary="Status of an add task, per cube and per memory")
+    def scheduler_status(
+        c: Services,
+        user_id: Annotated[str, Query(min_length=1, max_length=limits.MAX_ID_CHARS)],
+        task_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    ) -> JSONResponse:
+        if task_id is None:
+            records = c.store.list_tasks(user_id, 100)
+            return envelope(200, "Task status retrieved", [status_view(r) for r in records])
+        record = c.status.get(task_id, user_id)
+        return envelope(200, "Task status retrieved", [status_view(record)])
+
+    @app.get("/product/get_memory/{memory_id}", summary="One memory by id")
+    def get_memory_by_id(
+        c: Services,
+        memory_id: Annotated[str, Path(min_length=1, max_length=200)],
+        user_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
+    ) -> JSONResponse:
+        item = c.reader.get(memory_id, Principal(user_id=user_id or ""))
+        return envelope(200, "Memory retrieved successfully", item.public())
+
+    @app.post(
+        "/product/get_memory",
+        openapi_extra=_openapi_body(GetMemoryRequest),
+        summary="A cube's memories, page by page",
+    )
+    async def get_memory(request: Request, c: Services) -> JSONResponse:
+        req = await read_json(request, GetMemoryRequest)
+        page = c.reader.page(req.mem_cube_id, Principal(user_id=req.user_id or ""), req.page, req.page_size)
+        data = {
+            "text_mem": [
+                {
+                    "cube_id": page.cube_id,
+                    "memories": [i.public() for i in page.items],
+                    "total_nodes": page.total,
+                }
+            ],
+            "pref_mem": [],
+            "page": page.page,
+            "page_size": page.page_size,
+            "total": page.total,
+        }
+        return envelope(200, "Memories retrieved successfully", data)
+
+    # Register the body models so the OpenAPI `$ref`s above resolve.
+    _register_schemas(app, [AddRequest, GetMemoryRequest])
+    return app
+
+
+def _sync_response(c: Container, record: TaskRecord, again: str) -> JSONResponse:
+    task_id = record.task.task_id
+    if record.status not in {TaskState.COMPLETED, TaskState.FAILED}:
+        waiting = [{"cube_id": p.cube_id, "task_id": task_id, "status": p.status.value} for p in record.parts]
+        return envelope(
+            202,
+            f"sync add still in progress after {c.settings.sync_timeout_seconds:g}s; "
+            "poll /product/scheduler/status with this task_id",
+            waiting,
+            task_id=task_id,
+        )
+    if record.status is TaskState.FAILED:
+        data: list[dict[str, Any]] = [
+            {"cube_id": p.cube_id, "task_id": task_id, "status": p.status.value, "error": p.error} for p in record.parts
+        ]
+        failed = ", ".join(f"{p.cube_id}: {p.error}" for p in record.parts if p.error)
+        return envelope(422, f"memory add failed ({failed})", data, task_id=task_id)
+    outcomes = [(o, p.cube_id) for p in record.parts for o in p.outcomes]
+    items = {i.id: i for i in c.store.get_memories([o.memory_id for o, _ in outcomes])}
+    data = [_memory_view(items[o.memory_id], o.outcome, o.reason) for o, _ in outcomes if o.memory_id in items]
+    counts: dict[str, int] = {}
+    for o, _ in outcomes:
+        counts[o.outcome] = counts.get(o.outcome, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+    return envelope(200, f"Memory added successfully: {summary}{again}", data, task_id=task_id)
+
+
+def _register_schemas(app: FastAPI, models: list[type[BaseModel]]) -> None:
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

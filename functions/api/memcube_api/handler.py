@@ -1,0 +1,21 @@
+"""API Lambda entry: Mangum adapts API Gateway HTTP API (v2) events to the FastAPI app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mangum import Mangum
+
+from memcube.observability import logger
+from memcube.wiring import container_from_env
+from memcube_api.app import create_app
+
+app = create_app(container_from_env)
+_asgi = Mangum(app, lifespan="off", api_gateway_base_path="/")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return _asgi(event, context)  # type: ignore[arg-type]  # powertools' and Mangum's context types differ only in typing

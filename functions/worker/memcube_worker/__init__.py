@@ -1,0 +1,1 @@
+"""The SQS FIFO worker Lambda."""

@@ -1,0 +1,40 @@
+"""Worker Lambda entry: powertools' FIFO batch processor around `IngestService.handle`.
+
+`skip_group_on_error=True`: a failing message fails itself and the later messages of its own
+cube (FIFO order requires that) while the other cubes in the batch go on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from memcube.domain.ingest import Delivery, Verdict
+from memcube.observability import logger
+from memcube.wiring import container_from_env
+
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+
+
+class RetryLater(Exception):
+    """Report this record as failed so SQS delivers it again (or dead-letters it)."""
+
+
+def record_handler(record: SQSRecord) -> None:
+    container = container_from_env()
+    attempt = int(record.attributes.approximate_receive_count or "1")
+    logger.append_keys(cube_id=record.attributes.message_group_id, message_id=record.message_id)
+    delivery = Delivery(record.body, record.message_id, attempt, container.settings.max_receive_count)
+    if container.ingest.handle(delivery) is Verdict.RETRY:
+        raise RetryLater(f"message {record.message_id} will be retried (attempt {attempt})")
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    return dict(response)

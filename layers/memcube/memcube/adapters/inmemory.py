@@ -1,0 +1,136 @@
+"""In-memory adapters: the test doubles of every port, and the fakes the add-overhead benchmark
+uses. They keep the same invariants as the real adapters (they pass the same contract suite)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from memcube.domain.messages import QueuedAdd
+from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
+from memcube.ports import PutResult
+
+
+class InMemoryStore:
+    """TaskStore + MemoryStore + UserDirectory in dicts, guarded by one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: dict[str, Task] = {}
+        self._parts: dict[str, dict[str, TaskPart]] = {}
+        self._keys: dict[str, str] = {}
+        self._dead: list[DeadLetter] = []
+        self._items: dict[str, MemoryItem] = {}
+        self._guards: dict[tuple[str, str], str] = {}
+        self._users: set[str] = set()
+
+    def create_task(self, task: Task, parts: Sequence[TaskPart]) -> bool:
+        with self._lock:
+            if task.task_id in self._tasks:
+                return False
+            self._tasks[task.task_id] = task.model_copy(deep=True)
+            self._parts[task.task_id] = {p.cube_id: p.model_copy(deep=True) for p in parts}
+            return True
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                return None
+            parts = [p.model_copy(deep=True) for p in self._parts[task_id].values()]
+            return TaskRecord(task=task.model_copy(deep=True), parts=parts)
+
+    def list_tasks(self, user_id: str, limit: int) -> list[TaskRecord]:
+        with self._lock:
+            ids = [t.task_id for t in self._tasks.values() if t.user_id == user_id]
+        records = [self.get_task(i) for i in ids[-limit:]]
+        return [r for r in records if r is not None]
+
+    def put_task_part(self, task_id: str, part: TaskPart) -> None:
+        with self._lock:
+            if task_id not in self._tasks:
+                raise KeyError(task_id)
+            self._parts[task_id][part.cube_id] = part.model_copy(deep=True)
+
+    def claim_idempotency_key(self, key: str, task_id: str) -> str:
+        with self._lock:
+            return self._keys.setdefault(key, task_id)
+
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        with self._lock:
+            self._dead.append(letter.model_copy(deep=True))
+
+    def list_dead_letters(self) -> list[DeadLetter]:
+        with self._lock:
+            return [d.model_copy(deep=True) for d in self._dead]
+
+    def put_memory(self, item: MemoryItem) -> PutResult:
+        guard = (item.metadata.cube_id, item.metadata.content_hash)
+        with self._lock:
+            owner = self._guards.get(guard)
+            if owner is not None and owner != item.id:
+                return PutResult("duplicate", owner)
+            if owner == item.id and item.id in self._items:
+                return PutResult("exists", item.id)
+            self._guards[guard] = item.id
+            self._items[item.id] = item.model_copy(deep=True)
+            return PutResult("created")
+
+    def get_memory(self, memory_id: str) -> MemoryItem | None:
+        with self._lock:
+            item = self._items.get(memory_id)
+            return item.model_copy(deep=True) if item else None
+
+    def get_memories(self, memory_ids: Sequence[str]) -> list[MemoryItem]:
+        with self._lock:
+            return [self._items[i].model_copy(deep=True) for i in memory_ids if i in self._items]
+
+    def list_memories(self, cube_id: str, offset: int, limit: int) -> tuple[list[MemoryItem], int]:
+        with self._lock:
+            items = [
+                i for i in self._items.values()
+                if i.metadata.cube_id == cube_id and i.metadata.status == "activated"
+            ]  # fmt: skip
+        items.sort(key=lambda i: (i.metadata.created_at, i.id))
+        return [i.model_copy(deep=True) for i in items[offset : offset + limit]], len(items)
+
+    def register_user(self, user_id: str) -> None:
+        with self._lock:
+            self._users.add(user_id)
+
+    def is_user(self, user_id: str) -> bool:
+        with self._lock:
+            return user_id in self._users
+
+
+class InMemoryQueue:
+    """Records sent messages; FIFO dedup by (task, cube) like SQS within its window."""
+
+    def __init__(self) -> None:
+        self.sent: list[QueuedAdd] = []
+        self._seen: set[str] = set()
+        self.fail_next = 0
+        """Set >0 to make the next sends raise: a queue outage."""
+
+    def send(self, messages: Sequence[QueuedAdd]) -> None:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise ConnectionError("queue unavailable")
+        for msg in messages:
+            if msg.dedup_id in self._seen:
+                continue
+            self._seen.add(msg.dedup_id)
+            self.sent.append(msg)
+
+
+class InMemoryIndex:
+    def __init__(self) -> None:
+        self.docs: dict[str, MemoryItem] = {}
+
+    def upsert(self, items: Sequence[MemoryItem]) -> None:
+        for item in items:
+            self.docs[item.id] = item.model_copy(deep=True)
+
+    def delete(self, memory_ids: Sequence[str]) -> None:
+        for memory_id in memory_ids:
+            self.docs.pop(memory_id, None)

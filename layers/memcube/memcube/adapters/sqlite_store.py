@@ -1,0 +1,155 @@
+"""The embedded default's system of record: tasks, memory items, content-hash guards, users."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from memcube.adapters.sqlite_base import SqliteDb
+from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
+from memcube.ports import PutResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tasks_by_user ON tasks (user_id, created_at);
+CREATE TABLE IF NOT EXISTS task_parts (
+    task_id TEXT NOT NULL REFERENCES tasks (task_id), cube_id TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (task_id, cube_id));
+CREATE TABLE IF NOT EXISTS idempotency_keys (key TEXT PRIMARY KEY, task_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY, cube_id TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
+    body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS items_by_cube ON items (cube_id, status, created_at, id);
+CREATE TABLE IF NOT EXISTS content_guards (
+    cube_id TEXT NOT NULL, content_hash TEXT NOT NULL, memory_id TEXT NOT NULL,
+    PRIMARY KEY (cube_id, content_hash));
+CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY);
+"""
+
+
+class SqliteStore:
+    """TaskStore + MemoryStore + UserDirectory on one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = SqliteDb(path, SCHEMA, version=1)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def create_task(self, task: Task, parts: Sequence[TaskPart]) -> bool:
+        with self._db.tx() as cur:
+            cur.execute(
+                "INSERT OR IGNORE INTO tasks (task_id, user_id, created_at, body) VALUES (?, ?, ?, ?)",
+                (task.task_id, task.user_id, task.created_at, task.model_dump_json()),
+            )
+            if cur.rowcount == 0:
+                return False
+            cur.executemany(
+                "INSERT INTO task_parts (task_id, cube_id, body) VALUES (?, ?, ?)",
+                [(task.task_id, p.cube_id, p.model_dump_json()) for p in parts],
+            )
+            return True
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        with self._db.read() as cur:
+            row = cur.execute("SELECT body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+            if row is None:
+                return None
+            parts = cur.execute("SELECT body FROM task_parts WHERE task_id = ? ORDER BY rowid", (task_id,)).fetchall()
+        return TaskRecord(
+            task=Task.model_validate_json(row["body"]),
+            parts=[TaskPart.model_validate_json(p["body"]) for p in parts],
+        )
+
+    def list_tasks(self, user_id: str, limit: int) -> list[TaskRecord]:
+        with self._db.read() as cur:
+            rows = cur.execute(
+                "SELECT task_id FROM tasks WHERE user_id = ? ORDER BY created_at DESC LIMIT ?",
+                (user_id, limit),
+            ).fetchall()
+        records = [self.get_task(r["task_id"]) for r in rows]
+        return [r for r in records if r is not None]
+
+    def put_task_part(self, task_id: str, part: TaskPart) -> None:
+        with self._db.tx() as cur:
+            if cur.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone() is None:
+                raise KeyError(task_id)
+            cur.execute(
+                "INSERT INTO task_parts (task_id, cube_id, body) VALUES (?, ?, ?) "
+                "ON CONFLICT (task_id, cube_id) DO UPDATE SET body = excluded.body",
+                (task_id, part.cube_id, part.model_dump_json()),
+            )
+
+    def claim_idempotency_key(self, key: str, task_id: str) -> str:
+        with self._db.tx() as cur:
+            cur.execute("INSERT OR IGNORE INTO idempotency_keys (key, task_id) VALUES (?, ?)", (key, task_id))
+            row = cur.execute("SELECT task_id FROM idempotency_keys WHERE key = ?", (key,)).fetchone()
+        return str(row["task_id"])
+
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        with self._db.tx() as cur:
+            cur.execute("INSERT INTO dead_letters (body) VALUES (?)", (letter.model_dump_json(),))
+
+    def list_dead_letters(self) -> list[DeadLetter]:
+        with self._db.read() as cur:
+            rows = cur.execute("SELECT body FROM dead_letters ORDER BY seq").fetchall()
+        return [DeadLetter.model_validate_json(r["body"]) for r in rows]
+
+    def put_memory(self, item: MemoryItem) -> PutResult:
+        meta = item.metadata
+        with self._db.tx() as cur:
+            row = cur.execute(
+                "SELECT memory_id FROM content_guards WHERE cube_id = ? AND content_hash = ?",
+                (meta.cube_id, meta.content_hash),
+            ).fetchone()
+            if row is not None and row["memory_id"] != item.id:
+                return PutResult("duplicate", str(row["memory_id"]))
+            if row is not None and cur.execute("SELECT 1 FROM items WHERE id = ?", (item.id,)).fetchone():
+                return PutResult("exists", item.id)
+            cur.execute(
+                "INSERT OR REPLACE INTO content_guards (cube_id, content_hash, memory_id) VALUES (?, ?, ?)",
+                (meta.cube_id, meta.content_hash, item.id),
+            )
+            cur.execute(
+                "INSERT OR REPLACE INTO items (id, cube_id, status, created_at, body) VALUES (?, ?, ?, ?, ?)",
+                (item.id, meta.cube_id, meta.status, meta.created_at, item.model_dump_json()),
+            )
+            return PutResult("created")
+
+    def get_memory(self, memory_id: str) -> MemoryItem | None:
+        with self._db.read() as cur:
+            row = cur.execute("SELECT body FROM items WHERE id = ?", (memory_id,)).fetchone()
+        return MemoryItem.model_validate_json(row["body"]) if row else None
+
+    def get_memories(self, memory_ids: Sequence[str]) -> list[MemoryItem]:
+        wanted = list(dict.fromkeys(memory_ids))
+        found: dict[str, MemoryItem] = {}
+        with self._db.read() as cur:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in cur.execute(f"SELECT id, body FROM items WHERE id IN ({marks})", chunk):
+                    found[row["id"]] = MemoryItem.model_validate_json(row["body"])
+        return [found[i] for i in wanted if i in found]
+
+    def list_memories(self, cube_id: str, offset: int, limit: int) -> tuple[list[MemoryItem], int]:
+        with self._db.read() as cur:
+            (total,) = cur.execute(
+                "SELECT COUNT(*) FROM items WHERE cube_id = ? AND status = 'activated'", (cube_id,)
+            ).fetchone()
+            rows = cur.execute(
+                "SELECT body FROM items WHERE cube_id = ? AND status = 'activated' "
+                "ORDER BY created_at, id LIMIT ? OFFSET ?",
+                (cube_id, limit, offset),
+            ).fetchall()
+        return [MemoryItem.model_validate_json(r["body"]) for r in rows], int(total)
+
+    def register_user(self, user_id: str) -> None:
+        with self._db.tx() as cur:
+            cur.execute("INSERT OR IGNORE INTO users (user_id) VALUES (?)", (user_id,))
+
+    def is_user(self, user_id: str) -> bool:
+        with self._db.read() as cur:
+            return cur.execute("SELECT 1 FROM users WHERE user_id = ?", (user_id,)).fetchone() is not None

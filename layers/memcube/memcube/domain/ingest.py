@@ -1,0 +1,283 @@
+"""Worker-side use case: turn one queued message (one task, one cube) into stored memories.
+
+Every step is safe to repeat: item ids derive from (task, cube, window), the content-hash guard
+and the item are written together, the index upserts by id, and a part already completed is
+not redone. So a redelivered message rewrites the same items and never adds new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import unicodedata
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from pydantic import ValidationError
+
+from memcube.domain.errors import Forbidden, PermanentError
+from memcube.domain.messages import QueuedAdd
+from memcube.domain.model import (
+    DeadLetter,
+    MemoryItem,
+    MemoryMetadata,
+    MemoryOutcome,
+    Principal,
+    Task,
+    TaskPart,
+    TaskState,
+    iso,
+    utcnow,
+)
+from memcube.domain.permissions import UserDirectory, authorize_write
+from memcube.domain.reader import Window, windows
+from memcube.ports import Embedder, MemoryStore, SearchIndex, TaskStore
+
+log = logging.getLogger(__name__)
+
+ITEM_NAMESPACE = uuid.UUID("5b0c2f5e-8f0e-4f43-9d3a-6c0b3f7e2a11")
+
+
+def content_hash(text: str) -> str:
+    """Exact-duplicate key: NFC-normalized text with whitespace runs folded."""
+    folded = " ".join(unicodedata.normalize("NFC", text).split())
+    return hashlib.sha256(folded.encode()).hexdigest()
+
+
+def item_id(task_id: str, cube_id: str, index: int) -> str:
+    return str(uuid.uuid5(ITEM_NAMESPACE, f"{task_id}/{cube_id}/{index}"))
+
+
+class Verdict(Enum):
+    DONE = "done"
+    """Acknowledge: processed, skipped as already done, or rejected for good (dead-lettered)."""
+    RETRY = "retry"
+    """Leave for redelivery: a transient failure."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One receipt of a queued message, as the queue reports it."""
+
+    body: str
+    message_id: str
+    attempt: int
+    max_attempts: int
+
+
+class IngestService:
+    def __init__(
+        self,
+        tasks: TaskStore,
+        users: UserDirectory,
+        memories: MemoryStore,
+        index: SearchIndex,
+        embedder: Embedder,
+        *,
+        fine_available: bool = False,
+        now: Callable[[], str] = lambda: iso(utcnow()),
+    ) -> None:
+        self._tasks = tasks
+        self._users = users
+        self._memories = memories
+        self._index = index
+        self._embedder = embedder
+        self._fine_available = fine_available
+        self._now = now
+
+    def handle(self, delivery: Delivery) -> Verdict:
+        """Process one delivery; decide whether the queue should delete it or deliver it again."""
+        try:
+            msg = QueuedAdd.model_validate_json(delivery.body)
+        except ValidationError as exc:
+            reason = "invalid queued message: " + "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            self._dead_letter(delivery, reason, None)
+            return Verdict.DONE
+        try:
+            self.process(msg)
+        except PermanentError as exc:
+            self._dead_letter(delivery, exc.message, msg)
+            return Verdict.DONE
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("ingest attempt failed", extra={"task_id": msg.task_id, "cube_id": msg.cube_id})
+            if delivery.attempt >= delivery.max_attempts:
+                self._dead_letter(delivery, f"gave up after {delivery.attempt} attempts: {reason}", msg)
+                return Verdict.DONE
+            self._note_error(msg, reason)
+            return Verdict.RETRY
+        return Verdict.DONE
+
+    def process(self, msg: QueuedAdd) -> TaskPart:
+        """Run one cube's part of a task to completion (or raise)."""
+        try:
+            authorize_write(Principal(user_id=msg.user_id), [msg.cube_id], self._users)
+        except Forbidden as exc:
+            raise PermanentError(exc.message) from exc
+        part = self._start(msg)
+        if part.status is TaskState.COMPLETED:
+            return part  # a redelivery of finished work: nothing to redo
+        mode_notes = self._mode_notes(msg)
+        wins = windows(msg.messages)
+        vectors = self._embedder.embed([w.text for w in wins])
+        outcomes: list[MemoryOutcome] = []
+        written: list[MemoryItem] = []
+        for i, (win, vector) in enumerate(zip(wins, vectors, strict=True)):
+            item = self._item(msg, i, win, vector)
+            result = self._memories.put_memory(item)
+            if result.status == "duplicate" and result.existing_id is not None:
+                outcomes.append(
+                    MemoryOutcome(
+                        memory_id=result.existing_id,
+                        outcome="duplicate",
+                        memory_type=win.memory_type,
+                        reason="the cube already holds this exact content",
+                        related_ids=[item.id],
+                    )
+                )
+                continue
+            written.append(item)
+            reason = "new content" if result.status == "created" else "new content (rewritten on redelivery)"
+            outcomes.append(
+                MemoryOutcome(memory_id=item.id, outcome="added", memory_type=win.memory_type, reason=reason)
+            )
+        if written:
+            self._index.upsert(written)
+        done = part.model_copy(
+            update={
+                "status": TaskState.COMPLETED,
+                "outcomes": outcomes,
+                "notes": part.notes + mode_notes,
+                "error": None,
+                "updated_at": self._now(),
+                "finished_at": self._now(),
+            }
+        )
+        self._tasks.put_task_part(msg.task_id, done)
+        return done
+
+    def _mode_notes(self, msg: QueuedAdd) -> list[str]:
+        notes = []
+        if msg.mode == "fine" and not self._fine_available:
+            notes.append("fine mode requested but no LLM is configured: fast mode was used")
+        if msg.is_feedback:
+            notes.append("feedback processing is not available yet: stored as a normal add")
+        return notes
+
+    def _start(self, msg: QueuedAdd) -> TaskPart:
+        now = self._now()
+        record = self._tasks.get_task(msg.task_id)
+        if record is None:  # a direct producer: the task starts with its first message
+            task = Task(
+                task_id=msg.task_id,
+                user_id=msg.user_id,
+                cube_ids=[msg.cube_id],
+                fingerprint=hashlib.sha256(msg.model_dump_json().encode()).hexdigest(),
+                created_at=msg.submitted_at or now,
+                origin="producer",
+            )
+            self._users.register_user(msg.user_id)
+            self._tasks.create_task(task, [TaskPart(cube_id=msg.cube_id, updated_at=now)])
+            record = self._tasks.get_task(msg.task_id)
+            if record is None:  # pragma: no cover - defensive; create_task is durable
+                raise RuntimeError("task record vanished after creation")
+        elif record.task.user_id != msg.user_id:
+            raise PermanentError(f"task {msg.task_id!r} belongs to another user; a queued message may not join it")
+        part = next((p for p in record.parts if p.cube_id == msg.cube_id), None)
+        if part is None:
+            part = TaskPart(cube_id=msg.cube_id, updated_at=now)
+        if part.status is TaskState.COMPLETED:
+            return part
+        started = part.model_copy(
+            update={
+                "status": TaskState.IN_PROGRESS,
+                "attempts": part.attempts + 1,
+                "started_at": part.started_at or now,
+                "updated_at": now,
+                "mode": "fine" if msg.mode == "fine" and self._fine_available else "fast",
+            }
+        )
+        self._tasks.put_task_part(msg.task_id, started)
+        return started
+
+    def _item(self, msg: QueuedAdd, index: int, win: Window, vector: list[float]) -> MemoryItem:
+        now = self._now()
+        return MemoryItem(
+            id=item_id(msg.task_id, msg.cube_id, index),
+            memory=win.text,
+            metadata=MemoryMetadata(
+                user_id=msg.user_id,
+                session_id=msg.session_id,
+                cube_id=msg.cube_id,
+                memory_type=win.memory_type,
+                key=win.key,
+                tags=["mode:fast", *msg.custom_tags],
+                custom_tags=list(msg.custom_tags),
+                info=dict(msg.info),
+                sources=win.sources,
+                embedding=vector,
+                embedding_model=self._embedder.model_id,
+                created_at=now,
+                updated_at=now,
+                content_hash=content_hash(win.text),
+                task_id=msg.task_id,
+                manager_user_id=msg.manager_user_id,
+                project_id=msg.project_id,
+            ),
+        )
+
+    def _note_error(self, msg: QueuedAdd, reason: str) -> None:
+        """Keep the latest failure visible in the status while the message waits for a retry."""
+        record = self._tasks.get_task(msg.task_id)
+        part = next((p for p in record.parts if p.cube_id == msg.cube_id), None) if record else None
+        if part is not None and part.status is not TaskState.COMPLETED:
+            self._tasks.put_task_part(
+                msg.task_id,
+                part.model_copy(update={"error": f"retrying: {reason}", "updated_at": self._now()}),
+            )
+
+    def _dead_letter(self, delivery: Delivery, reason: str, msg: QueuedAdd | None) -> None:
+        task_id, cube_id, user_id = (msg.task_id, msg.cube_id, msg.user_id) if msg else _ids_from(delivery.body)
+        now = self._now()
+        self._tasks.record_dead_letter(
+            DeadLetter(
+                message_id=delivery.message_id,
+                body=delivery.body,
+                reason=reason,
+                task_id=task_id,
+                cube_id=cube_id,
+                attempts=delivery.attempt,
+                failed_at=now,
+            )
+        )
+        record = self._tasks.get_task(task_id) if task_id else None
+        # Only the task's own user can fail it: a forged message never touches another's task.
+        if record is None or cube_id is None or record.task.user_id != user_id:
+            return
+        part = next((p for p in record.parts if p.cube_id == cube_id), None)
+        if part is None or part.status is TaskState.COMPLETED:
+            return
+        self._tasks.put_task_part(
+            record.task.task_id,
+            part.model_copy(
+                update={"status": TaskState.FAILED, "error": reason, "updated_at": now, "finished_at": now}
+            ),
+        )
+
+
+def _ids_from(body: str) -> tuple[str | None, str | None, str | None]:
+    """Best effort: name the task, cube and user of a message that failed validation."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return None, None, None
+    if not isinstance(raw, dict):
+        return None, None, None
+    found = [raw.get(k) for k in ("task_id", "cube_id", "user_id")]
+    task_id, cube_id, user_id = (v if isinstance(v, str) else None for v in found)
+    return task_id, cube_id, user_id

@@ -1,0 +1,34 @@
+"""Explicit request limits (documented in docs/limits.md; change both together).
+
+They bound what one request can cost the service and keep every queued message well
+under the SQS message size once rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+MAX_BODY_BYTES: Final = 1_048_576
+"""Whole HTTP body, checked before parsing."""
+
+MAX_MESSAGES: Final = 500
+"""Chat messages (or raw parts) in `messages`, and separately in `chat_history`."""
+
+MAX_CONTENT_BYTES: Final = 524_288
+"""Total UTF-8 bytes of all text in `messages` (content, parts, inline file data)."""
+
+MAX_PARTS_PER_MESSAGE: Final = 32
+MAX_TAGS: Final = 32
+MAX_TAG_CHARS: Final = 64
+MAX_INFO_BYTES: Final = 8_192
+"""`info` serialized as compact JSON."""
+
+MAX_INFO_DEPTH: Final = 4
+MAX_INFO_KEYS: Final = 64
+MAX_CUBES_PER_REQUEST: Final = 16
+MAX_ID_CHARS: Final = 128
+ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$")
+"""Ids (user, cube, session, task, message, project): letters, digits and `_ . : @ -`."""
+
+ID_RULE: Final = f"1-{MAX_ID_CHARS} characters: letters, digits and _ . : @ - (not starting with a symbol)"

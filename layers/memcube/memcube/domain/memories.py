@@ -1,0 +1,39 @@
+"""Read-side use cases of the foundation: one memory by id, and a cube's memories page by page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memcube.domain.errors import NotFound
+from memcube.domain.model import MemoryItem, Principal
+from memcube.domain.permissions import UserDirectory, authorize_read
+from memcube.ports import MemoryStore
+
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Page:
+    cube_id: str
+    items: list[MemoryItem]
+    total: int
+    page: int
+    page_size: int
+
+
+class MemoryReader:
+    def __init__(self, memories: MemoryStore, users: UserDirectory) -> None:
+        self._memories = memories
+        self._users = users
+
+    def get(self, memory_id: str, principal: Principal) -> MemoryItem:
+        item = self._memories.get_memory(memory_id)
+        if item is None or item.metadata.status == "deleted":
+            raise NotFound(f"memory_id: {memory_id!r} not found")
+        authorize_read(principal, item.metadata.cube_id, self._users)
+        return item
+
+    def page(self, cube_id: str, principal: Principal, page: int, page_size: int) -> Page:
+        authorize_read(principal, cube_id, self._users)
+        items, total = self._memories.list_memories(cube_id, (page - 1) * page_size, page_size)
+        return Page(cube_id=cube_id, items=items, total=total, page=page, page_size=page_size)

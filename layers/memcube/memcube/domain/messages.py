@@ -1,0 +1,65 @@
+"""The versioned queued-message schema, shared by the API, the worker and direct SQS producers.
+
+One message carries one task's work for one cube. Producers that bypass the API send the same
+JSON (see docs/queue-message.md and events/direct_producer_message.json); the worker validates
+it and enforces the same cube permissions as the API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from memcube.domain import limits
+from memcube.domain.model import SourceMessage
+from memcube.domain.requests import Id, check_info
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class QueuedAdd(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = SCHEMA_VERSION
+    kind: Literal["add"] = "add"
+    task_id: Id
+    cube_id: Id
+    user_id: Id
+    session_id: Id = "default_session"
+    mode: Literal["fast", "fine"] | None = None
+    messages: list[SourceMessage] = Field(min_length=1, max_length=limits.MAX_MESSAGES * 2)
+    chat_history: list[SourceMessage] | None = Field(default=None, max_length=limits.MAX_MESSAGES * 2)
+    custom_tags: list[str] = Field(default_factory=list, max_length=limits.MAX_TAGS)
+    info: dict[str, Any] = Field(default_factory=dict)
+    is_feedback: bool = False
+    manager_user_id: Id | None = None
+    project_id: Id | None = None
+    submitted_at: str | None = None
+
+    @field_validator("info")
+    @classmethod
+    def _info(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_info(value)
+        return value
+
+    @field_validator("messages")
+    @classmethod
+    def _has_text(cls, value: list[SourceMessage]) -> list[SourceMessage]:
+        if not any(m.content.strip() for m in value):
+            raise ValueError("no text to remember")
+        total = sum(len(m.content.encode()) for m in value)
+        if total > limits.MAX_CONTENT_BYTES:
+            raise ValueError(f"at most {limits.MAX_CONTENT_BYTES} bytes of text, got {total}")
+        return value
+
+    @property
+    def group_id(self) -> str:
+        """FIFO ordering key: one cube's messages are processed one at a time, in order."""
+        return self.cube_id
+
+    @property
+    def dedup_id(self) -> str:
+        """The same task never enqueues the same cube twice (SQS FIFO dedup window: 5 minutes)."""
+        return hashlib.sha256(f"{self.task_id}\x1f{self.cube_id}".encode()).hexdigest()

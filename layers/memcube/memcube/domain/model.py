@@ -1,0 +1,189 @@
+"""Entities: memory items (MemOS field names), tasks and their per-cube parts, principals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant", "tool"]
+MemoryType = Literal[
+    "WorkingMemory",
+    "LongTermMemory",
+    "UserMemory",
+    "OuterMemory",
+    "ToolSchemaMemory",
+    "ToolTrajectoryMemory",
+    "RawFileMemory",
+    "SkillMemory",
+    "PreferenceMemory",
+]
+ItemStatus = Literal["activated", "archived", "deleted"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Principal(BaseModel):
+    """Who is calling. Today the body's user_id; API keys bind it in the security issue."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    scopes: frozenset[str] = frozenset()
+
+
+class SourceMessage(BaseModel):
+    """Where a memory came from: one message (or one modality of it), as MemOS records it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["chat", "text", "file", "image"]
+    role: Role | None = None
+    chat_time: str | None = None
+    message_id: str | None = None
+    content: str = ""
+    file_id: str | None = None
+    filename: str | None = None
+    url: str | None = None
+
+
+class MemoryMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str
+    session_id: str
+    cube_id: str
+    status: ItemStatus = "activated"
+    memory_type: MemoryType
+    type: str = "fact"
+    key: str
+    tags: list[str] = Field(default_factory=list)
+    custom_tags: list[str] = Field(default_factory=list)
+    info: dict[str, Any] = Field(default_factory=dict)
+    sources: list[SourceMessage] = Field(default_factory=list)
+    embedding: list[float] | None = None
+    embedding_model: str | None = None
+    confidence: float = 0.99
+    background: str = ""
+    source: Literal["conversation", "file", "system"] = "conversation"
+    created_at: str
+    updated_at: str
+    version: int = 1
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    covered_history: str | None = None
+    merged_from: list[str] = Field(default_factory=list)
+    content_hash: str
+    task_id: str
+    manager_user_id: str | None = None
+    project_id: str | None = None
+
+
+class MemoryItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    memory: str
+    metadata: MemoryMetadata
+
+    def public(self) -> dict[str, Any]:
+        """The item as clients see it: embeddings are never returned."""
+        body = self.model_dump(mode="json")
+        body["metadata"].pop("embedding", None)
+        return body
+
+
+class TaskState(StrEnum):
+    WAITING = "waiting"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+Outcome = Literal["added", "duplicate", "merged", "updated", "archived"]
+
+
+class MemoryOutcome(BaseModel):
+    """What happened to one memory of a task, with the ids involved and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory_id: str
+    outcome: Outcome
+    memory_type: MemoryType
+    reason: str
+    related_ids: list[str] = Field(default_factory=list)
+
+
+class TaskPart(BaseModel):
+    """One target cube's share of a task: its own state, attempts and per-memory outcomes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cube_id: str
+    status: TaskState = TaskState.WAITING
+    mode: Literal["fast", "fine"] = "fast"
+    outcomes: list[MemoryOutcome] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    error: str | None = None
+    attempts: int = 0
+    updated_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class Task(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str
+    user_id: str
+    cube_ids: list[str]
+    fingerprint: str
+    created_at: str
+    origin: Literal["api", "producer"] = "api"
+    async_mode: Literal["async", "sync"] = "async"
+
+
+class TaskRecord(BaseModel):
+    """A task with its parts, as read back for status."""
+
+    task: Task
+    parts: list[TaskPart]
+
+    @property
+    def status(self) -> TaskState:
+        return aggregate_status([p.status for p in self.parts])
+
+
+def aggregate_status(states: list[TaskState]) -> TaskState:
+    """MemOS's rule: any failed -> failed; any waiting/in progress -> in progress; all completed -> completed."""
+    if not states:
+        return TaskState.WAITING
+    if TaskState.FAILED in states:
+        return TaskState.FAILED
+    if all(s is TaskState.COMPLETED for s in states):
+        return TaskState.COMPLETED
+    if all(s is TaskState.WAITING for s in states):
+        return TaskState.WAITING
+    return TaskState.IN_PROGRESS
+
+
+class DeadLetter(BaseModel):
+    """A queued message that was given up on, with the reason, kept for inspection and redrive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: str
+    body: str
+    reason: str
+    task_id: str | None = None
+    cube_id: str | None = None
+    attempts: int
+    failed_at: str

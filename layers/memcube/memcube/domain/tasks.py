@@ -1,0 +1,168 @@
+"""API-side use cases: accept an add as a task (one queued message per cube), report its status."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from memcube.domain.errors import Conflict, InvalidRequest, NotFound, Unavailable
+from memcube.domain.messages import QueuedAdd
+from memcube.domain.model import Principal, Task, TaskPart, TaskRecord, TaskState, iso, utcnow
+from memcube.domain.permissions import UserDirectory, authorize_write
+from memcube.domain.requests import AddCommand
+from memcube.ports import TaskQueue, TaskStore
+
+TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED})
+
+
+@dataclass(frozen=True)
+class Submission:
+    record: TaskRecord
+    replay: bool
+    """True when this request repeated an accepted one (same task id or Idempotency-Key)."""
+
+    @property
+    def task_id(self) -> str:
+        return self.record.task.task_id
+
+
+def fingerprint(cmd: AddCommand) -> str:
+    """A digest of everything that defines the add except its task id: a reused task id with a
+    different body is a conflict, not a replay."""
+    body = cmd.model_dump(mode="json", exclude={"task_id"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def task_id_for_key(user_id: str, key: str) -> str:
+    return "idem-" + hashlib.sha256(f"{user_id}\x1f{key}".encode()).hexdigest()[:32]
+
+
+class AddService:
+    def __init__(
+        self,
+        tasks: TaskStore,
+        users: UserDirectory,
+        queue: TaskQueue,
+        *,
+        fine_available: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._tasks = tasks
+        self._users = users
+        self._queue = queue
+        self._fine_available = fine_available
+        self._sleep = sleep
+        self._monotonic = monotonic
+
+    def submit(self, cmd: AddCommand, principal: Principal, idempotency_key: str | None = None) -> Submission:
+        authorize_write(principal, cmd.cube_ids, self._users)
+        if cmd.async_mode == "sync" and cmd.mode == "fine" and not self._fine_available:
+            raise InvalidRequest("mode: fine mode needs an LLM and none is configured; use mode=fast")
+        digest = fingerprint(cmd)
+        task_id = self._task_id(cmd, principal, idempotency_key)
+        existing = self._tasks.get_task(task_id)
+        if existing is not None:
+            return self._replay(existing, cmd, digest)
+        now = iso(utcnow())
+        task = Task(
+            task_id=task_id,
+            user_id=principal.user_id,
+            cube_ids=cmd.cube_ids,
+            fingerprint=digest,
+            created_at=now,
+            async_mode=cmd.async_mode,
+        )
+        parts = [TaskPart(cube_id=c, mode=self._mode(cmd), updated_at=now) for c in cmd.cube_ids]
+        self._users.register_user(principal.user_id)
+        if not self._tasks.create_task(task, parts):
+            raced = self._tasks.get_task(task_id)
+            if raced is None:  # pragma: no cover - a task is never deleted between these calls
+                raise Unavailable("task store lost a task that was just created; retry")
+            return self._replay(raced, cmd, digest)
+        self._enqueue(cmd, task_id, cmd.cube_ids, now)
+        return Submission(TaskRecord(task=task, parts=parts), replay=False)
+
+    def _mode(self, cmd: AddCommand) -> Literal["fast", "fine"]:
+        """Fine when asked for, or by default (mode unset), and an LLM is configured; else fast."""
+        return "fine" if cmd.mode != "fast" and self._fine_available else "fast"
+
+    def _task_id(self, cmd: AddCommand, principal: Principal, key: str | None) -> str:
+        if key is None:
+            return cmd.task_id or f"task-{uuid.uuid4().hex}"
+        if cmd.task_id is None:
+            return task_id_for_key(principal.user_id, key)
+        bound = self._tasks.claim_idempotency_key(f"{principal.user_id}\x1f{key}", cmd.task_id)
+        if bound != cmd.task_id:
+            raise Conflict(f"Idempotency-Key: already used for task {bound!r}, not {cmd.task_id!r}")
+        return cmd.task_id
+
+    def _replay(self, record: TaskRecord, cmd: AddCommand, digest: str) -> Submission:
+        if record.task.fingerprint != digest:
+            raise Conflict(
+                f"task_id: {record.task.task_id!r} was already used for a different add; "
+                "use a new task_id (or resend the identical request to get its status)"
+            )
+        # A part still waiting may never have reached the queue (the first attempt failed
+        # after the task was recorded): send it again; FIFO dedup and idempotent writes absorb it.
+        waiting = [p.cube_id for p in record.parts if p.status is TaskState.WAITING]
+        if waiting:
+            self._enqueue(cmd, record.task.task_id, waiting, record.task.created_at)
+        return Submission(record, replay=True)
+
+    def _enqueue(self, cmd: AddCommand, task_id: str, cube_ids: list[str], submitted_at: str) -> None:
+        mode = self._mode(cmd)
+        messages = [
+            QueuedAdd(
+                task_id=task_id,
+                cube_id=cube,
+                user_id=cmd.user_id,
+                session_id=cmd.session_id,
+                mode=mode,
+                messages=cmd.messages,
+                chat_history=cmd.chat_history,
+                custom_tags=cmd.custom_tags,
+                info=cmd.info,
+                is_feedback=cmd.is_feedback,
+                manager_user_id=cmd.manager_user_id,
+                project_id=cmd.project_id,
+                submitted_at=submitted_at,
+            )
+            for cube in cube_ids
+        ]
+        try:
+            self._queue.send(messages)
+        except Exception as exc:
+            raise Unavailable(
+                f"queue unavailable ({type(exc).__name__}); the task is recorded as waiting: "
+                "retry the same request (same task_id) to enqueue it"
+            ) from exc
+
+    def wait(self, task_id: str, timeout: float, poll: float = 0.02) -> TaskRecord:
+        """Poll until the task is completed or failed, or `timeout` seconds pass."""
+        deadline = self._monotonic() + timeout
+        while True:
+            record = self._tasks.get_task(task_id)
+            if record is None:
+                raise NotFound(f"task_id: {task_id!r} not found")
+            if record.status in TERMINAL or self._monotonic() >= deadline:
+                return record
+            self._sleep(poll)
+            poll = min(poll * 1.5, 0.25)
+
+
+class StatusService:
+    def __init__(self, tasks: TaskStore) -> None:
+        self._tasks = tasks
+
+    def get(self, task_id: str, user_id: str | None) -> TaskRecord:
+        record = self._tasks.get_task(task_id)
+        # Another user's task answers exactly like an unknown one: ids do not leak.
+        if record is None or (user_id is not None and record.task.user_id != user_id):
+            raise NotFound(f"task_id: {task_id!r} not found")
+        return record

@@ -1,0 +1,100 @@
+"""The embedded default's worker: threads that drain the durable SQLite queue through the same
+`IngestService.handle` the Lambda worker calls, with the same retry and dead-letter rules."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import threading
+from pathlib import Path
+from typing import IO
+
+from memcube.domain.ingest import Delivery, Verdict
+from memcube.wiring import Container
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class DataDirLocked(RuntimeError):
+    pass
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on the data directory for the life of the process: exactly one
+    consumer per queue is what makes releasing stale leases at start-up safe."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / ".lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise DataDirLocked(f"another memcube process is using {data_dir}") from exc
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter, so retries of many cubes do not line up."""
+    return random.uniform(0, min(MAX_BACKOFF_SECONDS, 0.5 * 2**attempt))
+
+
+class EmbeddedWorker:
+    def __init__(self, container: Container) -> None:
+        self._c = container
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        released = self._c.local_queue.release_all_leases()
+        if released:
+            log.info("released %d messages leased by a previous process", released)
+        for n in range(self._c.settings.workers):
+            thread = threading.Thread(target=self._run, name=f"memcube-worker-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        with self._c.wakeup:
+            self._c.wakeup.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:
+                log.exception("worker loop error")
+                worked = False
+            if not worked:
+                with self._c.wakeup:
+                    self._c.wakeup.wait(POLL_SECONDS)
+
+    def run_once(self) -> bool:
+        """Take one message (if any) and settle it; True if there was one."""
+        settings = self._c.settings
+        got = self._c.local_queue.receive(1, settings.lease_seconds)
+        if not got:
+            return False
+        msg = got[0]
+        try:
+            verdict = self._c.ingest.handle(
+                Delivery(msg.body, msg.message_id, msg.attempts, settings.max_receive_count)
+            )
+        except Exception:
+            log.exception("ingest raised outside its own handling; will retry")
+            verdict = Verdict.RETRY
+        if verdict is Verdict.DONE:
+            self._c.local_queue.ack(msg.seq)
+        else:
+            self._c.local_queue.retry_later(msg.seq, backoff(msg.attempts))
+        return True

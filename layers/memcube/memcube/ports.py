@@ -1,0 +1,86 @@
+"""Ports: the narrow interfaces the domain needs. Adapters implement them; the domain never
+imports an adapter. Every adapter of a port passes the contract suite in tests/contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from memcube.domain.messages import QueuedAdd
+from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What a guarded write did: `created` a new item, found it already there (`exists`, a
+    redelivery rewriting its own item), or refused it as a `duplicate` of `existing_id`."""
+
+    status: Literal["created", "exists", "duplicate"]
+    existing_id: str | None = None
+
+
+class TaskStore(Protocol):
+    def create_task(self, task: Task, parts: Sequence[TaskPart]) -> bool:
+        """Store a new task with its parts atomically; False (and no write) if the id exists."""
+        ...
+
+    def get_task(self, task_id: str) -> TaskRecord | None: ...
+
+    def put_task_part(self, task_id: str, part: TaskPart) -> None:
+        """Replace one cube's part of an existing task."""
+        ...
+
+    def claim_idempotency_key(self, key: str, task_id: str) -> str:
+        """Bind `key` to `task_id` unless already bound; return the task id it is bound to."""
+        ...
+
+    def record_dead_letter(self, letter: DeadLetter) -> None: ...
+
+    def list_dead_letters(self) -> list[DeadLetter]: ...
+
+
+class MemoryStore(Protocol):
+    def put_memory(self, item: MemoryItem) -> PutResult:
+        """Write `item` unless its cube already holds another item with the same content hash.
+
+        The content-hash guard and the item are written in one transaction, so concurrent or
+        repeated writes can never leave two items with the same content in one cube.
+        """
+        ...
+
+    def get_memory(self, memory_id: str) -> MemoryItem | None: ...
+
+    def get_memories(self, memory_ids: Sequence[str]) -> list[MemoryItem]: ...
+
+    def list_memories(self, cube_id: str, offset: int, limit: int) -> tuple[list[MemoryItem], int]:
+        """A page of a cube's activated items, oldest first, and the cube's total."""
+        ...
+
+
+class TaskQueue(Protocol):
+    def send(self, messages: Sequence[QueuedAdd]) -> None:
+        """Enqueue each message in its cube's FIFO group; raise on failure (nothing is half-sent
+        silently: the caller retries with the same task id and deduplication absorbs repeats)."""
+        ...
+
+
+class SearchIndex(Protocol):
+    def upsert(self, items: Sequence[MemoryItem]) -> None:
+        """Index items by memory id (a repeat overwrites, never duplicates)."""
+        ...
+
+    def delete(self, memory_ids: Sequence[str]) -> None: ...
+
+
+class Embedder(Protocol):
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, computed in one batch."""
+        ...

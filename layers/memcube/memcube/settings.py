@@ -1,0 +1,39 @@
+"""Typed settings, read once from `MEMCUBE_*` environment variables (and validated there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEMCUBE_", frozen=True, extra="ignore")
+
+    backend: Literal["embedded", "memory", "aws"] = "embedded"
+    """embedded: SQLite files in `data_dir` with an in-process worker; memory: dicts (tests);
+    aws: DynamoDB + SQS FIFO + OpenSearch."""
+
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".memcube")
+    workers: int = Field(default=2, ge=1, le=32)
+    """Embedded worker threads: cubes are processed in parallel, each cube in order."""
+
+    max_receive_count: int = Field(default=5, ge=1, le=100)
+    """Deliveries of one message before it is dead-lettered (match the SQS redrive policy)."""
+
+    lease_seconds: float = Field(default=900.0, gt=0)
+    """Embedded queue visibility timeout (SQS: the queue's VisibilityTimeout)."""
+
+    sync_timeout_seconds: float = Field(default=25.0, gt=0, le=600)
+    """How long a sync add waits for its task before answering `in_progress`."""
+
+    embedder: Literal["hash"] = "hash"
+    embedding_dimension: int = Field(default=384, ge=8, le=4096)
+
+    queue_url: str | None = None
+    table_name: str | None = None
+    bucket_name: str | None = None
+    opensearch_endpoint: str | None = None
+    opensearch_service: Literal["es", "aoss"] = "aoss"

@@ -1,0 +1,125 @@
+"""The composition root: the one place adapters are built, lazily, from settings.
+
+Nothing here does I/O at import time; each adapter and service is built on first use and then
+reused (a Lambda container keeps them warm across invocations).
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from memcube.domain.ingest import IngestService
+from memcube.domain.memories import MemoryReader
+from memcube.domain.tasks import AddService, StatusService
+from memcube.settings import Settings
+
+if TYPE_CHECKING:
+    from memcube.adapters.sqlite_queue import SqliteQueue
+    from memcube.ports import Embedder, SearchIndex, TaskQueue
+
+
+class Container:
+    """Adapters and services for one backend. Tests pass their own adapters in `overrides`."""
+
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
+        self.settings = settings
+        self.wakeup = threading.Condition()
+        """Notified when a message is enqueued, so embedded workers start at once."""
+        for name, value in overrides.items():
+            self.__dict__[name] = value  # pre-fills the cached_property of the same name
+
+    def _notify(self) -> None:
+        with self.wakeup:
+            self.wakeup.notify_all()
+
+    @cached_property
+    def store(self) -> Any:
+        """TaskStore + MemoryStore + UserDirectory."""
+        backend = self.settings.backend
+        if backend == "embedded":
+            from memcube.adapters.sqlite_store import SqliteStore
+
+            return SqliteStore(self.settings.data_dir / "store.db")
+        if backend == "memory":
+            from memcube.adapters.inmemory import InMemoryStore
+
+            return InMemoryStore()
+        raise _not_yet(backend)
+
+    @cached_property
+    def queue(self) -> TaskQueue:
+        backend = self.settings.backend
+        if backend == "embedded":
+            return self.local_queue
+        if backend == "memory":
+            from memcube.adapters.inmemory import InMemoryQueue
+
+            return InMemoryQueue()
+        raise _not_yet(backend)
+
+    @cached_property
+    def local_queue(self) -> SqliteQueue:
+        from memcube.adapters.sqlite_queue import SqliteQueue
+
+        return SqliteQueue(self.settings.data_dir / "queue.db", on_send=self._notify)
+
+    @cached_property
+    def index(self) -> SearchIndex:
+        backend = self.settings.backend
+        if backend == "embedded":
+            from memcube.adapters.sqlite_index import SqliteIndex
+
+            return SqliteIndex(self.settings.data_dir / "index.db")
+        if backend == "memory":
+            from memcube.adapters.inmemory import InMemoryIndex
+
+            return InMemoryIndex()
+        raise _not_yet(backend)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        from memcube.adapters.hash_embedder import HashEmbedder
+
+        return HashEmbedder(self.settings.embedding_dimension)
+
+    @cached_property
+    def add(self) -> AddService:
+        return AddService(self.store, self.store, self.queue)
+
+    @cached_property
+    def status(self) -> StatusService:
+        return StatusService(self.store)
+
+    @cached_property
+    def reader(self) -> MemoryReader:
+        return MemoryReader(self.store, self.store)
+
+    @cached_property
+    def ingest(self) -> IngestService:
+        return IngestService(self.store, self.store, self.store, self.index, self.embedder)
+
+    def close(self) -> None:
+        for name in ("store", "local_queue", "index"):
+            adapter = self.__dict__.get(name)
+            close = getattr(adapter, "close", None)
+            if close is not None:
+                close()
+
+
+def _not_yet(backend: str) -> RuntimeError:
+    return RuntimeError(f"backend {backend!r} has no adapters in this build (MEMCUBE_BACKEND)")
+
+
+_lock = threading.Lock()
+_container: Container | None = None
+
+
+def container_from_env() -> Container:
+    """The process-wide container (Lambda handlers use it; built on first call)."""
+    global _container  # noqa: PLW0603 - the one process-wide cache, by design
+    with _lock:
+        if _container is None:
+            _container = Container(Settings())
+        return _container

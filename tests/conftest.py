@@ -1,0 +1,56 @@
+"""Shared fixtures: containers on in-memory and embedded (SQLite) adapters, event loaders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.embedded import EmbeddedWorker
+from memcube.settings import Settings
+from memcube.wiring import Container
+from memcube_api.app import create_app
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return data
+
+
+@pytest.fixture
+def event() -> Callable[[str], dict[str, Any]]:
+    return load_event
+
+
+@pytest.fixture
+def memory_container() -> Container:
+    """In-memory ports: the queue only records what was sent (no worker runs)."""
+    return Container(
+        Settings(backend="memory"),
+        store=InMemoryStore(),
+        queue=InMemoryQueue(),
+        index=InMemoryIndex(),
+    )
+
+
+@pytest.fixture
+def embedded_container(tmp_path: Path) -> Iterator[Container]:
+    """The embedded default on SQLite files in a temporary data dir, worker running."""
+    container = Container(Settings(backend="embedded", data_dir=tmp_path / "data", sync_timeout_seconds=20))
+    worker = EmbeddedWorker(container)
+    worker.start()
+    yield container
+    worker.stop()
+    container.close()
+
+
+@pytest.fixture
+def client(embedded_container: Container) -> TestClient:
+    return TestClient(create_app(lambda: embedded_container))

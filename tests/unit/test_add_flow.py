@@ -1,0 +1,181 @@
+"""The add use case on in-memory ports: task, one message per cube, worker outcomes, idempotency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from memcube.adapters.hash_embedder import HashEmbedder
+from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, Unavailable
+from memcube.domain.ingest import Delivery, IngestService, Verdict
+from memcube.domain.model import Principal, TaskState
+from memcube.domain.requests import AddRequest, to_command
+from memcube.domain.tasks import AddService
+
+
+class World:
+    def __init__(self) -> None:
+        self.store = InMemoryStore()
+        self.queue = InMemoryQueue()
+        self.index = InMemoryIndex()
+        self.add = AddService(self.store, self.store, self.queue)
+        self.ingest = IngestService(self.store, self.store, self.store, self.index, HashEmbedder(64))
+
+    def submit(self, key: str | None = None, **body: Any) -> str:
+        cmd = to_command(AddRequest.model_validate({"user_id": "alice", "messages": "I like tea", **body}))
+        return self.add.submit(cmd, Principal(user_id=cmd.user_id), key).task_id
+
+    def drain(self, attempt: int = 1) -> list[Verdict]:
+        sent, self.queue.sent = self.queue.sent, []
+        return [self.ingest.handle(Delivery(m.model_dump_json(), f"m{i}", attempt, 5)) for i, m in enumerate(sent)]
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_one_message_per_target_cube_grouped_by_cube(world: World) -> None:
+    task_id = world.submit(writable_cube_ids=["alice", "kb-1"])
+    assert [(m.task_id, m.group_id) for m in world.queue.sent] == [(task_id, "alice"), (task_id, "kb-1")]
+    record = world.store.get_task(task_id)
+    assert record is not None
+    assert record.status is TaskState.WAITING
+
+
+def test_worker_completes_every_cube_and_records_each_memory(world: World) -> None:
+    task_id = world.submit(writable_cube_ids=["alice", "kb-1"], custom_tags=["drinks"], info={"app": "x"})
+    assert world.drain() == [Verdict.DONE, Verdict.DONE]
+    record = world.store.get_task(task_id)
+    assert record is not None
+    assert record.status is TaskState.COMPLETED
+    for part in record.parts:
+        [outcome] = part.outcomes
+        assert outcome.outcome == "added"
+        item = world.store.get_memory(outcome.memory_id)
+        assert item is not None
+        assert item.metadata.cube_id == part.cube_id
+        assert item.metadata.custom_tags == ["drinks"]
+        assert item.metadata.info == {"app": "x"}
+        assert outcome.memory_id in world.index.docs
+
+
+def test_redelivered_message_adds_no_duplicate(world: World) -> None:
+    task_id = world.submit()
+    [msg] = world.queue.sent
+    for attempt in (1, 2, 3):
+        assert world.ingest.handle(Delivery(msg.model_dump_json(), "m", attempt, 5)) is Verdict.DONE
+    assert world.store.list_memories("alice", 0, 10)[1] == 1
+    record = world.store.get_task(task_id)
+    assert record is not None
+    assert [o.outcome for o in record.parts[0].outcomes] == ["added"]
+
+
+def test_same_content_in_a_later_task_is_reported_duplicate(world: World) -> None:
+    first = world.submit()
+    world.drain()
+    second = world.submit()
+    world.drain()
+    rec1, rec2 = world.store.get_task(first), world.store.get_task(second)
+    assert rec1 is not None and rec2 is not None
+    [added], [dup] = rec1.parts[0].outcomes, rec2.parts[0].outcomes
+    assert dup.outcome == "duplicate"
+    assert dup.memory_id == added.memory_id
+    assert world.store.list_memories("alice", 0, 10)[1] == 1
+
+
+def test_repeating_a_task_id_returns_the_same_task_and_stores_nothing_new(world: World) -> None:
+    assert world.submit(task_id="biz-1") == "biz-1"
+    world.drain()
+    assert world.submit(task_id="biz-1") == "biz-1"
+    assert world.queue.sent == []  # completed parts are not enqueued again
+    assert world.store.list_memories("alice", 0, 10)[1] == 1
+
+
+def test_reusing_a_task_id_for_a_different_add_is_a_conflict(world: World) -> None:
+    world.submit(task_id="biz-1")
+    with pytest.raises(Conflict, match="task_id"):
+        world.submit(task_id="biz-1", messages="something else")
+
+
+def test_idempotency_key_without_task_id_maps_to_one_task(world: World) -> None:
+    first = world.submit(key="k-1")
+    second = world.submit(key="k-1")
+    assert first == second
+    assert len(world.queue.sent) == 1
+
+
+def test_idempotency_key_bound_to_another_task_id_is_a_conflict(world: World) -> None:
+    world.submit(key="k-1", task_id="t-1")
+    with pytest.raises(Conflict, match="Idempotency-Key"):
+        world.submit(key="k-1", task_id="t-2")
+
+
+def test_queue_outage_is_unavailable_and_a_retry_enqueues_the_waiting_task(world: World) -> None:
+    world.queue.fail_next = 1
+    with pytest.raises(Unavailable, match="retry the same request"):
+        world.submit(task_id="t-1")
+    assert world.queue.sent == []
+    assert world.submit(task_id="t-1") == "t-1"
+    assert len(world.queue.sent) == 1
+
+
+def test_a_personal_cube_is_writable_only_by_its_user_and_all_or_nothing(world: World) -> None:
+    world.submit()  # alice now exists, so cube "alice" is personal
+    world.drain()
+    cmd = to_command(
+        AddRequest.model_validate({"user_id": "bob", "messages": "x", "writable_cube_ids": ["kb-1", "alice"]})
+    )
+    with pytest.raises(Forbidden, match="'alice'"):
+        world.add.submit(cmd, Principal(user_id="bob"))
+    assert world.queue.sent == []
+
+
+def test_sync_fine_mode_without_an_llm_is_refused(world: World) -> None:
+    with pytest.raises(InvalidRequest, match="fine mode needs an LLM"):
+        world.submit(async_mode="sync", mode="fine")
+
+
+def test_transient_failure_retries_then_dead_letters_with_the_reason(world: World) -> None:
+    task_id = world.submit()
+    [msg] = world.queue.sent
+
+    def broken(_: object) -> None:
+        raise TimeoutError("index down")
+
+    world.index.upsert = broken  # type: ignore[method-assign]
+    body = msg.model_dump_json()
+    assert world.ingest.handle(Delivery(body, "m", 1, 3)) is Verdict.RETRY
+    record = world.store.get_task(task_id)
+    assert record is not None
+    assert record.status is TaskState.IN_PROGRESS
+    assert "index down" in (record.parts[0].error or "")
+    assert world.ingest.handle(Delivery(body, "m", 3, 3)) is Verdict.DONE
+    record = world.store.get_task(task_id)
+    assert record is not None
+    assert record.status is TaskState.FAILED
+    assert "gave up after 3 attempts" in (record.parts[0].error or "")
+    [letter] = world.store.list_dead_letters()
+    assert letter.task_id == task_id
+    assert "index down" in letter.reason
+
+
+def test_invalid_queued_message_is_dead_lettered_without_retry(world: World) -> None:
+    assert world.ingest.handle(Delivery('{"v": 1, "task_id": "t"}', "m", 1, 5)) is Verdict.DONE
+    [letter] = world.store.list_dead_letters()
+    assert "invalid queued message" in letter.reason
+    assert "cube_id" in letter.reason
+
+
+def test_a_queued_message_for_a_forbidden_cube_is_rejected_by_the_worker(world: World) -> None:
+    world.submit()
+    world.drain()
+    forged = (
+        '{"v":1,"task_id":"t-x","cube_id":"alice","user_id":"mallory","messages":[{"type":"text","content":"pwned"}]}'
+    )
+    assert world.ingest.handle(Delivery(forged, "m", 1, 5)) is Verdict.DONE
+    assert world.store.list_memories("alice", 0, 10)[1] == 1
+    [letter] = world.store.list_dead_letters()
+    assert "may not write" in letter.reason
