@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,11 @@ from memcube.wiring import Container
 from memcube_api.app import create_app
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
+
+# Lambda handlers run in-process: no X-Ray daemon, metrics in a test namespace.
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MemcubeTests")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 def load_event(name: str) -> dict[str, Any]:

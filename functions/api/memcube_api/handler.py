@@ -8,7 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
-from memcube.observability import logger
+from memcube.observability import logger, metrics, tracer
 from memcube.wiring import container_from_env
 from memcube_api.app import create_app
 
@@ -16,6 +16,8 @@ app = create_app(container_from_env)
 _asgi = Mangum(app, lifespan="off", api_gateway_base_path="/")
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True, raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _asgi(event, context)  # type: ignore[arg-type]  # powertools' and Mangum's context types differ only in typing

@@ -6,6 +6,7 @@ cube (FIFO order requires that) while the other cubes in the batch go on.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
@@ -13,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from memcube.domain.ingest import Delivery, Verdict
-from memcube.observability import logger
+from memcube.observability import logger, metrics, tracer
 from memcube.wiring import container_from_env
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
@@ -27,14 +28,29 @@ def record_handler(record: SQSRecord) -> None:
     container = container_from_env()
     attempt = int(record.attributes.approximate_receive_count or "1")
     logger.append_keys(cube_id=record.attributes.message_group_id, message_id=record.message_id)
+    task_id = _task_id(record.body)
+    if task_id:
+        logger.append_keys(task_id=task_id)
+        tracer.put_annotation("task_id", task_id)
     delivery = Delivery(record.body, record.message_id, attempt, container.settings.max_receive_count)
     if container.ingest.handle(delivery) is Verdict.RETRY:
         raise RetryLater(f"message {record.message_id} will be retried (attempt {attempt})")
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True, raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
     return dict(response)
+
+
+def _task_id(body: str) -> str | None:
+    """The task id for log correlation, without a full parse (the domain validates the body)."""
+    try:
+        value = json.loads(body).get("task_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None

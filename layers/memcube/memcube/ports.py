@@ -84,3 +84,14 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One vector per text, computed in one batch."""
         ...
+
+
+class Telemetry(Protocol):
+    """Business metrics (one per outcome). Powertools Metrics on AWS; a no-op embedded."""
+
+    def count(self, name: str, value: int = 1) -> None: ...
+
+
+class NoTelemetry:
+    def count(self, name: str, value: int = 1) -> None:
+        return None

@@ -17,8 +17,9 @@ class Settings(BaseSettings):
     aws: DynamoDB + SQS FIFO + OpenSearch."""
 
     data_dir: Path = Field(default_factory=lambda: Path.home() / ".memcube")
-    workers: int = Field(default=2, ge=1, le=32)
-    """Embedded worker threads: cubes are processed in parallel, each cube in order."""
+    workers: int = Field(default=2, ge=0, le=32)
+    """Embedded worker threads: cubes are processed in parallel, each cube in order. 0 runs the
+    API alone: adds are accepted and queued durably, and processed by the next serve with workers."""
 
     max_receive_count: int = Field(default=5, ge=1, le=100)
     """Deliveries of one message before it is dead-lettered (match the SQS redrive policy)."""
@@ -30,6 +31,7 @@ class Settings(BaseSettings):
     """How long a sync add waits for its task before answering `in_progress`."""
 
     embedder: Literal["hash"] = "hash"
+    """Embedding model. `hash`: the deterministic offline feature-hashing embedder."""
     embedding_dimension: int = Field(default=384, ge=8, le=4096)
 
     queue_url: str | None = None

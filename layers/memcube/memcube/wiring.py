@@ -17,7 +17,7 @@ from memcube.settings import Settings
 
 if TYPE_CHECKING:
     from memcube.adapters.sqlite_queue import SqliteQueue
-    from memcube.ports import Embedder, SearchIndex, TaskQueue
+    from memcube.ports import Embedder, SearchIndex, TaskQueue, Telemetry
 
 
 class Container:
@@ -85,6 +85,16 @@ class Container:
         return HashEmbedder(self.settings.embedding_dimension)
 
     @cached_property
+    def telemetry(self) -> Telemetry:
+        if self.settings.backend == "aws":
+            from memcube.observability import MetricsTelemetry
+
+            return MetricsTelemetry()
+        from memcube.ports import NoTelemetry
+
+        return NoTelemetry()
+
+    @cached_property
     def add(self) -> AddService:
         return AddService(self.store, self.store, self.queue)
 
@@ -98,7 +108,9 @@ class Container:
 
     @cached_property
     def ingest(self) -> IngestService:
-        return IngestService(self.store, self.store, self.store, self.index, self.embedder)
+        return IngestService(
+            self.store, self.store, self.store, self.index, self.embedder, telemetry=self.telemetry
+        )
 
     def close(self) -> None:
         for name in ("store", "local_queue", "index"):

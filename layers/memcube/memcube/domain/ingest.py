@@ -34,7 +34,7 @@ from memcube.domain.model import (
 )
 from memcube.domain.permissions import UserDirectory, authorize_write
 from memcube.domain.reader import Window, windows
-from memcube.ports import Embedder, MemoryStore, SearchIndex, TaskStore
+from memcube.ports import Embedder, MemoryStore, NoTelemetry, SearchIndex, TaskStore, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,10 @@ class IngestService:
         embedder: Embedder,
         *,
         fine_available: bool = False,
+        telemetry: Telemetry | None = None,
         now: Callable[[], str] = lambda: iso(utcnow()),
     ) -> None:
+        self._telemetry = telemetry or NoTelemetry()
         self._tasks = tasks
         self._users = users
         self._memories = memories
@@ -110,6 +112,7 @@ class IngestService:
                 self._dead_letter(delivery, f"gave up after {delivery.attempt} attempts: {reason}", msg)
                 return Verdict.DONE
             self._note_error(msg, reason)
+            self._telemetry.count("PartsRetried")
             return Verdict.RETRY
         return Verdict.DONE
 
@@ -159,6 +162,11 @@ class IngestService:
             }
         )
         self._tasks.put_task_part(msg.task_id, done)
+        self._telemetry.count("PartsCompleted")
+        for outcome in ("added", "duplicate"):
+            n = sum(1 for o in outcomes if o.outcome == outcome)
+            if n:
+                self._telemetry.count(f"Memories{outcome.capitalize()}", n)
         return done
 
     def _mode_notes(self, msg: QueuedAdd) -> list[str]:
@@ -244,6 +252,8 @@ class IngestService:
     def _dead_letter(self, delivery: Delivery, reason: str, msg: QueuedAdd | None) -> None:
         task_id, cube_id, user_id = (msg.task_id, msg.cube_id, msg.user_id) if msg else _ids_from(delivery.body)
         now = self._now()
+        self._telemetry.count("PartsDeadLettered")
+        log.error("dead-lettered", extra={"task_id": task_id, "cube_id": cube_id, "reason": reason})
         self._tasks.record_dead_letter(
             DeadLetter(
                 message_id=delivery.message_id,
