@@ -142,7 +142,7 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         task_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     ) -> JSONResponse:
         if task_id is None:
-            records = c.store.list_tasks(user_id, 100)
+            records = c.status.recent(user_id)
             return envelope(200, "Task status retrieved", [status_view(r) for r in records])
         record = c.status.get(task_id, user_id)
         return envelope(200, "Task status retrieved", [status_view(record)])

@@ -28,6 +28,10 @@ class TaskStore(Protocol):
 
     def get_task(self, task_id: str) -> TaskRecord | None: ...
 
+    def list_tasks(self, user_id: str, limit: int) -> list[TaskRecord]:
+        """The user's most recent tasks, newest first."""
+        ...
+
     def put_task_part(self, task_id: str, part: TaskPart) -> None:
         """Replace one cube's part of an existing task."""
         ...

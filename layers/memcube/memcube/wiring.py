@@ -108,9 +108,7 @@ class Container:
 
     @cached_property
     def ingest(self) -> IngestService:
-        return IngestService(
-            self.store, self.store, self.store, self.index, self.embedder, telemetry=self.telemetry
-        )
+        return IngestService(self.store, self.store, self.store, self.index, self.embedder, telemetry=self.telemetry)
 
     def close(self) -> None:
         for name in ("store", "local_queue", "index"):

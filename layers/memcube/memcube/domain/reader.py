@@ -52,8 +52,9 @@ class Window:
 
     @property
     def key(self) -> str:
-        first = " ".join(self.text.split())
-        return first[:KEY_CHARS]
+        """A short title: the start of the first message's own words (no role or time prefix)."""
+        first = next((s.content for s in self.sources if s.content.strip()), self.text)
+        return " ".join(first.split())[:KEY_CHARS]
 
 
 def _split_long(text: str, limit: int, overlap: int) -> list[str]:

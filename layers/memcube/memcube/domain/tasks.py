@@ -157,8 +157,13 @@ class AddService:
 
 
 class StatusService:
+    LIST_LIMIT = 100
+
     def __init__(self, tasks: TaskStore) -> None:
         self._tasks = tasks
+
+    def recent(self, user_id: str) -> list[TaskRecord]:
+        return self._tasks.list_tasks(user_id, self.LIST_LIMIT)
 
     def get(self, task_id: str, user_id: str | None) -> TaskRecord:
         record = self._tasks.get_task(task_id)
