@@ -3,17 +3,84 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from memcube.settings import Settings
+
+if TYPE_CHECKING:
+    from memcube.wiring import Container
 
 
 @click.group()
 @click.version_option(package_name="memcube")
 def main() -> None:
     """memcube: a MemOS-compatible memory service."""
+
+
+def _data_dir_option(fn: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Embedded default: where the SQLite files live (default: $MEMCUBE_DATA_DIR or ~/.memcube).",
+    )(fn)
+
+
+def _container(data_dir: Path | None) -> Container:
+    """The container for operator commands: MEMCUBE_BACKEND chooses (embedded by default)."""
+    from memcube.wiring import Container
+
+    settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
+    return Container(settings)
+
+
+@main.command()
+@_data_dir_option
+@click.option("--cube", "cube_id", default=None, help="Only this cube (default: every cube).")
+def reindex(data_dir: Path | None, cube_id: str | None) -> None:
+    """Rebuild the search index from the store (the system of record). Safe to repeat."""
+    container = _container(data_dir)
+    try:
+        with click.progressbar(length=0, label="reindexing", show_pos=True) as bar:
+            total = container.maintenance.reindex(cube_id, progress=bar.update)
+        click.echo(f"reindexed {total} memories")
+    finally:
+        container.close()
+
+
+@main.command()
+@_data_dir_option
+@click.option("--cube", "cube_id", required=True, help="The cube to check.")
+@click.option("--repair", is_flag=True, help="Fix the differences (re-upsert or drop index documents).")
+def reconcile(data_dir: Path | None, cube_id: str, repair: bool) -> None:
+    """Compare the index with the store for one cube; exit 1 if they differ (and were not repaired)."""
+    container = _container(data_dir)
+    try:
+        report = container.maintenance.reconcile(cube_id, repair=repair)
+    finally:
+        container.close()
+    click.echo(
+        f"cube {cube_id}: {len(report.missing_from_index)} missing from the index, "
+        f"{len(report.not_in_store)} in the index but not the store" + (" (repaired)" if report.repaired else "")
+    )
+    if report.differences and not report.repaired:
+        raise SystemExit(1)
+
+
+@main.command("dead-letters")
+@_data_dir_option
+def dead_letters(data_dir: Path | None) -> None:
+    """List dead-lettered messages with their reasons (one JSON object per line)."""
+    container = _container(data_dir)
+    try:
+        for letter in container.store.list_dead_letters():
+            click.echo(letter.model_dump_json(exclude={"body"}))
+    finally:
+        container.close()
 
 
 @main.command()

@@ -4,7 +4,7 @@ imports an adapter. Every adapter of a port passes the contract suite in tests/c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -62,6 +62,10 @@ class MemoryStore(Protocol):
         """A page of a cube's activated items, oldest first, and the cube's total."""
         ...
 
+    def iter_memories(self, cube_id: str | None = None) -> Iterator[MemoryItem]:
+        """Every item (any status) of one cube, or of all cubes: the source for reindexing."""
+        ...
+
 
 class TaskQueue(Protocol):
     def send(self, messages: Sequence[QueuedAdd]) -> None:
@@ -76,6 +80,10 @@ class SearchIndex(Protocol):
         ...
 
     def delete(self, memory_ids: Sequence[str]) -> None: ...
+
+    def ids(self, cube_id: str) -> set[str]:
+        """Ids of the cube's indexed documents (to reconcile the index with the store)."""
+        ...
 
 
 class Embedder(Protocol):

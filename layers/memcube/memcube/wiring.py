@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from memcube.domain.ingest import IngestService
+from memcube.domain.maintenance import Maintenance
 from memcube.domain.memories import MemoryReader
 from memcube.domain.tasks import AddService, StatusService
 from memcube.settings import Settings
@@ -109,6 +110,10 @@ class Container:
     @cached_property
     def ingest(self) -> IngestService:
         return IngestService(self.store, self.store, self.store, self.index, self.embedder, telemetry=self.telemetry)
+
+    @cached_property
+    def maintenance(self) -> Maintenance:
+        return Maintenance(self.store, self.index)
 
     def close(self) -> None:
         for name in ("store", "local_queue", "index"):

@@ -4,7 +4,7 @@ uses. They keep the same invariants as the real adapters (they pass the same con
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
@@ -94,6 +94,12 @@ class InMemoryStore:
         items.sort(key=lambda i: (i.metadata.created_at, i.id))
         return [i.model_copy(deep=True) for i in items[offset : offset + limit]], len(items)
 
+    def iter_memories(self, cube_id: str | None = None) -> Iterator[MemoryItem]:
+        with self._lock:
+            items = [i for i in self._items.values() if cube_id is None or i.metadata.cube_id == cube_id]
+        for item in items:
+            yield item.model_copy(deep=True)
+
     def register_user(self, user_id: str) -> None:
         with self._lock:
             self._users.add(user_id)
@@ -134,3 +140,6 @@ class InMemoryIndex:
     def delete(self, memory_ids: Sequence[str]) -> None:
         for memory_id in memory_ids:
             self.docs.pop(memory_id, None)
+
+    def ids(self, cube_id: str) -> set[str]:
+        return {i for i, d in self.docs.items() if d.metadata.cube_id == cube_id}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from memcube.adapters.sqlite_base import SqliteDb
@@ -145,6 +145,26 @@ class SqliteStore:
                 (cube_id, limit, offset),
             ).fetchall()
         return [MemoryItem.model_validate_json(r["body"]) for r in rows], int(total)
+
+    def iter_memories(self, cube_id: str | None = None) -> Iterator[MemoryItem]:
+        """Pages by primary key, so the store stays writable while a reindex runs."""
+        after = ""
+        while True:
+            with self._db.read() as cur:
+                if cube_id is None:
+                    rows = cur.execute(
+                        "SELECT id, body FROM items WHERE id > ? ORDER BY id LIMIT 500", (after,)
+                    ).fetchall()
+                else:
+                    rows = cur.execute(
+                        "SELECT id, body FROM items WHERE cube_id = ? AND id > ? ORDER BY id LIMIT 500",
+                        (cube_id, after),
+                    ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield MemoryItem.model_validate_json(row["body"])
+            after = rows[-1]["id"]
 
     def register_user(self, user_id: str) -> None:
         with self._db.tx() as cur:

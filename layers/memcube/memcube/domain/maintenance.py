@@ -1,0 +1,69 @@
+"""Operator use cases: rebuild the index from the store, and reconcile the two.
+
+The store is the system of record and the index is derived: any difference is repaired by
+re-upserting the store's version (or dropping documents the store does not have).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from memcube.domain.model import MemoryItem
+from memcube.ports import MemoryStore, SearchIndex
+
+BATCH = 200
+
+
+@dataclass
+class ReconcileReport:
+    cube_id: str
+    missing_from_index: list[str] = field(default_factory=list)
+    not_in_store: list[str] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def differences(self) -> int:
+        return len(self.missing_from_index) + len(self.not_in_store)
+
+
+class Maintenance:
+    def __init__(self, memories: MemoryStore, index: SearchIndex) -> None:
+        self._memories = memories
+        self._index = index
+
+    def reindex(self, cube_id: str | None = None, progress: Callable[[int], None] | None = None) -> int:
+        """Upsert every stored item into the index (by id, so it is safe to repeat)."""
+        batch: list[MemoryItem] = []
+        done = 0
+        for item in self._memories.iter_memories(cube_id):
+            batch.append(item)
+            if len(batch) >= BATCH:
+                done += self._flush(batch, progress)
+        return done + self._flush(batch, progress)
+
+    def _flush(self, batch: list[MemoryItem], progress: Callable[[int], None] | None) -> int:
+        if not batch:
+            return 0
+        self._index.upsert(batch)
+        n = len(batch)
+        batch.clear()
+        if progress is not None:
+            progress(n)
+        return n
+
+    def reconcile(self, cube_id: str, repair: bool = False) -> ReconcileReport:
+        stored = {i.id: i for i in self._memories.iter_memories(cube_id)}
+        indexed = self._index.ids(cube_id)
+        report = ReconcileReport(
+            cube_id=cube_id,
+            missing_from_index=sorted(set(stored) - indexed),
+            not_in_store=sorted(indexed - set(stored)),
+        )
+        if repair and report.differences:
+            missing = [stored[i] for i in report.missing_from_index]
+            for start in range(0, len(missing), BATCH):
+                self._index.upsert(missing[start : start + BATCH])
+            self._index.delete(report.not_in_store)
+            report.repaired = True
+        return report
