@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
@@ -20,4 +21,6 @@ _asgi = Mangum(app, lifespan="off", api_gateway_base_path="/")
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True, raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _asgi(event, context)  # type: ignore[arg-type]  # powertools' and Mangum's context types differ only in typing
+    response: dict[str, Any] = _asgi(event, context)  # type: ignore[arg-type]  # context types differ only in typing
+    metrics.add_metric(name=f"Http{int(response['statusCode']) // 100}xx", unit=MetricUnit.Count, value=1)
+    return response
