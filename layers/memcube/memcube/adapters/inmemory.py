@@ -42,8 +42,9 @@ class InMemoryStore:
 
     def list_tasks(self, user_id: str, limit: int) -> list[TaskRecord]:
         with self._lock:
-            ids = [t.task_id for t in self._tasks.values() if t.user_id == user_id]
-        records = [self.get_task(i) for i in ids[-limit:]]
+            mine = sorted((t for t in self._tasks.values() if t.user_id == user_id), key=lambda t: t.created_at)
+            ids = [t.task_id for t in reversed(mine)][:limit]
+        records = [self.get_task(i) for i in ids]
         return [r for r in records if r is not None]
 
     def put_task_part(self, task_id: str, part: TaskPart) -> None:
