@@ -4,8 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
+# Tools that must not share the app's dependencies live in their own venvs under .tools/.
+SAM_VENV := .tools/sam-venv
+SAM_STAMP := $(SAM_VENV)/.installed-stamp
+SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+# `sam build` for the python3.12 runtime needs a python3.12 on PATH (pyenv provides one here).
+SAM_PYENV ?= 3.12.1:3.11.7
 
-.PHONY: run test lint clean
+.PHONY: run test lint template clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "memcube needs Python 3.11+ (set PYTHON=...)")'
@@ -22,8 +28,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint
+$(SAM_STAMP):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install -q 'cfn-lint==1.*' 'aws-sam-cli==1.*'
+	@touch $(SAM_STAMP)
+
+template: $(SAM_STAMP)
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint
+	PYENV_VERSION=$(SAM_PYENV) $(SAM_ENV) $(SAM_VENV)/bin/sam build --build-dir .aws-sam/build
+
+test: lint template
 	$(VENV)/bin/pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .aws-sam .pytest_cache .mypy_cache .ruff_cache
