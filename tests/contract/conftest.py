@@ -17,12 +17,14 @@ from memcube.adapters.hash_embedder import HashEmbedder
 from memcube.adapters.inmemory import InMemoryIndex, InMemoryStore
 from memcube.adapters.sqlite_index import SqliteIndex
 from memcube.adapters.sqlite_store import SqliteStore
+from tests.aws_support import MotoDynamoStore
 
 Factory = Callable[[Path], Any]
 
 STORE_FACTORIES: dict[str, Factory] = {
     "memory": lambda _: InMemoryStore(),
     "sqlite": lambda tmp: SqliteStore(tmp / "store.db"),
+    "dynamodb-moto": lambda _: MotoDynamoStore(),
 }
 """Adapters implementing TaskStore + MemoryStore + UserDirectory."""
 

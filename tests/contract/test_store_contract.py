@@ -104,18 +104,25 @@ def test_iter_memories_yields_every_item_of_a_cube_or_of_all(store: Any) -> None
 
 
 def test_racing_writers_of_one_content_leave_exactly_one_item(store: Any) -> None:
+    if not getattr(store, "thread_safe", True):
+        pytest.skip("this backend's emulator is not thread-safe; the race runs against the real server tier")
     results: list[Any] = []
+    errors: list[BaseException] = []
     barrier = threading.Barrier(20)
 
     def write(n: int) -> None:
         barrier.wait()
-        results.append(store.put_memory(memory(f"m{n}", "the very same fact")))
+        try:
+            results.append(store.put_memory(memory(f"m{n}", "the very same fact")))
+        except BaseException as exc:  # a writer must never fail, only win or lose
+            errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(20)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert errors == []
     created = [r for r in results if r.status == "created"]
     assert len(created) == 1
     winner = next(f"m{n}" for n in range(20) if store.get_memory(f"m{n}") is not None)

@@ -1,0 +1,256 @@
+"""OpenSearch: the derived search index on AWS (text + k-NN), via opensearch-py.
+
+- **Auth**: SigV4 through opensearch-py's `AWSV4SignerAuth` with service `es` (managed domain) or
+  `aoss` (OpenSearch Serverless); `auth="none"` for local test servers.
+- **Mapping**: `memory`/`key` as text, the filter fields as keywords, `info` as `flat_object`
+  (OpenSearch 2.7+; it keeps arbitrary user keys from exploding the mapping), dates, and an
+  `embedding` `knn_vector` sized to the embedder with HNSW on faiss and `innerproduct` (our
+  vectors are unit length, so inner product is cosine and avoids a per-query normalization).
+- **Index lifecycle**: `bootstrap()` creates the index; it runs from deployment or
+  `memcube bootstrap-index`, never in a constructor or on a cold start.
+- **Writes**: `_bulk` index ops with `_id` = memory id (a repeat overwrites, never duplicates).
+- **Read-your-writes**: on a managed domain every write uses `refresh=wait_for`, so an item of a
+  completed task is searchable as soon as the task says so. OpenSearch Serverless accepts no
+  refresh parameter and makes writes searchable within its documented refresh interval (about
+  10 s); the duplicate check never depends on the index (it uses the store's content-hash
+  guard), so exactly-once holds on both, and search on Serverless is eventually consistent.
+- **Isolation**: every query carries a `terms` filter on `cube_id` (and `status: activated`);
+  on managed domains documents and queries are also routed by cube id. Serverless does not
+  support custom routing, so there the filter alone confines a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from memcube.domain.model import MemoryItem
+
+Service = Literal["es", "aoss"]
+KNN_ENGINE = "faiss"
+KNN_SPACE = "innerproduct"
+
+
+def mapping(dimension: int) -> dict[str, Any]:
+    """Index settings and mappings (created by bootstrap)."""
+    keyword = {"type": "keyword"}
+    return {
+        "settings": {"index": {"knn": True}},
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "memory_id": keyword,
+                "memory": {"type": "text"},
+                "key": {"type": "text", "fields": {"raw": keyword}},
+                "cube_id": keyword,
+                "user_id": keyword,
+                "session_id": keyword,
+                "status": keyword,
+                "memory_type": keyword,
+                "tags": keyword,
+                "custom_tags": keyword,
+                "embedding_model": keyword,
+                "info": {"type": "flat_object"},
+                "created_at": {"type": "date"},
+                "updated_at": {"type": "date"},
+                "embedding": {
+                    "type": "knn_vector",
+                    "dimension": dimension,
+                    "method": {"name": "hnsw", "engine": KNN_ENGINE, "space_type": KNN_SPACE},
+                },
+            },
+        },
+    }
+
+
+def document(item: MemoryItem) -> dict[str, Any]:
+    meta = item.metadata
+    doc: dict[str, Any] = {
+        "memory_id": item.id,
+        "memory": item.memory,
+        "key": meta.key,
+        "cube_id": meta.cube_id,
+        "user_id": meta.user_id,
+        "session_id": meta.session_id,
+        "status": meta.status,
+        "memory_type": meta.memory_type,
+        "tags": meta.tags,
+        "custom_tags": meta.custom_tags,
+        "embedding_model": meta.embedding_model,
+        "info": meta.info,
+        "created_at": meta.created_at,
+        "updated_at": meta.updated_at,
+    }
+    if meta.embedding:
+        doc["embedding"] = meta.embedding
+    return doc
+
+
+def scope_filter(cube_ids: Sequence[str], *, activated_only: bool = True) -> list[dict[str, Any]]:
+    """The filter clauses every query carries: never a query without its cubes."""
+    if not cube_ids:
+        raise ValueError("a search must name at least one cube")
+    clauses: list[dict[str, Any]] = [{"terms": {"cube_id": list(cube_ids)}}]
+    if activated_only:
+        clauses.append({"term": {"status": "activated"}})
+    return clauses
+
+
+def knn_query(vector: Sequence[float], k: int, cube_ids: Sequence[str]) -> dict[str, Any]:
+    """A k-NN search with efficient filtering: the filter sits inside the `knn` clause so the
+    engine (faiss HNSW, OpenSearch 2.9+) filters during the graph search and still returns k hits
+    for a small cube in a large index (post-filtering would return fewer)."""
+    return {
+        "size": k,
+        "_source": {"excludes": ["embedding"]},
+        "query": {
+            "knn": {
+                "embedding": {
+                    "vector": list(vector),
+                    "k": k,
+                    "filter": {"bool": {"filter": scope_filter(cube_ids)}},
+                }
+            }
+        },
+    }
+
+
+def text_query(text: str, size: int, cube_ids: Sequence[str]) -> dict[str, Any]:
+    """BM25 over memory and key, confined to the cubes."""
+    return {
+        "size": size,
+        "_source": {"excludes": ["embedding"]},
+        "query": {
+            "bool": {
+                "must": [{"multi_match": {"query": text, "fields": ["memory", "key^2"]}}],
+                "filter": scope_filter(cube_ids),
+            }
+        },
+    }
+
+
+class IndexWriteError(RuntimeError):
+    """A bulk request reported per-document failures."""
+
+
+class OpenSearchIndex:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        index: str = "memcube-memories",
+        service: Service = "aoss",
+        region: str | None = None,
+        dimension: int = 384,
+        auth: Literal["sigv4", "none"] = "sigv4",
+        client: Any | None = None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._index = index
+        self._service = service
+        self._region = region
+        self._dimension = dimension
+        self._auth = auth
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The opensearch-py client, built on first use."""
+        if self._client is None:
+            from opensearchpy import AWSV4SignerAuth, OpenSearch, RequestsHttpConnection
+
+            kwargs: dict[str, Any] = {
+                "hosts": [self._endpoint],
+                "timeout": 10,
+                "max_retries": 3,
+                "retry_on_timeout": True,
+            }
+            if self._auth == "sigv4":
+                import boto3
+
+                session = boto3.Session()
+                region = self._region or session.region_name
+                kwargs |= {
+                    "http_auth": AWSV4SignerAuth(session.get_credentials(), region, self._service),
+                    "use_ssl": True,
+                    "verify_certs": True,
+                    "connection_class": RequestsHttpConnection,
+                    "pool_maxsize": 20,
+                }
+            self._client = OpenSearch(**kwargs)
+        return self._client
+
+    @property
+    def _managed(self) -> bool:
+        return self._service == "es"
+
+    def _write_params(self) -> dict[str, Any]:
+        return {"refresh": "wait_for"} if self._managed else {}
+
+    def bootstrap(self) -> bool:
+        """Create the index with its mapping if it does not exist; True if created."""
+        if self.client.indices.exists(index=self._index):
+            return False
+        self.client.indices.create(index=self._index, body=mapping(self._dimension))
+        return True
+
+    def upsert(self, items: Sequence[MemoryItem]) -> None:
+        if not items:
+            return
+        body: list[dict[str, Any]] = []
+        for item in items:
+            action: dict[str, Any] = {"_index": self._index, "_id": item.id}
+            if self._managed:
+                action["routing"] = item.metadata.cube_id
+            body += [{"index": action}, document(item)]
+        self._bulk(body)
+
+    def delete(self, memory_ids: Sequence[str]) -> None:
+        if not memory_ids:
+            return
+        body = [{"delete": {"_index": self._index, "_id": memory_id}} for memory_id in memory_ids]
+        self._bulk(body, missing_ok=True)
+
+    def _bulk(self, body: list[dict[str, Any]], *, missing_ok: bool = False) -> None:
+        response = self.client.bulk(body=body, params=self._write_params())
+        if not response.get("errors"):
+            return
+        failures = []
+        for entry in response.get("items", []):
+            result = next(iter(entry.values()))
+            status = int(result.get("status", 500))
+            if status >= 300 and not (missing_ok and status == 404):
+                failures.append(f"{result.get('_id')}: {status} {result.get('error')}")
+        if failures:
+            raise IndexWriteError(f"{len(failures)} documents failed: {'; '.join(failures[:3])}")
+
+    def ids(self, cube_id: str) -> set[str]:
+        """Every indexed id of a cube (any status), paged with search_after on memory_id."""
+        found: set[str] = set()
+        after: list[str] | None = None
+        while True:
+            body: dict[str, Any] = {
+                "size": 1000,
+                "_source": False,
+                "query": {"bool": {"filter": scope_filter([cube_id], activated_only=False)}},
+                "sort": [{"memory_id": "asc"}],
+                "fields": ["memory_id"],
+            }
+            if after:
+                body["search_after"] = after
+            hits = self._search(body, [cube_id])
+            if not hits:
+                return found
+            found.update(h["_id"] for h in hits)
+            after = hits[-1]["sort"]
+
+    def text_search(self, cube_id: str, query: str, limit: int) -> list[str]:
+        return [h["_id"] for h in self._search(text_query(query, limit, [cube_id]), [cube_id])]
+
+    def _search(self, body: dict[str, Any], cube_ids: Sequence[str]) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {}
+        if self._managed:
+            params["routing"] = ",".join(cube_ids)
+        response = self.client.search(index=self._index, body=body, params=params)
+        hits: list[dict[str, Any]] = response["hits"]["hits"]
+        return hits

@@ -1,0 +1,70 @@
+"""The OpenSearch adapter against an OpenSearch-API server (osmem-server: no k-NN engine)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from memcube.adapters.opensearch_index import IndexWriteError, OpenSearchIndex, mapping
+from tests.contract.builders import memory
+
+pytestmark = pytest.mark.realserver
+
+
+@pytest.fixture
+def index(osmem_clone: Any) -> Iterator[OpenSearchIndex]:
+    idx = OpenSearchIndex(osmem_clone.url, service="es", auth="none", dimension=3)
+    assert idx.bootstrap() is True
+    yield idx
+
+
+def test_bootstrap_creates_the_mapping_once(index: OpenSearchIndex) -> None:
+    assert index.bootstrap() is False
+    got = index.client.indices.get_mapping(index="memcube-memories")["memcube-memories"]["mappings"]
+    assert got["properties"]["embedding"]["type"] == "knn_vector"
+    assert got["properties"]["cube_id"]["type"] == "keyword"
+    assert mapping(3)["mappings"]["properties"]["embedding"]["dimension"] == 3
+
+
+def test_upsert_twice_is_one_document_and_search_sees_it_at_once(index: OpenSearchIndex) -> None:
+    item = memory("m1", "alice likes green tea")
+    index.upsert([item])
+    index.upsert([item])
+    assert index.ids("cube-a") == {"m1"}
+    assert index.text_search("cube-a", "green tea", 10) == ["m1"]
+
+
+def test_queries_never_cross_cubes(index: OpenSearchIndex) -> None:
+    index.upsert([memory("m1", "alice likes green tea"), memory("m2", "alice likes green tea", cube="cube-b")])
+    assert index.text_search("cube-a", "green tea", 10) == ["m1"]
+    assert index.ids("cube-b") == {"m2"}
+
+
+def test_delete_is_idempotent(index: OpenSearchIndex) -> None:
+    index.upsert([memory("m1", "alice likes green tea")])
+    index.delete(["m1"])
+    index.delete(["m1", "never-indexed"])
+    assert index.ids("cube-a") == set()
+    assert index.text_search("cube-a", "green tea", 10) == []
+
+
+def test_archived_items_stay_indexed_but_are_not_found(index: OpenSearchIndex) -> None:
+    item = memory("m1", "alice likes green tea")
+    item.metadata.status = "archived"
+    index.upsert([item])
+    assert index.ids("cube-a") == {"m1"}
+    assert index.text_search("cube-a", "green tea", 10) == []
+
+
+def test_bulk_failures_raise(index: OpenSearchIndex) -> None:
+    bad = memory("m1", "x")
+    bad.metadata.created_at = "not a date"
+    with pytest.raises(IndexWriteError, match="m1"):
+        index.upsert([bad])
+
+
+def test_ids_pages_past_one_search(index: OpenSearchIndex) -> None:
+    index.upsert([memory(f"m{n:04d}", f"fact {n}") for n in range(1205)])
+    assert len(index.ids("cube-a")) == 1205

@@ -1,0 +1,36 @@
+"""OpenSearch request bodies. osmem-server has no k-NN engine, so the k-NN body is pinned here to
+the shape the OpenSearch documentation gives for efficient k-NN filtering ("Efficient k-NN
+filtering", docs.opensearch.org, vector-search/filter-search-knn/efficient-knn-filtering): the
+`filter` sits inside the vector field's clause of the `knn` query, next to `vector` and `k`."""
+
+from __future__ import annotations
+
+import pytest
+
+from memcube.adapters.opensearch_index import KNN_ENGINE, KNN_SPACE, knn_query, mapping, scope_filter, text_query
+
+
+def test_knn_query_has_the_documented_efficient_filter_shape() -> None:
+    body = knn_query([0.1, 0.2, 0.3], 5, ["alice", "kb-1"])
+    assert body["size"] == 5
+    clause = body["query"]["knn"]["embedding"]
+    assert set(clause) == {"vector", "k", "filter"}
+    assert clause["vector"] == [0.1, 0.2, 0.3]
+    assert clause["k"] == 5
+    assert clause["filter"] == {
+        "bool": {"filter": [{"terms": {"cube_id": ["alice", "kb-1"]}}, {"term": {"status": "activated"}}]}
+    }
+    assert body["_source"] == {"excludes": ["embedding"]}
+
+
+def test_every_query_is_confined_to_named_cubes() -> None:
+    assert text_query("tea", 3, ["alice"])["query"]["bool"]["filter"][0] == {"terms": {"cube_id": ["alice"]}}
+    with pytest.raises(ValueError, match="at least one cube"):
+        scope_filter([])
+
+
+def test_vector_field_uses_an_engine_that_supports_efficient_filtering() -> None:
+    method = mapping(384)["mappings"]["properties"]["embedding"]["method"]
+    assert method == {"name": "hnsw", "engine": KNN_ENGINE, "space_type": KNN_SPACE}
+    assert KNN_ENGINE in {"faiss", "lucene"}  # nmslib has no efficient filtering
+    assert mapping(384)["settings"] == {"index": {"knn": True}}
