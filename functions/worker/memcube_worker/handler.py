@@ -32,7 +32,8 @@ def record_handler(record: SQSRecord) -> None:
     if task_id:
         logger.append_keys(task_id=task_id)
         tracer.put_annotation("task_id", task_id)
-    delivery = Delivery(record.body, record.message_id, attempt, container.settings.max_receive_count)
+    body = container.resolve_body(record.body)
+    delivery = Delivery(body, record.message_id, attempt, container.settings.max_receive_count)
     if container.ingest.handle(delivery) is Verdict.RETRY:
         raise RetryLater(f"message {record.message_id} will be retried (attempt {attempt})")
 

@@ -107,3 +107,10 @@ class Telemetry(Protocol):
 class NoTelemetry:
     def count(self, name: str, value: int = 1) -> None:
         return None
+
+
+class DeadLetterSink(Protocol):
+    """Where a message that will never succeed is parked besides the store's record (the SQS DLQ
+    on AWS, so operators see it there and can redrive it)."""
+
+    def park(self, body: str, reason: str, group_id: str | None) -> None: ...

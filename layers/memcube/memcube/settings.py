@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,7 +35,24 @@ class Settings(BaseSettings):
     embedding_dimension: int = Field(default=384, ge=8, le=4096)
 
     queue_url: str | None = None
+    dead_letter_queue_url: str | None = None
     table_name: str | None = None
     bucket_name: str | None = None
+    """S3 bucket for claim checks (queued bodies over the SQS size limit)."""
     opensearch_endpoint: str | None = None
     opensearch_service: Literal["es", "aoss"] = "aoss"
+    opensearch_index: str = "memcube-memories"
+    opensearch_auth: Literal["sigv4", "none"] = "sigv4"
+    """`none` only for a local OpenSearch-API test server."""
+
+    @model_validator(mode="after")
+    def _aws_needs_resources(self) -> Settings:
+        if self.backend == "aws":
+            missing = [
+                f"MEMCUBE_{name.upper()}"
+                for name in ("queue_url", "table_name", "opensearch_endpoint")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"the aws backend needs {', '.join(missing)} (the stack's Outputs)")
+        return self

@@ -18,7 +18,8 @@ from memcube.settings import Settings
 
 if TYPE_CHECKING:
     from memcube.adapters.sqlite_queue import SqliteQueue
-    from memcube.ports import Embedder, SearchIndex, TaskQueue, Telemetry
+    from memcube.adapters.sqs_queue import SqsQueue
+    from memcube.ports import DeadLetterSink, Embedder, SearchIndex, TaskQueue, Telemetry
 
 
 class Container:
@@ -47,7 +48,9 @@ class Container:
             from memcube.adapters.inmemory import InMemoryStore
 
             return InMemoryStore()
-        raise _not_yet(backend)
+        from memcube.adapters.dynamodb_store import DynamoStore
+
+        return DynamoStore(_required(self.settings.table_name))
 
     @cached_property
     def queue(self) -> TaskQueue:
@@ -58,7 +61,30 @@ class Container:
             from memcube.adapters.inmemory import InMemoryQueue
 
             return InMemoryQueue()
-        raise _not_yet(backend)
+        return self.sqs_queue
+
+    @cached_property
+    def sqs_queue(self) -> SqsQueue:
+        from memcube.adapters.sqs_queue import SqsQueue
+
+        return SqsQueue(_required(self.settings.queue_url), bucket=self.settings.bucket_name)
+
+    def resolve_body(self, body: str) -> str:
+        """A queued body as the worker must parse it (claim checks resolved on AWS)."""
+        return self.sqs_queue.resolve_body(body) if self.settings.backend == "aws" else body
+
+    @cached_property
+    def dead_letters(self) -> DeadLetterSink | None:
+        url = self.settings.dead_letter_queue_url
+        if self.settings.backend != "aws" or not url:
+            return None
+        queue, dlq = self.sqs_queue, url
+
+        class _Sqs:
+            def park(self, body: str, reason: str, group_id: str | None) -> None:
+                queue.dead_letter(body, reason, group_id or "unknown", dlq)
+
+        return _Sqs()
 
     @cached_property
     def local_queue(self) -> SqliteQueue:
@@ -77,7 +103,16 @@ class Container:
             from memcube.adapters.inmemory import InMemoryIndex
 
             return InMemoryIndex()
-        raise _not_yet(backend)
+        from memcube.adapters.opensearch_index import OpenSearchIndex
+
+        s = self.settings
+        return OpenSearchIndex(
+            _required(s.opensearch_endpoint),
+            index=s.opensearch_index,
+            service=s.opensearch_service,
+            dimension=s.embedding_dimension,
+            auth=s.opensearch_auth,
+        )
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -109,7 +144,15 @@ class Container:
 
     @cached_property
     def ingest(self) -> IngestService:
-        return IngestService(self.store, self.store, self.store, self.index, self.embedder, telemetry=self.telemetry)
+        return IngestService(
+            self.store,
+            self.store,
+            self.store,
+            self.index,
+            self.embedder,
+            telemetry=self.telemetry,
+            dead_letters=self.dead_letters,
+        )
 
     @cached_property
     def maintenance(self) -> Maintenance:
@@ -123,8 +166,10 @@ class Container:
                 close()
 
 
-def _not_yet(backend: str) -> RuntimeError:
-    return RuntimeError(f"backend {backend!r} has no adapters in this build (MEMCUBE_BACKEND)")
+def _required(value: str | None) -> str:
+    if not value:  # Settings validates these for the aws backend; this guards direct use
+        raise RuntimeError("a required MEMCUBE_* setting for the aws backend is missing")
+    return value
 
 
 _lock = threading.Lock()

@@ -34,7 +34,15 @@ from memcube.domain.model import (
 )
 from memcube.domain.permissions import UserDirectory, authorize_write
 from memcube.domain.reader import Window, windows
-from memcube.ports import Embedder, MemoryStore, NoTelemetry, SearchIndex, TaskStore, Telemetry
+from memcube.ports import (
+    DeadLetterSink,
+    Embedder,
+    MemoryStore,
+    NoTelemetry,
+    SearchIndex,
+    TaskStore,
+    Telemetry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +87,10 @@ class IngestService:
         *,
         fine_available: bool = False,
         telemetry: Telemetry | None = None,
+        dead_letters: DeadLetterSink | None = None,
         now: Callable[[], str] = lambda: iso(utcnow()),
     ) -> None:
+        self._sink = dead_letters
         self._telemetry = telemetry or NoTelemetry()
         self._tasks = tasks
         self._users = users
@@ -253,6 +263,8 @@ class IngestService:
         task_id, cube_id, user_id = (msg.task_id, msg.cube_id, msg.user_id) if msg else _ids_from(delivery.body)
         now = self._now()
         self._telemetry.count("PartsDeadLettered")
+        if self._sink is not None:
+            self._sink.park(delivery.body, reason, cube_id)
         log.error("dead-lettered", extra={"task_id": task_id, "cube_id": cube_id, "reason": reason})
         self._tasks.record_dead_letter(
             DeadLetter(
