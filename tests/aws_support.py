@@ -3,6 +3,7 @@ schema cannot drift from the deployment), and a moto-backed store for the contra
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,28 @@ def create_table(client: Any, name: str) -> None:
     client.get_waiter("table_exists").wait(TableName=name)
 
 
+class _Serialized:
+    """moto's backend mutates shared dicts without a lock (transact_write_items crashes under
+    concurrent calls), so calls into it take turns; real concurrency is proven on DynamoDB Local."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr) or name == "exceptions":
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
 class MotoDynamoStore(DynamoStore):
     """A DynamoStore on moto's in-process DynamoDB, torn down by close()."""
-
-    thread_safe = False
-    """moto's backend mutates shared dicts without a lock (its transact_write_items crashes under
-    concurrent calls); concurrency is proven on DynamoDB Local instead."""
 
     def __init__(self) -> None:
         import boto3
@@ -51,7 +68,7 @@ class MotoDynamoStore(DynamoStore):
         self._mock.start()
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_table(client, "memcube-test")
-        super().__init__("memcube-test", client)
+        super().__init__("memcube-test", _Serialized(client))
 
     def close(self) -> None:
         self._mock.stop()

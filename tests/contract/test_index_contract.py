@@ -1,43 +1,115 @@
-"""The search-index and embedder contracts."""
+"""The search-index contract: upsert by id, idempotent delete, per-cube ids; then text search for
+the indexes that offer it (always confined to one cube)."""
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from collections.abc import Callable
 
-from memcube.adapters.hash_embedder import HashEmbedder
-from tests.contract.builders import memory
+import pytest
+
+from memcube.ports import SearchIndex
+from tests.contract.support import TextIndex, close, memory
+
+# --- SearchIndex: every index --------------------------------------------------------------------
 
 
-def test_upsert_is_by_id_and_delete_is_idempotent(index: Any) -> None:
+def test_upsert_twice_by_the_same_id_keeps_one_doc(index: SearchIndex) -> None:
     item = memory("m1", "alice likes tea")
     index.upsert([item])
     index.upsert([item])
-    index.upsert([memory("m2", "bob likes coffee", cube="cube-b")])
+    index.upsert([item, item.model_copy(deep=True)])
     assert index.ids("cube-a") == {"m1"}
+
+
+def test_upsert_overwrites_the_previous_doc_of_that_id(index: SearchIndex) -> None:
+    index.upsert([memory("m1", "alice likes tea", cube="cube-a")])
+    index.upsert([memory("m1", "alice likes tea", cube="cube-b")])
+    assert (index.ids("cube-a"), index.ids("cube-b")) == (set(), {"m1"})
+
+
+def test_delete_is_idempotent_and_ignores_unknown_ids(index: SearchIndex) -> None:
+    index.upsert([memory("m1", "alice likes tea"), memory("m2", "bob likes coffee")])
     index.delete(["m1"])
     index.delete(["m1", "never-there"])
+    index.delete([])
+    assert index.ids("cube-a") == {"m2"}
+
+
+def test_ids_are_per_cube_and_follow_upserts_and_deletes(index: SearchIndex) -> None:
     assert index.ids("cube-a") == set()
-    assert index.ids("cube-b") == {"m2"}
+    index.upsert([memory("m1", "one"), memory("m2", "two"), memory("m3", "three", cube="cube-b")])
+    assert (index.ids("cube-a"), index.ids("cube-b")) == ({"m1", "m2"}, {"m3"})
+    index.delete(["m2", "m3"])
+    index.upsert([memory("m4", "four")])
+    assert (index.ids("cube-a"), index.ids("cube-b")) == ({"m1", "m4"}, set())
+    index.upsert([memory("m2", "two again")])
+    assert index.ids("cube-a") == {"m1", "m2", "m4"}
 
 
-def test_embedder_is_deterministic_across_instances(embedder: Any) -> None:
-    texts = ["alice likes tea", "我喜欢北京"]
-    assert embedder.embed(texts) == HashEmbedder(embedder.dimension).embed(texts)
+def test_ids_include_docs_of_every_status(index: SearchIndex) -> None:
+    """Reconciliation compares ids() with the store's items of any status."""
+    archived = memory("m1", "old fact")
+    archived.metadata.status = "archived"
+    index.upsert([archived, memory("m2", "fact")])
+    assert index.ids("cube-a") == {"m1", "m2"}
 
 
-def test_embedder_vectors_are_unit_length_and_sized(embedder: Any) -> None:
-    for vector in embedder.embed(["alice likes green tea", "x"]):
-        assert len(vector) == embedder.dimension
-        assert math.isclose(math.sqrt(sum(v * v for v in vector)), 1.0, rel_tol=1e-6)
+def test_docs_survive_reopening(open_index: Callable[[], SearchIndex]) -> None:
+    first = open_index()
+    first.upsert([memory("m1", "alice likes tea"), memory("m2", "bob likes coffee")])
+    first.delete(["m2"])
+    close(first)
+    assert open_index().ids("cube-a") == {"m1"}
 
 
-def test_similar_texts_are_closer_than_unrelated_ones(embedder: Any) -> None:
-    a, b, c = embedder.embed(
-        ["Alice moved to Lisbon last May", "Last May Alice moved to Lisbon", "The invoice is due on Friday"]
-    )
+# --- text search ---------------------------------------------------------------------------------
 
-    def cos(x: list[float], y: list[float]) -> float:
-        return sum(p * q for p, q in zip(x, y, strict=True))
 
-    assert cos(a, b) > cos(a, c) + 0.3
+def test_text_search_finds_a_just_upserted_item_in_its_cube_only(text_index: TextIndex) -> None:
+    text_index.upsert([memory("m1", "alice likes green tea")])
+    assert text_index.text_search("cube-a", "green tea", 10) == ["m1"]
+    assert text_index.text_search("cube-b", "green tea", 10) == []
+    text_index.upsert([memory("m2", "alice likes green tea", cube="cube-b")])
+    assert text_index.text_search("cube-a", "green tea", 10) == ["m1"]
+    assert text_index.text_search("cube-b", "green tea", 10) == ["m2"]
+
+
+def test_text_search_forgets_deleted_items(text_index: TextIndex) -> None:
+    text_index.upsert([memory("m1", "alice likes green tea"), memory("m2", "alice likes green tea", cube="cube-b")])
+    text_index.delete(["m1"])
+    text_index.delete(["m1"])
+    assert text_index.text_search("cube-a", "green tea", 10) == []
+    assert text_index.text_search("cube-b", "green tea", 10) == ["m2"]
+
+
+def test_text_search_sees_only_the_latest_text_of_a_reupserted_item(text_index: TextIndex) -> None:
+    text_index.upsert([memory("m1", "alice likes green tea")])
+    text_index.upsert([memory("m1", "alice moved to lisbon")])
+    assert text_index.text_search("cube-a", "tea", 10) == []
+    assert text_index.text_search("cube-a", "lisbon", 10) == ["m1"]
+
+
+def test_text_search_returns_activated_items_only(text_index: TextIndex) -> None:
+    archived = memory("m1", "alice likes green tea")
+    archived.metadata.status = "archived"
+    text_index.upsert([archived, memory("m2", "bob likes green tea")])
+    assert text_index.text_search("cube-a", "green tea", 10) == ["m2"]
+
+
+def test_text_search_needs_every_word_and_honours_the_limit(text_index: TextIndex) -> None:
+    text_index.upsert([memory(f"m{n}", f"fact number {n} about tea") for n in range(5)])
+    assert text_index.text_search("cube-a", "tea 3", 10) == ["m3"]
+    assert len(text_index.text_search("cube-a", "tea", 2)) == 2
+    assert text_index.text_search("cube-a", "tea coffee", 10) == []
+    assert text_index.text_search("cube-a", "   ", 10) == []
+
+
+@pytest.mark.parametrize("query", ['"', 'tea" OR "x', "tea AND", "NEAR(", "tea*", "-tea", "coffee)", "key:tea"])
+def test_text_search_reads_query_syntax_as_plain_words(text_index: TextIndex, query: str) -> None:
+    text_index.upsert([memory("m1", "alice likes tea")])
+    assert text_index.text_search("cube-a", query, 10) in ([], ["m1"])
+
+
+def test_text_search_finds_a_cjk_word_inside_a_sentence(text_index: TextIndex) -> None:
+    text_index.upsert([memory("m1", "我喜欢北京")])
+    assert text_index.text_search("cube-a", "北京", 10) == ["m1"]

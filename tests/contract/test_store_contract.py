@@ -1,145 +1,290 @@
-"""The store contract: TaskStore + MemoryStore + UserDirectory, for every store adapter."""
+"""The store contract (TaskStore + MemoryStore + UserDirectory), for every store adapter."""
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
-from memcube.domain.model import DeadLetter, TaskState
-from tests.contract.builders import memory, task
+from memcube.domain.model import TaskState
+from memcube.ports import PutResult
+from tests.contract.support import Store, close, day, dead_letter, memory, task
+
+R = TypeVar("R")
 
 
-def test_create_task_is_atomic_and_refuses_an_existing_id(store: Any) -> None:
-    t, parts = task("t1", cubes=("c1", "c2"))
+def race(n: int, action: Callable[[int], R]) -> list[R]:
+    """Run action(0..n-1) on n threads released together; the results in thread order."""
+    results: list[R | None] = [None] * n
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = action(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors, errors
+    return [r for r in results if r is not None]
+
+
+# --- tasks ---------------------------------------------------------------------------------------
+
+
+def test_created_task_reads_back_with_its_parts_in_insertion_order(store: Store) -> None:
+    t, parts = task("t1", cubes=("c2", "c1", "c3"))
     assert store.create_task(t, parts) is True
-    other, other_parts = task("t1", cubes=("zz",))
-    assert store.create_task(other, other_parts) is False
     record = store.get_task("t1")
-    assert [p.cube_id for p in record.parts] == ["c1", "c2"]
+    assert record is not None
+    assert record.task == t
+    assert record.parts == parts
     assert record.status is TaskState.WAITING
 
 
-def test_unknown_task_is_none(store: Any) -> None:
+def test_unknown_task_is_none(store: Store) -> None:
     assert store.get_task("missing") is None
 
 
-def test_put_task_part_replaces_one_part(store: Any) -> None:
-    t, parts = task("t1", cubes=("c1", "c2"))
-    store.create_task(t, parts)
-    store.put_task_part("t1", parts[1].model_copy(update={"status": TaskState.COMPLETED}))
+def test_create_task_refuses_an_existing_id_and_keeps_the_first_parts(store: Store) -> None:
+    t, parts = task("t1", user="u1", cubes=("c1", "c2"))
+    assert store.create_task(t, parts) is True
+    other, other_parts = task("t1", user="u2", cubes=("zz",), created_at=day(9))
+    assert store.create_task(other, other_parts) is False
     record = store.get_task("t1")
-    assert [(p.cube_id, p.status) for p in record.parts] == [("c1", TaskState.WAITING), ("c2", TaskState.COMPLETED)]
+    assert record is not None
+    assert (record.task, record.parts) == (t, parts)
+    assert store.list_tasks("u2", 10) == []
+
+
+def test_racing_creates_of_one_task_id_store_exactly_one_whole_task(store: Store) -> None:
+    def create(n: int) -> bool:
+        t, parts = task("t1", user=f"u{n}", cubes=(f"a{n}", f"b{n}", f"c{n}"))
+        return store.create_task(t, parts)
+
+    won = race(20, create)
+    assert won.count(True) == 1
+    winner = won.index(True)
+    record = store.get_task("t1")
+    assert record is not None
+    assert record.task.user_id == f"u{winner}"
+    assert [p.cube_id for p in record.parts] == [f"a{winner}", f"b{winner}", f"c{winner}"]
+
+
+def test_create_task_with_a_repeated_cube_raises_and_writes_nothing(store: Store) -> None:
+    t, parts = task("t1", cubes=("c1", "c2", "c1"))
+    with pytest.raises(Exception):  # noqa: B017 - each backend raises its own error type
+        store.create_task(t, parts)
+    assert store.get_task("t1") is None
+
+
+def test_put_task_part_replaces_only_that_part_in_place(store: Store) -> None:
+    t, parts = task("t1", cubes=("c1", "c2", "c3"))
+    store.create_task(t, parts)
+    done = parts[1].model_copy(update={"status": TaskState.COMPLETED, "attempts": 1, "finished_at": day(2)})
+    store.put_task_part("t1", done)
+    record = store.get_task("t1")
+    assert record is not None
+    assert record.parts == [parts[0], done, parts[2]]
     assert record.status is TaskState.IN_PROGRESS
 
 
-def test_put_task_part_of_an_unknown_task_raises(store: Any) -> None:
+def test_put_task_part_of_an_unknown_task_raises_key_error(store: Store) -> None:
     _, parts = task("t1")
     with pytest.raises(KeyError):
         store.put_task_part("nope", parts[0])
+    assert store.get_task("nope") is None
 
 
-def test_list_tasks_is_newest_first_and_per_user(store: Any) -> None:
-    for n, user in enumerate(["u1", "u2", "u1", "u1"]):
-        t, parts = task(f"t{n}", user=user, created_at=f"2025-01-0{n + 1}T00:00:00.000Z")
+def test_list_tasks_is_the_users_own_newest_first_up_to_limit(store: Store) -> None:
+    for n, user in enumerate(["u1", "u2", "u1", "u1", "u2"]):
+        t, parts = task(f"t{n}", user=user, cubes=(f"c{n}",), created_at=day(n + 1))
         store.create_task(t, parts)
-    assert [r.task.task_id for r in store.list_tasks("u1", 10)] == ["t3", "t2", "t0"]
+    mine = store.list_tasks("u1", 10)
+    assert [r.task.task_id for r in mine] == ["t3", "t2", "t0"]
+    assert [[p.cube_id for p in r.parts] for r in mine] == [["c3"], ["c2"], ["c0"]]
     assert [r.task.task_id for r in store.list_tasks("u1", 2)] == ["t3", "t2"]
+    assert [r.task.task_id for r in store.list_tasks("u2", 10)] == ["t4", "t1"]
+    assert store.list_tasks("nobody", 10) == []
 
 
-def test_first_idempotency_key_claim_wins(store: Any) -> None:
+def test_first_idempotency_key_binding_wins(store: Store) -> None:
     assert store.claim_idempotency_key("u1\x1fk", "t1") == "t1"
     assert store.claim_idempotency_key("u1\x1fk", "t2") == "t1"
+    assert store.claim_idempotency_key("u1\x1fk", "t1") == "t1"
+    assert store.claim_idempotency_key("u2\x1fk", "t3") == "t3"
 
 
-def test_new_item_is_created_and_read_back(store: Any) -> None:
+def test_racing_idempotency_claims_all_get_the_one_winner(store: Store) -> None:
+    bound = race(20, lambda n: store.claim_idempotency_key("u1\x1fkey", f"t{n}"))
+    assert len(bound) == 20
+    assert len(set(bound)) == 1
+
+
+# --- memory items --------------------------------------------------------------------------------
+
+
+def test_new_item_is_created_and_reads_back_equal(store: Store) -> None:
     item = memory("m1", "alice likes tea")
     assert store.put_memory(item).status == "created"
     assert store.get_memory("m1") == item
     assert store.get_memory("nope") is None
 
 
-def test_redelivered_item_is_reported_as_existing(store: Any) -> None:
+def test_same_id_rewritten_is_reported_as_existing(store: Store) -> None:
     item = memory("m1", "alice likes tea")
     store.put_memory(item)
     assert store.put_memory(item).status == "exists"
+    assert store.put_memory(item.model_copy(deep=True)).status == "exists"
+    assert store.get_memory("m1") == item
+    assert store.list_memories("cube-a", 0, 10) == ([item], 1)
 
 
-def test_second_item_with_same_content_in_a_cube_is_a_duplicate(store: Any) -> None:
-    store.put_memory(memory("m1", "alice likes tea"))
-    result = store.put_memory(memory("m2", "alice  likes\\ttea".replace("\\t", "\t")))
-    assert (result.status, result.existing_id) == ("duplicate", "m1")
+def test_second_item_with_same_content_in_a_cube_is_a_duplicate(store: Store) -> None:
+    first = memory("m1", "alice likes tea")
+    store.put_memory(first)
+    result = store.put_memory(memory("m2", "alice likes tea", created_at=day(2)))
+    assert result == PutResult("duplicate", "m1")
     assert store.get_memory("m2") is None
+    assert store.get_memory("m1") == first
+    assert store.list_memories("cube-a", 0, 10) == ([first], 1)
 
 
-def test_same_content_in_another_cube_is_not_a_duplicate(store: Any) -> None:
+def test_duplicate_is_decided_by_content_hash_not_text(store: Store) -> None:
+    store.put_memory(memory("m1", "alice likes tea", digest="h" * 64))
+    assert store.put_memory(memory("m2", "ALICE LIKES TEA", digest="h" * 64)) == PutResult("duplicate", "m1")
+    assert store.put_memory(memory("m3", "alice likes tea", digest="k" * 64)).status == "created"
+
+
+def test_same_content_in_another_cube_is_not_a_duplicate(store: Store) -> None:
     store.put_memory(memory("m1", "alice likes tea", cube="cube-a"))
     assert store.put_memory(memory("m2", "alice likes tea", cube="cube-b")).status == "created"
+    assert store.get_memory("m2") is not None
+    assert store.list_memories("cube-b", 0, 10)[1] == 1
 
 
-def test_get_memories_keeps_the_requested_order_and_skips_missing(store: Any) -> None:
-    for n in range(3):
-        store.put_memory(memory(f"m{n}", f"fact {n}"))
-    assert [i.id for i in store.get_memories(["m2", "zz", "m0"])] == ["m2", "m0"]
+def test_racing_writers_of_one_content_leave_exactly_one_item(store: Store) -> None:
+    results = race(20, lambda n: store.put_memory(memory(f"m{n}", "the very same fact")))
+    assert len(results) == 20
+    assert [r.status for r in results].count("created") == 1
+    winner = f"m{[r.status for r in results].index('created')}"
+    assert {r for r in results if r.status != "created"} == {PutResult("duplicate", winner)}
+    page, total = store.list_memories("cube-a", 0, 50)
+    assert ([i.id for i in page], total) == ([winner], 1)
+    assert [i.id for i in store.iter_memories("cube-a")] == [winner]
 
 
-def test_list_memories_pages_activated_items_oldest_first(store: Any) -> None:
-    for n in range(5):
-        store.put_memory(memory(f"m{n}", f"fact {n}", created_at=f"2025-01-0{5 - n}T00:00:00.000Z"))
-    archived = memory("mx", "old fact").model_copy(deep=True)
+def test_stored_items_are_not_aliased_to_the_callers_objects(store: Store) -> None:
+    item = memory("m1", "alice likes tea")
+    store.put_memory(item)
+    kept = item.model_copy(deep=True)
+    item.metadata.tags.append("mutated after put")
+    read = store.get_memory("m1")
+    assert read == kept
+    assert read is not None
+    read.metadata.tags.append("mutated after get")
+    assert store.get_memory("m1") == kept
+
+
+def test_get_memories_keeps_the_requested_order_and_skips_missing(store: Store) -> None:
+    for n in range(4):
+        store.put_memory(memory(f"m{n}", f"fact {n}", cube="cube-a" if n % 2 else "cube-b"))
+    assert [i.id for i in store.get_memories(["m2", "zz", "m0", "m3"])] == ["m2", "m0", "m3"]
+    assert store.get_memories([]) == []
+    assert store.get_memories(["zz"]) == []
+
+
+def test_get_memories_returns_a_repeated_id_once(store: Store) -> None:
+    store.put_memory(memory("m1", "fact"))
+    assert [i.id for i in store.get_memories(["m1", "m1"])] == ["m1"]
+
+
+def test_list_memories_pages_a_cubes_activated_items_oldest_first(store: Store) -> None:
+    for n in range(5):  # ids in the opposite order of age: m4 is the oldest
+        store.put_memory(memory(f"m{n}", f"fact {n}", created_at=day(5 - n)))
+    archived = memory("mx", "archived fact", created_at=day(1))
     archived.metadata.status = "archived"
     store.put_memory(archived)
-    store.put_memory(memory("other", "fact in another cube", cube="cube-b"))
-    page, total = store.list_memories("cube-a", 1, 2)
-    assert total == 5
-    assert [i.id for i in page] == ["m3", "m2"]
+    store.put_memory(memory("other", "fact in another cube", cube="cube-b", created_at=day(1)))
+
+    pages = [store.list_memories("cube-a", offset, 2) for offset in (0, 2, 4, 6)]
+    assert [([i.id for i in page], total) for page, total in pages] == [
+        (["m4", "m3"], 5),
+        (["m2", "m1"], 5),
+        (["m0"], 5),
+        ([], 5),
+    ]
+    assert store.list_memories("empty-cube", 0, 10) == ([], 0)
 
 
-def test_iter_memories_yields_every_item_of_a_cube_or_of_all(store: Any) -> None:
+def test_list_memories_breaks_ties_of_age_by_id(store: Store) -> None:
+    for memory_id in ("mc", "ma", "mb"):
+        store.put_memory(memory(memory_id, f"fact {memory_id}", created_at=day(1)))
+    page, _ = store.list_memories("cube-a", 0, 10)
+    assert [i.id for i in page] == ["ma", "mb", "mc"]
+
+
+def test_iter_memories_yields_every_item_of_any_status_of_a_cube_or_of_all(store: Store) -> None:
     for n in range(7):
-        store.put_memory(memory(f"m{n}", f"fact {n}", cube="cube-a" if n < 5 else "cube-b"))
+        item = memory(f"m{n}", f"fact {n}", cube="cube-a" if n < 5 else "cube-b")
+        if n == 0:
+            item.metadata.status = "archived"
+        store.put_memory(item)
     assert sorted(i.id for i in store.iter_memories("cube-a")) == [f"m{n}" for n in range(5)]
-    assert len(list(store.iter_memories())) == 7
+    assert sorted(i.id for i in store.iter_memories()) == [f"m{n}" for n in range(7)]
+    assert list(store.iter_memories("empty-cube")) == []
 
 
-def test_racing_writers_of_one_content_leave_exactly_one_item(store: Any) -> None:
-    if not getattr(store, "thread_safe", True):
-        pytest.skip("this backend's emulator is not thread-safe; the race runs against the real server tier")
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(20)
-
-    def write(n: int) -> None:
-        barrier.wait()
-        try:
-            results.append(store.put_memory(memory(f"m{n}", "the very same fact")))
-        except BaseException as exc:  # a writer must never fail, only win or lose
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    created = [r for r in results if r.status == "created"]
-    assert len(created) == 1
-    winner = next(f"m{n}" for n in range(20) if store.get_memory(f"m{n}") is not None)
-    assert {r.existing_id for r in results if r.status == "duplicate"} == {winner}
-    assert store.list_memories("cube-a", 0, 50)[1] == 1
+# --- dead letters and users ----------------------------------------------------------------------
 
 
-def test_dead_letters_are_kept_in_order(store: Any) -> None:
-    for n in range(3):
-        store.record_dead_letter(
-            DeadLetter(message_id=f"q{n}", body="{}", reason=f"r{n}", attempts=n, failed_at=f"2025-01-0{n + 1}T00:00Z")
-        )
-    assert [d.message_id for d in store.list_dead_letters()] == ["q0", "q1", "q2"]
+def test_dead_letters_are_kept_whole_and_listed_in_order(store: Store) -> None:
+    assert store.list_dead_letters() == []
+    letters = [dead_letter(n) for n in range(3)]
+    for letter in letters:
+        store.record_dead_letter(letter)
+    assert store.list_dead_letters() == letters
 
 
-def test_users_are_registered_once(store: Any) -> None:
+def test_users_are_registered_idempotently(store: Store) -> None:
     assert store.is_user("alice") is False
     store.register_user("alice")
     store.register_user("alice")
     assert store.is_user("alice") is True
+    assert store.is_user("bob") is False
+
+
+# --- persistence (persistent adapters only) ------------------------------------------------------
+
+
+def test_everything_survives_closing_and_reopening(open_store: Callable[[], Store]) -> None:
+    first = open_store()
+    t, parts = task("t1", cubes=("c1", "c2"))
+    first.create_task(t, parts)
+    first.put_task_part("t1", parts[0].model_copy(update={"status": TaskState.COMPLETED}))
+    first.claim_idempotency_key("u1\x1fk", "t1")
+    item = memory("m1", "kept")
+    first.put_memory(item)
+    first.record_dead_letter(dead_letter(1))
+    first.register_user("alice")
+    close(first)
+
+    again = open_store()
+    record = again.get_task("t1")
+    assert record is not None
+    assert [(p.cube_id, p.status) for p in record.parts] == [("c1", TaskState.COMPLETED), ("c2", TaskState.WAITING)]
+    assert [r.task.task_id for r in again.list_tasks("u1", 10)] == ["t1"]
+    assert again.claim_idempotency_key("u1\x1fk", "t9") == "t1"
+    assert again.get_memory("m1") == item
+    assert again.put_memory(memory("m2", "kept")) == PutResult("duplicate", "m1")
+    assert again.put_memory(item).status == "exists"
+    assert again.list_dead_letters() == [dead_letter(1)]
+    assert again.is_user("alice") is True

@@ -36,6 +36,8 @@ class HashEmbedder:
         lowered = text.lower()
         features = _WORD.findall(lowered)
         features += [lowered[i : i + 3] for i in range(max(len(lowered) - 2, 0))]
+        if not features and lowered.strip():
+            features = [lowered.strip()]  # emoji or punctuation alone: still one feature, never a zero vector
         for feature in features:
             digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
             bucket = int.from_bytes(digest[:4], "little") % self._dimension

@@ -25,6 +25,9 @@ class InMemoryStore:
         self._users: set[str] = set()
 
     def create_task(self, task: Task, parts: Sequence[TaskPart]) -> bool:
+        cubes = [p.cube_id for p in parts]
+        if len(set(cubes)) != len(cubes):
+            raise ValueError(f"task {task.task_id!r} names a cube twice: {cubes}")
         with self._lock:
             if task.task_id in self._tasks:
                 return False
@@ -84,7 +87,8 @@ class InMemoryStore:
 
     def get_memories(self, memory_ids: Sequence[str]) -> list[MemoryItem]:
         with self._lock:
-            return [self._items[i].model_copy(deep=True) for i in memory_ids if i in self._items]
+            wanted = dict.fromkeys(memory_ids)
+            return [self._items[i].model_copy(deep=True) for i in wanted if i in self._items]
 
     def list_memories(self, cube_id: str, offset: int, limit: int) -> tuple[list[MemoryItem], int]:
         with self._lock:

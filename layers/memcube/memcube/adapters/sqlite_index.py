@@ -5,6 +5,7 @@ It is derived data (rebuildable from the store) and every query is filtered by c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,16 @@ import numpy as np
 
 from memcube.adapters.sqlite_base import SqliteDb
 from memcube.domain.model import MemoryItem
+
+_CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
+
+
+def fts_text(text: str) -> str:
+    """FTS5's unicode61 tokenizer keeps a run of CJK characters as one token; spacing them out
+    indexes CJK per character (as OpenSearch's standard analyzer does), and a query for a CJK
+    word becomes a phrase of adjacent characters."""
+    return _CJK.sub(r" \1 ", text)
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -48,7 +59,7 @@ class SqliteIndex:
                 cur.execute("DELETE FROM docs_text WHERE rowid = ?", (rid,))
                 cur.execute(
                     "INSERT INTO docs_text (rowid, memory, key, tags) VALUES (?, ?, ?, ?)",
-                    (rid, item.memory, meta.key, " ".join(meta.tags)),
+                    (rid, fts_text(item.memory), fts_text(meta.key), " ".join(meta.tags)),
                 )
 
     def delete(self, memory_ids: Sequence[str]) -> None:
@@ -70,7 +81,7 @@ class SqliteIndex:
         words = [w for w in query.split() if w.strip()]
         if not words:
             return []
-        match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
+        match = " ".join('"' + " ".join(fts_text(w).split()).replace('"', '""') + '"' for w in words)
         with self._db.read() as cur:
             rows = cur.execute(
                 "SELECT d.id FROM docs_text t JOIN docs d ON d.rid = t.rowid "
