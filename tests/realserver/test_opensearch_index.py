@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from memcube.adapters.opensearch_index import IndexWriteError, OpenSearchIndex, mapping
-from tests.contract.builders import memory
+from tests.contract.support import memory
 
 pytestmark = pytest.mark.realserver
 

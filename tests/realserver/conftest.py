@@ -1,0 +1,79 @@
+"""Session-wide real servers (installed on first use) and an AWS stack made of them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.aws_support import create_table
+from tests.realserver.servers import Running, start_dynamodb_local, start_localstack
+
+CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    server = start_dynamodb_local(tmp_path_factory.mktemp("ddb"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    server = start_localstack(tmp_path_factory.mktemp("localstack"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dynamodb(dynamodb_local: Running) -> Any:
+    return boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint, **CREDS)
+
+
+@pytest.fixture
+def table(dynamodb: Any) -> str:
+    """A fresh table per test, created from template.yaml's definition."""
+    name = f"memcube-{uuid.uuid4().hex[:10]}"
+    create_table(dynamodb, name)
+    return name
+
+
+@dataclass
+class Queues:
+    sqs: Any
+    s3: Any
+    url: str
+    dlq_url: str
+    bucket: str
+
+
+@pytest.fixture
+def queues(localstack: Running) -> Queues:
+    """A FIFO queue with a FIFO DLQ (redrive after 3 receives), and a claim-check bucket."""
+    sqs = boto3.client("sqs", endpoint_url=localstack.endpoint, **CREDS)
+    s3 = boto3.client("s3", endpoint_url=localstack.endpoint, **CREDS)
+    suffix = uuid.uuid4().hex[:8]
+    dlq = sqs.create_queue(QueueName=f"dlq-{suffix}.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(
+        QueueName=f"tasks-{suffix}.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "VisibilityTimeout": "2",
+            "RedrivePolicy": f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}',
+        },
+    )["QueueUrl"]
+    bucket = f"memcube-claims-{suffix}"
+    s3.create_bucket(Bucket=bucket)
+    return Queues(sqs, s3, url, dlq, bucket)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

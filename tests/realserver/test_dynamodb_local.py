@@ -1,0 +1,83 @@
+"""The DynamoDB store on DynamoDB Local: the store contract, plus what only a real server shows."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from memcube.adapters.dynamodb_store import DynamoStore
+from memcube.domain.model import TaskState
+from tests.contract.support import memory, task
+from tests.contract.test_store_contract import *  # noqa: F403 - the shared store contract, run here too
+
+pytestmark = pytest.mark.realserver
+
+
+@pytest.fixture
+def store(dynamodb: Any, table: str) -> DynamoStore:
+    """Overrides the contract's `store` for the star-imported contract tests above."""
+    return DynamoStore(table, dynamodb)
+
+
+@pytest.fixture
+def open_store(dynamodb: Any, table: str) -> Callable[[], DynamoStore]:
+    """A new adapter on the same table each call (the contract's reopen test)."""
+    return lambda: DynamoStore(table, dynamodb)
+
+
+def test_reserved_words_fail_on_the_real_server_so_the_adapter_names_them(dynamodb: Any, table: str) -> None:
+    with pytest.raises(ClientError, match="reserved keyword"):
+        dynamodb.update_item(
+            TableName=table,
+            Key={"pk": {"S": "x"}, "sk": {"S": "y"}},
+            UpdateExpression="SET status = :s",
+            ExpressionAttributeValues={":s": {"S": "activated"}},
+        )
+
+
+def test_twenty_racing_writers_of_one_content_leave_one_item(store: DynamoStore) -> None:
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(20)
+
+    def write(n: int) -> None:
+        barrier.wait()
+        try:
+            results.append(store.put_memory(memory(f"m{n}", "the very same fact")))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [r.status for r in results].count("created") == 1
+    assert store.list_memories("cube-a", 0, 50)[1] == 1
+
+
+def test_task_records_carry_a_ttl(store: DynamoStore, dynamodb: Any, table: str) -> None:
+    store.create_task(*task("t1", cubes=("c1", "c2")))
+    items = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="#pk = :pk",
+        ExpressionAttributeNames={"#pk": "pk"},
+        ExpressionAttributeValues={":pk": {"S": "TASK#t1"}},
+    )["Items"]
+    assert len(items) == 3
+    assert all(int(i["expires_at"]["N"]) > 0 for i in items)
+
+
+def test_a_part_added_by_a_producer_sorts_after_the_request_parts(store: DynamoStore) -> None:
+    t, parts = task("t1", cubes=("c1", "c2"))
+    store.create_task(t, parts)
+    late = parts[0].model_copy(update={"cube_id": "c0", "status": TaskState.IN_PROGRESS})
+    store.put_task_part("t1", late)
+    record = store.get_task("t1")
+    assert record is not None
+    assert [p.cube_id for p in record.parts] == ["c1", "c2", "c0"]

@@ -1,0 +1,203 @@
+"""The add path end to end on both deployments, through the Lambda entry points:
+
+- aws: API handler -> LocalStack SQS FIFO -> a poller invoking the worker handler with the SQS
+  events it receives -> DynamoDB Local + osmem-server; status and get_memory through the API.
+- embedded: the same API handler on the SQLite store/queue/index with the in-process worker.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from memcube.adapters.dynamodb_store import DynamoStore
+from memcube.adapters.opensearch_index import OpenSearchIndex
+from memcube.adapters.sqs_queue import SqsQueue
+from memcube.embedded import EmbeddedWorker
+from memcube.settings import Settings
+from memcube.wiring import Container
+from memcube_worker.handler import lambda_handler as worker_handler
+from tests.lambda_support import FakeLambdaContext, http_event, invoke_api, serving
+from tests.realserver.conftest import CREDS, Queues
+from tests.realserver.poller import Poller
+from tests.realserver.servers import Running
+
+pytestmark = pytest.mark.realserver
+
+CONVERSATION = [
+    {"role": "user", "content": "I moved to Lisbon last May.", "chat_time": "2025-06-01T09:00:00Z"},
+    {"role": "assistant", "content": "Do you still work remotely?", "chat_time": "2025-06-01T09:00:05Z"},
+    {"role": "user", "content": "Yes, for a Berlin startup.", "chat_time": "2025-06-01T09:00:30Z"},
+]
+
+
+class Stack:
+    """One deployment behind the Lambda entry points, with a running consumer."""
+
+    def __init__(self, container: Container, stop: Callable[[], None]) -> None:
+        self.container = container
+        self._stop = stop
+
+    def add(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return invoke_api(http_event("POST", "/product/add", body=body))
+
+    def status(self, user_id: str, task_id: str) -> dict[str, Any]:
+        code, payload = invoke_api(
+            http_event("GET", "/product/scheduler/status", query=f"user_id={user_id}&task_id={task_id}")
+        )
+        assert code == 200, payload
+        task: dict[str, Any] = payload["data"][0]
+        return task
+
+    def wait(self, user_id: str, task_id: str, timeout: float = 45) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.status(user_id, task_id)
+            if task["status"] in {"completed", "failed"} or time.monotonic() > deadline:
+                return task
+            time.sleep(0.1)
+
+    def get(self, memory_id: str, user_id: str) -> dict[str, Any]:
+        code, payload = invoke_api(http_event("GET", f"/product/get_memory/{memory_id}", query=f"user_id={user_id}"))
+        assert code == 200, payload
+        item: dict[str, Any] = payload["data"]
+        return item
+
+    def cube_total(self, cube_id: str, user_id: str) -> int:
+        body = {"mem_cube_id": cube_id, "user_id": user_id}
+        code, payload = invoke_api(http_event("POST", "/product/get_memory", body=body))
+        assert code == 200, payload
+        return int(payload["data"]["text_mem"][0]["total_nodes"])
+
+
+def aws_stack(dynamodb_local: Running, table: str, queues: Queues, osmem_url: str) -> Iterator[Stack]:
+    settings = Settings(
+        backend="aws",
+        queue_url=queues.url,
+        dead_letter_queue_url=queues.dlq_url,
+        table_name=table,
+        bucket_name=queues.bucket,
+        opensearch_endpoint=osmem_url,
+        opensearch_service="es",
+        opensearch_auth="none",
+        max_receive_count=3,
+        sync_timeout_seconds=30,
+    )
+    ddb = boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint, **CREDS)
+    index = OpenSearchIndex(osmem_url, service="es", auth="none")
+    index.bootstrap()
+    sqs_queue = SqsQueue(queues.url, bucket=queues.bucket, sqs=queues.sqs, s3=queues.s3, inline_limit=4096)
+    container = Container(settings, store=DynamoStore(table, ddb), sqs_queue=sqs_queue, index=index)
+    poller = Poller(queues.sqs, queues.url, worker_handler, FakeLambdaContext())
+    stop = threading.Event()
+
+    def consume() -> None:
+        while not stop.is_set():
+            poller.poll_once(wait_seconds=1)
+
+    with serving(container):
+        thread = threading.Thread(target=consume, daemon=True)
+        thread.start()
+        yield Stack(container, stop.set)
+        stop.set()
+        thread.join(10)
+
+
+def embedded_stack(data_dir: Path) -> Iterator[Stack]:
+    container = Container(Settings(backend="embedded", data_dir=data_dir, max_receive_count=3))
+    worker = EmbeddedWorker(container)
+    worker.start()
+    with serving(container):
+        yield Stack(container, worker.stop)
+    worker.stop()
+    container.close()
+
+
+@pytest.fixture(params=["aws", "embedded"])
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    if request.param == "embedded":
+        yield from embedded_stack(tmp_path / "data")
+        return
+    yield from aws_stack(
+        request.getfixturevalue("dynamodb_local"),
+        request.getfixturevalue("table"),
+        request.getfixturevalue("queues"),
+        request.getfixturevalue("osmem_url"),
+    )
+
+
+def test_round_trip_add_status_get(stack: Stack) -> None:
+    code, accepted = stack.add({"user_id": "alice", "messages": CONVERSATION, "custom_tags": ["move"]})
+    assert code == 200, accepted
+    task = stack.wait("alice", accepted["task_id"])
+    assert task["status"] == "completed", task
+    [outcome] = task["cubes"][0]["outcomes"]
+    assert outcome["outcome"] == "added"
+    item = stack.get(outcome["memory_id"], "alice")
+    assert "Berlin startup" in item["memory"]
+    assert item["metadata"]["custom_tags"] == ["move"]
+    assert stack.cube_total("alice", "alice") == 1
+
+
+def test_sync_add_and_duplicate(stack: Stack) -> None:
+    body = {"user_id": "bob", "messages": "Bob's sister lives in Porto.", "async_mode": "sync", "mode": "fast"}
+    code, first = stack.add(body)
+    assert code == 200, first
+    assert first["data"][0]["outcome"] == "added"
+    _, second = stack.add(body)
+    assert second["data"][0]["outcome"] == "duplicate"
+    assert second["data"][0]["memory_id"] == first["data"][0]["memory_id"]
+    assert stack.cube_total("bob", "bob") == 1
+
+
+def test_fan_out_to_several_cubes_keeps_each_cube_exact(stack: Stack) -> None:
+    tasks = []
+    for n in range(6):
+        body = {"user_id": "ops", "writable_cube_ids": ["kb-a", "kb-b"], "messages": f"runbook step {n}"}
+        tasks.append(stack.add(body)[1]["task_id"])
+    assert all(stack.wait("ops", t)["status"] == "completed" for t in tasks)
+    assert (stack.cube_total("kb-a", "ops"), stack.cube_total("kb-b", "ops")) == (6, 6)
+
+
+def test_a_large_body_is_processed_whole_via_a_claim_check_on_aws(stack: Stack) -> None:
+    long = [{"role": "user", "content": f"line {i}: " + "details " * 40} for i in range(60)]
+    code, accepted = stack.add({"user_id": "cy", "messages": long})
+    assert code == 200, accepted
+    task = stack.wait("cy", accepted["task_id"])
+    assert task["status"] == "completed", task
+    assert stack.cube_total("cy", "cy") == len(task["cubes"][0]["outcomes"]) > 1
+    queue = stack.container.queue
+    if isinstance(queue, SqsQueue):  # the body (~20 KB) was over the test's 4 KB inline limit
+        listed = queue.s3.list_objects_v2(Bucket=queue._bucket, Prefix=f"claims/{accepted['task_id']}/")
+        assert listed["KeyCount"] == 1
+
+
+def test_poison_message_from_a_producer_is_dead_lettered_and_blocks_no_cube(stack: Stack) -> None:
+    good = {"user_id": "dee", "messages": "Dee runs every morning."}
+    poison_body = json.dumps({"v": 1, "task_id": "poison-1", "cube_id": "dee", "user_id": "dee", "messages": 7})
+    if isinstance(stack.container.queue, SqsQueue):
+        stack.container.queue.send_raw([("dee", "poison-1", poison_body)])
+    else:
+        stack.container.local_queue.send_raw([("dee", "poison-1", poison_body)])
+    _, accepted = stack.add(good)
+    assert stack.wait("dee", accepted["task_id"])["status"] == "completed"
+    deadline = time.monotonic() + 20
+    while not stack.container.store.list_dead_letters() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [letter] = stack.container.store.list_dead_letters()
+    assert letter.reason.startswith("invalid queued message")
+    assert letter.task_id == "poison-1"
+    if isinstance(stack.container.queue, SqsQueue):  # also parked in the SQS DLQ, reason attached
+        dlq_url = stack.container.settings.dead_letter_queue_url
+        got = stack.container.queue.sqs.receive_message(
+            QueueUrl=dlq_url, MessageAttributeNames=["All"], WaitTimeSeconds=1
+        )["Messages"]
+        assert [m["Body"] for m in got] == [poison_body]
+        assert got[0]["MessageAttributes"]["reason"]["StringValue"].startswith("invalid queued message")
