@@ -97,3 +97,16 @@ def test_a_message_failing_every_receive_moves_to_the_dlq_and_the_group_moves_on
     assert seen_t2
     dead = queues.sqs.receive_message(QueueUrl=queues.dlq_url, WaitTimeSeconds=1).get("Messages", [])
     assert [QueuedAdd.model_validate_json(m["Body"]).task_id for m in dead] == ["t1"]
+
+
+def test_redrive_moves_the_dlq_back_and_empties_it(queues: Queues) -> None:
+    queue = SqsQueue(queues.url, sqs=queues.sqs)
+    body = msg("t9", "alice").model_dump_json()
+    queues.sqs.send_message(
+        QueueUrl=queues.dlq_url, MessageBody=body, MessageGroupId="alice", MessageDeduplicationId="d1"
+    )
+    assert queue.redrive(queues.dlq_url) == 1
+    [back] = receive(queues)
+    assert back["Body"] == body
+    assert back["Attributes"]["MessageGroupId"] == "alice"
+    assert queues.sqs.receive_message(QueueUrl=queues.dlq_url, WaitTimeSeconds=1).get("Messages", []) == []

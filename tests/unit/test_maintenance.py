@@ -69,3 +69,42 @@ def test_cli_reconcile_exits_nonzero_until_repaired(tmp_path: Path) -> None:
     again = runner.invoke(main, ["reindex", "--data-dir", str(tmp_path)])
     assert "reindexed 1 memories" in again.output
     assert runner.invoke(main, ["reconcile", "--data-dir", str(tmp_path), "--cube", "c1"]).exit_code == 0
+
+
+def test_redrive_replays_dead_letters_once_fixed_and_is_safe_to_repeat(tmp_path: Path) -> None:
+    from memcube.domain.ingest import Delivery
+    from memcube.domain.maintenance import redrive_dead_letters
+    from memcube.domain.model import Principal, TaskState
+    from memcube.domain.requests import AddRequest, to_command
+
+    container = Container(Settings(backend="embedded", data_dir=tmp_path, max_receive_count=1))
+    cmd = to_command(AddRequest.model_validate({"user_id": "u1", "messages": "a fact worth keeping"}))
+    task_id = container.add.submit(cmd, Principal(user_id="u1")).task_id
+    container.local_queue.send_raw([("u1", "poison", '{"v": 1, "task_id": "bad"}')])
+
+    def drain() -> None:
+        while got := container.local_queue.receive(10, 60):
+            for m in got:
+                container.ingest.handle(Delivery(m.body, m.message_id, m.attempts, 1))
+                container.local_queue.ack(m.seq)
+
+    real_upsert = container.index.upsert
+    container.index.upsert = lambda items: (_ for _ in ()).throw(TimeoutError("index down"))  # type: ignore[method-assign]
+    drain()
+    record = container.store.get_task(task_id)
+    assert record is not None
+    assert record.status is TaskState.FAILED
+    container.index.upsert = real_upsert  # type: ignore[method-assign]
+    first = redrive_dead_letters(container.store, container.local_queue)
+    assert (first.sent, len(first.invalid)) == (1, 1)
+    drain()
+    record = container.store.get_task(task_id)
+    assert record is not None
+    assert record.status is TaskState.COMPLETED
+    again = redrive_dead_letters(container.store, container.local_queue)
+    assert again.sent == 1
+    drain()
+    assert container.store.list_memories("u1", 0, 10)[1] == 1
+    runner = CliRunner().invoke(main, ["redrive", "--data-dir", str(tmp_path)])
+    assert "re-enqueued 1 dead letters; 1 can never succeed" in runner.output
+    container.close()

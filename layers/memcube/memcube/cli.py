@@ -83,6 +83,44 @@ def dead_letters(data_dir: Path | None) -> None:
         container.close()
 
 
+@main.command("bootstrap-index")
+def bootstrap_index() -> None:
+    """Create the OpenSearch index with its mapping (aws backend; run once after deploying)."""
+    container = _container(None)
+    index = container.index
+    bootstrap = getattr(index, "bootstrap", None)
+    if bootstrap is None:
+        raise click.ClickException("this backend's index needs no bootstrap (MEMCUBE_BACKEND=aws)")
+    click.echo("created" if bootstrap() else "already exists")
+
+
+@main.command()
+@_data_dir_option
+def redrive(data_dir: Path | None) -> None:
+    """Replay dead-lettered messages (after fixing their cause). Safe to repeat.
+
+    aws: moves the SQS DLQ back to the task queue. embedded: re-enqueues the store's dead letters
+    that can still succeed (a schema-invalid message never can, and is reported instead).
+    """
+    container = _container(data_dir)
+    try:
+        settings = container.settings
+        if settings.backend == "aws":
+            if not settings.dead_letter_queue_url:
+                raise click.ClickException("MEMCUBE_DEAD_LETTER_QUEUE_URL is not set (stack output DeadLetterQueueUrl)")
+            moved = container.sqs_queue.redrive(settings.dead_letter_queue_url)
+            click.echo(f"moved {moved} messages from the DLQ back to the task queue")
+            return
+        from memcube.domain.maintenance import redrive_dead_letters
+
+        report = redrive_dead_letters(container.store, container.local_queue)
+        click.echo(f"re-enqueued {report.sent} dead letters; {len(report.invalid)} can never succeed")
+        for message_id in report.invalid:
+            click.echo(f"  invalid: {message_id}")
+    finally:
+        container.close()
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int)

@@ -112,6 +112,36 @@ class SqsQueue:
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
         )
 
+    def redrive(self, dead_letter_url: str, max_messages: int | None = None) -> int:
+        """Move messages from the DLQ back to the task queue (new dedup ids, same groups) and
+        delete them from the DLQ; safe to repeat because the worker's effects are idempotent."""
+        moved = 0
+        while max_messages is None or moved < max_messages:
+            got = self.sqs.receive_message(
+                QueueUrl=dead_letter_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
+                MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
+            ).get("Messages", [])
+            if not got:
+                return moved
+            self.send_raw(
+                [
+                    (
+                        m["Attributes"].get("MessageGroupId", "unknown"),
+                        hashlib.sha256(f"redrive\x1f{m['MessageId']}".encode()).hexdigest(),
+                        m["Body"],
+                    )
+                    for m in got
+                ]
+            )
+            self.sqs.delete_message_batch(
+                QueueUrl=dead_letter_url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(got)],
+            )
+            moved += len(got)
+        return moved
+
 
 class ClaimCheckError(RuntimeError):
     pass

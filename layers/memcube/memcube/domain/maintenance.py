@@ -6,11 +6,30 @@ re-upserting the store's version (or dropping documents the store does not have)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from pydantic import ValidationError
+
+from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import MemoryItem
-from memcube.ports import MemoryStore, SearchIndex
+from memcube.ports import MemoryStore, SearchIndex, TaskStore
+
+
+class RawQueue(Protocol):
+    def send_raw(self, entries: Sequence[tuple[str, str, str]]) -> None:
+        """Enqueue (group id, dedup id, body) triples."""
+        ...
+
+
+@dataclass
+class RedriveReport:
+    sent: int = 0
+    invalid: list[str] = field(default_factory=list)
+    """Message ids whose body can never succeed (schema errors): left in the dead letters."""
+
 
 BATCH = 200
 
@@ -67,3 +86,25 @@ class Maintenance:
             self._index.delete(report.not_in_store)
             report.repaired = True
         return report
+
+
+def redrive_dead_letters(tasks: TaskStore, queue: RawQueue) -> RedriveReport:
+    """Send every dead-lettered message that could still succeed back to its cube's queue.
+
+    Safe to repeat: a part already completed is skipped by the worker and items are guarded, so
+    a message redriven twice never adds anything twice. The dedup id is new per dead letter, so
+    a redrive within the queue's dedup window is not swallowed as a duplicate of the original.
+    """
+    report = RedriveReport()
+    entries: list[tuple[str, str, str]] = []
+    for letter in tasks.list_dead_letters():
+        try:
+            msg = QueuedAdd.model_validate_json(letter.body)
+        except ValidationError:
+            report.invalid.append(letter.message_id)
+            continue
+        dedup = hashlib.sha256(f"redrive\x1f{letter.message_id}\x1f{letter.failed_at}".encode()).hexdigest()
+        entries.append((msg.group_id, dedup, letter.body))
+    queue.send_raw(entries)
+    report.sent = len(entries)
+    return report
