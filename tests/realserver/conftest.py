@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,18 +18,47 @@ from tests.realserver.servers import Running, start_dynamodb_local, start_locals
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
+EXTERNAL_AWS = os.environ.get("MEMCUBE_E2E_AWS_ENDPOINT_URL")
+"""Set it (e.g. http://localhost:4566 for LocalStack in Docker) to run this tier against servers you
+started yourself instead of the ones it installs: DynamoDB, SQS and S3 all at that endpoint."""
+
+
+@dataclass
+class External:
+    endpoint: str
+
+    def stop(self) -> None:
+        return None
+
+
 @pytest.fixture(scope="session")
-def dynamodb_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def dynamodb_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running | External]:
+    if EXTERNAL_AWS:
+        yield External(EXTERNAL_AWS)
+        return
     server = start_dynamodb_local(tmp_path_factory.mktemp("ddb"))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running | External]:
+    if EXTERNAL_AWS:
+        yield External(EXTERNAL_AWS)
+        return
     server = start_localstack(tmp_path_factory.mktemp("localstack"))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def search_url(request: pytest.FixtureRequest) -> str:
+    """An OpenSearch-API endpoint: MEMCUBE_E2E_OPENSEARCH_URL (no auth), else an osmem-server clone."""
+    external = os.environ.get("MEMCUBE_E2E_OPENSEARCH_URL")
+    if external:
+        return external
+    url: str = request.getfixturevalue("osmem_url")
+    return url
 
 
 @pytest.fixture

@@ -2,12 +2,17 @@
 
 - aws: API handler -> LocalStack SQS FIFO -> a poller invoking the worker handler with the SQS
   events it receives -> DynamoDB Local + osmem-server; status and get_memory through the API.
+  MEMCUBE_E2E_AWS_ENDPOINT_URL / MEMCUBE_E2E_OPENSEARCH_URL point it at servers you run (LocalStack
+  in Docker, say) instead of the ones the tier installs.
 - embedded: the same API handler on the SQLite store/queue/index with the in-process worker.
+- deployed (only when MEMCUBE_E2E_API_URL is set, e.g. the stack's ApiUrl output): the same
+  scenarios over HTTPS against a deployed stack; the ones that look inside adapters are skipped.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
 from memcube.adapters.dynamodb_store import DynamoStore
@@ -25,7 +31,7 @@ from memcube.settings import Settings
 from memcube.wiring import Container
 from memcube_worker.handler import lambda_handler as worker_handler
 from tests.lambda_support import FakeLambdaContext, http_event, invoke_api, serving
-from tests.realserver.conftest import CREDS, Queues
+from tests.realserver.conftest import CREDS, External, Queues
 from tests.realserver.poller import Poller
 from tests.realserver.servers import Running
 
@@ -38,20 +44,30 @@ CONVERSATION = [
 ]
 
 
+DEPLOYED_API = os.environ.get("MEMCUBE_E2E_API_URL")
+
+
 class Stack:
     """One deployment behind the Lambda entry points, with a running consumer."""
 
-    def __init__(self, container: Container, stop: Callable[[], None]) -> None:
-        self.container = container
+    def __init__(self, container: Container | None, stop: Callable[[], None]) -> None:
+        self._container = container
         self._stop = stop
 
+    @property
+    def container(self) -> Container:
+        if self._container is None:
+            pytest.skip("looks inside the adapters: not possible against a deployed stack")
+        return self._container
+
+    def call(self, method: str, path: str, *, body: Any = None, query: str = "") -> tuple[int, dict[str, Any]]:
+        return invoke_api(http_event(method, path, body=body, query=query))
+
     def add(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        return invoke_api(http_event("POST", "/product/add", body=body))
+        return self.call("POST", "/product/add", body=body)
 
     def status(self, user_id: str, task_id: str) -> dict[str, Any]:
-        code, payload = invoke_api(
-            http_event("GET", "/product/scheduler/status", query=f"user_id={user_id}&task_id={task_id}")
-        )
+        code, payload = self.call("GET", "/product/scheduler/status", query=f"user_id={user_id}&task_id={task_id}")
         assert code == 200, payload
         task: dict[str, Any] = payload["data"][0]
         return task
@@ -65,19 +81,32 @@ class Stack:
             time.sleep(0.1)
 
     def get(self, memory_id: str, user_id: str) -> dict[str, Any]:
-        code, payload = invoke_api(http_event("GET", f"/product/get_memory/{memory_id}", query=f"user_id={user_id}"))
+        code, payload = self.call("GET", f"/product/get_memory/{memory_id}", query=f"user_id={user_id}")
         assert code == 200, payload
         item: dict[str, Any] = payload["data"]
         return item
 
     def cube_total(self, cube_id: str, user_id: str) -> int:
         body = {"mem_cube_id": cube_id, "user_id": user_id}
-        code, payload = invoke_api(http_event("POST", "/product/get_memory", body=body))
+        code, payload = self.call("POST", "/product/get_memory", body=body)
         assert code == 200, payload
         return int(payload["data"]["text_mem"][0]["total_nodes"])
 
 
-def aws_stack(dynamodb_local: Running, table: str, queues: Queues, osmem_url: str) -> Iterator[Stack]:
+class DeployedStack(Stack):
+    """A deployed stack over HTTPS (its worker runs in AWS)."""
+
+    def __init__(self, api_url: str) -> None:
+        super().__init__(None, lambda: None)
+        self._http = httpx.Client(base_url=api_url.rstrip("/"), timeout=35)
+
+    def call(self, method: str, path: str, *, body: Any = None, query: str = "") -> tuple[int, dict[str, Any]]:
+        response = self._http.request(method, f"{path}?{query}" if query else path, json=body)
+        payload: dict[str, Any] = response.json()
+        return response.status_code, payload
+
+
+def aws_stack(dynamodb_local: Running | External, table: str, queues: Queues, osmem_url: str) -> Iterator[Stack]:
     settings = Settings(
         backend="aws",
         queue_url=queues.url,
@@ -120,16 +149,21 @@ def embedded_stack(data_dir: Path) -> Iterator[Stack]:
     container.close()
 
 
-@pytest.fixture(params=["aws", "embedded"])
+@pytest.fixture(params=["aws", "embedded", "deployed"])
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     if request.param == "embedded":
         yield from embedded_stack(tmp_path / "data")
+        return
+    if request.param == "deployed":
+        if not DEPLOYED_API:
+            pytest.skip("set MEMCUBE_E2E_API_URL (the stack's ApiUrl output) to run against a deployed stack")
+        yield DeployedStack(DEPLOYED_API)
         return
     yield from aws_stack(
         request.getfixturevalue("dynamodb_local"),
         request.getfixturevalue("table"),
         request.getfixturevalue("queues"),
-        request.getfixturevalue("osmem_url"),
+        request.getfixturevalue("search_url"),
     )
 
 
