@@ -122,7 +122,7 @@ def text_query(text: str, size: int, cube_ids: Sequence[str]) -> dict[str, Any]:
         "_source": {"excludes": ["embedding"]},
         "query": {
             "bool": {
-                "must": [{"multi_match": {"query": text, "fields": ["memory", "key^2"]}}],
+                "must": [{"multi_match": {"query": text, "fields": ["memory", "key^2"], "operator": "and"}}],
                 "filter": scope_filter(cube_ids),
             }
         },
