@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import MEMCUBE, Server, free_port
+from tests.e2e.conftest import MEMCUBE, Server
+from tests.net import free_port
 
 pytestmark = pytest.mark.e2e
 

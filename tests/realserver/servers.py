@@ -8,12 +8,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools"
@@ -23,13 +24,6 @@ LOCALSTACK_PYTHONS = [
     Path.home() / ".pyenv/versions/3.13.0/bin/python3.13",
     Path.home() / ".pyenv/versions/3.12.1/bin/python3.12",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -8,30 +8,15 @@ from click.testing import CliRunner
 
 from memcube.adapters.inmemory import InMemoryIndex, InMemoryStore
 from memcube.cli import main
-from memcube.domain.ingest import content_hash
 from memcube.domain.maintenance import Maintenance
-from memcube.domain.model import MemoryItem, MemoryMetadata
+from memcube.domain.model import MemoryItem
 from memcube.settings import Settings
 from memcube.wiring import Container
+from tests.contract.support import memory
 
 
 def item(n: int, cube: str = "c1") -> MemoryItem:
-    text = f"memory number {n}"
-    return MemoryItem(
-        id=f"m{n}",
-        memory=text,
-        metadata=MemoryMetadata(
-            user_id="u",
-            session_id="s",
-            cube_id=cube,
-            memory_type="LongTermMemory",
-            key=text,
-            created_at="2025-01-01T00:00:00Z",
-            updated_at="2025-01-01T00:00:00Z",
-            content_hash=content_hash(text),
-            task_id="t",
-        ),
-    )
+    return memory(f"m{n}", f"memory number {n}", cube=cube)
 
 
 def test_reindex_rebuilds_an_empty_index_from_the_store() -> None:
