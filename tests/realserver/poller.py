@@ -34,8 +34,11 @@ class Poller:
         if not got:
             return 0
         event = {"Records": [self._record(m) for m in got]}
-        result = self._handler(event, self._context)
-        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        try:
+            result = self._handler(event, self._context)
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        except Exception:  # a function error: Lambda returns the whole batch to the queue
+            failed = {m["MessageId"] for m in got}
         self.batches += 1
         self.failures += len(failed)
         done = [m for m in got if m["MessageId"] not in failed]

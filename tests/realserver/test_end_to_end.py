@@ -235,3 +235,27 @@ def test_poison_message_from_a_producer_is_dead_lettered_and_blocks_no_cube(stac
         )["Messages"]
         assert [m["Body"] for m in got] == [poison_body]
         assert got[0]["MessageAttributes"]["reason"]["StringValue"].startswith("invalid queued message")
+
+
+def test_a_failing_cube_is_retried_then_failed_with_its_reason_while_other_cubes_complete(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = stack.container.index
+    real_upsert = index.upsert
+
+    def flaky(items: Any) -> None:
+        if items and items[0].metadata.cube_id == "kb-broken":
+            raise ConnectionError("index refused the write")
+        real_upsert(items)
+
+    monkeypatch.setattr(index, "upsert", flaky)
+    _, broken = stack.add({"user_id": "eve", "writable_cube_ids": ["kb-broken"], "messages": "fact one"})
+    _, fine = stack.add({"user_id": "eve", "writable_cube_ids": ["kb-fine"], "messages": "fact two"})
+    assert stack.wait("eve", fine["task_id"])["status"] == "completed"
+    task = stack.wait("eve", broken["task_id"], timeout=60)
+    assert task["status"] == "failed"
+    [part] = task["cubes"]
+    assert part["attempts"] == 3
+    assert part["error"] == "gave up after 3 attempts: ConnectionError: index refused the write"
+    [letter] = stack.container.store.list_dead_letters()
+    assert letter.task_id == broken["task_id"]

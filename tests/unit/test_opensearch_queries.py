@@ -34,3 +34,17 @@ def test_vector_field_uses_an_engine_that_supports_efficient_filtering() -> None
     assert method == {"name": "hnsw", "engine": KNN_ENGINE, "space_type": KNN_SPACE}
     assert KNN_ENGINE in {"faiss", "lucene"}  # nmslib has no efficient filtering
     assert mapping(384)["settings"] == {"index": {"knn": True}}
+
+
+@pytest.mark.parametrize("service", ["es", "aoss"])
+def test_the_aws_client_signs_with_sigv4_for_its_service(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from opensearchpy import AWSV4SignerAuth
+
+    from memcube.adapters.opensearch_index import OpenSearchIndex
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    index = OpenSearchIndex("https://search.example.internal", service=service, region="eu-west-1")  # type: ignore[arg-type]
+    auth = index.client.transport.kwargs["http_auth"]  # built lazily: no request is sent
+    assert isinstance(auth, AWSV4SignerAuth)
+    assert (auth.service, auth.signer.region) == (service, "eu-west-1")

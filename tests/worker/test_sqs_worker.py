@@ -127,3 +127,13 @@ def test_direct_producer_message_is_processed_like_an_api_add(worker: Container)
     assert record is not None
     assert record.status is TaskState.COMPLETED
     assert record.task.user_id == "etl-bot"
+
+
+def test_a_batch_that_fails_entirely_is_reported_not_raised(worker: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(_: list[MemoryItem]) -> None:
+        raise ConnectionError("index unavailable")
+
+    monkeypatch.setattr(worker.index, "upsert", down)
+    event = load_event("sqs_fifo_batch.json")
+    result = invoke_worker(event)  # no BatchProcessingError: a function error would alarm for a retry
+    assert failures(result) == [r["messageId"] for r in event["Records"]]

@@ -18,6 +18,9 @@ from memcube.observability import logger, metrics, tracer
 from memcube.wiring import container_from_env
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+# A batch whose every record fails (one cube's dependency is down) is a routine retry: report the
+# records as failures instead of raising, so the function does not error (and alarm) for it.
+processor.raise_on_entire_batch_failure = False
 
 
 class RetryLater(Exception):
