@@ -73,6 +73,21 @@ def test_redelivered_message_adds_no_duplicate(world: World) -> None:
     assert [o.outcome for o in record.parts[0].outcomes] == ["added"]
 
 
+def test_a_redelivery_indexes_the_stored_item_not_its_own_copy(world: World) -> None:
+    world.submit()
+    [msg] = world.queue.sent
+    world.ingest.handle(Delivery(msg.model_dump_json(), "m", 1, 5))
+    [stored] = world.store.list_memories("alice", 0, 10)[0]
+    later = IngestService(
+        world.store, world.store, world.store, world.index, HashEmbedder(64), now=lambda: "2099-01-01T00:00:00.000Z"
+    )
+    record = world.store.get_task(msg.task_id)
+    assert record is not None
+    world.store.put_task_part(msg.task_id, record.parts[0].model_copy(update={"status": TaskState.FAILED}))
+    later.handle(Delivery(msg.model_dump_json(), "m", 2, 5))
+    assert world.index.docs[stored.id].metadata.created_at == stored.metadata.created_at
+
+
 def test_same_content_in_a_later_task_is_reported_duplicate(world: World) -> None:
     first = world.submit()
     world.drain()

@@ -154,6 +154,8 @@ class IngestService:
                     )
                 )
                 continue
+            if result.status == "exists":  # a redelivery: index what the store kept, not this retry's copy
+                item = self._memories.get_memory(item.id) or item
             written.append(item)
             reason = "new content" if result.status == "created" else "new content (rewritten on redelivery)"
             outcomes.append(
