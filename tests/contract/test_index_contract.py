@@ -113,3 +113,19 @@ def test_text_search_reads_query_syntax_as_plain_words(text_index: TextIndex, qu
 def test_text_search_finds_a_cjk_word_inside_a_sentence(text_index: TextIndex) -> None:
     text_index.upsert([memory("m1", "我喜欢北京")])
     assert text_index.text_search("cube-a", "北京", 10) == ["m1"]
+
+
+def test_search_is_confined_to_its_cubes_activated_docs_and_the_filter(index: SearchIndex) -> None:
+    from memcube.domain.filters import compile_filter
+
+    tea = memory("m1", "alice drinks green tea")
+    tea.metadata.custom_tags = ["drinks"]
+    archived = memory("m2", "alice drank tea once")
+    archived.metadata.status = "archived"
+    index.upsert([tea, archived, memory("m3", "alice drinks tea", cube="cube-b"), memory("m4", "alice drinks milk")])
+    hits = index.search(["cube-a"], "tea", [0.1, 0.2, 0.3], compile_filter({"custom_tags": "drinks"}), 10)
+    assert [h.memory_id for h in hits] == ["m1"]
+    assert hits[0].cube_id == "cube-a"
+    both = {h.memory_id for h in index.search(["cube-a", "cube-b"], "tea", [0.1, 0.2, 0.3], None, 10)}
+    assert both >= {"m1", "m3"}
+    assert "m2" not in both

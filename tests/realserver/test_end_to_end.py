@@ -120,7 +120,8 @@ def aws_stack(dynamodb_local: Running | External, table: str, queues: Queues, os
         sync_timeout_seconds=30,
     )
     ddb = boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint, **CREDS)
-    index = OpenSearchIndex(osmem_url, service="es", auth="none")
+    # osmem-server has no k-NN engine: search runs its text half there (the k-NN body is pinned in tests/unit)
+    index = OpenSearchIndex(osmem_url, service="es", auth="none", vector_search=False)
     index.bootstrap()
     sqs_queue = SqsQueue(queues.url, bucket=queues.bucket, sqs=queues.sqs, s3=queues.s3, inline_limit=4096)
     container = Container(settings, store=DynamoStore(table, ddb), sqs_queue=sqs_queue, index=index)
@@ -259,3 +260,16 @@ def test_a_failing_cube_is_retried_then_failed_with_its_reason_while_other_cubes
     assert part["error"] == "gave up after 3 attempts: ConnectionError: index refused the write"
     [letter] = stack.container.store.list_dead_letters()
     assert letter.task_id == broken["task_id"]
+
+
+def test_a_completed_add_is_searchable_at_once_with_filters(stack: Stack) -> None:
+    for text, tag in [("Fay grows basil on her balcony.", "garden"), ("Fay grows tired of winter.", "mood")]:
+        code, accepted = stack.add({"user_id": "fay", "messages": text, "custom_tags": [tag]})
+        assert stack.wait("fay", accepted["task_id"])["status"] == "completed"
+    query = {"user_id": "fay", "query": "grows", "relativity": 0.0}
+    code, payload = stack.call("POST", "/product/search", body=query)
+    assert code == 200, payload
+    assert len(payload["data"]["text_mem"][0]["memories"]) == 2
+    _, garden = stack.call("POST", "/product/search", body=query | {"filter": {"custom_tags": "garden"}})
+    [hit] = garden["data"]["text_mem"][0]["memories"]
+    assert "basil" in hit["memory"]

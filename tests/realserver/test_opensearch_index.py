@@ -68,3 +68,25 @@ def test_bulk_failures_raise(index: OpenSearchIndex) -> None:
 def test_ids_pages_past_one_search(index: OpenSearchIndex) -> None:
     index.upsert([memory(f"m{n:04d}", f"fact {n}") for n in range(1205)])
     assert len(index.ids("cube-a")) == 1205
+
+
+def test_search_applies_compiled_filters_in_the_engine(osmem_clone: Any) -> None:
+    from memcube.domain.filters import compile_filter
+
+    idx = OpenSearchIndex(osmem_clone.url, service="es", auth="none", dimension=3, vector_search=False)
+    idx.bootstrap()
+    tea = memory("m1", "alice drinks green tea")
+    tea.metadata.custom_tags = ["drinks"]
+    tea.metadata.info = {"app_id": "a1"}
+    coffee = memory("m2", "alice drinks coffee")
+    coffee.metadata.custom_tags = ["drinks"]
+    coffee.metadata.info = {"app_id": "a2"}
+    idx.upsert([tea, coffee, memory("m3", "alice drinks water", cube="cube-b")])
+    hits = idx.search(["cube-a"], "drinks", [0.1, 0.2, 0.3], compile_filter({"info.app_id": "a2"}), 10)
+    assert [h.memory_id for h in hits] == ["m2"]
+    both = idx.search(["cube-a"], "drinks", [], compile_filter({"custom_tags": {"in": ["drinks"]}}), 10)
+    assert sorted(h.memory_id for h in both) == ["m1", "m2"]
+    none = idx.search(
+        ["cube-a"], "drinks", [], compile_filter({"app_id": {"ne": "a1"}, "key": {"contains": "tea"}}), 10
+    )
+    assert none == []

@@ -48,3 +48,24 @@ def test_the_aws_client_signs_with_sigv4_for_its_service(service: str, monkeypat
     auth = index.client.transport.kwargs["http_auth"]  # built lazily: no request is sent
     assert isinstance(auth, AWSV4SignerAuth)
     assert (auth.service, auth.signer.region) == (service, "eu-west-1")
+
+
+def test_filters_translate_to_dsl_inside_the_knn_clause() -> None:
+    from memcube.domain.filters import compile_filter
+
+    flt = compile_filter({"or": [{"custom_tags": "drinks"}, {"info.app_id": {"in": ["a1", "a2"]}}], "key": {"ne": "x"}})
+    body = knn_query([0.1], 3, ["alice"], flt)
+    [_cubes, _status, extra] = body["query"]["knn"]["embedding"]["filter"]["bool"]["filter"]
+    assert extra == {
+        "bool": {
+            "filter": [
+                {
+                    "bool": {
+                        "should": [{"term": {"custom_tags": "drinks"}}, {"terms": {"info.app_id": ["a1", "a2"]}}],
+                        "minimum_should_match": 1,
+                    }
+                },
+                {"bool": {"must_not": [{"term": {"key.raw": "x"}}]}},
+            ]
+        }
+    }

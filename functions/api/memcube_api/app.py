@@ -14,6 +14,7 @@ from memcube.domain import limits
 from memcube.domain.memories import MAX_PAGE_SIZE
 from memcube.domain.model import MemoryItem, Principal, TaskRecord, TaskState
 from memcube.domain.requests import AddRequest, Id, to_command
+from memcube.domain.search import SearchRequest
 from memcube.wiring import Container
 from memcube_api.errors import BadBody, envelope, install
 
@@ -79,6 +80,12 @@ def _memory_view(item: MemoryItem, outcome: str | None = None, reason: str | Non
     if outcome is not None:
         view |= {"outcome": outcome, "reason": reason}
     return view
+
+
+def _with_relativity(item: MemoryItem, relativity: float) -> dict[str, Any]:
+    body = item.public()
+    body["metadata"]["relativity"] = relativity
+    return body
 
 
 def status_view(record: TaskRecord) -> dict[str, Any]:
@@ -179,8 +186,27 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         }
         return envelope(200, "Memories retrieved successfully", data)
 
+    @app.post(
+        "/product/search",
+        openapi_extra=_openapi_body(SearchRequest),
+        summary="Hybrid (vector + text) search over readable cubes, with filters",
+    )
+    async def search(request: Request, c: Services) -> JSONResponse:
+        req = await read_json(request, SearchRequest)
+        results = c.searcher.search(req, Principal(user_id=req.user_id))
+        text_mem = [
+            {
+                "cube_id": r.cube_id,
+                "memories": [_with_relativity(s.item, s.relativity) for s in r.memories],
+                "total_nodes": len(r.memories),
+            }
+            for r in results
+        ]
+        data = {"text_mem": text_mem, "pref_mem": [], "tool_mem": [], "skill_mem": [], "act_mem": [], "para_mem": []}
+        return envelope(200, "Search completed successfully", data)
+
     # Register the body models so the OpenAPI `$ref`s above resolve.
-    _register_schemas(app, [AddRequest, GetMemoryRequest])
+    _register_schemas(app, [AddRequest, GetMemoryRequest, SearchRequest])
     return app
 
 

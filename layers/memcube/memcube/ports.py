@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from memcube.domain.filters import Filter
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
 
@@ -19,6 +20,17 @@ class PutResult:
 
     status: Literal["created", "exists", "duplicate"]
     existing_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search candidate from the index, with its raw scores (None where that half did not match):
+    `cosine` between the query and item vectors, `text` the engine's BM25 score."""
+
+    memory_id: str
+    cube_id: str
+    cosine: float | None
+    text: float | None
 
 
 class TaskStore(Protocol):
@@ -83,6 +95,13 @@ class SearchIndex(Protocol):
 
     def ids(self, cube_id: str) -> set[str]:
         """Ids of the cube's indexed documents (to reconcile the index with the store)."""
+        ...
+
+    def search(
+        self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
+    ) -> list[Hit]:
+        """Candidates among the cubes' activated documents that pass the filter: the top `limit`
+        by vector similarity and the top `limit` by text relevance (merged by id)."""
         ...
 
 

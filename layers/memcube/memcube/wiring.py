@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from memcube.domain.ingest import IngestService
 from memcube.domain.maintenance import Maintenance
 from memcube.domain.memories import MemoryReader
+from memcube.domain.search import SearchService
 from memcube.domain.tasks import AddService, StatusService
 from memcube.settings import Settings
 
@@ -153,6 +154,10 @@ class Container:
             telemetry=self.telemetry,
             dead_letters=self.dead_letters,
         )
+
+    @cached_property
+    def searcher(self) -> SearchService:
+        return SearchService(self.store, self.index, self.embedder, self.store)
 
     @cached_property
     def maintenance(self) -> Maintenance:

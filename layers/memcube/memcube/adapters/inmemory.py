@@ -6,9 +6,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 
+from memcube.domain.filters import Filter, matches
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
-from memcube.ports import PutResult
+from memcube.domain.search import filter_doc
+from memcube.ports import Hit, PutResult
 
 
 class InMemoryStore:
@@ -148,3 +150,20 @@ class InMemoryIndex:
 
     def ids(self, cube_id: str) -> set[str]:
         return {i for i, d in self.docs.items() if d.metadata.cube_id == cube_id}
+
+    def search(
+        self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
+    ) -> list[Hit]:
+        words = [w for w in text.lower().split() if w]
+        scored: list[Hit] = []
+        for doc in self.docs.values():
+            meta = doc.metadata
+            if meta.cube_id not in cube_ids or meta.status != "activated" or not matches(flt, filter_doc(doc)):
+                continue
+            cosine = sum(a * b for a, b in zip(vector, meta.embedding, strict=False)) if meta.embedding else None
+            lowered = doc.memory.lower()
+            found = sum(lowered.count(w) for w in words) if words and all(w in lowered for w in words) else 0
+            scored.append(Hit(doc.id, meta.cube_id, cosine, float(found) or None))
+        by_vector = sorted(scored, key=lambda h: -(h.cosine or -1.0))[:limit]
+        by_text = sorted((h for h in scored if h.text), key=lambda h: -(h.text or 0.0))[:limit]
+        return list({h.memory_id: h for h in by_vector + by_text}.values())

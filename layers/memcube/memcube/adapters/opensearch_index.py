@@ -24,7 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from memcube.domain.filters import And, Filter, Or
 from memcube.domain.model import MemoryItem
+from memcube.ports import Hit
 
 Service = Literal["es", "aoss"]
 KNN_ENGINE = "faiss"
@@ -86,17 +88,44 @@ def document(item: MemoryItem) -> dict[str, Any]:
     return doc
 
 
-def scope_filter(cube_ids: Sequence[str], *, activated_only: bool = True) -> list[dict[str, Any]]:
+def scope_filter(
+    cube_ids: Sequence[str], *, activated_only: bool = True, flt: Filter | None = None
+) -> list[dict[str, Any]]:
     """The filter clauses every query carries: never a query without its cubes."""
     if not cube_ids:
         raise ValueError("a search must name at least one cube")
     clauses: list[dict[str, Any]] = [{"terms": {"cube_id": list(cube_ids)}}]
     if activated_only:
         clauses.append({"term": {"status": "activated"}})
+    if flt is not None:
+        clauses.append(filter_query(flt))
     return clauses
 
 
-def knn_query(vector: Sequence[float], k: int, cube_ids: Sequence[str]) -> dict[str, Any]:
+def filter_query(flt: Filter) -> dict[str, Any]:
+    """A compiled filter as query DSL. `info` is a flat_object: its values compare as keywords
+    (strings), so ranges on info values are lexicographic there (ISO dates compare correctly)."""
+    if isinstance(flt, And):
+        return {"bool": {"filter": [filter_query(p) for p in flt.parts]}}
+    if isinstance(flt, Or):
+        return {"bool": {"should": [filter_query(p) for p in flt.parts], "minimum_should_match": 1}}
+    field = "key.raw" if flt.field == "key" else flt.field
+    value = flt.value
+    if flt.op == "eq":
+        return {"term": {field: value}}
+    if flt.op == "ne":
+        return {"bool": {"must_not": [{"term": {field: value}}]}}
+    if flt.op == "in":
+        return {"terms": {field: list(value) if isinstance(value, tuple) else [value]}}
+    if flt.op == "nin":
+        return {"bool": {"must_not": [{"terms": {field: list(value) if isinstance(value, tuple) else [value]}}]}}
+    if flt.op == "contains":
+        escaped = str(value).replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
+        return {"wildcard": {field: {"value": f"*{escaped}*"}}}
+    return {"range": {field: {flt.op: value}}}
+
+
+def knn_query(vector: Sequence[float], k: int, cube_ids: Sequence[str], flt: Filter | None = None) -> dict[str, Any]:
     """A k-NN search with efficient filtering: the filter sits inside the `knn` clause so the
     engine (faiss HNSW, OpenSearch 2.9+) filters during the graph search and still returns k hits
     for a small cube in a large index (post-filtering would return fewer)."""
@@ -108,22 +137,32 @@ def knn_query(vector: Sequence[float], k: int, cube_ids: Sequence[str]) -> dict[
                 "embedding": {
                     "vector": list(vector),
                     "k": k,
-                    "filter": {"bool": {"filter": scope_filter(cube_ids)}},
+                    "filter": {"bool": {"filter": scope_filter(cube_ids, flt=flt)}},
                 }
             }
         },
     }
 
 
-def text_query(text: str, size: int, cube_ids: Sequence[str]) -> dict[str, Any]:
-    """BM25 over memory and key, confined to the cubes."""
+def text_query(
+    text: str, size: int, cube_ids: Sequence[str], flt: Filter | None = None, *, all_words: bool = True
+) -> dict[str, Any]:
+    """BM25 over memory and key, confined to the cubes (and the filter)."""
     return {
         "size": size,
         "_source": {"excludes": ["embedding"]},
         "query": {
             "bool": {
-                "must": [{"multi_match": {"query": text, "fields": ["memory", "key^2"], "operator": "and"}}],
-                "filter": scope_filter(cube_ids),
+                "must": [
+                    {
+                        "multi_match": {
+                            "query": text,
+                            "fields": ["memory", "key^2"],
+                            "operator": "and" if all_words else "or",
+                        }
+                    }
+                ],
+                "filter": scope_filter(cube_ids, flt=flt),
             }
         },
     }
@@ -144,7 +183,10 @@ class OpenSearchIndex:
         dimension: int = 384,
         auth: Literal["sigv4", "none"] = "sigv4",
         client: Any | None = None,
+        vector_search: bool = True,
     ) -> None:
+        self._vector_search = vector_search
+        """False only against an OpenSearch-API server without the k-NN plugin (tests)."""
         self._endpoint = endpoint
         self._index = index
         self._service = service
@@ -244,6 +286,19 @@ class OpenSearchIndex:
             found.update(h["_id"] for h in hits)
             after = hits[-1]["sort"]
 
+    def search(
+        self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
+    ) -> list[Hit]:
+        hits: dict[str, Hit] = {}
+        if self._vector_search and len(vector):
+            for h in self._search(knn_query(vector, limit, cube_ids, flt), cube_ids):
+                hits[h["_id"]] = Hit(h["_id"], h["_source"]["cube_id"], _cosine_from_score(h["_score"]), None)
+        for h in self._search(text_query(text, limit, cube_ids, flt, all_words=False), cube_ids):
+            known = hits.get(h["_id"])
+            cosine = known.cosine if known else None
+            hits[h["_id"]] = Hit(h["_id"], h["_source"]["cube_id"], cosine, float(h["_score"]))
+        return list(hits.values())
+
     def text_search(self, cube_id: str, query: str, limit: int) -> list[str]:
         return [h["_id"] for h in self._search(text_query(query, limit, [cube_id]), [cube_id])]
 
@@ -254,3 +309,9 @@ class OpenSearchIndex:
         response = self.client.search(index=self._index, body=body, params=params)
         hits: list[dict[str, Any]] = response["hits"]["hits"]
         return hits
+
+
+def _cosine_from_score(score: float) -> float:
+    """Undo the k-NN plugin's innerproduct scoring (ip + 1 when ip >= 0, else 1 / (1 - ip));
+    for unit vectors the inner product is the cosine."""
+    return score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score

@@ -5,14 +5,19 @@ It is derived data (rebuildable from the store) and every query is filtered by c
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from memcube.adapters.sqlite_base import SqliteDb
+from memcube.domain.filters import And, Filter, Or
 from memcube.domain.model import MemoryItem
+from memcube.domain.search import filter_doc
+from memcube.ports import Hit
 
 _CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
 
@@ -28,7 +33,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
     rid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, cube_id TEXT NOT NULL,
     status TEXT NOT NULL, memory_type TEXT NOT NULL, session_id TEXT NOT NULL, updated_at TEXT NOT NULL,
-    model TEXT, vector BLOB);
+    model TEXT, vector BLOB, doc TEXT);
 CREATE INDEX IF NOT EXISTS docs_by_cube ON docs (cube_id, status);
 CREATE VIRTUAL TABLE IF NOT EXISTS docs_text USING fts5 (memory, key, tags, tokenize = 'unicode61');
 """
@@ -37,6 +42,10 @@ CREATE VIRTUAL TABLE IF NOT EXISTS docs_text USING fts5 (memory, key, tags, toke
 class SqliteIndex:
     def __init__(self, path: Path) -> None:
         self._db = SqliteDb(path, SCHEMA, version=1)
+        with self._db.tx() as cur:  # indexes made before filters existed lack the filter document
+            columns = {r["name"] for r in cur.execute("PRAGMA table_info(docs)")}
+            if "doc" not in columns:
+                cur.execute("ALTER TABLE docs ADD COLUMN doc TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -47,13 +56,13 @@ class SqliteIndex:
                 meta = item.metadata
                 vector = np.asarray(meta.embedding, dtype=np.float32).tobytes() if meta.embedding else None
                 cur.execute(
-                    "INSERT INTO docs (id, cube_id, status, memory_type, session_id, updated_at, model, vector) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET cube_id = excluded.cube_id, "
+                    "INSERT INTO docs (id, cube_id, status, memory_type, session_id, updated_at, model, vector, doc) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET cube_id = excluded.cube_id, "
                     "status = excluded.status, memory_type = excluded.memory_type, "
                     "session_id = excluded.session_id, updated_at = excluded.updated_at, "
-                    "model = excluded.model, vector = excluded.vector",
+                    "model = excluded.model, vector = excluded.vector, doc = excluded.doc",
                     (item.id, meta.cube_id, meta.status, meta.memory_type, meta.session_id,
-                     meta.updated_at, meta.embedding_model, vector),
+                     meta.updated_at, meta.embedding_model, vector, json.dumps(filter_doc(item))),
                 )  # fmt: skip
                 (rid,) = cur.execute("SELECT rid FROM docs WHERE id = ?", (item.id,)).fetchone()
                 cur.execute("DELETE FROM docs_text WHERE rowid = ?", (rid,))
@@ -76,6 +85,39 @@ class SqliteIndex:
         with self._db.read() as cur:
             return {r["id"] for r in cur.execute("SELECT id FROM docs WHERE cube_id = ?", (cube_id,))}
 
+    def search(
+        self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
+    ) -> list[Hit]:
+        """Vector candidates by exact cosine (numpy over the filtered cube docs) and text
+        candidates by FTS5 BM25 (any query word), merged by id."""
+        where, params = _scope(cube_ids, flt)
+        with self._db.read() as cur:
+            rows = cur.execute(f"SELECT d.rid, d.id, d.cube_id, d.vector FROM docs d WHERE {where}", params).fetchall()
+            words = [w for w in (" ".join(fts_text(text).split())).split() if w]
+            text_rows = []
+            if words:
+                match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+                text_rows = cur.execute(
+                    "SELECT d.id, d.cube_id, -bm25(docs_text) AS score FROM docs_text t "
+                    f"JOIN docs d ON d.rid = t.rowid WHERE docs_text MATCH ? AND {where} "
+                    "ORDER BY bm25(docs_text) LIMIT ?",
+                    [match, *params, limit],
+                ).fetchall()
+        hits: dict[str, Hit] = {}
+        with_vectors = [r for r in rows if r["vector"]]
+        if with_vectors and len(vector):
+            query = np.asarray(vector, dtype=np.float32)
+            matrix = np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in with_vectors])
+            if matrix.shape[1] == query.shape[0]:
+                cosines = matrix @ query
+                for n in np.argsort(-cosines)[:limit]:
+                    row = with_vectors[int(n)]
+                    hits[row["id"]] = Hit(row["id"], row["cube_id"], float(cosines[n]), None)
+        for row in text_rows:
+            known = hits.get(row["id"])
+            hits[row["id"]] = Hit(row["id"], row["cube_id"], known.cosine if known else None, float(row["score"]))
+        return list(hits.values())
+
     def text_search(self, cube_id: str, query: str, limit: int) -> list[str]:
         """Ids of a cube's activated docs matching all query words, best BM25 first."""
         words = [w for w in query.split() if w.strip()]
@@ -90,3 +132,42 @@ class SqliteIndex:
                 (match, cube_id, limit),
             ).fetchall()
         return [r["id"] for r in rows]
+
+
+def _scope(cube_ids: Sequence[str], flt: Filter | None) -> tuple[str, list[Any]]:
+    """The WHERE clause every query carries: its cubes, activated docs, and the compiled filter.
+    Only placeholders carry user input (field paths included), so nothing can be injected."""
+    if not cube_ids:
+        raise ValueError("a search must name at least one cube")
+    marks = ",".join("?" * len(cube_ids))
+    clause = f"d.cube_id IN ({marks}) AND d.status = 'activated'"
+    params: list[Any] = list(cube_ids)
+    if flt is not None:
+        sql, more = _filter_sql(flt)
+        clause += f" AND {sql}"
+        params += more
+    return clause, params
+
+
+_SQL_OPS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _filter_sql(flt: Filter) -> tuple[str, list[Any]]:
+    if isinstance(flt, And | Or):
+        parts = [_filter_sql(p) for p in flt.parts]
+        joiner = " AND " if isinstance(flt, And) else " OR "
+        return "(" + joiner.join(sql for sql, _ in parts) + ")", [v for _, ps in parts for v in ps]
+    path = f'$.info."{flt.info_key}"' if flt.info_key else f"$.{flt.field}"
+    # json_each over a path yields the scalar itself or each element of a list: positive operators
+    # match if any value does, negative ones if none does (the same rule as filters.matches).
+    each = "SELECT 1 FROM json_each(d.doc, ?) WHERE "
+    if flt.op in {"in", "nin"}:
+        values = list(flt.value) if isinstance(flt.value, tuple) else [flt.value]
+        test = f"value IN ({','.join('?' * len(values))})"
+        sql = f"{'NOT ' if flt.op == 'nin' else ''}EXISTS ({each}{test})"
+        return sql, [path, *values]
+    if flt.op == "ne":
+        return f"NOT EXISTS ({each}value = ?)", [path, flt.value]
+    if flt.op == "contains":
+        return f"EXISTS ({each}instr(value, ?) > 0)", [path, flt.value]
+    return f"EXISTS ({each}value {_SQL_OPS[flt.op]} ?)", [path, flt.value]
