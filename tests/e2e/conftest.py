@@ -1,4 +1,9 @@
-"""A real `memcube serve` process on a free port, and HTTP helpers for it."""
+"""A real `memcube serve` process on a free port and a tmp data dir, and HTTP helpers for it.
+
+The server is the installed console script (the README's `make run`), talked to over real HTTP
+with httpx. Its stdout and stderr go to a log file (never an undrained pipe, which would block the
+server once full); every failure to start quotes that log.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,89 +22,171 @@ import pytest
 from tests.net import free_port
 
 MEMCUBE = Path(sys.executable).parent / "memcube"
+START_TIMEOUT = 20.0
+TERMINAL = frozenset({"completed", "failed"})
 
 
-@dataclass
 class Server:
-    data_dir: Path
-    port: int = field(default_factory=free_port)
-    workers: int = 2
-    proc: subprocess.Popen[bytes] | None = None
+    """One `memcube serve` subprocess."""
+
+    def __init__(self, data_dir: Path, workers: int, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.workers = workers
+        self.log_path = log_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        cmd = [str(MEMCUBE), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["--data-dir", str(data_dir), "--workers", str(workers)]
+        # Hermetic: no MEMCUBE_* from the caller's shell leaks in; the test's own settings do.
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("MEMCUBE_")} | (env or {})
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environ
+            )
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def pid(self) -> int:
+        return self.proc.pid
 
-    def start(self, timeout: float = 30.0) -> Server:
-        cmd = [str(MEMCUBE), "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
-        cmd += ["--workers", str(self.workers)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> Server:
         deadline = time.monotonic() + timeout
+        last: object = None
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"memcube serve exited early: {self.proc.stderr.read().decode()}")  # type: ignore[union-attr]
+            code = self.proc.poll()
+            if code is not None:
+                raise AssertionError(f"memcube serve exited with {code} before answering /health:\n{self.output()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                response = self.http.get("/health", timeout=1)
+                if response.status_code == 200 and response.json() == {"status": "ok"}:
                     return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise AssertionError("memcube serve did not answer /health in time")
+                last = f"{response.status_code} {response.text}"
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.05)
+        self.kill()
+        raise AssertionError(
+            f"memcube serve did not answer GET /health within {timeout:g}s (last: {last!r}):\n{self.output()}"
+        )
 
     def kill9(self) -> None:
-        assert self.proc is not None
+        """SIGKILL: no shutdown code runs, leases and half-done work stay as they are on disk."""
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
+    def kill(self) -> None:
+        if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
 
-    def add(self, body: dict[str, Any], **headers: str) -> httpx.Response:
-        return httpx.post(f"{self.url}/product/add", json=body, headers=headers, timeout=30)
+    def stop(self, grace: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL if it has not exited within `grace` seconds; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.http.close()
+        code = self.proc.returncode
+        assert code is not None
+        return code
+
+    # --- the API ---------------------------------------------------------------------------
+
+    def add(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+        return self.http.post("/product/add", json=body, headers=headers)
+
+    def add_ok(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """POST /product/add expecting 200 and the envelope; the parsed answer."""
+        response = self.add(body, headers)
+        assert response.status_code == 200, f"{response.status_code} {response.text}"
+        answer: dict[str, Any] = response.json()
+        assert answer["code"] == 200, answer
+        assert isinstance(answer["data"], list), answer
+        assert answer["task_id"], answer
+        return answer
 
     def status(self, user_id: str, task_id: str) -> dict[str, Any]:
-        response = httpx.get(
-            f"{self.url}/product/scheduler/status", params={"user_id": user_id, "task_id": task_id}, timeout=10
-        )
-        assert response.status_code == 200, response.text
-        task: dict[str, Any] = response.json()["data"][0]
-        return task
+        response = self.http.get("/product/scheduler/status", params={"user_id": user_id, "task_id": task_id})
+        assert response.status_code == 200, f"{response.status_code} {response.text}"
+        [task] = response.json()["data"]
+        assert task["task_id"] == task_id, task
+        return dict(task)
 
     def wait(self, user_id: str, task_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll the task's status until it is completed or failed; fail the test on timeout."""
         deadline = time.monotonic() + timeout
+        pause = 0.02
         while True:
             task = self.status(user_id, task_id)
-            if task["status"] in {"completed", "failed"} or time.monotonic() > deadline:
+            if task["status"] in TERMINAL:
                 return task
-            time.sleep(0.05)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"task {task_id} still {task['status']} after {timeout:g}s: {task}")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"memcube serve died while task {task_id} was {task['status']}:\n{self.output()}")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.25)
 
-    def cube(self, cube_id: str, user_id: str, page_size: int = 100) -> dict[str, Any]:
-        response = httpx.post(
-            f"{self.url}/product/get_memory",
-            json={"mem_cube_id": cube_id, "user_id": user_id, "page_size": page_size},
-            timeout=10,
+    def wait_all(self, user_id: str, task_ids: list[str], timeout: float = 30.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        return [self.wait(user_id, t, max(0.1, deadline - time.monotonic())) for t in task_ids]
+
+    def memory(self, memory_id: str, user_id: str) -> httpx.Response:
+        return self.http.get(f"/product/get_memory/{memory_id}", params={"user_id": user_id})
+
+    def page(self, cube_id: str, user_id: str, page: int = 1, page_size: int = 100) -> dict[str, Any]:
+        response = self.http.post(
+            "/product/get_memory",
+            json={"mem_cube_id": cube_id, "user_id": user_id, "page": page, "page_size": page_size},
         )
-        assert response.status_code == 200, response.text
-        page: dict[str, Any] = response.json()["data"]["text_mem"][0]
-        return page
+        assert response.status_code == 200, f"{response.status_code} {response.text}"
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
+    def total(self, cube_id: str, user_id: str) -> int:
+        [text_mem] = self.page(cube_id, user_id, page_size=1)["text_mem"]
+        assert text_mem["cube_id"] == cube_id
+        return int(text_mem["total_nodes"])
+
+    def items(self, cube_id: str, user_id: str) -> list[dict[str, Any]]:
+        """Every memory of the cube, page by page."""
+        out: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            [text_mem] = self.page(cube_id, user_id, page=page)["text_mem"]
+            out.extend(text_mem["memories"])
+            if len(text_mem["memories"]) < 100:
+                assert len(out) == text_mem["total_nodes"], (len(out), text_mem["total_nodes"])
+                return out
+            page += 1
+
+
+ServeFactory = Callable[..., Server]
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start servers on demand (`serve(workers=0)`); every one is stopped at teardown."""
+def serve(tmp_path: Path) -> Iterator[ServeFactory]:
+    """Start servers on demand: `serve()`, `serve(data_dir=d, workers=0, env={...})`. Each waits for
+    `/health`; every one still running is stopped at teardown (SIGTERM, then kill)."""
     started: list[Server] = []
 
-    def start(data_dir: Path | None = None, workers: int = 2) -> Server:
-        server = Server(data_dir=data_dir or tmp_path / "data", workers=workers).start()
+    def start(data_dir: Path | None = None, workers: int = 2, env: dict[str, str] | None = None) -> Server:
+        data_dir = data_dir or tmp_path / "data"
+        server = Server(data_dir, workers, tmp_path / f"serve-{len(started)}.log", env)
         started.append(server)
-        return server
+        return server.wait_healthy()
 
     yield start
     for server in started:
-        server.stop()
+        server.stop(grace=5.0)
+
+
+@pytest.fixture
+def server(serve: ServeFactory) -> Server:
+    """One `memcube serve` with the default two workers on a fresh data dir."""
+    return serve()

@@ -3,12 +3,14 @@ the MemOS envelope. No Lambda imports here (`handler` adds Mangum)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from memcube.domain import limits
 from memcube.domain.memories import MAX_PAGE_SIZE
@@ -107,12 +109,24 @@ def services(request: Request) -> Container:
 Services = Annotated[Container, Depends(services)]
 
 
-def create_app(container: Callable[[], Container]) -> FastAPI:
-    """Build the app around a container factory (called per request; it caches itself)."""
+def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callable[[], None]] = ()) -> FastAPI:
+    """Build the app around a container factory (called per request; it caches itself).
+
+    `on_shutdown` runs when the server shuts down gracefully (SIGTERM included): the embedded
+    default stops its worker there, letting an in-flight add finish. Lambda runs no lifespan.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for hook in on_shutdown:
+            await run_in_threadpool(hook)
+
     app = FastAPI(
         title="memcube",
         version="0.1.0",
-        summary="MemOS-compatible memory service: add, task status, read back.",
+        summary="MemOS-compatible memory service: add, task status, read back, search.",
+        lifespan=lifespan,
     )
     install(app)
     app.state.container = container
@@ -132,15 +146,8 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
         idempotency_key: Annotated[str | None, Header(max_length=limits.MAX_ID_CHARS)] = None,
     ) -> JSONResponse:
         req = await read_json(request, AddRequest)
-        cmd = to_command(req)
-        principal = Principal(user_id=cmd.user_id)
-        sub = c.add.submit(cmd, principal, idempotency_key)
-        again = " (repeated request: the existing task is returned)" if sub.replay else ""
-        if cmd.async_mode == "async":
-            data = [{"cube_id": p.cube_id, "task_id": sub.task_id, "status": p.status.value} for p in sub.record.parts]
-            return envelope(200, f"Memory add task accepted{again}", data, task_id=sub.task_id)
-        record = c.add.wait(sub.task_id, c.settings.sync_timeout_seconds)
-        return _sync_response(c, record, again)
+        # Store and queue calls block (and a sync add waits for its task): off the event loop.
+        return await run_in_threadpool(_add, c, req, idempotency_key)
 
     @app.get("/product/scheduler/status", summary="Status of an add task, per cube and per memory")
     def scheduler_status(
@@ -170,7 +177,8 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
     )
     async def get_memory(request: Request, c: Services) -> JSONResponse:
         req = await read_json(request, GetMemoryRequest)
-        page = c.reader.page(req.mem_cube_id, Principal(user_id=req.user_id or ""), req.page, req.page_size)
+        principal = Principal(user_id=req.user_id or "")
+        page = await run_in_threadpool(c.reader.page, req.mem_cube_id, principal, req.page, req.page_size)
         data = {
             "text_mem": [
                 {
@@ -193,7 +201,7 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
     )
     async def search(request: Request, c: Services) -> JSONResponse:
         req = await read_json(request, SearchRequest)
-        results = c.searcher.search(req, Principal(user_id=req.user_id))
+        results = await run_in_threadpool(c.searcher.search, req, Principal(user_id=req.user_id))
         text_mem = [
             {
                 "cube_id": r.cube_id,
@@ -208,6 +216,17 @@ def create_app(container: Callable[[], Container]) -> FastAPI:
     # Register the body models so the OpenAPI `$ref`s above resolve.
     _register_schemas(app, [AddRequest, GetMemoryRequest, SearchRequest])
     return app
+
+
+def _add(c: Container, req: AddRequest, idempotency_key: str | None) -> JSONResponse:
+    cmd = to_command(req)
+    sub = c.add.submit(cmd, Principal(user_id=cmd.user_id), idempotency_key)
+    again = " (repeated request: the existing task is returned)" if sub.replay else ""
+    if cmd.async_mode == "async":
+        data = [{"cube_id": p.cube_id, "task_id": sub.task_id, "status": p.status.value} for p in sub.record.parts]
+        return envelope(200, f"Memory add task accepted{again}", data, task_id=sub.task_id)
+    record = c.add.wait(sub.task_id, c.settings.sync_timeout_seconds)
+    return _sync_response(c, record, again)
 
 
 def _sync_response(c: Container, record: TaskRecord, again: str) -> JSONResponse:

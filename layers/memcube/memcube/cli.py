@@ -154,9 +154,10 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
     worker = EmbeddedWorker(container)
     worker.start()
     click.echo(f"memcube: data in {settings.data_dir.resolve()}, API on http://{host}:{port}")
+    # uvicorn re-raises SIGTERM/SIGINT once it has shut down, so the cleanup runs in the app's
+    # lifespan shutdown (the worker finishes its in-flight message there), not after run().
+    app = create_app(lambda: container, on_shutdown=[worker.stop, container.close])
     try:
-        uvicorn.run(create_app(lambda: container), host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
-        worker.stop()
-        container.close()
         lock.close()
