@@ -1,212 +1,370 @@
 """DynamoDB: the system of record on AWS (TaskStore + MemoryStore + UserDirectory), one table.
 
-| item | pk | sk | notes |
-|---|---|---|---|
-| task | `TASK#<task>` | `#TASK` | `gsi1pk=USER#<user>`, `gsi1sk=<created_at>#<task>` lists a user's tasks; TTL |
-| task part | `TASK#<task>` | `PART#<cube>` | `ord` keeps request order; one Query reads task + parts; TTL |
-| idempotency key | `IDEM#<key>` | `#IDEM` | first writer wins (conditional put); TTL |
-| memory item | `CUBE#<cube>` | `ITEM#<created_at>#<id>` | one partition per cube: oldest first, consistent reads |
-| id pointer | `MEM#<id>` | `#MEM` | `cube_id`, `item_sk`: get by id without a scan |
-| content guard | `CUBE#<cube>` | `HASH#<content_hash>` | `memory_id` of the one item holding that content |
-| user | `USER#<user>` | `#USER` | the users the permission rule knows |
-| dead letter | `DLQ` | `<failed_at>#<message_id>` | rare by design: one partition is ample, and lists in order |
+The table (template.yaml `Table`): keys `pk`/`sk` (S), GSI `gsi1` on `gsi1pk`/`gsi1sk` (S, ALL),
+TTL on `expires_at` (epoch seconds). Every record keeps its pydantic model's JSON in `body`
+(zlib-compressed into a binary `body` above 32 KiB, so a large record still fits DynamoDB's
+400 KB item limit), plus the key and filter attributes below.
 
-`put_memory` is one TransactWriteItems (guard with `attribute_not_exists`, item, pointer): two
-racing writers of the same content can never both succeed, and a redelivery that finds its own
-id in the guard writes nothing. Every expression names its attributes through
-ExpressionAttributeNames: real DynamoDB rejects reserved words (`status`, ...) that moto accepts.
-Throttling is retried by botocore's adaptive mode (exponential backoff with jitter).
+| record | pk | sk | other attributes |
+|---|---|---|---|
+| task | `TASK#<task>` | `#TASK` | `gsi1pk=USER#<user>`, `gsi1sk=<created_at>#<task>`, `expires_at` |
+| task part | `TASK#<task>` | `PART#<cube>` | `ord` (request order), `expires_at` |
+| idempotency key | `IDEM#<key>` | `#IDEM` | `task_id`, `expires_at` (an expired key is free again) |
+| memory item | `CUBE#<cube>` | `ITEM#<created_at>#<id>` | `memory_id`, `status` |
+| content guard | `CUBE#<cube>` | `HASH#<content_hash>` | `memory_id` of the one item with that content |
+| id pointer | `MEM#<id>` | `#MEM` | `cube_id`, `item_sk`: get by id with two reads, never a scan |
+| user | `USER#<user>` | `#USER` | (presence is the fact) |
+| dead letter | `DLQ` | `<failed_at>#<message_id>` | |
+
+One Query on `TASK#<task>` reads a task with its parts; the `gsi1` partition `USER#<user>` lists a
+user's tasks newest first. A cube's items sort oldest first (ties by id) within `CUBE#<cube>`.
+
+Partitions: a cube's items and guards share `CUBE#<cube>`. Its writers are serialized by the
+cube's SQS FIFO group, so one partition never sees more than one worker's writes, and with no
+LSI DynamoDB can split a large cube's item collection by sort key. Tasks, keys, pointers and users
+each get their own partition key (spread evenly). Dead letters are rare by design (a message
+lands there only after the redrive policy's receives), so one `DLQ` partition is far below its
+1,000 writes/s and keeps them listable in order with a single Query; sharding it would turn every
+listing into a scatter-gather.
+
+Writes: `put_memory` is one TransactWriteItems of the guard (`attribute_not_exists`), the item and
+its pointer, so two writers of one content can never both succeed; a loser reads the guard's
+owner from the cancellation reason (`ReturnValuesOnConditionCheckFailure`) and reports `duplicate`,
+or `exists` when the owner is its own id (a redelivery). `create_task` writes the task
+(`attribute_not_exists`) and its parts in one transaction. Transactions carry a
+ClientRequestToken (a botocore retry after a lost response replays the same outcome); a
+transaction cancelled by a conflicting concurrent transaction or throttling is retried here with
+jittered exponential backoff, and any other cancellation raises. Request-level throttling is
+retried by botocore's adaptive mode.
+
+Every expression names its attributes through ExpressionAttributeNames: real DynamoDB rejects
+reserved words (`status`, ...) that moto accepts.
 """
 
 from __future__ import annotations
 
+import random
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+import uuid
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from typing import Any, Final
 
-from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
+from memcube.domain.model import DeadLetter, MemoryItem, MemoryMetadata, Task, TaskPart, TaskRecord
 from memcube.ports import PutResult
 
-Item = dict[str, dict[str, Any]]
-BATCH_GET = 100
+DynamoClient = Any
+"""boto3's low-level DynamoDB client (untyped here); only this module calls it."""
+Attr = dict[str, Any]
+"""One typed attribute value: {"S": str} | {"N": str} | {"B": bytes}."""
+Item = dict[str, Attr]
+
+TASK_SK: Final = "#TASK"
+IDEM_SK: Final = "#IDEM"
+POINTER_SK: Final = "#MEM"
+USER_SK: Final = "#USER"
+DLQ_PK: Final = "DLQ"
+GSI: Final = "gsi1"
+
+MAX_TRANSACT_ITEMS: Final = 100
+BATCH_GET: Final = 100
+COMPRESS_OVER: Final = 32 * 1024
+"""Bodies above this are stored zlib-compressed (binary); smaller ones stay readable JSON."""
+MAX_BODY: Final = 380 * 1024
+"""What a body may take after compression, leaving room for keys within the 400 KB item limit."""
+DEAD_LETTER_KEEP: Final = 256 * 1024
+"""A dead letter too large to store keeps this many bytes of its body (and says so)."""
+TX_ATTEMPTS: Final = 8
+RETRYABLE_CANCELLATIONS: Final = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+LIST_TASK_READERS: Final = 8
 
 
-def _s(value: str) -> dict[str, str]:
+def _s(value: str) -> Attr:
     return {"S": value}
 
 
-def _n(value: int) -> dict[str, str]:
+def _n(value: int) -> Attr:
     return {"N": str(value)}
 
 
-def _cancel_codes(exc: Exception) -> list[str]:
-    reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
-    return [r.get("Code", "None") for r in reasons]
+def _body(json_text: str) -> Attr:
+    data = json_text.encode()
+    if len(data) <= COMPRESS_OVER:
+        return {"S": json_text}
+    packed = zlib.compress(data, 6)
+    if len(packed) > MAX_BODY:
+        raise ValueError(
+            f"record of {len(data)} bytes ({len(packed)} compressed) does not fit DynamoDB's 400 KB item limit"
+        )
+    return {"B": packed}
+
+
+def _text(attr: Attr) -> str:
+    if "S" in attr:
+        return str(attr["S"])
+    raw: bytes = zlib.decompress(attr["B"])
+    return raw.decode()
+
+
+def _item_sk(meta: MemoryMetadata, memory_id: str) -> str:
+    return f"ITEM#{meta.created_at}#{memory_id}"
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter: a random wait up to 20 ms, 40 ms, ... 1 s."""
+    return random.uniform(0, min(1.0, 0.02 * 2**attempt))
+
+
+def _fits(json_text: str) -> bool:
+    data = json_text.encode()
+    return len(data) <= COMPRESS_OVER or len(zlib.compress(data, 6)) <= MAX_BODY
+
+
+def _fit(letter: DeadLetter) -> DeadLetter:
+    """The letter itself, or (if even compressed it cannot be stored) one with its body cut short:
+    losing the record of a dead letter would be worse than losing the tail of its body."""
+    if _fits(letter.model_dump_json()):
+        return letter
+    data = letter.body.encode()
+    keep = DEAD_LETTER_KEEP
+    while True:
+        kept = data[:keep].decode(errors="ignore")
+        note = f" [body truncated for the store: first {len(kept.encode())} of {len(data)} bytes kept]"
+        cut = letter.model_copy(update={"body": kept, "reason": letter.reason + note})
+        if _fits(cut.model_dump_json()) or keep == 0:
+            return cut
+        keep //= 2
 
 
 class DynamoStore:
+    """TaskStore + MemoryStore + UserDirectory on one DynamoDB table (layout: module docstring)."""
+
     def __init__(
         self,
         table_name: str,
-        client: Any | None = None,
+        client: DynamoClient | None = None,
         *,
         task_ttl_days: int = 30,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._table = table_name
         self._client = client
+        self._owns_client = client is None
+        self._client_lock = threading.Lock()
         self._ttl_seconds = task_ttl_days * 86_400
         self._clock = clock
 
     @property
-    def client(self) -> Any:
+    def client(self) -> DynamoClient:
         """boto3's DynamoDB client, built on first use (no I/O at import or construction)."""
         if self._client is None:
-            import boto3
-            from botocore.config import Config
+            with self._client_lock:
+                if self._client is None:
+                    import boto3
+                    from botocore.config import Config
 
-            self._client = boto3.client("dynamodb", config=Config(retries={"mode": "adaptive", "max_attempts": 8}))
+                    config = Config(retries={"mode": "adaptive", "max_attempts": 8})
+                    self._client = boto3.client("dynamodb", config=config)
         return self._client
 
     def close(self) -> None:
-        return None
+        """Close the client this store built (an injected client belongs to its owner)."""
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
 
-    def _expires(self) -> dict[str, str]:
+    def _expires(self) -> Attr:
         return _n(int(self._clock()) + self._ttl_seconds)
 
-    def _conditional_failed(self, exc: Exception) -> bool:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-        return bool(code == "ConditionalCheckFailedException")
+    # --- writes that may meet concurrent transactions -----------------------------------------
 
-    # --- tasks -----------------------------------------------------------------------------
+    def _transact(self, ops: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """Run one TransactWriteItems whose only conditional operation comes first.
+
+        None when it committed; the first operation's cancellation reason when its condition
+        failed. A cancellation by a conflicting transaction or by throttling is retried; any
+        other failure raises.
+        """
+        for attempt in range(TX_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=ops, ClientRequestToken=str(uuid.uuid4()))
+                return None
+            except self.client.exceptions.TransactionCanceledException as exc:
+                reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or []
+                codes = [r.get("Code", "None") for r in reasons]
+                if codes[:1] == ["ConditionalCheckFailed"]:
+                    return reasons[0]
+                if attempt + 1 < TX_ATTEMPTS and RETRYABLE_CANCELLATIONS.intersection(codes):
+                    time.sleep(_backoff(attempt))
+                    continue
+                raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _write(self, method: str, **kwargs: Any) -> Any:
+        """One single-item write, retried while it conflicts with a transaction on that item."""
+        for attempt in range(TX_ATTEMPTS):
+            try:
+                return getattr(self.client, method)(TableName=self._table, **kwargs)
+            except self.client.exceptions.TransactionConflictException:
+                if attempt + 1 == TX_ATTEMPTS:
+                    raise
+                time.sleep(_backoff(attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    # --- tasks -------------------------------------------------------------------------------
 
     def create_task(self, task: Task, parts: Sequence[TaskPart]) -> bool:
-        pk = _s(f"TASK#{task.task_id}")
-        ops: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": {
-                        "pk": pk,
-                        "sk": _s("#TASK"),
-                        "gsi1pk": _s(f"USER#{task.user_id}"),
-                        "gsi1sk": _s(f"{task.created_at}#{task.task_id}"),
-                        "body": _s(task.model_dump_json()),
-                        "expires_at": self._expires(),
-                    },
-                    "ConditionExpression": "attribute_not_exists(#pk)",
-                    "ExpressionAttributeNames": {"#pk": "pk"},
-                }
+        cubes = [p.cube_id for p in parts]
+        if len(set(cubes)) != len(cubes):
+            raise ValueError(f"task {task.task_id!r} names a cube twice: {cubes}")
+        if len(parts) + 1 > MAX_TRANSACT_ITEMS:
+            raise ValueError(f"a task is written in one transaction: at most {MAX_TRANSACT_ITEMS - 1} parts")
+        expires = self._expires()
+        head = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "pk": _s(f"TASK#{task.task_id}"),
+                    "sk": _s(TASK_SK),
+                    "gsi1pk": _s(f"USER#{task.user_id}"),
+                    "gsi1sk": _s(f"{task.created_at}#{task.task_id}"),
+                    "body": _body(task.model_dump_json()),
+                    "expires_at": expires,
+                },
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": "pk"},
             }
+        }
+        part_puts = [
+            {"Put": {"TableName": self._table, "Item": self._part_item(task.task_id, part, n, expires)}}
+            for n, part in enumerate(parts)
         ]
-        for n, part in enumerate(parts):
-            ops.append({"Put": {"TableName": self._table, "Item": self._part_item(task.task_id, part, n)}})
-        try:
-            self.client.transact_write_items(TransactItems=ops)
-        except self.client.exceptions.TransactionCanceledException as exc:
-            if _cancel_codes(exc)[:1] == ["ConditionalCheckFailed"]:
-                return False
-            raise
-        return True
+        return self._transact([head, *part_puts]) is None
 
-    def _part_item(self, task_id: str, part: TaskPart, ordinal: int) -> Item:
+    def _part_item(self, task_id: str, part: TaskPart, ordinal: int, expires: Attr) -> Item:
         return {
             "pk": _s(f"TASK#{task_id}"),
             "sk": _s(f"PART#{part.cube_id}"),
             "ord": _n(ordinal),
-            "body": _s(part.model_dump_json()),
-            "expires_at": self._expires(),
+            "body": _body(part.model_dump_json()),
+            "expires_at": expires,
         }
 
     def get_task(self, task_id: str) -> TaskRecord | None:
-        items = list(
-            self._query(
-                KeyConditionExpression="#pk = :pk",
-                ExpressionAttributeNames={"#pk": "pk"},
-                ExpressionAttributeValues={":pk": _s(f"TASK#{task_id}")},
-                ConsistentRead=True,
-            )
-        )
-        head = next((i for i in items if i["sk"]["S"] == "#TASK"), None)
+        head: Item | None = None
+        parts: list[Item] = []
+        for raw in self._query(
+            KeyConditionExpression="#pk = :pk",
+            ExpressionAttributeNames={"#pk": "pk"},
+            ExpressionAttributeValues={":pk": _s(f"TASK#{task_id}")},
+            ConsistentRead=True,
+        ):
+            sk = raw["sk"]["S"]
+            if sk == TASK_SK:
+                head = raw
+            elif sk.startswith("PART#"):
+                parts.append(raw)
         if head is None:
             return None
-        parts = sorted((i for i in items if i["sk"]["S"].startswith("PART#")), key=lambda i: int(i["ord"]["N"]))
+        parts.sort(key=lambda p: int(p["ord"]["N"]))
         return TaskRecord(
-            task=Task.model_validate_json(head["body"]["S"]),
-            parts=[TaskPart.model_validate_json(p["body"]["S"]) for p in parts],
+            task=Task.model_validate_json(_text(head["body"])),
+            parts=[TaskPart.model_validate_json(_text(p["body"])) for p in parts],
         )
 
     def list_tasks(self, user_id: str, limit: int) -> list[TaskRecord]:
+        """Newest first, from the user's index partition (eventually consistent, as GSIs are)."""
+        if limit <= 0:
+            return []
         page = self.client.query(
             TableName=self._table,
-            IndexName="gsi1",
+            IndexName=GSI,
             KeyConditionExpression="#g = :g",
-            ExpressionAttributeNames={"#g": "gsi1pk"},
+            ProjectionExpression="#gs",
+            ExpressionAttributeNames={"#g": "gsi1pk", "#gs": "gsi1sk"},
             ExpressionAttributeValues={":g": _s(f"USER#{user_id}")},
             ScanIndexForward=False,
             Limit=limit,
         )
-        ids = [i["gsi1sk"]["S"].rsplit("#", 1)[1] for i in page.get("Items", [])]
-        records = [self.get_task(task_id) for task_id in ids]
+        # gsi1sk is `<created_at>#<task_id>`, and an ISO timestamp holds no `#`.
+        ids = [i["gsi1sk"]["S"].split("#", 1)[1] for i in page.get("Items", [])]
+        if len(ids) <= 1:
+            records = [self.get_task(i) for i in ids]
+        else:
+            with ThreadPoolExecutor(max_workers=min(LIST_TASK_READERS, len(ids))) as pool:
+                records = list(pool.map(self.get_task, ids))
         return [r for r in records if r is not None]
 
     def put_task_part(self, task_id: str, part: TaskPart) -> None:
-        names = {"#pk": "pk", "#body": "body", "#ord": "ord", "#exp": "expires_at"}
-        try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "ConditionCheck": {
-                            "TableName": self._table,
-                            "Key": {"pk": _s(f"TASK#{task_id}"), "sk": _s("#TASK")},
-                            "ConditionExpression": "attribute_exists(#pk)",
-                            "ExpressionAttributeNames": {"#pk": "pk"},
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": {"pk": _s(f"TASK#{task_id}"), "sk": _s(f"PART#{part.cube_id}")},
-                            # A part added later (a producer joining a task) sorts after the others.
-                            "UpdateExpression": "SET #body = :b, #ord = if_not_exists(#ord, :o), #exp = :e",
-                            "ExpressionAttributeNames": {k: v for k, v in names.items() if k != "#pk"},
-                            "ExpressionAttributeValues": {
-                                ":b": _s(part.model_dump_json()),
-                                ":o": _n(10_000),
-                                ":e": self._expires(),
-                            },
-                        }
-                    },
-                ]
+        key = {"pk": _s(f"TASK#{task_id}"), "sk": _s(f"PART#{part.cube_id}")}
+        body = _body(part.model_dump_json())
+        try:  # the usual case: the part was written with its task, so its existence proves the task's
+            self._write(
+                "update_item",
+                Key=key,
+                UpdateExpression="SET #body = :b",
+                ConditionExpression="attribute_exists(#pk)",
+                ExpressionAttributeNames={"#body": "body", "#pk": "pk"},
+                ExpressionAttributeValues={":b": body},
             )
-        except self.client.exceptions.TransactionCanceledException as exc:
-            if _cancel_codes(exc)[:1] == ["ConditionalCheckFailed"]:
-                raise KeyError(task_id) from exc
-            raise
+            return
+        except self.client.exceptions.ConditionalCheckFailedException:
+            pass  # a cube joining the task later (a direct producer's message), or no such task
+        check_task = {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": {"pk": _s(f"TASK#{task_id}"), "sk": _s(TASK_SK)},
+                "ConditionExpression": "attribute_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": "pk"},
+            }
+        }
+        upsert_part = {
+            "Update": {
+                "TableName": self._table,
+                "Key": key,
+                # A part joining later sorts after the request's parts (and after earlier joiners).
+                "UpdateExpression": "SET #body = :b, #ord = if_not_exists(#ord, :o), #exp = if_not_exists(#exp, :e)",
+                "ExpressionAttributeNames": {"#body": "body", "#ord": "ord", "#exp": "expires_at"},
+                "ExpressionAttributeValues": {
+                    ":b": body,
+                    ":o": _n(int(self._clock() * 1000)),
+                    ":e": self._expires(),
+                },
+            }
+        }
+        if self._transact([check_task, upsert_part]) is not None:
+            raise KeyError(task_id)
 
     def claim_idempotency_key(self, key: str, task_id: str) -> str:
-        item_key = {"pk": _s(f"IDEM#{key}"), "sk": _s("#IDEM")}
+        item_key = {"pk": _s(f"IDEM#{key}"), "sk": _s(IDEM_SK)}
         try:
-            self.client.put_item(
-                TableName=self._table,
+            self._write(
+                "put_item",
                 Item={**item_key, "task_id": _s(task_id), "expires_at": self._expires()},
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": "pk"},
+                # TTL deletes lazily (within days): an expired binding must not outlive its TTL.
+                ConditionExpression="attribute_not_exists(#pk) OR #exp < :now",
+                ExpressionAttributeNames={"#pk": "pk", "#exp": "expires_at"},
+                ExpressionAttributeValues={":now": _n(int(self._clock()))},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except Exception as exc:
-            if not self._conditional_failed(exc):
-                raise
-            found = self.client.get_item(TableName=self._table, Key=item_key, ConsistentRead=True)
-            return str(found["Item"]["task_id"]["S"])
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            bound = exc.response.get("Item") or self._get(item_key)
+            if bound is None:  # never deleted except by TTL, long after it could have been bound
+                raise RuntimeError(f"idempotency key {key!r} is bound but cannot be read") from exc
+            return str(bound["task_id"]["S"])
         return task_id
 
     def record_dead_letter(self, letter: DeadLetter) -> None:
-        self.client.put_item(
-            TableName=self._table,
+        kept = _fit(letter)
+        self._write(
+            "put_item",
             Item={
-                "pk": _s("DLQ"),
-                "sk": _s(f"{letter.failed_at}#{letter.message_id}"),
-                "body": _s(letter.model_dump_json()),
+                "pk": _s(DLQ_PK),
+                "sk": _s(f"{kept.failed_at}#{kept.message_id}"),
+                "body": _body(kept.model_dump_json()),
             },
         )
 
@@ -214,72 +372,64 @@ class DynamoStore:
         items = self._query(
             KeyConditionExpression="#pk = :pk",
             ExpressionAttributeNames={"#pk": "pk"},
-            ExpressionAttributeValues={":pk": _s("DLQ")},
+            ExpressionAttributeValues={":pk": _s(DLQ_PK)},
             ConsistentRead=True,
         )
-        return [DeadLetter.model_validate_json(i["body"]["S"]) for i in items]
+        return [DeadLetter.model_validate_json(_text(i["body"])) for i in items]
 
     # --- memories ----------------------------------------------------------------------------
 
     def put_memory(self, item: MemoryItem) -> PutResult:
         meta = item.metadata
         cube = _s(f"CUBE#{meta.cube_id}")
-        item_sk = f"ITEM#{meta.created_at}#{item.id}"
-        try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {
-                                "pk": cube,
-                                "sk": _s(f"HASH#{meta.content_hash}"),
-                                "memory_id": _s(item.id),
-                            },
-                            "ConditionExpression": "attribute_not_exists(#pk)",
-                            "ExpressionAttributeNames": {"#pk": "pk"},
-                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {
-                                "pk": cube,
-                                "sk": _s(item_sk),
-                                "status": _s(meta.status),
-                                "body": _s(item.model_dump_json()),
-                            },
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {
-                                "pk": _s(f"MEM#{item.id}"),
-                                "sk": _s("#MEM"),
-                                "cube_id": _s(meta.cube_id),
-                                "item_sk": _s(item_sk),
-                            },
-                        }
-                    },
-                ]
-            )
-        except self.client.exceptions.TransactionCanceledException as exc:
-            reasons = exc.response.get("CancellationReasons", [])
-            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
-                raise
-            owner = reasons[0].get("Item", {}).get("memory_id", {}).get("S") or self._guard_owner(meta)
-            return PutResult("exists", item.id) if owner == item.id else PutResult("duplicate", owner)
-        return PutResult("created")
+        item_sk = _item_sk(meta, item.id)
+        guard = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {"pk": cube, "sk": _s(f"HASH#{meta.content_hash}"), "memory_id": _s(item.id)},
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": "pk"},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+        record = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "pk": cube,
+                    "sk": _s(item_sk),
+                    "memory_id": _s(item.id),
+                    "status": _s(meta.status),
+                    "body": _body(item.model_dump_json()),
+                },
+            }
+        }
+        pointer = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "pk": _s(f"MEM#{item.id}"),
+                    "sk": _s(POINTER_SK),
+                    "cube_id": _s(meta.cube_id),
+                    "item_sk": _s(item_sk),
+                },
+            }
+        }
+        failed = self._transact([guard, record, pointer])
+        if failed is None:
+            return PutResult("created")
+        owner = (failed.get("Item") or {}).get("memory_id", {}).get("S") or self._guard_owner(meta)
+        return PutResult("exists", item.id) if owner == item.id else PutResult("duplicate", owner)
 
-    def _guard_owner(self, meta: Any) -> str:
-        found = self.client.get_item(
-            TableName=self._table,
-            Key={"pk": _s(f"CUBE#{meta.cube_id}"), "sk": _s(f"HASH#{meta.content_hash}")},
-            ConsistentRead=True,
-        )
-        return str(found["Item"]["memory_id"]["S"])
+    def _guard_owner(self, meta: MemoryMetadata) -> str:
+        found = self._get({"pk": _s(f"CUBE#{meta.cube_id}"), "sk": _s(f"HASH#{meta.content_hash}")})
+        if found is None:  # guards are never deleted
+            raise RuntimeError(f"content guard of cube {meta.cube_id!r} failed its condition but is gone")
+        return str(found["memory_id"]["S"])
+
+    def _get(self, key: Item) -> Item | None:
+        found: Item | None = self.client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+        return found
 
     def get_memory(self, memory_id: str) -> MemoryItem | None:
         found = self.get_memories([memory_id])
@@ -287,31 +437,27 @@ class DynamoStore:
 
     def get_memories(self, memory_ids: Sequence[str]) -> list[MemoryItem]:
         wanted = list(dict.fromkeys(memory_ids))
-        pointers = self._batch_get([{"pk": _s(f"MEM#{i}"), "sk": _s("#MEM")} for i in wanted])
+        pointers = self._batch_get([{"pk": _s(f"MEM#{i}"), "sk": _s(POINTER_SK)} for i in wanted])
         keys = [{"pk": _s(f"CUBE#{p['cube_id']['S']}"), "sk": p["item_sk"]} for p in pointers]
-        items = {
-            item.id: item for item in (MemoryItem.model_validate_json(i["body"]["S"]) for i in self._batch_get(keys))
-        }
+        items = {i.id: i for i in (MemoryItem.model_validate_json(_text(r["body"])) for r in self._batch_get(keys))}
         return [items[i] for i in wanted if i in items]
 
     def _batch_get(self, keys: list[Item]) -> list[Item]:
         out: list[Item] = []
         for start in range(0, len(keys), BATCH_GET):
             request: dict[str, Any] = {self._table: {"Keys": keys[start : start + BATCH_GET], "ConsistentRead": True}}
-            delay = 0.05
+            attempt = 0
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
                 out.extend(response.get("Responses", {}).get(self._table, []))
                 request = response.get("UnprocessedKeys") or {}
-                if request:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
+                if request:  # throttled keys come back unprocessed, not as an error
+                    time.sleep(_backoff(attempt))
+                    attempt += 1
         return out
 
-    def list_memories(self, cube_id: str, offset: int, limit: int) -> tuple[list[MemoryItem], int]:
-        """Offset paging walks the partition from the start: O(offset) reads, fine for the UI-sized
-        pages this serves; exports use iter_memories."""
-        activated = {
+    def _activated(self, cube_id: str) -> dict[str, Any]:
+        return {
             "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :item)",
             "FilterExpression": "#st = :active",
             "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk", "#st": "status"},
@@ -322,48 +468,50 @@ class DynamoStore:
             },
             "ConsistentRead": True,
         }
-        page: list[MemoryItem] = []
-        total = 0
-        for raw in self._query(**activated):
-            if offset <= total < offset + limit:
-                page.append(MemoryItem.model_validate_json(raw["body"]["S"]))
-            total += 1
-        return page, total
+
+    def list_memories(self, cube_id: str, offset: int, limit: int) -> tuple[list[MemoryItem], int]:
+        """A page by offset: the Query walks the cube's partition from its start and stops after
+        `offset + limit` matches, so a page costs O(offset + limit) reads (filtered-out archived
+        items are read too). The total is a second, Select=COUNT Query over the whole partition
+        (no item data returned, but every item is read): the two are not one snapshot."""
+        total = sum(int(p.get("Count", 0)) for p in self._pages("query", Select="COUNT", **self._activated(cube_id)))
+        if limit <= 0 or offset >= total:
+            return [], total
+        raws = islice(self._query(**self._activated(cube_id)), max(offset, 0), max(offset, 0) + limit)
+        return [MemoryItem.model_validate_json(_text(r["body"])) for r in raws], total
 
     def iter_memories(self, cube_id: str | None = None) -> Iterator[MemoryItem]:
         if cube_id is not None:
-            raws: Iterator[Item] = self._query(
+            raws = self._query(
                 KeyConditionExpression="#pk = :pk AND begins_with(#sk, :item)",
                 ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"},
                 ExpressionAttributeValues={":pk": _s(f"CUBE#{cube_id}"), ":item": _s("ITEM#")},
                 ConsistentRead=True,
             )
-        else:
+        else:  # every cube: a full scan, for reindexing only
             raws = self._scan(
                 FilterExpression="begins_with(#sk, :item)",
                 ExpressionAttributeNames={"#sk": "sk"},
                 ExpressionAttributeValues={":item": _s("ITEM#")},
             )
         for raw in raws:
-            yield MemoryItem.model_validate_json(raw["body"]["S"])
+            yield MemoryItem.model_validate_json(_text(raw["body"]))
+
+    def _pages(self, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        yield from self.client.get_paginator(operation).paginate(TableName=self._table, **kwargs)
 
     def _query(self, **kwargs: Any) -> Iterator[Item]:
-        paginator = self.client.get_paginator("query")
-        for page in paginator.paginate(TableName=self._table, **kwargs):
+        for page in self._pages("query", **kwargs):
             yield from page.get("Items", [])
 
     def _scan(self, **kwargs: Any) -> Iterator[Item]:
-        paginator = self.client.get_paginator("scan")
-        for page in paginator.paginate(TableName=self._table, **kwargs):
+        for page in self._pages("scan", **kwargs):
             yield from page.get("Items", [])
 
     # --- users -------------------------------------------------------------------------------
 
     def register_user(self, user_id: str) -> None:
-        self.client.put_item(TableName=self._table, Item={"pk": _s(f"USER#{user_id}"), "sk": _s("#USER")})
+        self._write("put_item", Item={"pk": _s(f"USER#{user_id}"), "sk": _s(USER_SK)})
 
     def is_user(self, user_id: str) -> bool:
-        found = self.client.get_item(
-            TableName=self._table, Key={"pk": _s(f"USER#{user_id}"), "sk": _s("#USER")}, ConsistentRead=True
-        )
-        return "Item" in found
+        return self._get({"pk": _s(f"USER#{user_id}"), "sk": _s(USER_SK)}) is not None
