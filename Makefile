@@ -12,7 +12,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=te
 SAM_PYENV ?= 3.12.1:3.11.7
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint template system-deps clean
+.PHONY: run test lint template system-deps test-servers clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "memcube needs Python 3.11+ (set PYTHON=...)")'
@@ -46,7 +46,11 @@ system-deps:
 	  echo "installing Debian packages for the real-server tier (java, npm)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless npm; }
 
-test: lint template system-deps
+# Install the real-server tier's servers up front (idempotent), outside pytest's per-test timeout.
+test-servers: $(STAMP) system-deps
+	PYTHONPATH=. $(VENV)/bin/python -c 'from tests.realserver.servers import install_dynamodb_local, install_localstack; install_dynamodb_local(); install_localstack()'
+
+test: lint template test-servers
 	$(VENV)/bin/pytest
 
 clean:
