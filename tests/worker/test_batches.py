@@ -1,0 +1,248 @@
+"""SQS FIFO batches through the worker Lambda: partial failures per cube (FIFO group), poison
+records, the last allowed delivery, and redelivery."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from memcube.domain.model import MemoryItem, TaskState
+from memcube.wiring import Container
+from tests.conftest import load_event
+from tests.worker.conftest import (
+    failures,
+    index_of,
+    invoke_worker,
+    message_ids,
+    producer_body,
+    sqs_event,
+    sqs_record,
+    store_of,
+)
+
+BATCH_TASKS = [("batch-t1", "carol"), ("batch-t2", "kb-recipes"), ("batch-t3", "carol"), ("batch-t4", "kb-recipes")]
+
+
+def index_down_for(container: Container, monkeypatch: pytest.MonkeyPatch, cube_id: str | None) -> None:
+    """Make the index's upsert raise for one cube (None: for every cube)."""
+    index = index_of(container)
+    upsert = index.upsert
+
+    def flaky(items: list[MemoryItem]) -> None:
+        if cube_id is None or any(i.metadata.cube_id == cube_id for i in items):
+            raise ConnectionError("index unavailable")
+        upsert(items)
+
+    monkeypatch.setattr(index, "upsert", flaky)
+
+
+def with_receive_count(event: dict[str, Any], count: int) -> dict[str, Any]:
+    for record in event["Records"]:
+        record["attributes"]["ApproximateReceiveCount"] = str(count)
+    return event
+
+
+def test_good_batch_reports_no_failure_and_completes_every_task_part(worker: Container) -> None:
+    event = load_event("sqs_fifo_batch.json")
+    assert invoke_worker(event) == {"batchItemFailures": []}
+    store = store_of(worker)
+    for (task_id, cube), record in zip(BATCH_TASKS, event["Records"], strict=True):
+        task = store.get_task(task_id)
+        assert task is not None
+        assert task.status is TaskState.COMPLETED
+        [part] = task.parts
+        assert (part.cube_id, part.attempts, part.error) == (cube, 1, None)
+        [outcome] = part.outcomes
+        assert outcome.outcome == "added"
+        item = store.get_memory(outcome.memory_id)
+        assert item is not None
+        assert (item.metadata.cube_id, item.metadata.task_id) == (cube, task_id)
+        assert outcome.memory_id in index_of(worker).ids(cube)  # searchable once the part completes
+        assert record["attributes"]["MessageGroupId"] == cube
+    assert store.list_memories("carol", 0, 10)[1] == 2
+    assert store.list_memories("kb-recipes", 0, 10)[1] == 2
+    assert store.list_dead_letters() == []
+
+
+def test_unknown_task_id_creates_the_task_with_origin_producer(worker: Container) -> None:
+    invoke_worker(load_event("sqs_fifo_batch.json"))
+    task = store_of(worker).get_task("batch-t1")
+    assert task is not None
+    assert (task.task.origin, task.task.user_id, task.task.cube_ids) == ("producer", "carol", ["carol"])
+    assert task.task.created_at == "2026-11-25T04:59:58.000Z"  # the message's submitted_at
+
+
+def test_poison_record_is_dead_lettered_acknowledged_and_blocks_nothing(worker: Container) -> None:
+    event = load_event("sqs_fifo_batch_with_poison_record.json")
+    poison = event["Records"][1]
+    assert invoke_worker(event) == {"batchItemFailures": []}
+    store = store_of(worker)
+    [letter] = store.list_dead_letters()
+    assert (letter.message_id, letter.body, letter.attempts) == (poison["messageId"], poison["body"], 1)
+    assert letter.reason.startswith("invalid queued message: body: Invalid JSON")
+    # the records after it in its own group, and the other group, were processed
+    for task_id in ("poison-t1", "poison-t3", "poison-t4"):
+        task = store.get_task(task_id)
+        assert task is not None
+        assert task.status is TaskState.COMPLETED, task_id
+    assert store.list_memories("dave", 0, 10)[1] == 2
+    assert store.list_memories("kb-running", 0, 10)[1] == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"messages": "not a list"}, "messages"),
+        ({"v": 2}, "v"),
+        ({"priority": "high"}, "priority"),
+        ({"cube_id": "kb/../dave"}, "cube_id"),
+        ({"messages": [{"type": "chat", "role": "user", "content": "   "}]}, "messages"),
+    ],
+    ids=["wrong type", "unknown version", "unknown field", "bad id", "no text"],
+)
+def test_schema_invalid_record_is_dead_lettered_with_the_field_and_acknowledged(
+    worker: Container, change: dict[str, Any], named: str
+) -> None:
+    event = load_event("sqs_fifo_batch_with_poison_record.json")
+    good = json.loads(event["Records"][0]["body"])
+    event["Records"][1] = sqs_record(json.dumps(good | {"task_id": "poison-t2"} | change), group="dave", seq=2)
+    assert failures(invoke_worker(event)) == []
+    [letter] = store_of(worker).list_dead_letters()
+    assert letter.reason.startswith(f"invalid queued message: {named}"), letter.reason
+    assert letter.message_id == event["Records"][1]["messageId"]
+    assert store_of(worker).get_task("poison-t2") is None
+    assert store_of(worker).list_memories("dave", 0, 10)[1] == 2
+
+
+def test_transient_failure_fails_its_record_and_the_later_ones_of_its_group_only(
+    worker: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index_down_for(worker, monkeypatch, "carol")
+    event = load_event("sqs_fifo_batch.json")
+    ids = message_ids(event)
+    result = invoke_worker(event)
+    assert failures(result) == [ids[0], ids[2]]  # carol's first record, then carol's later one, in order
+    store = store_of(worker)
+    for task_id in ("batch-t2", "batch-t4"):  # the other group went on
+        task = store.get_task(task_id)
+        assert task is not None
+        assert task.status is TaskState.COMPLETED
+    first = store.get_task("batch-t1")
+    assert first is not None
+    assert first.status is TaskState.IN_PROGRESS
+    [part] = first.parts
+    assert part.attempts == 1
+    assert part.error == "retrying: ConnectionError: index unavailable"
+    assert store.get_task("batch-t3") is None  # never started: it waits behind batch-t1
+    assert store.list_dead_letters() == []
+
+
+def test_redelivered_failures_complete_once_the_dependency_is_back(
+    worker: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:
+        index_down_for(worker, patch, "carol")
+        event = load_event("sqs_fifo_batch.json")
+        failed = set(failures(invoke_worker(event)))
+    retry = with_receive_count(sqs_event(*(r for r in event["Records"] if r["messageId"] in failed)), 2)
+    assert failures(invoke_worker(retry)) == []
+    store = store_of(worker)
+    for task_id in ("batch-t1", "batch-t3"):
+        task = store.get_task(task_id)
+        assert task is not None
+        assert task.status is TaskState.COMPLETED
+        assert task.parts[0].error is None
+    first = store.get_task("batch-t1")
+    assert first is not None
+    assert first.parts[0].attempts == 2
+    assert store.list_memories("carol", 0, 10)[1] == 2
+    assert index_of(worker).ids("carol") == {i.id for i in store.list_memories("carol", 0, 10)[0]}
+
+
+def test_last_allowed_delivery_fails_the_task_part_with_the_reason_and_dead_letters_it(
+    worker: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index_down_for(worker, monkeypatch, "kb-recipes")
+    last = worker.settings.max_receive_count
+    event = load_event("sqs_fifo_batch.json")
+    event["Records"] = [event["Records"][1]]
+    with_receive_count(event, last)
+    assert failures(invoke_worker(event)) == []  # acknowledged: SQS must not deliver it again
+    record = store_of(worker).get_task("batch-t2")
+    assert record is not None
+    assert record.status is TaskState.FAILED
+    [part] = record.parts
+    reason = f"gave up after {last} attempts: ConnectionError: index unavailable"
+    assert part.error == reason
+    assert part.finished_at is not None
+    [letter] = store_of(worker).list_dead_letters()
+    assert (letter.task_id, letter.cube_id, letter.attempts, letter.reason) == ("batch-t2", "kb-recipes", last, reason)
+    assert letter.body == event["Records"][0]["body"]
+
+
+def test_a_delivery_before_the_last_is_retried_not_dead_lettered(
+    worker: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index_down_for(worker, monkeypatch, "kb-recipes")
+    event = load_event("sqs_fifo_batch.json")
+    event["Records"] = [event["Records"][1]]
+    with_receive_count(event, worker.settings.max_receive_count - 1)
+    assert failures(invoke_worker(event)) == message_ids(event)
+    assert store_of(worker).list_dead_letters() == []
+    record = store_of(worker).get_task("batch-t2")
+    assert record is not None
+    assert record.status is TaskState.IN_PROGRESS
+
+
+def test_the_same_batch_delivered_twice_adds_no_duplicate_and_keeps_the_outcomes(worker: Container) -> None:
+    first = invoke_worker(load_event("sqs_fifo_batch.json"))
+    store = store_of(worker)
+    outcomes = {t: store.get_task(t) for t, _ in BATCH_TASKS}
+    items = sorted(i.id for i in store.iter_memories())
+    again = invoke_worker(with_receive_count(load_event("sqs_fifo_batch.json"), 2))
+    assert first == again == {"batchItemFailures": []}
+    assert sorted(i.id for i in store.iter_memories()) == items
+    assert len(items) == 4
+    assert {t: store.get_task(t) for t, _ in BATCH_TASKS} == outcomes  # a completed part is not redone
+    assert set(index_of(worker).docs) == set(items)
+
+
+def test_the_same_content_in_a_later_message_is_a_duplicate_not_a_second_item(worker: Container) -> None:
+    text = "The office moved to the fourth floor."
+    records = [
+        sqs_record(producer_body("dup-1", "kb-office", "erin", text), group="kb-office", seq=1),
+        sqs_record(producer_body("dup-2", "kb-office", "erin", text), group="kb-office", seq=2),
+    ]
+    assert failures(invoke_worker(sqs_event(*records))) == []
+    store = store_of(worker)
+    first, second = store.get_task("dup-1"), store.get_task("dup-2")
+    assert first is not None
+    assert second is not None
+    [added] = first.parts[0].outcomes
+    [duplicate] = second.parts[0].outcomes
+    assert (duplicate.outcome, duplicate.memory_id) == ("duplicate", added.memory_id)
+    assert store.list_memories("kb-office", 0, 10)[1] == 1
+
+
+def test_direct_producer_message_is_processed_like_an_api_add(worker: Container) -> None:
+    body = load_event("direct_producer_message.json")
+    record = sqs_record(json.dumps(body), group=body["cube_id"], seq=1)
+    assert failures(invoke_worker(sqs_event(record))) == []
+    task = store_of(worker).get_task(body["task_id"])
+    assert task is not None
+    assert task.status is TaskState.COMPLETED
+    assert (task.task.origin, task.task.user_id, task.task.created_at) == ("producer", "etl-bot", body["submitted_at"])
+    [outcome] = task.parts[0].outcomes
+    item = store_of(worker).get_memory(outcome.memory_id)
+    assert item is not None
+    assert "priority support within 4 hours" in item.memory
+    assert (item.metadata.custom_tags, item.metadata.info) == (body["custom_tags"], body["info"])
+
+
+def test_a_batch_that_fails_entirely_is_reported_not_raised(worker: Container, monkeypatch: pytest.MonkeyPatch) -> None:
+    index_down_for(worker, monkeypatch, None)
+    event = load_event("sqs_fifo_batch.json")
+    # no BatchProcessingError: a function error would alarm for what is a routine retry
+    assert failures(invoke_worker(event)) == message_ids(event)
