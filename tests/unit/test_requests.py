@@ -163,3 +163,8 @@ def test_total_text_is_bounded() -> None:
     big = "x" * (limits.MAX_CONTENT_BYTES // 2 + 1)
     with pytest.raises(InvalidRequest, match="bytes of text"):
         command(messages=[{"role": "user", "content": big}, {"role": "user", "content": big}])
+
+
+def test_nan_or_infinity_in_info_is_refused() -> None:
+    with pytest.raises(ValidationError, match="no NaN or Infinity"):
+        AddRequest.model_validate_json(b'{"user_id": "alice", "messages": "hi", "info": {"score": NaN}}')

@@ -168,6 +168,9 @@ def test_last_allowed_delivery_fails_the_task_part_with_the_reason_and_dead_lett
     last = worker.settings.max_receive_count
     event = load_event("sqs_fifo_batch.json")
     event["Records"] = [event["Records"][1]]
+    for attempt in range(1, last):  # every attempt before the last one is retried
+        with_receive_count(event, attempt)
+        assert failures(invoke_worker(event)) == message_ids(event)
     with_receive_count(event, last)
     assert failures(invoke_worker(event)) == []  # acknowledged: SQS must not deliver it again
     record = store_of(worker).get_task("batch-t2")
@@ -246,3 +249,16 @@ def test_a_batch_that_fails_entirely_is_reported_not_raised(worker: Container, m
     event = load_event("sqs_fifo_batch.json")
     # no BatchProcessingError: a function error would alarm for what is a routine retry
     assert failures(invoke_worker(event)) == message_ids(event)
+
+
+def test_receipts_skipped_behind_a_failing_message_do_not_use_up_its_attempts(
+    worker: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQS counts a FIFO message's receipts while it waits behind a failing one of its cube; only
+    attempts that really processed it count toward giving up."""
+    index_down_for(worker, monkeypatch, "kb-recipes")
+    event = load_event("sqs_fifo_batch.json")
+    event["Records"] = [event["Records"][1]]
+    with_receive_count(event, worker.settings.max_receive_count + 3)  # inflated by skipped receipts
+    assert failures(invoke_worker(event)) == message_ids(event)  # its first real attempt: retried
+    assert store_of(worker).list_dead_letters() == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from memcube.adapters.inmemory import InMemoryQueue
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import Principal, TaskState
@@ -92,3 +94,29 @@ def test_a_producer_task_may_span_several_cubes(worker: Container) -> None:
     assert task is not None
     assert task.status is TaskState.COMPLETED
     assert sorted(p.cube_id for p in task.parts) == ["kb-a", "kb-b"]
+
+
+def test_a_message_in_the_wrong_fifo_group_is_dead_lettered_not_processed(worker: Container) -> None:
+    event = load_event("sqs_fifo_batch.json")
+    event["Records"] = [event["Records"][0]]
+    event["Records"][0]["attributes"]["MessageGroupId"] = "some-other-cube"
+    assert invoke_worker(event)["batchItemFailures"] == []
+    [letter] = store_of(worker).list_dead_letters()
+    assert "MessageGroupId 'some-other-cube' is not the message's cube_id" in letter.reason
+    assert store_of(worker).list_memories("carol", 0, 10)[1] == 0
+
+
+def test_a_claim_check_that_cannot_be_resolved_is_dead_lettered_at_once(
+    worker: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memcube.adapters.sqs_queue import ClaimCheckError
+
+    def gone(_: str) -> str:
+        raise ClaimCheckError("claim check claims/t/c/abc.json is gone")
+
+    monkeypatch.setattr(worker, "resolve_body", gone)
+    event = load_event("sqs_fifo_batch.json")
+    event["Records"] = [event["Records"][0]]
+    assert failures(invoke_worker(event)) == []  # never retried: it cannot succeed
+    [letter] = store_of(worker).list_dead_letters()
+    assert letter.reason == "claim check claims/t/c/abc.json is gone"

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from memcube.domain.errors import PermanentError
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.observability import logger, metrics, tracer
 from memcube.wiring import container_from_env
@@ -35,8 +36,14 @@ def record_handler(record: SQSRecord) -> None:
     if task_id:
         logger.append_keys(task_id=task_id)
         tracer.put_annotation("task_id", task_id)
-    body = container.resolve_body(record.body)
-    delivery = Delivery(body, record.message_id, attempt, container.settings.max_receive_count)
+    max_attempts = container.settings.max_receive_count
+    group = record.attributes.message_group_id
+    try:
+        body = container.resolve_body(record.body)
+    except PermanentError as exc:  # a claim check that is gone or tampered with never resolves
+        container.ingest.reject(Delivery(record.body, record.message_id, attempt, max_attempts, group), exc.message)
+        return
+    delivery = Delivery(body, record.message_id, attempt, max_attempts, group)
     if container.ingest.handle(delivery) is Verdict.RETRY:
         raise RetryLater(f"message {record.message_id} will be retried (attempt {attempt})")
 

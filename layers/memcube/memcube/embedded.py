@@ -88,7 +88,7 @@ class EmbeddedWorker:
         msg = got[0]
         try:
             verdict = self._c.ingest.handle(
-                Delivery(msg.body, msg.message_id, msg.attempts, settings.max_receive_count)
+                Delivery(msg.body, msg.message_id, msg.attempts, settings.max_receive_count, msg.group_id)
             )
         except Exception:
             log.exception("ingest raised outside its own handling; will retry")

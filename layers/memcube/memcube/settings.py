@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     API alone: adds are accepted and queued durably, and processed by the next serve with workers."""
 
     max_receive_count: int = Field(default=5, ge=1, le=100)
-    """Deliveries of one message before it is dead-lettered (match the SQS redrive policy)."""
+    """Processing attempts of one message before the worker dead-letters it and fails its task
+    part. Keep the SQS redrive policy's maxReceiveCount well above it (the template uses 4x): on
+    a FIFO queue, messages skipped behind a failing one of their cube are received too."""
 
     lease_seconds: float = Field(default=900.0, gt=0)
     """Embedded queue visibility timeout (SQS: the queue's VisibilityTimeout)."""

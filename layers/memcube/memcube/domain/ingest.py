@@ -73,7 +73,12 @@ class Delivery:
     body: str
     message_id: str
     attempt: int
+    """The queue's receive count. On SQS FIFO it also counts receipts in which the message was
+    skipped behind a failing one of its cube, so give-up decisions use the attempts recorded in
+    the task part instead, and fall back to this only when none was recorded."""
     max_attempts: int
+    group_id: str | None = None
+    """The FIFO group the message travelled in; it must be the message's cube."""
 
 
 class IngestService:
@@ -110,6 +115,13 @@ class IngestService:
             )
             self._dead_letter(delivery, reason, None)
             return Verdict.DONE
+        if delivery.group_id is not None and delivery.group_id != msg.cube_id:
+            reason = (
+                f"MessageGroupId {delivery.group_id!r} is not the message's cube_id {msg.cube_id!r}: "
+                "per-cube order needs the cube id as the group"
+            )
+            self._dead_letter(delivery, reason, msg)
+            return Verdict.DONE
         try:
             self.process(msg)
         except PermanentError as exc:
@@ -118,13 +130,23 @@ class IngestService:
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("ingest attempt failed", extra={"task_id": msg.task_id, "cube_id": msg.cube_id})
-            if delivery.attempt >= delivery.max_attempts:
-                self._dead_letter(delivery, f"gave up after {delivery.attempt} attempts: {reason}", msg)
+            attempts = self._attempts(msg, delivery)
+            if attempts >= delivery.max_attempts:
+                self._dead_letter(delivery, f"gave up after {attempts} attempts: {reason}", msg)
                 return Verdict.DONE
             self._note_error(msg, reason)
             self._telemetry.count("PartsRetried")
             return Verdict.RETRY
         return Verdict.DONE
+
+    def reject(self, delivery: Delivery, reason: str) -> None:
+        """Dead-letter a delivery that can never succeed (e.g. its claim check is gone)."""
+        self._dead_letter(delivery, reason, None)
+
+    def _attempts(self, msg: QueuedAdd, delivery: Delivery) -> int:
+        record = self._tasks.get_task(msg.task_id)
+        part = next((p for p in record.parts if p.cube_id == msg.cube_id), None) if record else None
+        return part.attempts if part is not None and part.attempts > 0 else delivery.attempt
 
     def process(self, msg: QueuedAdd) -> TaskPart:
         """Run one cube's part of a task to completion (or raise)."""

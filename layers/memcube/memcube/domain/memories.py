@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from memcube.domain.errors import NotFound
+from memcube.domain.errors import Forbidden, NotFound
 from memcube.domain.model import MemoryItem, Principal
 from memcube.domain.permissions import UserDirectory, authorize_read
 from memcube.ports import MemoryStore
@@ -28,9 +28,13 @@ class MemoryReader:
 
     def get(self, memory_id: str, principal: Principal) -> MemoryItem:
         item = self._memories.get_memory(memory_id)
+        missing = NotFound(f"memory_id: {memory_id!r} not found")
         if item is None or item.metadata.status == "deleted":
-            raise NotFound(f"memory_id: {memory_id!r} not found")
-        authorize_read(principal, item.metadata.cube_id, self._users)
+            raise missing
+        try:
+            authorize_read(principal, item.metadata.cube_id, self._users)
+        except Forbidden:
+            raise missing from None  # another cube's memory answers like an unknown id: ids do not leak
         return item
 
     def page(self, cube_id: str, principal: Principal, page: int, page_size: int) -> Page:

@@ -271,9 +271,9 @@ def check_info(info: dict[str, Any]) -> None:
     if len(info) > limits.MAX_INFO_KEYS:
         raise ValueError(f"at most {limits.MAX_INFO_KEYS} keys, got {len(info)}")
     try:
-        size = len(json.dumps(info, separators=(",", ":"), ensure_ascii=False).encode())
-    except (TypeError, ValueError) as exc:  # pragma: no cover - JSON input is always serializable
-        raise ValueError(f"must be JSON-serializable: {exc}") from exc
+        size = len(json.dumps(info, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:  # NaN and Infinity are not JSON, whatever parsers allow
+        raise ValueError(f"must hold JSON values only (no NaN or Infinity): {exc}") from exc
     if size > limits.MAX_INFO_BYTES:
         raise ValueError(f"at most {limits.MAX_INFO_BYTES} bytes as JSON, got {size}")
     depth = _depth(info)
@@ -324,6 +324,9 @@ def to_command(req: AddRequest) -> AddCommand:
     if req.source:
         info.setdefault("source", req.source)
     raw = req.messages
+    for field, text in (("messages", raw), ("memory_content", req.memory_content)):
+        if isinstance(text, str) and len(text.encode()) > limits.MAX_CONTENT_BYTES:
+            raise InvalidRequest(f"{field}: at most {limits.MAX_CONTENT_BYTES} bytes of text, got {len(text.encode())}")
     entries: list[Any] = [TextPart(type="text", text=raw)] if isinstance(raw, str) else list(raw or [])
     if req.memory_content:
         entries.append(TextPart(type="text", text=req.memory_content))
