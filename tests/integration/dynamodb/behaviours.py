@@ -1,6 +1,6 @@
-"""What DynamoStore must do, written once and run by both DynamoDB tiers: moto
-(tests/integration/dynamodb) and DynamoDB Local (tests/realserver/dynamodb). The store contract's
-behaviours (the same semantics as SqliteStore) plus what is specific to the single-table layout.
+"""What DynamoStore must do beyond the shared store contract (which runs on DynamoDB through
+tests/contract on moto and tests/realserver/test_dynamodb_local.py on DynamoDB Local): what is
+specific to the single-table layout, transactions, compression and TTL.
 
 A tier star-imports this module and provides the fixtures: `ddb` (a raw boto3 client),
 `table_name` (a fresh table from template.yaml's definition) and `make_store(**kwargs)` (a new
@@ -133,53 +133,6 @@ def store(make_store: MakeStore) -> DynamoStore:
 # --- tasks -----------------------------------------------------------------------------------------
 
 
-def test_created_task_reads_back_with_its_parts_in_insertion_order(store: DynamoStore) -> None:
-    t, parts = task("t1", cubes=("c2", "c1", "c3"))
-    assert store.create_task(t, parts) is True
-    record = store.get_task("t1")
-    assert record is not None
-    assert (record.task, record.parts) == (t, parts)
-    assert record.status is TaskState.WAITING
-
-
-def test_unknown_task_is_none(store: DynamoStore) -> None:
-    assert store.get_task("missing") is None
-
-
-def test_create_task_refuses_an_existing_id_and_keeps_the_first_parts(store: DynamoStore) -> None:
-    t, parts = task("t1", user="u1", cubes=("c1", "c2"))
-    assert store.create_task(t, parts) is True
-    other, other_parts = task("t1", user="u2", cubes=("zz",), created_at=day(9))
-    assert store.create_task(other, other_parts) is False
-    record = store.get_task("t1")
-    assert record is not None
-    assert (record.task, record.parts) == (t, parts)
-    assert store.list_tasks("u2", 10) == []
-
-
-def test_racing_creates_of_one_task_id_store_exactly_one_whole_task(store: DynamoStore) -> None:
-    def create(n: int) -> bool:
-        t, parts = task("t1", user=f"u{n}", cubes=(f"a{n}", f"b{n}", f"c{n}"))
-        return store.create_task(t, parts)
-
-    won = race(20, create)
-    assert won.count(True) == 1
-    winner = won.index(True)
-    record = store.get_task("t1")
-    assert record is not None
-    assert record.task.user_id == f"u{winner}"
-    assert [p.cube_id for p in record.parts] == [f"a{winner}", f"b{winner}", f"c{winner}"]
-
-
-def test_create_task_with_a_repeated_cube_raises_and_writes_nothing(
-    store: DynamoStore, ddb: Any, table_name: str
-) -> None:
-    t, parts = task("t1", cubes=("c1", "c2", "c1"))
-    with pytest.raises(ValueError, match="twice"):
-        store.create_task(t, parts)
-    assert partition(ddb, table_name, "TASK#t1") == []
-
-
 def test_a_task_too_large_for_one_transaction_raises_and_writes_nothing(
     store: DynamoStore, ddb: Any, table_name: str
 ) -> None:
@@ -187,17 +140,6 @@ def test_a_task_too_large_for_one_transaction_raises_and_writes_nothing(
     with pytest.raises(ValueError, match="one transaction"):
         store.create_task(t, parts)
     assert partition(ddb, table_name, "TASK#t1") == []
-
-
-def test_put_task_part_replaces_only_that_part_in_place(store: DynamoStore) -> None:
-    t, parts = task("t1", cubes=("c1", "c2", "c3"))
-    store.create_task(t, parts)
-    done = parts[1].model_copy(update={"status": TaskState.COMPLETED, "attempts": 1, "finished_at": day(2)})
-    store.put_task_part("t1", done)
-    record = store.get_task("t1")
-    assert record is not None
-    assert record.parts == [parts[0], done, parts[2]]
-    assert record.status is TaskState.IN_PROGRESS
 
 
 def test_parts_joining_later_sort_after_the_request_parts_in_join_order(make_store: MakeStore) -> None:
@@ -219,15 +161,6 @@ def test_parts_joining_later_sort_after_the_request_parts_in_join_order(make_sto
     ]
 
 
-def test_put_task_part_of_an_unknown_task_raises_key_error_and_writes_nothing(
-    store: DynamoStore, ddb: Any, table_name: str
-) -> None:
-    _, parts = task("t1")
-    with pytest.raises(KeyError):
-        store.put_task_part("nope", parts[0])
-    assert partition(ddb, table_name, "TASK#nope") == []
-
-
 def test_parallel_cube_workers_and_joiners_update_one_task_without_losing_a_part(store: DynamoStore) -> None:
     cubes = tuple(f"c{n}" for n in range(8))
     t, parts = task("t1", cubes=cubes)
@@ -244,19 +177,6 @@ def test_parallel_cube_workers_and_joiners_update_one_task_without_losing_a_part
     assert record is not None
     assert [(p.cube_id, p.status) for p in record.parts[:8]] == [(c, TaskState.COMPLETED) for c in cubes]
     assert sorted(p.cube_id for p in record.parts[8:]) == sorted(f"j{n}" for n in range(8, 16))
-
-
-def test_list_tasks_is_the_users_own_newest_first_up_to_limit(store: DynamoStore) -> None:
-    for n, user in enumerate(["u1", "u2", "u1", "u1", "u2"]):
-        t, parts = task(f"t{n}", user=user, cubes=(f"c{n}",), created_at=day(n + 1))
-        store.create_task(t, parts)
-    mine = store.list_tasks("u1", 10)
-    assert [r.task.task_id for r in mine] == ["t3", "t2", "t0"]
-    assert [[p.cube_id for p in r.parts] for r in mine] == [["c3"], ["c2"], ["c0"]]
-    assert [r.task.task_id for r in store.list_tasks("u1", 2)] == ["t3", "t2"]
-    assert [r.task.task_id for r in store.list_tasks("u2", 10)] == ["t4", "t1"]
-    assert store.list_tasks("u1", 0) == []
-    assert store.list_tasks("nobody", 10) == []
 
 
 def test_task_records_carry_the_ttl_attribute_the_table_expires_on(
@@ -277,19 +197,6 @@ def test_task_records_carry_the_ttl_attribute_the_table_expires_on(
 # --- idempotency keys ------------------------------------------------------------------------------
 
 
-def test_first_idempotency_key_binding_wins(store: DynamoStore) -> None:
-    assert store.claim_idempotency_key("u1\x1fk", "t1") == "t1"
-    assert store.claim_idempotency_key("u1\x1fk", "t2") == "t1"
-    assert store.claim_idempotency_key("u1\x1fk", "t1") == "t1"
-    assert store.claim_idempotency_key("u2\x1fk", "t3") == "t3"
-
-
-def test_racing_idempotency_claims_all_get_the_one_winner(store: DynamoStore) -> None:
-    bound = race(20, lambda n: store.claim_idempotency_key("u1\x1fkey", f"t{n}"))
-    assert len(set(bound)) == 1
-    assert bound[0] in {f"t{n}" for n in range(20)}
-
-
 def test_an_expired_idempotency_binding_is_free_again_before_ttl_deletes_it(make_store: MakeStore) -> None:
     clock = FakeClock()
     store = make_store(clock=clock, task_ttl_days=1)
@@ -302,13 +209,6 @@ def test_an_expired_idempotency_binding_is_free_again_before_ttl_deletes_it(make
 
 
 # --- memory items ----------------------------------------------------------------------------------
-
-
-def test_new_item_is_created_and_reads_back_equal(store: DynamoStore) -> None:
-    item = memory("m1", "alice likes tea")
-    assert store.put_memory(item) == PutResult("created")
-    assert store.get_memory("m1") == item
-    assert store.get_memory("nope") is None
 
 
 def test_an_item_is_its_guard_record_and_pointer_written_together(
@@ -326,34 +226,10 @@ def test_an_item_is_its_guard_record_and_pointer_written_together(
     assert (pointer["cube_id"]["S"], pointer["item_sk"]["S"]) == ("cube-a", f"ITEM#{day(3)}#m1")
 
 
-def test_same_id_rewritten_is_reported_as_existing(store: DynamoStore) -> None:
-    item = memory("m1", "alice likes tea")
-    store.put_memory(item)
-    assert store.put_memory(item) == PutResult("exists", "m1")
-    assert store.put_memory(item.model_copy(deep=True)).status == "exists"
-    assert store.get_memory("m1") == item
-    assert store.list_memories("cube-a", 0, 10) == ([item], 1)
-
-
-def test_second_item_with_same_content_in_a_cube_is_a_duplicate(store: DynamoStore) -> None:
-    first = memory("m1", "alice likes tea")
-    store.put_memory(first)
-    assert store.put_memory(memory("m2", "alice likes tea", created_at=day(2))) == PutResult("duplicate", "m1")
-    assert store.get_memory("m2") is None
-    assert store.list_memories("cube-a", 0, 10) == ([first], 1)
-
-
 def test_duplicate_is_decided_by_content_hash_not_text(store: DynamoStore) -> None:
     store.put_memory(memory("m1", "alice likes tea", digest="h" * 64))
     assert store.put_memory(memory("m2", "ALICE LIKES TEA", digest="h" * 64)) == PutResult("duplicate", "m1")
     assert store.put_memory(memory("m3", "alice likes tea", digest="k" * 64)).status == "created"
-
-
-def test_same_content_in_another_cube_is_not_a_duplicate(store: DynamoStore) -> None:
-    store.put_memory(memory("m1", "alice likes tea", cube="cube-a"))
-    assert store.put_memory(memory("m2", "alice likes tea", cube="cube-b")).status == "created"
-    assert store.get_memory("m2") is not None
-    assert store.list_memories("cube-b", 0, 10)[1] == 1
 
 
 def test_racing_writers_of_one_content_leave_exactly_one_item(store: DynamoStore, ddb: Any, table_name: str) -> None:
@@ -370,54 +246,12 @@ def test_racing_writers_of_one_content_leave_exactly_one_item(store: DynamoStore
     assert all(partition(ddb, table_name, f"MEM#{m}") == [] for m in losers)
 
 
-def test_stored_items_are_not_aliased_to_the_callers_objects(store: DynamoStore) -> None:
-    item = memory("m1", "alice likes tea")
-    store.put_memory(item)
-    kept = item.model_copy(deep=True)
-    item.metadata.tags.append("mutated after put")
-    assert store.get_memory("m1") == kept
-
-
-def test_get_memories_keeps_the_requested_order_skips_missing_and_repeats(store: DynamoStore) -> None:
-    for n in range(4):
-        store.put_memory(memory(f"m{n}", f"fact {n}", cube="cube-a" if n % 2 else "cube-b"))
-    assert [i.id for i in store.get_memories(["m2", "zz", "m0", "m3", "m2"])] == ["m2", "m0", "m3"]
-    assert store.get_memories([]) == []
-    assert store.get_memories(["zz"]) == []
-
-
 def test_get_memories_reads_past_one_batch_of_a_hundred_keys(store: DynamoStore) -> None:
     ids = [f"m{n:03d}" for n in range(105)]
     for memory_id in ids:
         store.put_memory(memory(memory_id, f"fact {memory_id}", cube=f"cube-{memory_id[-1]}"))
     wanted = list(reversed(ids))
     assert [i.id for i in store.get_memories(wanted)] == wanted
-
-
-def test_list_memories_pages_a_cubes_activated_items_oldest_first(store: DynamoStore) -> None:
-    for n in range(5):  # ids in the opposite order of age: m4 is the oldest
-        store.put_memory(memory(f"m{n}", f"fact {n}", created_at=day(5 - n)))
-    archived = memory("mx", "archived fact", created_at=day(1))
-    archived.metadata.status = "archived"
-    store.put_memory(archived)
-    store.put_memory(memory("other", "fact in another cube", cube="cube-b", created_at=day(1)))
-
-    pages = [store.list_memories("cube-a", offset, 2) for offset in (0, 2, 4, 6)]
-    assert [([i.id for i in page], total) for page, total in pages] == [
-        (["m4", "m3"], 5),
-        (["m2", "m1"], 5),
-        (["m0"], 5),
-        ([], 5),
-    ]
-    assert store.list_memories("cube-a", 0, 0) == ([], 5)
-    assert store.list_memories("empty-cube", 0, 10) == ([], 0)
-
-
-def test_list_memories_breaks_ties_of_age_by_id(store: DynamoStore) -> None:
-    for memory_id in ("mc", "ma", "mb"):
-        store.put_memory(memory(memory_id, f"fact {memory_id}", created_at=day(1)))
-    page, _ = store.list_memories("cube-a", 0, 10)
-    assert [i.id for i in page] == ["ma", "mb", "mc"]
 
 
 def test_list_memories_pages_across_dynamodb_result_pages(store: DynamoStore) -> None:
@@ -428,19 +262,6 @@ def test_list_memories_pages_across_dynamodb_result_pages(store: DynamoStore) ->
     assert total == 45
     assert [i.id for i in page] == [f"m{n:02d}" for n in range(30, 40)]
     assert sum(1 for _ in store.iter_memories("cube-a")) == 45
-
-
-def test_iter_memories_yields_every_item_of_any_status_of_a_cube_or_of_all(store: DynamoStore) -> None:
-    for n in range(7):
-        item = memory(f"m{n}", f"fact {n}", cube="cube-a" if n < 5 else "cube-b")
-        if n == 0:
-            item.metadata.status = "archived"
-        store.put_memory(item)
-    store.create_task(*task("t1"))
-    store.register_user("u1")
-    assert sorted(i.id for i in store.iter_memories("cube-a")) == [f"m{n}" for n in range(5)]
-    assert sorted(i.id for i in store.iter_memories()) == [f"m{n}" for n in range(7)]
-    assert list(store.iter_memories("empty-cube")) == []
 
 
 def test_a_large_item_is_stored_compressed_and_reads_back_equal(store: DynamoStore, ddb: Any, table_name: str) -> None:
@@ -464,14 +285,6 @@ def test_an_item_too_large_even_compressed_raises_and_writes_nothing(
 # --- dead letters and users ------------------------------------------------------------------------
 
 
-def test_dead_letters_are_kept_whole_and_listed_in_order(store: DynamoStore) -> None:
-    assert store.list_dead_letters() == []
-    letters = [dead_letter(n) for n in (1, 2, 3)]
-    for letter in reversed(letters):
-        store.record_dead_letter(letter)
-    assert store.list_dead_letters() == letters
-
-
 def test_a_dead_letter_over_the_item_limit_is_kept_whole_compressed(store: DynamoStore) -> None:
     letter = dead_letter(1, body='{"v": 1, "messages": "' + "the same words again " * 50_000 + '"}')
     store.record_dead_letter(letter)
@@ -488,37 +301,4 @@ def test_a_dead_letter_that_cannot_fit_keeps_the_head_of_its_body_and_says_so(st
     assert kept.model_copy(update={"body": letter.body, "reason": letter.reason}) == letter
 
 
-def test_users_are_registered_idempotently(store: DynamoStore) -> None:
-    assert store.is_user("alice") is False
-    store.register_user("alice")
-    store.register_user("alice")
-    assert store.is_user("alice") is True
-    assert store.is_user("bob") is False
-
-
 # --- a new adapter on the same table (a restart, another Lambda container) -------------------------
-
-
-def test_everything_is_found_by_a_new_adapter_on_the_same_table(make_store: MakeStore) -> None:
-    first = make_store()
-    t, parts = task("t1", cubes=("c1", "c2"))
-    first.create_task(t, parts)
-    first.put_task_part("t1", parts[0].model_copy(update={"status": TaskState.COMPLETED}))
-    first.claim_idempotency_key("u1\x1fk", "t1")
-    item = memory("m1", "kept")
-    first.put_memory(item)
-    first.record_dead_letter(dead_letter(1))
-    first.register_user("alice")
-    first.close()
-
-    again = make_store()
-    record = again.get_task("t1")
-    assert record is not None
-    assert [(p.cube_id, p.status) for p in record.parts] == [("c1", TaskState.COMPLETED), ("c2", TaskState.WAITING)]
-    assert [r.task.task_id for r in again.list_tasks("u1", 10)] == ["t1"]
-    assert again.claim_idempotency_key("u1\x1fk", "t9") == "t1"
-    assert again.get_memory("m1") == item
-    assert again.put_memory(memory("m2", "kept")) == PutResult("duplicate", "m1")
-    assert again.put_memory(item).status == "exists"
-    assert again.list_dead_letters() == [dead_letter(1)]
-    assert again.is_user("alice") is True

@@ -49,6 +49,14 @@ def check_id(value: str, field: str) -> str:
     return value
 
 
+def check_cube_ids(values: list[str]) -> list[str]:
+    """Cube ids of a request: each a valid id, duplicates removed in order, at most the limit."""
+    unique = list(dict.fromkeys(check_id(v, "cube id") for v in values))
+    if len(unique) > limits.MAX_CUBES_PER_REQUEST:
+        raise ValueError(f"at most {limits.MAX_CUBES_PER_REQUEST} cubes per request, got {len(unique)}")
+    return unique
+
+
 Id = Annotated[str, Field(min_length=1, max_length=limits.MAX_ID_CHARS, pattern=limits.ID_PATTERN.pattern)]
 
 
@@ -222,12 +230,7 @@ class AddRequest(BaseModel):
     @field_validator("writable_cube_ids")
     @classmethod
     def _cubes(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        unique = list(dict.fromkeys(check_id(v, "cube id") for v in value))
-        if len(unique) > limits.MAX_CUBES_PER_REQUEST:
-            raise ValueError(f"at most {limits.MAX_CUBES_PER_REQUEST} cubes per request, got {len(unique)}")
-        return unique
+        return None if value is None else check_cube_ids(value)
 
     @field_validator("custom_tags")
     @classmethod

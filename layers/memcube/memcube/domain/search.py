@@ -24,7 +24,7 @@ from memcube.domain.errors import InvalidRequest
 from memcube.domain.filters import Filter, compile_filter
 from memcube.domain.model import MemoryItem, Principal
 from memcube.domain.permissions import UserDirectory, authorize_read
-from memcube.domain.requests import Id, check_id
+from memcube.domain.requests import Id, check_cube_ids
 from memcube.ports import Embedder, Hit, MemoryStore, SearchIndex
 
 VECTOR_WEIGHT = 0.7
@@ -70,12 +70,7 @@ class SearchRequest(BaseModel):
     @field_validator("readable_cube_ids")
     @classmethod
     def _cubes(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        unique = list(dict.fromkeys(check_id(v, "cube id") for v in value))
-        if len(unique) > limits.MAX_CUBES_PER_REQUEST:
-            raise ValueError(f"at most {limits.MAX_CUBES_PER_REQUEST} cubes per request, got {len(unique)}")
-        return unique
+        return None if value is None else check_cube_ids(value)
 
     def cube_ids(self) -> list[str]:
         return self.readable_cube_ids or ([self.mem_cube_id] if self.mem_cube_id else [self.user_id])
