@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 import memcube.wiring
+from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
 from memcube.wiring import Container
 from tests.conftest import load_event
 
@@ -40,42 +41,106 @@ def serving(container: Container) -> Iterator[Container]:
         memcube.wiring._container = before
 
 
-def http_event(
+BY_ID_ROUTE = "/product/get_memory/{memory_id}"
+TEMPLATES = {
+    ("POST", "/product/add"): "api_add_async.json",
+    ("GET", "/product/scheduler/status"): "api_status.json",
+    ("GET", BY_ID_ROUTE): "api_get_memory_by_id.json",
+    ("POST", "/product/get_memory"): "api_get_memory.json",
+}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the Lambda returned to API Gateway, with the JSON body parsed."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+    @property
+    def message(self) -> str:
+        message: str = self.body["message"]
+        return message
+
+    @property
+    def data(self) -> Any:
+        return self.body["data"]
+
+
+def _route(method: str, path: str) -> str:
+    if method == "GET" and path.startswith("/product/get_memory/"):
+        return BY_ID_ROUTE
+    return path
+
+
+def v2_event(
     method: str,
     path: str,
     *,
+    query: str = "",
     body: Any = None,
     raw_body: bytes | None = None,
-    query: str = "",
     headers: dict[str, str] | None = None,
+    drop_headers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event, built from events/api_add_async.json's shape."""
-    event = copy.deepcopy(load_event("api_add_async.json"))
-    event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {path}"
+    """A payload 2.0 event for `method path`, copied from the route's sample in `events/`.
+
+    `body` is sent as JSON unless it is already a string; `raw_body` is sent base64-encoded (as
+    API Gateway does for binary bodies). Like API Gateway, a body comes with its content-length.
+    """
+    route = _route(method, path)
+    sample = TEMPLATES.get((method, route), "api_add_async.json" if method != "GET" else "api_status.json")
+    event = load_event(sample)
+    event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {route}"
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
     event["requestContext"]["http"]["method"] = method
     event["rawQueryString"] = query
-    event.pop("queryStringParameters", None)
-    event["headers"].update(headers or {})
+    params = parse_qs(query, keep_blank_values=True)
+    if params:
+        event["queryStringParameters"] = {k: ",".join(v) for k, v in params.items()}
+    else:
+        event.pop("queryStringParameters", None)
+    if route == BY_ID_ROUTE:
+        event["pathParameters"] = {"memory_id": unquote(path.rsplit("/", 1)[1])}
+    else:
+        event.pop("pathParameters", None)
+    event.pop("body", None)
+    event["isBase64Encoded"] = False
+    sent: bytes | None = None
     if raw_body is not None:
+        sent = raw_body
         event["body"] = base64.b64encode(raw_body).decode()
         event["isBase64Encoded"] = True
-    elif body is None:
-        event.pop("body", None)
-    else:
+    elif body is not None:
         event["body"] = body if isinstance(body, str) else json.dumps(body)
+        sent = event["body"].encode()
+    if sent is not None:
+        event["headers"].setdefault("content-type", "application/json")
+        event["headers"]["content-length"] = str(len(sent))
+    event["headers"].update(headers or {})
+    for name in drop_headers:
+        event["headers"].pop(name, None)
     return event
 
 
-def invoke_api(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def invoke(event: dict[str, Any]) -> Reply:
+    """Call the API Lambda as API Gateway would, and parse its answer."""
     from memcube_api.handler import lambda_handler
 
-    response = lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
-    body = response["body"]
+    context: Any = FakeLambdaContext()  # the attributes powertools reads from a LambdaContext
+    response = lambda_handler(event, context)
+    raw = response["body"]
     if response.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode()
-    parsed: dict[str, Any] = json.loads(body)
-    return int(response["statusCode"]), parsed
+        raw = base64.b64decode(raw).decode()
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    return Reply(int(response["statusCode"]), json.loads(raw), headers)
+
+
+def call(method: str, path: str, *, body: Any = None, query: str = "") -> tuple[int, dict[str, Any]]:
+    """`invoke(v2_event(...))` as (status, parsed body)."""
+    reply = invoke(v2_event(method, path, body=body, query=query))
+    return reply.status, reply.body
 
 
 def invoke_worker(event: dict[str, Any]) -> dict[str, Any]:
@@ -83,3 +148,21 @@ def invoke_worker(event: dict[str, Any]) -> dict[str, Any]:
 
     result: dict[str, Any] = lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
     return result
+
+
+def store_of(container: Container) -> InMemoryStore:
+    store = container.store
+    assert isinstance(store, InMemoryStore)
+    return store
+
+
+def queue_of(container: Container) -> InMemoryQueue:
+    queue = container.queue
+    assert isinstance(queue, InMemoryQueue)
+    return queue
+
+
+def index_of(container: Container) -> InMemoryIndex:
+    index = container.index
+    assert isinstance(index, InMemoryIndex)
+    return index

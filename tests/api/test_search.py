@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from memcube.wiring import Container
-from tests.lambda_support import http_event, invoke_api, serving
+from tests.lambda_support import call, serving
 
 
 @pytest.fixture
@@ -20,14 +20,14 @@ def api(embedded_container: Container) -> Iterator[Container]:
 def add(text: str, *, user: str = "alice", tags: list[str] | None = None, info: dict[str, Any] | None = None) -> str:
     body = {"user_id": user, "messages": text, "async_mode": "sync", "mode": "fast"}
     body |= {"custom_tags": tags or [], "info": info or {}}
-    code, payload = invoke_api(http_event("POST", "/product/add", body=body))
+    code, payload = call("POST", "/product/add", body=body)
     assert code == 200, payload
     memory_id: str = payload["data"][0]["memory_id"]
     return memory_id
 
 
 def search(**body: Any) -> tuple[int, dict[str, Any]]:
-    return invoke_api(http_event("POST", "/product/search", body={"user_id": "alice", "relativity": 0.0, **body}))
+    return call("POST", "/product/search", body={"user_id": "alice", "relativity": 0.0, **body})
 
 
 def found(payload: dict[str, Any]) -> list[str]:
@@ -60,16 +60,12 @@ def test_filters_by_custom_tag_and_info_key(api: Container) -> None:
 def test_only_readable_cubes_are_searched(api: Container) -> None:
     add("Alice's secret recipe uses saffron.")
     add("Bob keeps his notes here.", user="bob")
-    code, payload = invoke_api(
-        http_event(
-            "POST", "/product/search", body={"user_id": "bob", "query": "saffron", "readable_cube_ids": ["alice"]}
-        )
+    code, payload = call(
+        "POST", "/product/search", body={"user_id": "bob", "query": "saffron", "readable_cube_ids": ["alice"]}
     )
     assert code == 403
     assert "may not read cube 'alice'" in payload["message"]
-    _, own = invoke_api(
-        http_event("POST", "/product/search", body={"user_id": "bob", "query": "saffron", "relativity": 0.0})
-    )
+    _, own = call("POST", "/product/search", body={"user_id": "bob", "query": "saffron", "relativity": 0.0})
     assert all("saffron" not in m["memory"] for c in own["data"]["text_mem"] for m in c["memories"])
 
 

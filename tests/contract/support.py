@@ -3,9 +3,10 @@ and a controllable clock. Adapters are never imported here (conftest.py lists th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from memcube.domain.ingest import content_hash
 from memcube.domain.messages import QueuedAdd
@@ -151,3 +152,28 @@ def queued(task_id: str, cube: str, text: str | None = None) -> QueuedAdd:
 
 def task_ids(messages: Sequence[QueuedAdd], cube: str | None = None) -> list[str]:
     return [m.task_id for m in messages if cube is None or m.cube_id == cube]
+
+
+R = TypeVar("R")
+
+
+def race(n: int, action: Callable[[int], R]) -> list[R]:
+    """Run action(0..n-1) on n threads released together; the results in thread order."""
+    results: list[R | None] = [None] * n
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = action(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors, errors
+    return [r for r in results if r is not None]

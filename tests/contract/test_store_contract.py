@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from typing import TypeVar
 
 import pytest
 
 from memcube.domain.model import TaskState
 from memcube.ports import PutResult
-from tests.contract.support import Store, close, day, dead_letter, memory, task
-
-R = TypeVar("R")
-
-
-def race(n: int, action: Callable[[int], R]) -> list[R]:
-    """Run action(0..n-1) on n threads released together; the results in thread order."""
-    results: list[R | None] = [None] * n
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = action(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not errors, errors
-    return [r for r in results if r is not None]
-
+from tests.contract.support import Store, close, day, dead_letter, memory, race, task
 
 # --- tasks ---------------------------------------------------------------------------------------
 

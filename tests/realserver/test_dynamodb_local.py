@@ -1,8 +1,8 @@
-"""The DynamoDB store on DynamoDB Local: the store contract, plus what only a real server shows."""
+"""The DynamoDB store on DynamoDB Local: the store contract (its 20-writer race included, here with
+real concurrency), plus what only a real server shows."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from memcube.adapters.dynamodb_store import DynamoStore
 from memcube.domain.model import TaskState
-from tests.contract.support import memory, task
+from tests.contract.support import task
 from tests.contract.test_store_contract import *  # noqa: F403 - the shared store contract, run here too
 
 pytestmark = pytest.mark.realserver
@@ -37,28 +37,6 @@ def test_reserved_words_fail_on_the_real_server_so_the_adapter_names_them(dynamo
             UpdateExpression="SET status = :s",
             ExpressionAttributeValues={":s": {"S": "activated"}},
         )
-
-
-def test_twenty_racing_writers_of_one_content_leave_one_item(store: DynamoStore) -> None:
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(20)
-
-    def write(n: int) -> None:
-        barrier.wait()
-        try:
-            results.append(store.put_memory(memory(f"m{n}", "the very same fact")))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert [r.status for r in results].count("created") == 1
-    assert store.list_memories("cube-a", 0, 50)[1] == 1
 
 
 def test_task_records_carry_a_ttl(store: DynamoStore, dynamodb: Any, table: str) -> None:

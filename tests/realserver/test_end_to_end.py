@@ -30,7 +30,7 @@ from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
 from memcube.wiring import Container
 from memcube_worker.handler import lambda_handler as worker_handler
-from tests.lambda_support import FakeLambdaContext, http_event, invoke_api, serving
+from tests.lambda_support import FakeLambdaContext, call, serving
 from tests.realserver.conftest import CREDS, External, Queues
 from tests.realserver.poller import Poller
 from tests.realserver.servers import Running
@@ -61,7 +61,7 @@ class Stack:
         return self._container
 
     def call(self, method: str, path: str, *, body: Any = None, query: str = "") -> tuple[int, dict[str, Any]]:
-        return invoke_api(http_event(method, path, body=body, query=query))
+        return call(method, path, body=body, query=query)
 
     def add(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return self.call("POST", "/product/add", body=body)

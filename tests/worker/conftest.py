@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 
 import memcube.wiring
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryStore
 from memcube.domain.messages import QueuedAdd
 from memcube.wiring import Container
 from tests.conftest import load_event
-from tests.lambda_support import FakeLambdaContext
+from tests.lambda_support import index_of, invoke_worker, store_of  # noqa: F401 - shared helpers
 
 
 @pytest.fixture
@@ -25,26 +24,6 @@ def worker(monkeypatch: pytest.MonkeyPatch, memory_container: Container) -> Cont
     """In-memory ports behind the worker's process-wide container (restored afterwards)."""
     monkeypatch.setattr(memcube.wiring, "_container", memory_container)
     return memory_container
-
-
-def store_of(container: Container) -> InMemoryStore:
-    store = container.store
-    assert isinstance(store, InMemoryStore)
-    return store
-
-
-def index_of(container: Container) -> InMemoryIndex:
-    index = container.index
-    assert isinstance(index, InMemoryIndex)
-    return index
-
-
-def invoke_worker(event: dict[str, Any]) -> dict[str, Any]:
-    from memcube_worker.handler import lambda_handler
-
-    context: Any = FakeLambdaContext()  # the attributes powertools reads from a LambdaContext
-    result: dict[str, Any] = lambda_handler(event, context)
-    return result
 
 
 def failures(result: dict[str, Any]) -> list[str]:

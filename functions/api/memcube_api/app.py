@@ -84,6 +84,11 @@ def _memory_view(item: MemoryItem, outcome: str | None = None, reason: str | Non
     return view
 
 
+def _cube_memories(cube_id: str, memories: list[dict[str, Any]], total: int) -> dict[str, Any]:
+    """MemOS's per-cube block of a memory list (get_memory and search answer the same shape)."""
+    return {"cube_id": cube_id, "memories": memories, "total_nodes": total}
+
+
 def _with_relativity(item: MemoryItem, relativity: float) -> dict[str, Any]:
     body = item.public()
     body["metadata"]["relativity"] = relativity
@@ -180,13 +185,7 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
         principal = Principal(user_id=req.user_id or "")
         page = await run_in_threadpool(c.reader.page, req.mem_cube_id, principal, req.page, req.page_size)
         data = {
-            "text_mem": [
-                {
-                    "cube_id": page.cube_id,
-                    "memories": [i.public() for i in page.items],
-                    "total_nodes": page.total,
-                }
-            ],
+            "text_mem": [_cube_memories(page.cube_id, [i.public() for i in page.items], page.total)],
             "pref_mem": [],
             "page": page.page,
             "page_size": page.page_size,
@@ -203,11 +202,7 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
         req = await read_json(request, SearchRequest)
         results = await run_in_threadpool(c.searcher.search, req, Principal(user_id=req.user_id))
         text_mem = [
-            {
-                "cube_id": r.cube_id,
-                "memories": [_with_relativity(s.item, s.relativity) for s in r.memories],
-                "total_nodes": len(r.memories),
-            }
+            _cube_memories(r.cube_id, [_with_relativity(s.item, s.relativity) for s in r.memories], len(r.memories))
             for r in results
         ]
         data = {"text_mem": text_mem, "pref_mem": [], "tool_mem": [], "skill_mem": [], "act_mem": [], "para_mem": []}

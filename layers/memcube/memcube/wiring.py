@@ -79,13 +79,9 @@ class Container:
         url = self.settings.dead_letter_queue_url
         if self.settings.backend != "aws" or not url:
             return None
-        queue, dlq = self.sqs_queue, url
+        from memcube.adapters.sqs_queue import SqsDeadLetters
 
-        class _Sqs:
-            def park(self, body: str, reason: str, group_id: str | None) -> None:
-                queue.dead_letter(body, reason, group_id or "unknown", dlq)
-
-        return _Sqs()
+        return SqsDeadLetters(self.sqs_queue, url)
 
     @cached_property
     def local_queue(self) -> SqliteQueue:

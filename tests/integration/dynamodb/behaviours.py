@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import string
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,9 +18,10 @@ from typing import Any, TypeVar
 import pytest
 
 from memcube.adapters.dynamodb_store import DynamoStore
-from memcube.domain.ingest import content_hash
-from memcube.domain.model import DeadLetter, MemoryItem, MemoryMetadata, SourceMessage, Task, TaskPart, TaskState
+from memcube.domain.model import DeadLetter, MemoryItem, SourceMessage, TaskPart, TaskState
 from memcube.ports import PutResult
+from tests.contract.support import day, race, task
+from tests.contract.support import memory as contract_memory
 
 R = TypeVar("R")
 MakeStore = Callable[..., DynamoStore]
@@ -41,40 +41,14 @@ class FakeClock:
         return self.now
 
 
-def day(n: int) -> str:
-    return f"2025-01-{n:02d}T00:00:00.000Z"
-
-
 def memory(
     memory_id: str, text: str, cube: str = "cube-a", created_at: str = day(1), *, digest: str | None = None
 ) -> MemoryItem:
-    return MemoryItem(
-        id=memory_id,
-        memory=text,
-        metadata=MemoryMetadata(
-            user_id="u1",
-            session_id="s1",
-            cube_id=cube,
-            memory_type="LongTermMemory",
-            key=text[:20],
-            tags=["mode:fast"],
-            sources=[SourceMessage(type="chat", role="user", content=text)],
-            created_at=created_at,
-            updated_at=created_at,
-            content_hash=digest or content_hash(text),
-            task_id="task-1",
-            embedding=[0.1, 0.2, 0.3],
-        ),
-    )
-
-
-def task(
-    task_id: str, user: str = "u1", cubes: tuple[str, ...] = ("c1",), created_at: str = day(1)
-) -> tuple[Task, list[TaskPart]]:
-    return (
-        Task(task_id=task_id, user_id=user, cube_ids=list(cubes), fingerprint="f" * 64, created_at=created_at),
-        [TaskPart(cube_id=c, updated_at=created_at) for c in cubes],
-    )
+    """The contract's builder, with a source (so bodies carry one, as the worker writes them)."""
+    item = contract_memory(memory_id, text, cube, created_at, digest=digest)
+    item.metadata.tags = ["mode:fast"]
+    item.metadata.sources = [SourceMessage(type="chat", role="user", content=text)]
+    return item
 
 
 def dead_letter(n: int, body: str = '{"v": 1}') -> DeadLetter:
@@ -87,28 +61,6 @@ def noise(n_chars: int, seed: int = 7) -> str:
     """Text that compresses poorly (zlib keeps about 3/4 of it)."""
     rng = random.Random(seed)
     return "".join(rng.choices(string.ascii_letters + string.digits, k=n_chars))
-
-
-def race(n: int, action: Callable[[int], R]) -> list[R]:
-    """Run action(0..n-1) on n threads released together; results in thread order."""
-    results: list[Any] = [None] * n
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = action(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
 
 
 def partition(ddb: Any, table: str, pk: str) -> list[dict[str, Any]]:

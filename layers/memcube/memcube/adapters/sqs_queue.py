@@ -319,3 +319,14 @@ def _key_part(value: str) -> str:
 
 def _truncate(text: str, limit: int) -> str:
     return text.encode()[:limit].decode(errors="ignore")
+
+
+class SqsDeadLetters:
+    """The DeadLetterSink port on an SQS DLQ: parks a message with its reason for operators."""
+
+    def __init__(self, queue: SqsQueue, dead_letter_url: str) -> None:
+        self._queue = queue
+        self._url = dead_letter_url
+
+    def park(self, body: str, reason: str, group_id: str | None) -> None:
+        self._queue.dead_letter(body, reason, group_id or "unknown", self._url)

@@ -130,11 +130,16 @@ class IngestService:
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("ingest attempt failed", extra={"task_id": msg.task_id, "cube_id": msg.cube_id})
-            attempts = self._attempts(msg, delivery)
+            part = self._own_part(msg.task_id, msg.cube_id, msg.user_id)  # read once for both branches
+            attempts = part.attempts if part is not None and part.attempts > 0 else delivery.attempt
             if attempts >= delivery.max_attempts:
-                self._dead_letter(delivery, f"gave up after {attempts} attempts: {reason}", msg)
+                self._dead_letter(delivery, f"gave up after {attempts} attempts: {reason}", msg, part)
                 return Verdict.DONE
-            self._note_error(msg, reason)
+            if part is not None and part.status is not TaskState.COMPLETED:
+                # Keep the latest failure visible in the status while the message waits for a retry.
+                self._tasks.put_task_part(
+                    msg.task_id, part.model_copy(update={"error": f"retrying: {reason}", "updated_at": self._now()})
+                )
             self._telemetry.count("PartsRetried")
             return Verdict.RETRY
         return Verdict.DONE
@@ -143,10 +148,13 @@ class IngestService:
         """Dead-letter a delivery that can never succeed (e.g. its claim check is gone)."""
         self._dead_letter(delivery, reason, None)
 
-    def _attempts(self, msg: QueuedAdd, delivery: Delivery) -> int:
-        record = self._tasks.get_task(msg.task_id)
-        part = next((p for p in record.parts if p.cube_id == msg.cube_id), None) if record else None
-        return part.attempts if part is not None and part.attempts > 0 else delivery.attempt
+    def _own_part(self, task_id: str, cube_id: str, user_id: str | None) -> TaskPart | None:
+        """The task's part for this cube, if the task belongs to this user: a forged message
+        never touches another user's task."""
+        record = self._tasks.get_task(task_id)
+        if record is None or record.task.user_id != user_id:
+            return None
+        return next((p for p in record.parts if p.cube_id == cube_id), None)
 
     def process(self, msg: QueuedAdd) -> TaskPart:
         """Run one cube's part of a task to completion (or raise)."""
@@ -273,17 +281,9 @@ class IngestService:
             ),
         )
 
-    def _note_error(self, msg: QueuedAdd, reason: str) -> None:
-        """Keep the latest failure visible in the status while the message waits for a retry."""
-        record = self._tasks.get_task(msg.task_id)
-        part = next((p for p in record.parts if p.cube_id == msg.cube_id), None) if record else None
-        if part is not None and part.status is not TaskState.COMPLETED:
-            self._tasks.put_task_part(
-                msg.task_id,
-                part.model_copy(update={"error": f"retrying: {reason}", "updated_at": self._now()}),
-            )
-
-    def _dead_letter(self, delivery: Delivery, reason: str, msg: QueuedAdd | None) -> None:
+    def _dead_letter(
+        self, delivery: Delivery, reason: str, msg: QueuedAdd | None, part: TaskPart | None = None
+    ) -> None:
         task_id, cube_id, user_id = (msg.task_id, msg.cube_id, msg.user_id) if msg else _ids_from(delivery.body)
         now = self._now()
         self._telemetry.count("PartsDeadLettered")
@@ -301,15 +301,12 @@ class IngestService:
                 failed_at=now,
             )
         )
-        record = self._tasks.get_task(task_id) if task_id else None
-        # Only the task's own user can fail it: a forged message never touches another's task.
-        if record is None or cube_id is None or record.task.user_id != user_id:
-            return
-        part = next((p for p in record.parts if p.cube_id == cube_id), None)
-        if part is None or part.status is TaskState.COMPLETED:
+        if part is None and task_id and cube_id:
+            part = self._own_part(task_id, cube_id, user_id)
+        if task_id is None or part is None or part.status is TaskState.COMPLETED:
             return
         self._tasks.put_task_part(
-            record.task.task_id,
+            task_id,
             part.model_copy(
                 update={"status": TaskState.FAILED, "error": reason, "updated_at": now, "finished_at": now}
             ),
