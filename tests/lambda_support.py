@@ -47,6 +47,8 @@ TEMPLATES = {
     ("GET", "/product/scheduler/status"): "api_status.json",
     ("GET", BY_ID_ROUTE): "api_get_memory_by_id.json",
     ("POST", "/product/get_memory"): "api_get_memory.json",
+    ("POST", "/product/delete_memory"): "api_delete_memory.json",
+    ("POST", "/product/delete_cube"): "api_delete_cube.json",
 }
 
 

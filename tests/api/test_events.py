@@ -19,6 +19,8 @@ API_EVENTS = {
     "api_status.json": ("GET", "/product/scheduler/status"),
     "api_get_memory_by_id.json": ("GET", "/product/get_memory/{memory_id}"),
     "api_get_memory.json": ("POST", "/product/get_memory"),
+    "api_delete_memory.json": ("POST", "/product/delete_memory"),
+    "api_delete_cube.json": ("POST", "/product/delete_cube"),
 }
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from memcube.domain.model import MemoryItem
 from memcube.ports import SearchIndex
 from tests.contract.support import TextIndex, close, memory
 
@@ -129,3 +130,37 @@ def test_search_is_confined_to_its_cubes_activated_docs_and_the_filter(index: Se
     both = {h.memory_id for h in index.search(["cube-a", "cube-b"], "tea", [0.1, 0.2, 0.3], None, 10)}
     assert both >= {"m1", "m3"}
     assert "m2" not in both
+
+
+def _by(item_id: str, text: str, cube: str, user: str) -> MemoryItem:
+    item = memory(item_id, text, cube=cube)
+    item.metadata.user_id = user
+    return item
+
+
+def test_delete_counts_only_the_documents_that_were_indexed(index: SearchIndex) -> None:
+    index.upsert([memory("m1", "alice likes tea"), memory("m2", "bob likes coffee")])
+    assert index.delete(["m1", "m1", "never-there"]) == 1
+    assert index.delete(["m1"]) == 0
+    assert index.ids("cube-a") == {"m2"}
+
+
+def test_delete_where_removes_a_users_documents_in_one_cube_only(index: SearchIndex) -> None:
+    index.upsert([
+        memory("a1", "alice one"),
+        memory("a2", "alice two", cube="cube-b"),
+        _by("b1", "bob one", "cube-a", "bob"),
+    ])  # fmt: skip
+    assert index.delete_where("cube-a", "u1") == 1
+    assert (index.ids("cube-a"), index.ids("cube-b")) == ({"b1"}, {"a2"})
+    assert index.delete_where("cube-a", "u1") == 0
+
+
+def test_delete_where_without_a_user_empties_the_cube_of_every_status(index: SearchIndex) -> None:
+    archived = memory("m1", "old fact")
+    archived.metadata.status = "archived"
+    index.upsert(
+        [archived, memory("m2", "fact"), _by("m3", "bob's", "cube-a", "bob"), memory("m4", "x", cube="cube-b")]
+    )
+    assert index.delete_where("cube-a", None) == 3
+    assert (index.ids("cube-a"), index.ids("cube-b")) == (set(), {"m4"})

@@ -216,3 +216,28 @@ def test_messages_leases_counts_and_dedup_survive_reopening(
     assert [(n, d.attempts) for n, d in zip(names(again), again, strict=True)] == [(("a", "t1"), 2), (("b", "t3"), 2)]
     restarted.ack(again[0].seq)
     assert names(restarted.receive(10, LEASE)) == [("a", "t2")]
+
+
+def test_discard_takes_a_cubes_waiting_messages_and_only_the_named_users(queue: QueueUnderTest) -> None:
+    other_user = queued("t3", "c1").model_copy(update={"user_id": "u2"})
+    queue.adapter.send([queued("t1", "c1"), queued("t2", "c1"), other_user, queued("t4", "c2")])
+    gone = queue.adapter.discard("c1", "u1")
+    assert gone is not None
+    assert sorted(QueuedAdd.model_validate_json(b).task_id for b in gone) == ["t1", "t2"]
+    assert task_ids(queue.drain()) == ["t3", "t4"]
+
+
+def test_discard_of_a_whole_cube_leaves_other_cubes_alone(queue: QueueUnderTest) -> None:
+    queue.adapter.send([queued("t1", "c1"), queued("t2", "c2")])
+    gone = queue.adapter.discard("c1", None)
+    assert gone is not None and len(gone) == 1
+    assert task_ids(queue.drain()) == ["t2"]
+
+
+def test_discard_leaves_a_message_in_flight_to_the_erasure_mark(consuming_queue: ConsumingQueue) -> None:
+    consuming_queue.send([queued("t1", "c1"), queued("t2", "c1")])
+    [leased] = consuming_queue.receive(10, lease_seconds=60)
+    gone = consuming_queue.discard("c1", None)
+    assert gone is not None and [QueuedAdd.model_validate_json(b).task_id for b in gone] == ["t2"]
+    consuming_queue.ack(leased.seq)
+    assert consuming_queue.depth() == 0

@@ -261,3 +261,71 @@ def test_everything_survives_closing_and_reopening(open_store: Callable[[], Stor
     assert again.put_memory(item).status == "exists"
     assert again.list_dead_letters() == [dead_letter(1)]
     assert again.is_user("alice") is True
+
+
+# --- deletes and erasure marks -----------------------------------------------------------------
+
+
+def test_deleted_item_is_gone_and_its_content_can_be_added_again(store: Store) -> None:
+    first = memory("m1", "alice likes tea")
+    store.put_memory(first)
+    store.put_memory(memory("m2", "bob likes coffee"))
+    assert store.delete_memories([first]) == 1
+    assert store.get_memory("m1") is None
+    assert store.get_memories(["m1", "m2"])[0].id == "m2"
+    assert [i.id for i in store.iter_memories("cube-a")] == ["m2"]
+    assert store.put_memory(memory("m3", "alice likes tea")) == PutResult("created")
+
+
+def test_deleting_a_missing_item_counts_nothing_and_keeps_the_guard_of_its_content_owner(store: Store) -> None:
+    owner = memory("m1", "alice likes tea")
+    store.put_memory(owner)
+    stranger = memory("m9", "alice likes tea")  # same content, never stored: the guard is m1's
+    assert store.delete_memories([stranger]) == 0
+    assert store.put_memory(memory("m2", "alice likes tea")) == PutResult("duplicate", "m1")
+    assert store.delete_memories([owner, owner]) == 1
+
+
+def test_export_pages_cover_a_cube_exactly_once_in_a_stable_order(store: Store) -> None:
+    for n in range(7):
+        store.put_memory(memory(f"m{n}", f"fact {n}", created_at=day(n + 1)))
+    archived = memory("old", "an archived fact")
+    archived.metadata.status = "archived"
+    store.put_memory(archived)
+    store.put_memory(memory("other", "another cube's", cube="cube-b"))
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page, cursor = store.export_page("cube-a", cursor, 3)
+        seen += [i.id for i in page]
+        pages += 1
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted([f"m{n}" for n in range(7)] + ["old"])
+    assert len(seen) == len(set(seen)) and pages == 3
+    again, _ = store.export_page("cube-a", None, 100)
+    assert [i.id for i in again] == seen
+    assert store.export_page("empty-cube", None, 10) == ([], None)
+
+
+def test_erasure_marks_keep_the_latest_time_and_cover_the_whole_cube_or_one_user(store: Store) -> None:
+    assert store.erased_at("c1", "u1") is None
+    store.mark_erased("c1", "u1", day(5))
+    store.mark_erased("c1", "u1", day(3))  # an older mark never moves it back
+    assert store.erased_at("c1", "u1") == day(5)
+    assert store.erased_at("c1", "u2") is None
+    assert store.erased_at("c2", "u1") is None
+    store.mark_erased("c1", None, day(7))
+    assert (store.erased_at("c1", "u1"), store.erased_at("c1", "u2")) == (day(7), day(7))
+    store.mark_erased("c1", "u2", day(9))
+    assert (store.erased_at("c1", "u1"), store.erased_at("c1", "u2")) == (day(7), day(9))
+
+
+def test_deleted_dead_letters_are_gone_and_others_stay(store: Store) -> None:
+    letters = [dead_letter(n) for n in (1, 2, 3)]
+    for letter in letters:
+        store.record_dead_letter(letter)
+    assert store.delete_dead_letters([letters[0], letters[2]]) == 2
+    assert store.list_dead_letters() == [letters[1]]
+    assert store.delete_dead_letters([letters[0]]) == 0

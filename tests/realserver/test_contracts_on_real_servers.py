@@ -15,7 +15,10 @@ from memcube.adapters.sqs_queue import SqsQueue
 from memcube.domain.messages import QueuedAdd
 from tests.contract.support import QueueUnderTest
 from tests.contract.test_index_contract import (  # noqa: F401 - collected here against OpenSearch
+    test_delete_counts_only_the_documents_that_were_indexed,
     test_delete_is_idempotent_and_ignores_unknown_ids,
+    test_delete_where_removes_a_users_documents_in_one_cube_only,
+    test_delete_where_without_a_user_empties_the_cube_of_every_status,
     test_docs_survive_reopening,
     test_ids_are_per_cube_and_follow_upserts_and_deletes,
     test_ids_include_docs_of_every_status,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from memcube.domain import limits
+from memcube.domain.deletion import DeleteCubeRequest, DeleteMemoryRequest, Receipt
 from memcube.domain.memories import MAX_PAGE_SIZE
 from memcube.domain.model import MemoryItem, Principal, TaskRecord, TaskState
 from memcube.domain.requests import AddRequest, Id, to_command
@@ -208,9 +209,40 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
         data = {"text_mem": text_mem, "pref_mem": [], "tool_mem": [], "skill_mem": [], "act_mem": [], "para_mem": []}
         return envelope(200, "Search completed successfully", data)
 
+    @app.post(
+        "/product/delete_memory",
+        openapi_extra=_openapi_body(DeleteMemoryRequest),
+        summary="Delete memories by ids, file ids, filter or session; erase a user's data in cubes",
+    )
+    async def delete_memory(request: Request, c: Services) -> JSONResponse:
+        req = await read_json(request, DeleteMemoryRequest)
+        receipt = await run_in_threadpool(c.deleter.delete, req, Principal(user_id=req.user_id))
+        return _receipt_response(receipt)
+
+    @app.post(
+        "/product/delete_cube",
+        openapi_extra=_openapi_body(DeleteCubeRequest),
+        summary="Erase a whole cube: its memories, index documents, queued adds and dead letters",
+    )
+    async def delete_cube(request: Request, c: Services) -> JSONResponse:
+        req = await read_json(request, DeleteCubeRequest)
+        receipt = await run_in_threadpool(c.deleter.delete_cube, req, Principal(user_id=req.user_id))
+        return _receipt_response(receipt)
+
     # Register the body models so the OpenAPI `$ref`s above resolve.
-    _register_schemas(app, [AddRequest, GetMemoryRequest, SearchRequest])
+    _register_schemas(app, [AddRequest, GetMemoryRequest, SearchRequest, DeleteMemoryRequest, DeleteCubeRequest])
     return app
+
+
+def _receipt_response(receipt: Receipt) -> JSONResponse:
+    """MemOS's `{"status": "success"}`, plus the receipt: counts per place, per cube."""
+    data = {
+        "status": "success",
+        "deleted": receipt.memories,
+        "cubes": [r.view() for r in receipt.cubes],
+        "not_found": receipt.not_found,
+    }
+    return envelope(200, f"Memories deleted successfully: {receipt.memories} removed", data)
 
 
 def _add(c: Container, req: AddRequest, idempotency_key: str | None) -> JSONResponse:
@@ -226,6 +258,13 @@ def _add(c: Container, req: AddRequest, idempotency_key: str | None) -> JSONResp
 
 def _sync_response(c: Container, record: TaskRecord, again: str) -> JSONResponse:
     task_id = record.task.task_id
+    if record.status is TaskState.CANCELLED:
+        return envelope(
+            409,
+            "memory add cancelled: the cube was erased while it waited",
+            [{"cube_id": p.cube_id, "task_id": task_id, "status": p.status.value} for p in record.parts],
+            task_id=task_id,
+        )
     if record.status not in {TaskState.COMPLETED, TaskState.FAILED}:
         waiting = [{"cube_id": p.cube_id, "task_id": task_id, "status": p.status.value} for p in record.parts]
         return envelope(

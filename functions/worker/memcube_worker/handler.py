@@ -6,7 +6,6 @@ cube (FIFO order requires that) while the other cubes in the batch go on.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
@@ -15,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from memcube.domain.errors import PermanentError
 from memcube.domain.ingest import Delivery, Verdict
+from memcube.domain.messages import peek
 from memcube.observability import logger, metrics, tracer
 from memcube.wiring import container_from_env
 
@@ -32,7 +32,7 @@ def record_handler(record: SQSRecord) -> None:
     container = container_from_env()
     attempt = int(record.attributes.approximate_receive_count or "1")
     logger.append_keys(cube_id=record.attributes.message_group_id, message_id=record.message_id)
-    task_id = _task_id(record.body)
+    task_id = peek(record.body, "task_id")  # for log correlation; the domain validates the body
     if task_id:
         logger.append_keys(task_id=task_id)
         tracer.put_annotation("task_id", task_id)
@@ -56,12 +56,3 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         event=event, record_handler=record_handler, processor=processor, context=context
     )
     return dict(response)
-
-
-def _task_id(body: str) -> str | None:
-    """The task id for log correlation, without a full parse (the domain validates the body)."""
-    try:
-        value = json.loads(body).get("task_id")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None

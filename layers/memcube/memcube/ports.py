@@ -56,6 +56,10 @@ class TaskStore(Protocol):
 
     def list_dead_letters(self) -> list[DeadLetter]: ...
 
+    def delete_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        """Remove these dead-letter records (an erasure takes their bodies too); the count removed."""
+        ...
+
 
 class MemoryStore(Protocol):
     def put_memory(self, item: MemoryItem) -> PutResult:
@@ -78,11 +82,36 @@ class MemoryStore(Protocol):
         """Every item (any status) of one cube, or of all cubes: the source for reindexing."""
         ...
 
+    def export_page(self, cube_id: str, cursor: str | None, limit: int) -> tuple[list[MemoryItem], str | None]:
+        """Up to `limit` items (any status) of a cube after `cursor`, in a stable order, and the
+        cursor of the next page (None after the last): an export that never rereads a page."""
+        ...
+
+    def delete_memories(self, items: Sequence[MemoryItem]) -> int:
+        """Hard-delete these items with everything stored for them (id pointer, content guard,
+        history); the number that existed. Deleting a missing item is not an error."""
+        ...
+
+    def mark_erased(self, cube_id: str, user_id: str | None, at: str) -> None:
+        """Record that the cube (or, with `user_id`, that user's data in it) was erased at `at`:
+        work submitted before then must never write there (an in-flight or queued add)."""
+        ...
+
+    def erased_at(self, cube_id: str, user_id: str) -> str | None:
+        """The latest erasure mark covering `user_id`'s writes to the cube, if any."""
+        ...
+
 
 class TaskQueue(Protocol):
     def send(self, messages: Sequence[QueuedAdd]) -> None:
         """Enqueue each message in its cube's FIFO group; raise on failure (nothing is half-sent
         silently: the caller retries with the same task id and deduplication absorbs repeats)."""
+        ...
+
+    def discard(self, cube_id: str, user_id: str | None) -> list[str] | None:
+        """Remove the cube's waiting messages (only `user_id`'s, if given) and return their
+        bodies; None where the queue cannot remove messages selectively (SQS: the worker drops
+        them on delivery, by the store's erasure mark)."""
         ...
 
 
@@ -91,7 +120,14 @@ class SearchIndex(Protocol):
         """Index items by memory id (a repeat overwrites, never duplicates)."""
         ...
 
-    def delete(self, memory_ids: Sequence[str]) -> None: ...
+    def delete(self, memory_ids: Sequence[str]) -> int:
+        """Remove documents by id; the number that were indexed."""
+        ...
+
+    def delete_where(self, cube_id: str, user_id: str | None) -> int:
+        """Remove every document of the cube (only `user_id`'s, if given), including any the store
+        no longer knows: an erasure leaves nothing searchable. The number removed."""
+        ...
 
     def ids(self, cube_id: str) -> set[str]:
         """Ids of the cube's indexed documents (to reconcile the index with the store)."""

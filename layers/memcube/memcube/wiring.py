@@ -10,6 +10,7 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from memcube.domain.deletion import DeletionService
 from memcube.domain.ingest import IngestService
 from memcube.domain.maintenance import Maintenance
 from memcube.domain.memories import MemoryReader
@@ -154,6 +155,10 @@ class Container:
     @cached_property
     def searcher(self) -> SearchService:
         return SearchService(self.store, self.index, self.embedder, self.store)
+
+    @cached_property
+    def deleter(self) -> DeletionService:
+        return DeletionService(self.store, self.store, self.store, self.index, self.queue)
 
     @cached_property
     def maintenance(self) -> Maintenance:

@@ -15,6 +15,7 @@ TTL on `expires_at` (epoch seconds). Every record keeps its pydantic model's JSO
 | id pointer | `MEM#<id>` | `#MEM` | `cube_id`, `item_sk`: get by id with two reads, never a scan |
 | user | `USER#<user>` | `#USER` | (presence is the fact) |
 | dead letter | `DLQ` | `<failed_at>#<message_id>` | |
+| erasure mark | `ERASED#<cube>` | `#CUBE`, or `USER#<user>` | `erased_at` (the latest erasure) |
 
 One Query on `TASK#<task>` reads a task with its parts; the `gsi1` partition `USER#<user>` lists a
 user's tasks newest first. A cube's items sort oldest first (ties by id) within `CUBE#<cube>`.
@@ -43,6 +44,7 @@ reserved words (`status`, ...) that moto accepts.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -80,6 +82,9 @@ DEAD_LETTER_KEEP: Final = 256 * 1024
 TX_ATTEMPTS: Final = 8
 RETRYABLE_CANCELLATIONS: Final = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 LIST_TASK_READERS: Final = 8
+DELETERS: Final = 8
+"""Parallel single-item deletes: an item's delete needs its own conditions, which batch writes lack."""
+WHOLE_CUBE_SK: Final = "#CUBE"
 
 
 def _s(value: str) -> Attr:
@@ -377,6 +382,17 @@ class DynamoStore:
         )
         return [DeadLetter.model_validate_json(_text(i["body"])) for i in items]
 
+    def delete_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        removed = 0
+        for letter in letters:
+            old = self._write(
+                "delete_item",
+                Key={"pk": _s(DLQ_PK), "sk": _s(f"{letter.failed_at}#{letter.message_id}")},
+                ReturnValues="ALL_OLD",
+            )
+            removed += "Attributes" in old
+        return removed
+
     # --- memories ----------------------------------------------------------------------------
 
     def put_memory(self, item: MemoryItem) -> PutResult:
@@ -496,6 +512,66 @@ class DynamoStore:
             )
         for raw in raws:
             yield MemoryItem.model_validate_json(_text(raw["body"]))
+
+    def export_page(self, cube_id: str, cursor: str | None, limit: int) -> tuple[list[MemoryItem], str | None]:
+        """A page in sort-key order (oldest first); the cursor is the last item's sort key."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :item)",
+            "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk"},
+            "ExpressionAttributeValues": {":pk": _s(f"CUBE#{cube_id}"), ":item": _s("ITEM#")},
+            "ConsistentRead": True,
+            "Limit": limit + 1,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = {"pk": _s(f"CUBE#{cube_id}"), "sk": _s(cursor)}
+        raws: list[Item] = self.client.query(**kwargs).get("Items", [])
+        page = raws[:limit]
+        items = [MemoryItem.model_validate_json(_text(r["body"])) for r in page]
+        return items, (str(page[-1]["sk"]["S"]) if len(raws) > limit else None)
+
+    def delete_memories(self, items: Sequence[MemoryItem]) -> int:
+        if len(items) <= 1:
+            return sum(self._delete_memory(i) for i in items)
+        with ThreadPoolExecutor(max_workers=min(DELETERS, len(items))) as pool:
+            return sum(pool.map(self._delete_memory, items))
+
+    def _delete_memory(self, item: MemoryItem) -> bool:
+        """Guard first (only if it still names this item), then the record, then the pointer: a
+        crash part-way leaves an item that a repeated delete finishes, never a guard that names
+        a missing item (which would report new content as a duplicate of nothing)."""
+        meta = item.metadata
+        cube = _s(f"CUBE#{meta.cube_id}")
+        # A failed condition: the guard is gone already, or names another item (not this one's to remove).
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self._write(
+                "delete_item",
+                Key={"pk": cube, "sk": _s(f"HASH#{meta.content_hash}")},
+                ConditionExpression="#m = :id",
+                ExpressionAttributeNames={"#m": "memory_id"},
+                ExpressionAttributeValues={":id": _s(item.id)},
+            )
+        old = self._write("delete_item", Key={"pk": cube, "sk": _s(_item_sk(meta, item.id))}, ReturnValues="ALL_OLD")
+        self._write("delete_item", Key={"pk": _s(f"MEM#{item.id}"), "sk": _s(POINTER_SK)})
+        return "Attributes" in old
+
+    def mark_erased(self, cube_id: str, user_id: str | None, at: str) -> None:
+        key = {"pk": _s(f"ERASED#{cube_id}"), "sk": _s(f"USER#{user_id}" if user_id else WHOLE_CUBE_SK)}
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):  # a later mark won
+            self._write(
+                "update_item",
+                Key=key,
+                UpdateExpression="SET #at = :at",
+                ConditionExpression="attribute_not_exists(#at) OR #at < :at",  # keep the latest mark
+                ExpressionAttributeNames={"#at": "erased_at"},
+                ExpressionAttributeValues={":at": _s(at)},
+            )
+
+    def erased_at(self, cube_id: str, user_id: str) -> str | None:
+        pk = _s(f"ERASED#{cube_id}")
+        marks = self._batch_get([{"pk": pk, "sk": _s(WHOLE_CUBE_SK)}, {"pk": pk, "sk": _s(f"USER#{user_id}")}])
+        found = [str(m["erased_at"]["S"]) for m in marks if "erased_at" in m]
+        return max(found) if found else None
 
     def _pages(self, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         yield from self.client.get_paginator(operation).paginate(TableName=self._table, **kwargs)

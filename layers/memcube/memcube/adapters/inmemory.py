@@ -25,6 +25,7 @@ class InMemoryStore:
         self._items: dict[str, MemoryItem] = {}
         self._guards: dict[tuple[str, str], str] = {}
         self._users: set[str] = set()
+        self._erasures: dict[tuple[str, str | None], str] = {}
 
     def create_task(self, task: Task, parts: Sequence[TaskPart]) -> bool:
         cubes = [p.cube_id for p in parts]
@@ -70,6 +71,14 @@ class InMemoryStore:
         with self._lock:
             return [d.model_copy(deep=True) for d in self._dead]
 
+    def delete_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        gone = {(d.message_id, d.failed_at) for d in letters}
+        with self._lock:
+            kept = [d for d in self._dead if (d.message_id, d.failed_at) not in gone]
+            removed = len(self._dead) - len(kept)
+            self._dead = kept
+        return removed
+
     def put_memory(self, item: MemoryItem) -> PutResult:
         guard = (item.metadata.cube_id, item.metadata.content_hash)
         with self._lock:
@@ -107,6 +116,33 @@ class InMemoryStore:
         for item in items:
             yield item.model_copy(deep=True)
 
+    def export_page(self, cube_id: str, cursor: str | None, limit: int) -> tuple[list[MemoryItem], str | None]:
+        with self._lock:
+            ids = sorted(i.id for i in self._items.values() if i.metadata.cube_id == cube_id and i.id > (cursor or ""))
+            page = [self._items[i].model_copy(deep=True) for i in ids[:limit]]
+        return page, (page[-1].id if len(ids) > limit else None)
+
+    def delete_memories(self, items: Sequence[MemoryItem]) -> int:
+        removed = 0
+        with self._lock:
+            for item in items:
+                if self._items.pop(item.id, None) is None:
+                    continue
+                removed += 1
+                guard = (item.metadata.cube_id, item.metadata.content_hash)
+                if self._guards.get(guard) == item.id:
+                    del self._guards[guard]
+        return removed
+
+    def mark_erased(self, cube_id: str, user_id: str | None, at: str) -> None:
+        with self._lock:
+            self._erasures[(cube_id, user_id)] = max(at, self._erasures.get((cube_id, user_id), ""))
+
+    def erased_at(self, cube_id: str, user_id: str) -> str | None:
+        with self._lock:
+            marks = [m for m in (self._erasures.get((cube_id, None)), self._erasures.get((cube_id, user_id))) if m]
+        return max(marks) if marks else None
+
     def register_user(self, user_id: str) -> None:
         with self._lock:
             self._users.add(user_id)
@@ -135,6 +171,11 @@ class InMemoryQueue:
             self._seen.add(msg.dedup_id)
             self.sent.append(msg)
 
+    def discard(self, cube_id: str, user_id: str | None) -> list[str] | None:
+        gone = [m for m in self.sent if m.cube_id == cube_id and user_id in (None, m.user_id)]
+        self.sent = [m for m in self.sent if m not in gone]
+        return [m.model_dump_json() for m in gone]
+
 
 class InMemoryIndex:
     def __init__(self) -> None:
@@ -144,9 +185,15 @@ class InMemoryIndex:
         for item in items:
             self.docs[item.id] = item.model_copy(deep=True)
 
-    def delete(self, memory_ids: Sequence[str]) -> None:
-        for memory_id in memory_ids:
-            self.docs.pop(memory_id, None)
+    def delete(self, memory_ids: Sequence[str]) -> int:
+        return sum(self.docs.pop(memory_id, None) is not None for memory_id in set(memory_ids))
+
+    def delete_where(self, cube_id: str, user_id: str | None) -> int:
+        doomed = [
+            i for i, d in self.docs.items()
+            if d.metadata.cube_id == cube_id and user_id in (None, d.metadata.user_id)
+        ]  # fmt: skip
+        return self.delete(doomed)
 
     def ids(self, cube_id: str) -> set[str]:
         return {i for i, d in self.docs.items() if d.metadata.cube_id == cube_id}

@@ -247,16 +247,49 @@ class OpenSearchIndex:
             body += [{"index": action}, document(item)]
         self._bulk(body)
 
-    def delete(self, memory_ids: Sequence[str]) -> None:
-        if not memory_ids:
-            return
-        body = [{"delete": {"_index": self._index, "_id": memory_id}} for memory_id in memory_ids]
-        self._bulk(body, missing_ok=True)
+    def delete(self, memory_ids: Sequence[str]) -> int:
+        """Bulk deletes by id. On a managed domain documents are routed by cube, so each one's
+        routing is looked up first: a delete without it would miss on another shard."""
+        unique = list(dict.fromkeys(memory_ids))
+        if not unique:
+            return 0
+        if self._managed:  # documents are routed by cube: find each one's routing first
+            return self._delete_docs(self._located(unique))
+        return self._delete_docs([(memory_id, None) for memory_id in unique])
 
-    def _bulk(self, body: list[dict[str, Any]], *, missing_ok: bool = False) -> None:
-        response = self.client.bulk(body=body, params=self._write_params())
+    def delete_where(self, cube_id: str, user_id: str | None) -> int:
+        """Finds the documents page by page and bulk-deletes them by id: `_delete_by_query` is
+        not available on every OpenSearch Serverless collection type, bulk deletes are."""
+        clauses = scope_filter([cube_id], activated_only=False)
+        if user_id is not None:
+            clauses.append({"term": {"user_id": user_id}})
+        doomed = [(i, cube_id) for i in self._all_ids(clauses, cube_id)]
+        removed = 0
+        for start in range(0, len(doomed), 500):
+            removed += self._delete_docs(doomed[start : start + 500])
+        return removed
+
+    def _located(self, memory_ids: list[str]) -> list[tuple[str, str | None]]:
+        body = {"size": len(memory_ids), "_source": ["cube_id"], "query": {"ids": {"values": memory_ids}}}
+        response = self.client.search(index=self._index, body=body)
+        return [(h["_id"], h["_source"]["cube_id"]) for h in response["hits"]["hits"]]
+
+    def _delete_docs(self, docs: Sequence[tuple[str, str | None]]) -> int:
+        if not docs:
+            return 0
+        body: list[dict[str, Any]] = []
+        for memory_id, routing in docs:
+            action: dict[str, Any] = {"_index": self._index, "_id": memory_id}
+            if routing is not None and self._managed:
+                action["routing"] = routing
+            body.append({"delete": action})
+        response = self._bulk(body, missing_ok=True)
+        return sum(1 for entry in response.get("items", []) if entry.get("delete", {}).get("result") == "deleted")
+
+    def _bulk(self, body: list[dict[str, Any]], *, missing_ok: bool = False) -> dict[str, Any]:
+        response: dict[str, Any] = self.client.bulk(body=body, params=self._write_params())
         if not response.get("errors"):
-            return
+            return response
         failures = []
         for entry in response.get("items", []):
             result = next(iter(entry.values()))
@@ -265,16 +298,21 @@ class OpenSearchIndex:
                 failures.append(f"{result.get('_id')}: {status} {result.get('error')}")
         if failures:
             raise IndexWriteError(f"{len(failures)} documents failed: {'; '.join(failures[:3])}")
+        return response
 
     def ids(self, cube_id: str) -> set[str]:
-        """Every indexed id of a cube (any status), paged with search_after on memory_id."""
-        found: set[str] = set()
+        """Every indexed id of a cube (any status)."""
+        return set(self._all_ids(scope_filter([cube_id], activated_only=False), cube_id))
+
+    def _all_ids(self, clauses: list[dict[str, Any]], cube_id: str) -> list[str]:
+        """Ids of the documents matching `clauses`, paged with search_after on memory_id."""
+        found: list[str] = []
         after: list[str] | None = None
         while True:
             body: dict[str, Any] = {
                 "size": 1000,
                 "_source": False,
-                "query": {"bool": {"filter": scope_filter([cube_id], activated_only=False)}},
+                "query": {"bool": {"filter": clauses}},
                 "sort": [{"memory_id": "asc"}],
                 "fields": ["memory_id"],
             }
@@ -283,7 +321,7 @@ class OpenSearchIndex:
             hits = self._search(body, [cube_id])
             if not hits:
                 return found
-            found.update(h["_id"] for h in hits)
+            found.extend(h["_id"] for h in hits)
             after = hits[-1]["sort"]
 
     def search(

@@ -71,14 +71,28 @@ class SqliteIndex:
                     (rid, fts_text(item.memory), fts_text(meta.key), " ".join(meta.tags)),
                 )
 
-    def delete(self, memory_ids: Sequence[str]) -> None:
+    def delete(self, memory_ids: Sequence[str]) -> int:
+        removed = 0
         with self._db.tx() as cur:
-            for memory_id in memory_ids:
+            for memory_id in set(memory_ids):
                 row = cur.execute("SELECT rid FROM docs WHERE id = ?", (memory_id,)).fetchone()
                 if row is None:
                     continue
                 cur.execute("DELETE FROM docs_text WHERE rowid = ?", (row["rid"],))
                 cur.execute("DELETE FROM docs WHERE rid = ?", (row["rid"],))
+                removed += 1
+        return removed
+
+    def delete_where(self, cube_id: str, user_id: str | None) -> int:
+        with self._db.tx() as cur:
+            sql, args = "SELECT rid FROM docs WHERE cube_id = ?", [cube_id]
+            if user_id is not None:
+                sql += " AND json_extract(doc, '$.user_id') = ?"
+                args.append(user_id)
+            rids = [(r["rid"],) for r in cur.execute(sql, args).fetchall()]
+            cur.executemany("DELETE FROM docs_text WHERE rowid = ?", rids)
+            cur.executemany("DELETE FROM docs WHERE rid = ?", rids)
+        return len(rids)
 
     def ids(self, cube_id: str) -> set[str]:
         """Indexed memory ids of a cube (for reconciling the index against the store)."""

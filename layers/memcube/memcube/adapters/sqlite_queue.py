@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memcube.adapters.sqlite_base import SqliteDb
-from memcube.domain.messages import QueuedAdd
+from memcube.domain.messages import QueuedAdd, peek
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -105,6 +105,19 @@ class SqliteQueue:
                 "UPDATE messages SET leased_until = NULL, visible_at = ? WHERE seq = ?",
                 (self._clock() + delay_seconds, seq),
             )
+
+    def discard(self, cube_id: str, user_id: str | None) -> list[str] | None:
+        """Remove the group's messages that are not in flight (only `user_id`'s, if given); a
+        leased one is being processed and is stopped by the store's erasure mark instead."""
+        now = self._clock()
+        with self._db.tx() as cur:
+            rows = cur.execute(
+                "SELECT seq, body FROM messages WHERE group_id = ? AND (leased_until IS NULL OR leased_until <= ?)",
+                (cube_id, now),
+            ).fetchall()
+            doomed = [r for r in rows if user_id is None or peek(r["body"], "user_id") == user_id]
+            cur.executemany("DELETE FROM messages WHERE seq = ?", [(r["seq"],) for r in doomed])
+        return [str(r["body"]) for r in doomed]
 
     def release_all_leases(self) -> int:
         """Make every leased message visible again (the only consumer restarted)."""

@@ -26,14 +26,18 @@ CREATE TABLE IF NOT EXISTS content_guards (
     cube_id TEXT NOT NULL, content_hash TEXT NOT NULL, memory_id TEXT NOT NULL,
     PRIMARY KEY (cube_id, content_hash));
 CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS erasures (
+    cube_id TEXT NOT NULL, user_id TEXT NOT NULL, erased_at TEXT NOT NULL, PRIMARY KEY (cube_id, user_id));
 """
+WHOLE_CUBE = ""
+"""`erasures.user_id` of a mark that covers every user of the cube."""
 
 
 class SqliteStore:
     """TaskStore + MemoryStore + UserDirectory on one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        self._db = SqliteDb(path, SCHEMA, version=1)
+        self._db = SqliteDb(path, SCHEMA, version=2)
 
     def close(self) -> None:
         self._db.close()
@@ -96,6 +100,18 @@ class SqliteStore:
         with self._db.read() as cur:
             rows = cur.execute("SELECT body FROM dead_letters ORDER BY seq").fetchall()
         return [DeadLetter.model_validate_json(r["body"]) for r in rows]
+
+    def delete_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
+        gone = {(d.message_id, d.failed_at) for d in letters}
+        with self._db.tx() as cur:
+            rows = cur.execute("SELECT seq, body FROM dead_letters").fetchall()
+            doomed = []
+            for row in rows:
+                letter = DeadLetter.model_validate_json(row["body"])
+                if (letter.message_id, letter.failed_at) in gone:
+                    doomed.append((row["seq"],))
+            cur.executemany("DELETE FROM dead_letters WHERE seq = ?", doomed)
+        return len(doomed)
 
     def put_memory(self, item: MemoryItem) -> PutResult:
         meta = item.metadata
@@ -165,6 +181,43 @@ class SqliteStore:
             for row in rows:
                 yield MemoryItem.model_validate_json(row["body"])
             after = rows[-1]["id"]
+
+    def export_page(self, cube_id: str, cursor: str | None, limit: int) -> tuple[list[MemoryItem], str | None]:
+        with self._db.read() as cur:
+            rows = cur.execute(
+                "SELECT id, body FROM items WHERE cube_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (cube_id, cursor or "", limit + 1),
+            ).fetchall()
+        page = [MemoryItem.model_validate_json(r["body"]) for r in rows[:limit]]
+        return page, (page[-1].id if len(rows) > limit else None)
+
+    def delete_memories(self, items: Sequence[MemoryItem]) -> int:
+        removed = 0
+        with self._db.tx() as cur:
+            for item in items:
+                cur.execute("DELETE FROM items WHERE id = ?", (item.id,))
+                removed += cur.rowcount
+                cur.execute(
+                    "DELETE FROM content_guards WHERE cube_id = ? AND content_hash = ? AND memory_id = ?",
+                    (item.metadata.cube_id, item.metadata.content_hash, item.id),
+                )
+        return removed
+
+    def mark_erased(self, cube_id: str, user_id: str | None, at: str) -> None:
+        with self._db.tx() as cur:
+            cur.execute(
+                "INSERT INTO erasures (cube_id, user_id, erased_at) VALUES (?, ?, ?) ON CONFLICT (cube_id, user_id) "
+                "DO UPDATE SET erased_at = MAX(erased_at, excluded.erased_at)",
+                (cube_id, user_id or WHOLE_CUBE, at),
+            )
+
+    def erased_at(self, cube_id: str, user_id: str) -> str | None:
+        with self._db.read() as cur:
+            row = cur.execute(
+                "SELECT MAX(erased_at) AS at FROM erasures WHERE cube_id = ? AND user_id IN (?, ?)",
+                (cube_id, WHOLE_CUBE, user_id),
+            ).fetchone()
+        return str(row["at"]) if row["at"] is not None else None
 
     def register_user(self, user_id: str) -> None:
         with self._db.tx() as cur:

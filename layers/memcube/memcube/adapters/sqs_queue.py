@@ -158,6 +158,11 @@ class SqsQueue:
                 )
             sent += len(chunk)
 
+    def discard(self, cube_id: str, user_id: str | None) -> list[str] | None:
+        """SQS cannot delete a group's messages without receiving them (which would block the
+        group behind the receipts): the worker drops them on delivery by the erasure mark."""
+        return None
+
     def resolve_body(self, body: str) -> str:
         """The message body itself, or the original body a claim check points to (verified)."""
         claim = parse_claim_check(body)

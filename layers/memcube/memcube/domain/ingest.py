@@ -8,19 +8,20 @@ not redone. So a redelivered message rewrites the same items and never adds new 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 
 from pydantic import ValidationError
 
 from memcube.domain.errors import Forbidden, PermanentError
-from memcube.domain.messages import QueuedAdd
+from memcube.domain.messages import QueuedAdd, peek
 from memcube.domain.model import (
+    ERASED_NOTE,
     DeadLetter,
     MemoryItem,
     MemoryMetadata,
@@ -162,9 +163,12 @@ class IngestService:
             authorize_write(Principal(user_id=msg.user_id), [msg.cube_id], self._users)
         except Forbidden as exc:
             raise PermanentError(exc.message) from exc
-        part = self._start(msg)
-        if part.status is TaskState.COMPLETED:
+        part, submitted = self._start(msg)
+        if part.status in {TaskState.COMPLETED, TaskState.CANCELLED}:
             return part  # a redelivery of finished work: nothing to redo
+        erased = self._memories.erased_at(msg.cube_id, msg.user_id)
+        if erased is not None and submitted <= erased:
+            return self._cancel(msg, part)
         mode_notes = self._mode_notes(msg)
         wins = windows(msg.messages)
         vectors = self._embedder.embed([w.text for w in wins])
@@ -193,6 +197,12 @@ class IngestService:
             )
         if written:
             self._index.upsert(written)
+        later = self._memories.erased_at(msg.cube_id, msg.user_id)
+        if later is not None and later != erased and submitted <= later:
+            # The cube was erased while this part ran: the eraser may have missed these writes.
+            self._memories.delete_memories(written)
+            self._index.delete([i.id for i in written])
+            return self._cancel(msg, part)
         done = part.model_copy(
             update={
                 "status": TaskState.COMPLETED,
@@ -219,7 +229,24 @@ class IngestService:
             notes.append("feedback processing is not available yet: stored as a normal add")
         return notes
 
-    def _start(self, msg: QueuedAdd) -> TaskPart:
+    def _cancel(self, msg: QueuedAdd, part: TaskPart) -> TaskPart:
+        now = self._now()
+        cancelled = part.model_copy(
+            update={
+                "status": TaskState.CANCELLED,
+                "outcomes": [],
+                "notes": [*part.notes, ERASED_NOTE],
+                "error": None,
+                "updated_at": now,
+                "finished_at": now,
+            }
+        )
+        self._tasks.put_task_part(msg.task_id, cancelled)
+        self._telemetry.count("PartsCancelled")
+        return cancelled
+
+    def _start(self, msg: QueuedAdd) -> tuple[TaskPart, str]:
+        """The part, marked in progress, and when its task was submitted (for erasure marks)."""
         now = self._now()
         record = self._tasks.get_task(msg.task_id)
         if record is None:  # a direct producer: the task starts with its first message
@@ -238,11 +265,12 @@ class IngestService:
                 raise RuntimeError("task record vanished after creation")
         elif record.task.user_id != msg.user_id:
             raise PermanentError(f"task {msg.task_id!r} belongs to another user; a queued message may not join it")
+        submitted = _instant(record.task.created_at)
         part = next((p for p in record.parts if p.cube_id == msg.cube_id), None)
         if part is None:
             part = TaskPart(cube_id=msg.cube_id, updated_at=now)
-        if part.status is TaskState.COMPLETED:
-            return part
+        if part.status in {TaskState.COMPLETED, TaskState.CANCELLED}:
+            return part, submitted
         started = part.model_copy(
             update={
                 "status": TaskState.IN_PROGRESS,
@@ -253,7 +281,7 @@ class IngestService:
             }
         )
         self._tasks.put_task_part(msg.task_id, started)
-        return started
+        return started, submitted
 
     def _item(self, msg: QueuedAdd, index: int, win: Window, vector: list[float]) -> MemoryItem:
         now = self._now()
@@ -313,14 +341,16 @@ class IngestService:
         )
 
 
+def _instant(text: str) -> str:
+    """A timestamp in the one format the service writes (so marks compare as strings); an
+    unparsable one counts as the epoch's start, which any erasure mark covers."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return iso(datetime.fromtimestamp(0, UTC))
+    return iso(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+
+
 def _ids_from(body: str) -> tuple[str | None, str | None, str | None]:
     """Best effort: name the task, cube and user of a message that failed validation."""
-    try:
-        raw = json.loads(body)
-    except ValueError:
-        return None, None, None
-    if not isinstance(raw, dict):
-        return None, None, None
-    found = [raw.get(k) for k in ("task_id", "cube_id", "user_id")]
-    task_id, cube_id, user_id = (v if isinstance(v, str) else None for v in found)
-    return task_id, cube_id, user_id
+    return peek(body, "task_id"), peek(body, "cube_id"), peek(body, "user_id")

@@ -8,6 +8,7 @@ it and enforces the same cube permissions as the API.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -63,3 +64,13 @@ class QueuedAdd(BaseModel):
     def dedup_id(self) -> str:
         """The same task never enqueues the same cube twice (SQS FIFO dedup window: 5 minutes)."""
         return hashlib.sha256(f"{self.task_id}\x1f{self.cube_id}".encode()).hexdigest()
+
+
+def peek(body: str, field: str) -> str | None:
+    """One string field of a queued body, read without validating it (for log correlation and
+    for matching a poison message to its user or task)."""
+    try:
+        value = json.loads(body).get(field)
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None

@@ -105,7 +105,11 @@ class TaskState(StrEnum):
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    """The cube (or the user's data in it) was erased before this part ran: nothing was written."""
 
+
+ERASED_NOTE = "cancelled: the cube (or this user's data in it) was erased before this part ran"
 
 Outcome = Literal["added", "duplicate", "merged", "updated", "archived"]
 
@@ -163,12 +167,16 @@ class TaskRecord(BaseModel):
 
 
 def aggregate_status(states: list[TaskState]) -> TaskState:
-    """MemOS's rule: any failed -> failed; any waiting/in progress -> in progress; all completed -> completed."""
+    """MemOS's rule: any failed -> failed; any waiting/in progress -> in progress; all completed -> completed.
+    A cancelled part (its cube erased first) is finished: all cancelled -> cancelled, and
+    completed with cancelled -> completed."""
     if not states:
         return TaskState.WAITING
     if TaskState.FAILED in states:
         return TaskState.FAILED
-    if all(s is TaskState.COMPLETED for s in states):
+    if all(s is TaskState.CANCELLED for s in states):
+        return TaskState.CANCELLED
+    if all(s in {TaskState.COMPLETED, TaskState.CANCELLED} for s in states):
         return TaskState.COMPLETED
     if all(s is TaskState.WAITING for s in states):
         return TaskState.WAITING

@@ -17,7 +17,7 @@ from memcube.domain.permissions import UserDirectory, authorize_write
 from memcube.domain.requests import AddCommand
 from memcube.ports import TaskQueue, TaskStore
 
-TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED})
+TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,9 @@ class AddService:
         fine_available: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], str] = lambda: iso(utcnow()),
     ) -> None:
+        self._now = now
         self._tasks = tasks
         self._users = users
         self._queue = queue
@@ -69,7 +71,7 @@ class AddService:
         existing = self._tasks.get_task(task_id)
         if existing is not None:
             return self._replay(existing, cmd, digest)
-        now = iso(utcnow())
+        now = self._now()
         task = Task(
             task_id=task_id,
             user_id=principal.user_id,

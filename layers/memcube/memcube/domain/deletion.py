@@ -1,0 +1,284 @@
+"""Delete and erasure: MemOS's `delete_memory` modes plus erasing a whole cube.
+
+Two kinds of delete, with different reach:
+- **Selective** (by `memory_ids`, `file_ids`, or `filter` with an optional `session_id`): the
+  items stored now, with their history (the archived versions they replaced or absorbed), from
+  the store and the index.
+- **Erasure** (a user's data in the cubes: `user_id` and no other selector, as MemOS's quick
+  constraint; or a whole cube): also the work queued before it, and the dead letters. An erasure
+  mark is written first, so an add submitted earlier can never write afterwards: queued messages
+  are discarded where the queue allows it (embedded) and dropped on delivery where it does not
+  (SQS), and a worker that is mid-write when the mark appears deletes what it wrote.
+
+Every delete answers with a receipt of counts per place, per cube.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from memcube.domain.errors import Forbidden, InvalidRequest
+from memcube.domain.filters import Filter, compile_filter, matches
+from memcube.domain.messages import QueuedAdd, peek
+from memcube.domain.model import ERASED_NOTE, MemoryItem, Principal, TaskState, iso, utcnow
+from memcube.domain.permissions import UserDirectory, authorize_write
+from memcube.domain.requests import Id, check_cube_ids
+from memcube.domain.search import filter_doc
+from memcube.ports import MemoryStore, SearchIndex, TaskQueue, TaskStore
+
+MAX_IDS = 1000
+PAGE = 500
+
+
+class DeleteMemoryRequest(BaseModel):
+    """MemOS's delete request. Exactly one of `memory_ids`, `file_ids`, `filter` selects what to
+    delete; `session_id` (or its alias `conversation_id`) narrows a filter or stands alone; with
+    none of them the request erases everything `user_id` wrote in the cubes. `auto_cleanup_working`
+    is accepted for compatibility: memcube keeps no working-memory copies to clean up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    writable_cube_ids: list[str] | None = None
+    memory_ids: list[Id] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
+    file_ids: list[Id] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
+    filter: dict[str, Any] | None = None
+    session_id: Id | None = None
+    conversation_id: Id | None = None
+    auto_cleanup_working: bool = False
+
+    @field_validator("writable_cube_ids")
+    @classmethod
+    def _cubes(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else check_cube_ids(value)
+
+
+class DeleteCubeRequest(BaseModel):
+    """Erase a whole cube: every item, queued add and dead letter of it, whoever wrote them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    cube_id: Id
+
+
+@dataclass
+class CubeReceipt:
+    """What one delete removed from one cube, per place. `queued` is None where the queue cannot
+    count a cube's waiting messages (SQS): those are dropped on delivery instead."""
+
+    cube_id: str
+    memories: int = 0
+    """Items removed from the store (active ones and the archived versions they replaced)."""
+    history: int = 0
+    """Of those, archived versions, plus the history entries the removed items carried."""
+    index: int = 0
+    """Documents removed from the search index."""
+    queued: int | None = 0
+    """Queued adds discarded before they ran (erasures only)."""
+    dead_letters: int = 0
+    """Dead-letter records removed with their bodies (erasures only)."""
+    erased: bool = False
+    """True for an erasure: work submitted before it will never write to the cube."""
+
+    def view(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    cubes: list[CubeReceipt]
+    not_found: list[str]
+    """Requested memory ids that are not in any cube the caller may write (unknown ids and other
+    users' ids look the same)."""
+
+    @property
+    def memories(self) -> int:
+        return sum(c.memories for c in self.cubes)
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """A selective delete: which stored items of a cube go."""
+
+    predicate: Callable[[MemoryItem], bool]
+
+
+class DeletionService:
+    def __init__(
+        self,
+        memories: MemoryStore,
+        tasks: TaskStore,
+        users: UserDirectory,
+        index: SearchIndex,
+        queue: TaskQueue,
+        *,
+        now: Callable[[], str] = lambda: iso(utcnow()),
+    ) -> None:
+        self._memories = memories
+        self._tasks = tasks
+        self._users = users
+        self._index = index
+        self._queue = queue
+        self._now = now
+
+    def delete(self, req: DeleteMemoryRequest, principal: Principal) -> Receipt:
+        session = _session(req)
+        chosen = [name for name in ("memory_ids", "file_ids", "filter") if getattr(req, name) is not None]
+        if len(chosen) > 1:
+            raise InvalidRequest(f"{' and '.join(chosen)}: give exactly one of memory_ids, file_ids, filter")
+        if chosen and chosen[0] != "filter" and session is not None:
+            raise InvalidRequest(f"session_id: narrows a filter delete only, not a delete by {chosen[0]}")
+        if req.memory_ids is not None:
+            return self._by_ids(req.memory_ids, req.writable_cube_ids, principal)
+        cubes = req.writable_cube_ids or [req.user_id]
+        authorize_write(principal, cubes, self._users)
+        if req.file_ids is not None:
+            files = set(req.file_ids)
+            return self._select(cubes, _Selection(lambda i: any(s.file_id in files for s in i.metadata.sources)))
+        if req.filter is not None or session is not None:
+            if req.filter == {} and session is None:
+                raise InvalidRequest(
+                    "filter: empty; it would match everything (to erase all your data, send no selector)"
+                )
+            flt = compile_filter(req.filter)
+            return self._select(cubes, _Selection(_matcher(flt, session)))
+        return self._erase(cubes, user_id=req.user_id)
+
+    def delete_cube(self, req: DeleteCubeRequest, principal: Principal) -> Receipt:
+        authorize_write(principal, [req.cube_id], self._users)
+        return self._erase([req.cube_id], user_id=None)
+
+    # --- selective ---------------------------------------------------------------------------
+
+    def _by_ids(self, memory_ids: list[str], cubes: list[str] | None, principal: Principal) -> Receipt:
+        if cubes is not None:
+            authorize_write(principal, cubes, self._users)  # all or nothing, before any delete
+        found = {i.id: i for i in self._memories.get_memories(memory_ids)}
+        allowed: dict[str, bool] = {}
+        by_cube: dict[str, list[MemoryItem]] = {}
+        for item in found.values():
+            cube = item.metadata.cube_id
+            if cube not in allowed:
+                allowed[cube] = (cube in cubes) if cubes is not None else self._may_write(principal, cube)
+            if allowed[cube]:
+                by_cube.setdefault(cube, []).append(item)
+        deleted = {i.id for items in by_cube.values() for i in items}
+        receipts = [self._remove(cube, self._with_lineage(cube, items)) for cube, items in by_cube.items()]
+        return Receipt(receipts, [i for i in dict.fromkeys(memory_ids) if i not in deleted])
+
+    def _may_write(self, principal: Principal, cube_id: str) -> bool:
+        try:
+            authorize_write(principal, [cube_id], self._users)
+        except Forbidden:
+            return False
+        return True
+
+    def _select(self, cubes: list[str], selection: _Selection) -> Receipt:
+        receipts = []
+        for cube in cubes:
+            chosen = [i for i in self._all_items(cube) if selection.predicate(i)]
+            receipts.append(self._remove(cube, self._with_lineage(cube, chosen)))
+        return Receipt(receipts, [])
+
+    def _with_lineage(self, cube_id: str, items: list[MemoryItem]) -> list[MemoryItem]:
+        """The items plus the archived versions they replaced or absorbed, transitively: deleting
+        a fact deletes its history too."""
+        chosen = {i.id: i for i in items}
+        frontier = [ref for i in items for ref in _ancestors(i)]
+        while frontier:
+            fresh = [ref for ref in dict.fromkeys(frontier) if ref not in chosen]
+            frontier = []
+            for older in self._memories.get_memories(fresh):
+                if older.metadata.cube_id == cube_id and older.metadata.status != "activated":
+                    chosen[older.id] = older
+                    frontier.extend(_ancestors(older))
+        return list(chosen.values())
+
+    def _remove(self, cube_id: str, items: list[MemoryItem]) -> CubeReceipt:
+        receipt = CubeReceipt(cube_id=cube_id)
+        for start in range(0, len(items), PAGE):
+            page = items[start : start + PAGE]
+            receipt.memories += self._memories.delete_memories(page)
+            receipt.history += sum(len(i.metadata.history) + (i.metadata.status == "archived") for i in page)
+            receipt.index += self._index.delete([i.id for i in page])
+        return receipt
+
+    def _all_items(self, cube_id: str) -> Iterator[MemoryItem]:
+        cursor: str | None = None
+        while True:
+            page, cursor = self._memories.export_page(cube_id, cursor, PAGE)
+            yield from page
+            if cursor is None:
+                return
+
+    # --- erasure -----------------------------------------------------------------------------
+
+    def _erase(self, cubes: list[str], user_id: str | None) -> Receipt:
+        at = self._now()
+        receipts = []
+        for cube in cubes:
+            self._memories.mark_erased(cube, user_id, at)  # first: nothing submitted before may write after
+            discarded = self._queue.discard(cube, user_id)
+            if discarded is not None:
+                self._cancel(discarded)
+            mine = [i for i in self._all_items(cube) if user_id is None or i.metadata.user_id == user_id]
+            receipt = self._remove(cube, mine)
+            receipt.index += self._index.delete_where(cube, user_id)  # documents the store lost track of
+            receipt.queued = None if discarded is None else len(discarded)
+            letters = [
+                d for d in self._tasks.list_dead_letters()
+                if d.cube_id == cube and (user_id is None or peek(d.body, "user_id") == user_id)
+            ]  # fmt: skip
+            receipt.dead_letters = self._tasks.delete_dead_letters(letters)
+            receipt.erased = True
+            receipts.append(receipt)
+        return Receipt(receipts, [])
+
+    def _cancel(self, bodies: Sequence[str]) -> None:
+        """Mark the parts of discarded messages cancelled, so their tasks finish visibly."""
+        for body in bodies:
+            try:
+                msg = QueuedAdd.model_validate_json(body)
+            except ValidationError:
+                continue
+            record = self._tasks.get_task(msg.task_id)
+            part = next((p for p in record.parts if p.cube_id == msg.cube_id), None) if record else None
+            if part is None or part.status in {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED}:
+                continue
+            now = self._now()
+            self._tasks.put_task_part(
+                msg.task_id,
+                part.model_copy(
+                    update={
+                        "status": TaskState.CANCELLED,
+                        "notes": [*part.notes, ERASED_NOTE],
+                        "updated_at": now,
+                        "finished_at": now,
+                    }
+                ),
+            )
+
+
+def _session(req: DeleteMemoryRequest) -> str | None:
+    if req.session_id and req.conversation_id and req.session_id != req.conversation_id:
+        raise InvalidRequest("conversation_id: is an alias of session_id and must not differ from it")
+    return req.session_id or req.conversation_id
+
+
+def _matcher(flt: Filter | None, session: str | None) -> Callable[[MemoryItem], bool]:
+    def chosen(item: MemoryItem) -> bool:
+        if session is not None and item.metadata.session_id != session:
+            return False
+        return matches(flt, filter_doc(item))
+
+    return chosen
+
+
+def _ancestors(item: MemoryItem) -> list[str]:
+    meta = item.metadata
+    return [*meta.merged_from, *([meta.covered_history] if meta.covered_history else [])]
