@@ -273,3 +273,59 @@ def test_a_completed_add_is_searchable_at_once_with_filters(stack: Stack) -> Non
     _, garden = stack.call("POST", "/product/search", body=query | {"filter": {"custom_tags": "garden"}})
     [hit] = garden["data"]["text_mem"][0]["memories"]
     assert "basil" in hit["memory"]
+
+
+SECRET = "zanzibar7731"
+"""A token only the erased memories hold, lower-case alphanumeric so the full-text index stores it verbatim."""
+
+
+def _raw_storage_holds(stack: Stack, token: str) -> list[str]:
+    """Where `token` is still stored, looking under the adapters: every DynamoDB item and every
+    OpenSearch document of the cube (aws), or every byte of the data directory (embedded)."""
+    c = stack.container
+    places: list[str] = []
+    if c.settings.backend == "aws":
+        ddb = c.store.client
+        for page in ddb.get_paginator("scan").paginate(TableName=c.settings.table_name):
+            places += [f"dynamodb {i['pk']['S']}/{i['sk']['S']}" for i in page["Items"] if token in repr(i)]
+        docs = c.index.client.search(index=c.settings.opensearch_index, body={"query": {"match_all": {}}, "size": 1000})
+        places += [f"opensearch {h['_id']}" for h in docs["hits"]["hits"] if token in json.dumps(h["_source"])]
+        return places
+    for path in sorted(c.settings.data_dir.rglob("*")):
+        if path.is_file() and token.encode() in path.read_bytes():
+            places.append(str(path.relative_to(c.settings.data_dir)))
+    return places
+
+
+def test_erasing_a_cube_leaves_nothing_of_it_stored_or_searchable(stack: Stack) -> None:
+    tasks = []
+    for n in range(3):
+        body = {"user_id": "gil", "messages": f"Gil's locker code at {SECRET} is {n}{n}{n}.", "custom_tags": ["ops"]}
+        tasks.append(stack.add(body)[1]["task_id"])
+    _, kept = stack.add({"user_id": "hal", "messages": "Hal keeps the spare keys."})
+    assert all(stack.wait("gil", t)["status"] == "completed" for t in tasks)
+    assert stack.wait("hal", kept["task_id"])["status"] == "completed"
+    [memory_id] = [o["memory_id"] for o in stack.status("gil", tasks[0])["cubes"][0]["outcomes"]]
+    if stack._container is not None:
+        assert _raw_storage_holds(stack, SECRET)  # the probe sees the data before the erasure
+
+    code, payload = stack.call("POST", "/product/delete_cube", body={"user_id": "gil", "cube_id": "gil"})
+    assert code == 200, payload
+    [receipt] = payload["data"]["cubes"]
+    assert (receipt["cube_id"], receipt["memories"], receipt["erased"]) == ("gil", 3, True)
+    assert receipt["index"] == 3
+
+    search = {"user_id": "gil", "query": f"locker code {SECRET}", "relativity": 0.0}
+    code, found = stack.call("POST", "/product/search", body=search)
+    assert code == 200, found
+    assert all(cube["memories"] == [] for cube in found["data"]["text_mem"])
+    code, _ = stack.call("GET", f"/product/get_memory/{memory_id}", query="user_id=gil")
+    assert code == 404
+    assert stack.cube_total("gil", "gil") == 0
+    assert stack.cube_total("hal", "hal") == 1
+    if stack._container is not None:
+        assert _raw_storage_holds(stack, SECRET) == []
+
+    _, again = stack.add({"user_id": "gil", "messages": "Gil starts over."})  # the cube is usable again
+    assert stack.wait("gil", again["task_id"])["status"] == "completed"
+    assert stack.cube_total("gil", "gil") == 1

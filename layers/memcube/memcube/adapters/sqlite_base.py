@@ -20,6 +20,7 @@ class SqliteDb:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
         self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left in free pages
         (current,) = self._conn.execute("PRAGMA user_version").fetchone()
         if current > version:
             raise RuntimeError(f"{path} has schema version {current}; this memcube knows {version}")
@@ -51,6 +52,12 @@ class SqliteDb:
                 yield cur
             finally:
                 cur.close()
+
+    def scrub(self) -> None:
+        """Copy the write-ahead log into the database and truncate it: after a delete, no old
+        page image holding the deleted rows stays behind in the WAL file (erasure)."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         with self._lock:

@@ -92,6 +92,9 @@ class SqliteIndex:
             rids = [(r["rid"],) for r in cur.execute(sql, args).fetchall()]
             cur.executemany("DELETE FROM docs_text WHERE rowid = ?", rids)
             cur.executemany("DELETE FROM docs WHERE rid = ?", rids)
+            # FTS5 keeps a deleted row's tokens in its segments until they merge: merge now (erasure).
+            cur.execute("INSERT INTO docs_text (docs_text) VALUES ('optimize')")
+        self._db.scrub()
         return len(rids)
 
     def ids(self, cube_id: str) -> set[str]:

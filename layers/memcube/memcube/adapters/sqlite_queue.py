@@ -117,6 +117,7 @@ class SqliteQueue:
             ).fetchall()
             doomed = [r for r in rows if user_id is None or peek(r["body"], "user_id") == user_id]
             cur.executemany("DELETE FROM messages WHERE seq = ?", [(r["seq"],) for r in doomed])
+        self._db.scrub()
         return [str(r["body"]) for r in doomed]
 
     def release_all_leases(self) -> int:

@@ -111,6 +111,7 @@ class SqliteStore:
                 if (letter.message_id, letter.failed_at) in gone:
                     doomed.append((row["seq"],))
             cur.executemany("DELETE FROM dead_letters WHERE seq = ?", doomed)
+        self._db.scrub()
         return len(doomed)
 
     def put_memory(self, item: MemoryItem) -> PutResult:
@@ -201,6 +202,7 @@ class SqliteStore:
                     "DELETE FROM content_guards WHERE cube_id = ? AND content_hash = ? AND memory_id = ?",
                     (item.metadata.cube_id, item.metadata.content_hash, item.id),
                 )
+        self._db.scrub()
         return removed
 
     def mark_erased(self, cube_id: str, user_id: str | None, at: str) -> None:
