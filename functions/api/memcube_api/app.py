@@ -18,6 +18,7 @@ from memcube.domain.memories import MAX_PAGE_SIZE
 from memcube.domain.model import MemoryItem, Principal, TaskRecord, TaskState
 from memcube.domain.requests import AddRequest, Id, to_command
 from memcube.domain.search import SearchRequest
+from memcube.domain.transfer import ExportRequest, ImportRequest, exported
 from memcube.wiring import Container
 from memcube_api.errors import BadBody, envelope, install
 
@@ -229,8 +230,43 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
         receipt = await run_in_threadpool(c.deleter.delete_cube, req, Principal(user_id=req.user_id))
         return _receipt_response(receipt)
 
+    @app.post(
+        "/product/export_memory",
+        openapi_extra=_openapi_body(ExportRequest),
+        summary="A page of a cube's items (any status, no embeddings) for export; follow next_cursor",
+    )
+    async def export_memory(request: Request, c: Services) -> JSONResponse:
+        req = await read_json(request, ExportRequest)
+        items, cursor = await run_in_threadpool(c.transfer.export_page, req, Principal(user_id=req.user_id))
+        data = {"cube_id": req.cube_id, "items": [exported(i) for i in items], "next_cursor": cursor}
+        return envelope(200, f"Exported {len(items)} memories", data)
+
+    @app.post(
+        "/product/import_memory",
+        openapi_extra=_openapi_body(ImportRequest),
+        summary="Write exported items into a cube as they are (embeddings computed again)",
+    )
+    async def import_memory(request: Request, c: Services) -> JSONResponse:
+        req = await read_json(request, ImportRequest)
+        result = await run_in_threadpool(c.transfer.import_items, req, Principal(user_id=req.user_id))
+        data = {"imported": result.imported, "existing": result.existing, "duplicates": result.duplicates}
+        counts = (len(result.imported), len(result.existing), len(result.duplicates))
+        message = "Memories imported: {} new, {} already there, {} duplicates".format(*counts)
+        return envelope(200, message, data)
+
     # Register the body models so the OpenAPI `$ref`s above resolve.
-    _register_schemas(app, [AddRequest, GetMemoryRequest, SearchRequest, DeleteMemoryRequest, DeleteCubeRequest])
+    _register_schemas(
+        app,
+        [
+            AddRequest,
+            GetMemoryRequest,
+            SearchRequest,
+            DeleteMemoryRequest,
+            DeleteCubeRequest,
+            ExportRequest,
+            ImportRequest,
+        ],
+    )
     return app
 
 

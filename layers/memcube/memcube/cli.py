@@ -1,4 +1,5 @@
-"""`memcube` command line: `serve` runs the embedded default (API + worker, one process)."""
+"""`memcube` command line: `serve` runs the embedded default (API + worker, one process); the
+operator commands work on the storage directly; the user commands (`cli_user`) talk to a server."""
 
 from __future__ import annotations
 
@@ -161,3 +162,13 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         lock.close()
+
+
+def _register_user_commands() -> None:
+    from memcube.cli_user import USER_COMMANDS
+
+    for command in USER_COMMANDS:
+        main.add_command(command)
+
+
+_register_user_commands()

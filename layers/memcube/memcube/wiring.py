@@ -16,6 +16,7 @@ from memcube.domain.maintenance import Maintenance
 from memcube.domain.memories import MemoryReader
 from memcube.domain.search import SearchService
 from memcube.domain.tasks import AddService, StatusService
+from memcube.domain.transfer import TransferService
 from memcube.settings import Settings
 
 if TYPE_CHECKING:
@@ -159,6 +160,10 @@ class Container:
     @cached_property
     def deleter(self) -> DeletionService:
         return DeletionService(self.store, self.store, self.store, self.index, self.queue)
+
+    @cached_property
+    def transfer(self) -> TransferService:
+        return TransferService(self.store, self.store, self.index, self.embedder)
 
     @cached_property
     def maintenance(self) -> Maintenance:

@@ -1,0 +1,112 @@
+"""Export a cube page by page and import it back: a backup, or a move to another deployment.
+
+An export holds every item of the cube (any status, so history travels with it) exactly as
+stored, except the embedding: vectors belong to one embedding model, so an import computes them
+again with the importing server's embedder. Importing an export into the same cube id (after an
+erasure, or on a new deployment) restores the items with their ids, so exporting again gives the
+same lines. Into another cube, each item gets a new id derived from the old one and the target
+cube (ids are global), and its `cube_id` is the target's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from memcube.domain.errors import InvalidRequest
+from memcube.domain.model import MemoryItem, Principal
+from memcube.domain.permissions import UserDirectory, authorize_read, authorize_write
+from memcube.domain.requests import Id
+from memcube.ports import Embedder, MemoryStore, SearchIndex
+
+MAX_EXPORT_PAGE = 500
+MAX_IMPORT_ITEMS = 200
+MOVED_NAMESPACE = uuid.UUID("0d6f1e9a-3c2b-4f5e-8a7d-2b1c0e9f8a61")
+
+
+class ExportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    cube_id: Id
+    cursor: str | None = Field(default=None, max_length=1024)
+    limit: int = Field(default=100, ge=1, le=MAX_EXPORT_PAGE)
+
+
+class ImportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    cube_id: Id
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_IMPORT_ITEMS)
+
+
+@dataclass
+class ImportResult:
+    imported: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    """Items already stored under that id (an import repeated after a lost response)."""
+    duplicates: list[dict[str, str]] = field(default_factory=list)
+    """Items whose content the cube already holds under another id: `{id, existing_id}`."""
+
+
+def exported(item: MemoryItem) -> dict[str, Any]:
+    """One export line: the item as stored, without its embedding."""
+    return item.public()
+
+
+class TransferService:
+    def __init__(self, memories: MemoryStore, users: UserDirectory, index: SearchIndex, embedder: Embedder) -> None:
+        self._memories = memories
+        self._users = users
+        self._index = index
+        self._embedder = embedder
+
+    def export_page(self, req: ExportRequest, principal: Principal) -> tuple[list[MemoryItem], str | None]:
+        authorize_read(principal, req.cube_id, self._users)
+        return self._memories.export_page(req.cube_id, req.cursor, req.limit)
+
+    def import_items(self, req: ImportRequest, principal: Principal) -> ImportResult:
+        authorize_write(principal, [req.cube_id], self._users)
+        items = [self._placed(raw, n, req.cube_id) for n, raw in enumerate(req.items)]  # all valid, or none written
+        vectors = self._embedder.embed([i.memory for i in items])
+        result = ImportResult()
+        written: list[MemoryItem] = []
+        for item, vector in zip(items, vectors, strict=True):
+            item.metadata.embedding = vector
+            item.metadata.embedding_model = self._embedder.model_id
+            put = self._memories.put_memory(item)
+            if put.status == "duplicate" and put.existing_id is not None:
+                result.duplicates.append({"id": item.id, "existing_id": put.existing_id})
+                continue
+            (result.imported if put.status == "created" else result.existing).append(item.id)
+            written.append(self._memories.get_memory(item.id) or item)
+        if written:
+            self._index.upsert(written)
+        return result
+
+    @staticmethod
+    def _placed(raw: dict[str, Any], n: int, cube_id: str) -> MemoryItem:
+        raw = {**raw, "metadata": {**(raw.get("metadata") or {})}}
+        raw["metadata"].pop("embedding", None)
+        raw["metadata"].pop("relativity", None)  # present when a search result is imported
+        try:
+            item = MemoryItem.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidRequest(f"items[{n}].{where}: {first['msg']}") from None
+        if item.metadata.cube_id != cube_id:  # links to other versions move with them
+            meta = item.metadata
+            item = item.model_copy(update={"id": _moved(cube_id, item.id)})
+            meta.cube_id = cube_id
+            meta.merged_from = [_moved(cube_id, i) for i in meta.merged_from]
+            meta.covered_history = _moved(cube_id, meta.covered_history) if meta.covered_history else None
+        return item
+
+
+def _moved(cube_id: str, memory_id: str) -> str:
+    return str(uuid.uuid5(MOVED_NAMESPACE, f"{cube_id}/{memory_id}"))

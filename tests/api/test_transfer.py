@@ -1,0 +1,65 @@
+"""POST /product/export_memory and /product/import_memory through the Lambda entry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from memcube.wiring import Container
+from tests.lambda_support import call, serving
+
+
+@pytest.fixture
+def api(embedded_container: Container) -> Iterator[Container]:
+    with serving(embedded_container) as container:
+        yield container
+
+
+def add(text: str, user: str = "alice") -> None:
+    code, payload = call("POST", "/product/add", body={"user_id": user, "messages": text, "async_mode": "sync"})
+    assert code == 200, payload
+
+
+def export(user: str, cube: str, **extra: object) -> tuple[int, dict[str, object]]:
+    return call("POST", "/product/export_memory", body={"user_id": user, "cube_id": cube, **extra})
+
+
+def test_export_pages_follow_the_cursor_to_the_end(api: Container) -> None:
+    for n in range(5):
+        add(f"fact number {n}")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        code, payload = export("alice", "alice", limit=2, cursor=cursor)
+        assert code == 200, payload
+        data = payload["data"]
+        assert isinstance(data, dict)
+        seen += [i["id"] for i in data["items"]]
+        cursor = data["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 5
+
+
+def test_an_invalid_item_is_a_422_naming_it_and_nothing_is_imported(api: Container) -> None:
+    add("Alice likes tea.")
+    _, payload = export("alice", "alice")
+    data = payload["data"]
+    assert isinstance(data, dict)
+    [item] = data["items"]
+    broken = {**item, "metadata": {**item["metadata"], "memory_type": "NotAType"}}
+    good = {**item, "id": "another-id"}
+    code, reply = call(
+        "POST", "/product/import_memory", body={"user_id": "alice", "cube_id": "kb", "items": [good, broken]}
+    )
+    assert code == 422, reply
+    assert "items[1].metadata.memory_type" in str(reply["message"])
+    assert list(api.store.iter_memories("kb")) == []
+
+
+def test_another_users_personal_cube_can_be_neither_exported_nor_imported_into(api: Container) -> None:
+    add("Bob keeps bees.", user="bob")
+    assert export("alice", "bob")[0] == 403
+    code, _ = call("POST", "/product/import_memory", body={"user_id": "alice", "cube_id": "bob", "items": [{}]})
+    assert code == 403
