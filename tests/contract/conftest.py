@@ -117,6 +117,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # --- fixtures -------------------------------------------------------------------------------------
 
 
+def _fresh(factories: dict[str, Factory[T]], request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[T]:
+    """The parametrized adapter, built fresh for one test and closed after it."""
+    adapter = factories[request.param].build(tmp_path)
+    yield adapter
+    close(adapter)
+
+
 def _opener(build: Callable[[], T]) -> tuple[Callable[[], T], Callable[[], None]]:
     """Open adapters on demand (again on the same directory, to test reopening); close them all."""
     opened: list[T] = []
@@ -136,9 +143,7 @@ def _opener(build: Callable[[], T]) -> tuple[Callable[[], T], Callable[[], None]
 @pytest.fixture(params=list(STORE_FACTORIES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A fresh store (TaskStore + MemoryStore + UserDirectory)."""
-    adapter = STORE_FACTORIES[request.param].build(tmp_path)
-    yield adapter
-    close(adapter)
+    yield from _fresh(STORE_FACTORIES, request, tmp_path)
 
 
 @pytest.fixture(params=[name for name, f in STORE_FACTORIES.items() if f.persistent])
@@ -179,9 +184,7 @@ def consuming_queue(open_consuming_queue: Callable[[], ConsumingQueue]) -> Consu
 
 @pytest.fixture(params=list(INDEX_FACTORIES))
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchIndex]:
-    adapter = INDEX_FACTORIES[request.param].build(tmp_path)
-    yield adapter
-    close(adapter)
+    yield from _fresh(INDEX_FACTORIES, request, tmp_path)
 
 
 @pytest.fixture(params=[name for name, f in INDEX_FACTORIES.items() if f.persistent])
@@ -193,9 +196,7 @@ def open_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
 
 @pytest.fixture(params=list(TEXT_INDEX_FACTORIES))
 def text_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TextIndex]:
-    adapter = TEXT_INDEX_FACTORIES[request.param].build(tmp_path)
-    yield adapter
-    close(adapter)
+    yield from _fresh(TEXT_INDEX_FACTORIES, request, tmp_path)
 
 
 @pytest.fixture(params=list(EMBEDDER_FACTORIES))

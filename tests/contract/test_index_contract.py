@@ -30,9 +30,9 @@ def test_upsert_overwrites_the_previous_doc_of_that_id(index: SearchIndex) -> No
 
 def test_delete_is_idempotent_and_ignores_unknown_ids(index: SearchIndex) -> None:
     index.upsert([memory("m1", "alice likes tea"), memory("m2", "bob likes coffee")])
-    index.delete(["m1"])
-    index.delete(["m1", "never-there"])
-    index.delete([])
+    index.delete("cube-a", ["m1"])
+    index.delete("cube-a", ["m1", "never-there"])
+    index.delete("cube-a", [])
     assert index.ids("cube-a") == {"m2"}
 
 
@@ -40,7 +40,8 @@ def test_ids_are_per_cube_and_follow_upserts_and_deletes(index: SearchIndex) -> 
     assert index.ids("cube-a") == set()
     index.upsert([memory("m1", "one"), memory("m2", "two"), memory("m3", "three", cube="cube-b")])
     assert (index.ids("cube-a"), index.ids("cube-b")) == ({"m1", "m2"}, {"m3"})
-    index.delete(["m2", "m3"])
+    index.delete("cube-a", ["m2"])
+    index.delete("cube-b", ["m3"])
     index.upsert([memory("m4", "four")])
     assert (index.ids("cube-a"), index.ids("cube-b")) == ({"m1", "m4"}, set())
     index.upsert([memory("m2", "two again")])
@@ -58,7 +59,7 @@ def test_ids_include_docs_of_every_status(index: SearchIndex) -> None:
 def test_docs_survive_reopening(open_index: Callable[[], SearchIndex]) -> None:
     first = open_index()
     first.upsert([memory("m1", "alice likes tea"), memory("m2", "bob likes coffee")])
-    first.delete(["m2"])
+    first.delete("cube-a", ["m2"])
     close(first)
     assert open_index().ids("cube-a") == {"m1"}
 
@@ -77,8 +78,8 @@ def test_text_search_finds_a_just_upserted_item_in_its_cube_only(text_index: Tex
 
 def test_text_search_forgets_deleted_items(text_index: TextIndex) -> None:
     text_index.upsert([memory("m1", "alice likes green tea"), memory("m2", "alice likes green tea", cube="cube-b")])
-    text_index.delete(["m1"])
-    text_index.delete(["m1"])
+    text_index.delete("cube-a", ["m1"])
+    text_index.delete("cube-a", ["m1"])
     assert text_index.text_search("cube-a", "green tea", 10) == []
     assert text_index.text_search("cube-b", "green tea", 10) == ["m2"]
 
@@ -140,8 +141,8 @@ def _by(item_id: str, text: str, cube: str, user: str) -> MemoryItem:
 
 def test_delete_counts_only_the_documents_that_were_indexed(index: SearchIndex) -> None:
     index.upsert([memory("m1", "alice likes tea"), memory("m2", "bob likes coffee")])
-    assert index.delete(["m1", "m1", "never-there"]) == 1
-    assert index.delete(["m1"]) == 0
+    assert index.delete("cube-a", ["m1", "m1", "never-there"]) == 1
+    assert index.delete("cube-a", ["m1"]) == 0
     assert index.ids("cube-a") == {"m2"}
 
 

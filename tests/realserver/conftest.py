@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,24 +31,24 @@ class External:
         return None
 
 
-@pytest.fixture(scope="session")
-def dynamodb_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running | External]:
+def _server(start: Callable[[Path], Running], workdir: Callable[[], Path]) -> Iterator[Running | External]:
+    """MEMCUBE_E2E_AWS_ENDPOINT_URL when set, else a server this session starts (and stops)."""
     if EXTERNAL_AWS:
         yield External(EXTERNAL_AWS)
         return
-    server = start_dynamodb_local(tmp_path_factory.mktemp("ddb"))
+    server = start(workdir())
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running | External]:
+    yield from _server(start_dynamodb_local, lambda: tmp_path_factory.mktemp("ddb"))
 
 
 @pytest.fixture(scope="session")
 def localstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running | External]:
-    if EXTERNAL_AWS:
-        yield External(EXTERNAL_AWS)
-        return
-    server = start_localstack(tmp_path_factory.mktemp("localstack"))
-    yield server
-    server.stop()
+    yield from _server(start_localstack, lambda: tmp_path_factory.mktemp("localstack"))
 
 
 @pytest.fixture

@@ -44,8 +44,8 @@ def test_queries_never_cross_cubes(index: OpenSearchIndex) -> None:
 
 def test_delete_is_idempotent(index: OpenSearchIndex) -> None:
     index.upsert([memory("m1", "alice likes green tea")])
-    index.delete(["m1"])
-    index.delete(["m1", "never-indexed"])
+    index.delete("cube-a", ["m1"])
+    index.delete("cube-a", ["m1", "never-indexed"])
     assert index.ids("cube-a") == set()
     assert index.text_search("cube-a", "green tea", 10) == []
 

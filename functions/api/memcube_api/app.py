@@ -23,6 +23,7 @@ from memcube.wiring import Container
 from memcube_api.errors import BadBody, envelope, install
 
 M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., Any])
 JSON_TYPES = frozenset({"application/json"})
 
 
@@ -137,14 +138,21 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
     )
     install(app)
     app.state.container = container
+    body_models: list[type[BaseModel]] = []
+
+    def post_json(path: str, model: type[BaseModel], summary: str) -> Callable[[F], F]:
+        """A POST route whose JSON body `model` is read by `read_json` (so FastAPI does not
+        parse it) and documented in the OpenAPI schema."""
+        body_models.append(model)
+        return app.post(path, openapi_extra=_openapi_body(model), summary=summary)
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post(
+    @post_json(
         "/product/add",
-        openapi_extra=_openapi_body(AddRequest),
+        AddRequest,
         summary="Add memories to one or more cubes (async by default)",
     )
     async def add(
@@ -177,9 +185,9 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
         item = c.reader.get(memory_id, Principal(user_id=user_id or ""))
         return envelope(200, "Memory retrieved successfully", item.public())
 
-    @app.post(
+    @post_json(
         "/product/get_memory",
-        openapi_extra=_openapi_body(GetMemoryRequest),
+        GetMemoryRequest,
         summary="A cube's memories, page by page",
     )
     async def get_memory(request: Request, c: Services) -> JSONResponse:
@@ -195,9 +203,9 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
         }
         return envelope(200, "Memories retrieved successfully", data)
 
-    @app.post(
+    @post_json(
         "/product/search",
-        openapi_extra=_openapi_body(SearchRequest),
+        SearchRequest,
         summary="Hybrid (vector + text) search over readable cubes, with filters",
     )
     async def search(request: Request, c: Services) -> JSONResponse:
@@ -210,9 +218,9 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
         data = {"text_mem": text_mem, "pref_mem": [], "tool_mem": [], "skill_mem": [], "act_mem": [], "para_mem": []}
         return envelope(200, "Search completed successfully", data)
 
-    @app.post(
+    @post_json(
         "/product/delete_memory",
-        openapi_extra=_openapi_body(DeleteMemoryRequest),
+        DeleteMemoryRequest,
         summary="Delete memories by ids, file ids, filter or session; erase a user's data in cubes",
     )
     async def delete_memory(request: Request, c: Services) -> JSONResponse:
@@ -220,9 +228,9 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
         receipt = await run_in_threadpool(c.deleter.delete, req, Principal(user_id=req.user_id))
         return _receipt_response(receipt)
 
-    @app.post(
+    @post_json(
         "/product/delete_cube",
-        openapi_extra=_openapi_body(DeleteCubeRequest),
+        DeleteCubeRequest,
         summary="Erase a whole cube: its memories, index documents, queued adds and dead letters",
     )
     async def delete_cube(request: Request, c: Services) -> JSONResponse:
@@ -230,9 +238,9 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
         receipt = await run_in_threadpool(c.deleter.delete_cube, req, Principal(user_id=req.user_id))
         return _receipt_response(receipt)
 
-    @app.post(
+    @post_json(
         "/product/export_memory",
-        openapi_extra=_openapi_body(ExportRequest),
+        ExportRequest,
         summary="A page of a cube's items (any status, no embeddings) for export; follow next_cursor",
     )
     async def export_memory(request: Request, c: Services) -> JSONResponse:
@@ -241,9 +249,9 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
         data = {"cube_id": req.cube_id, "items": [exported(i) for i in items], "next_cursor": cursor}
         return envelope(200, f"Exported {len(items)} memories", data)
 
-    @app.post(
+    @post_json(
         "/product/import_memory",
-        openapi_extra=_openapi_body(ImportRequest),
+        ImportRequest,
         summary="Write exported items into a cube as they are (embeddings computed again)",
     )
     async def import_memory(request: Request, c: Services) -> JSONResponse:
@@ -255,18 +263,7 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
         return envelope(200, message, data)
 
     # Register the body models so the OpenAPI `$ref`s above resolve.
-    _register_schemas(
-        app,
-        [
-            AddRequest,
-            GetMemoryRequest,
-            SearchRequest,
-            DeleteMemoryRequest,
-            DeleteCubeRequest,
-            ExportRequest,
-            ImportRequest,
-        ],
-    )
+    _register_schemas(app, body_models)
     return app
 
 

@@ -7,6 +7,7 @@ Every command takes `--url` ($MEMCUBE_URL), `--user` ($MEMCUBE_USER) and `--api-
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections import Counter
@@ -67,14 +68,13 @@ def _json_option(raw: str | None, name: str) -> Any:
 def _guarded(fn: F) -> F:
     """Turn the server's refusals into a clean CLI error (exit code 1, its message)."""
 
+    @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ApiError as exc:
             raise click.ClickException(f"server answered {exc.status}: {exc.message}") from exc
 
-    run.__name__ = fn.__name__
-    run.__doc__ = fn.__doc__
     return run  # type: ignore[return-value]
 
 

@@ -53,7 +53,7 @@ class MemcubeClient:
         self.close()
 
     def request(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None) -> Any:
-        """The envelope's `data` (and the whole envelope for callers that need `task_id`)."""
+        """The envelope's `data` (`envelope` returns the whole envelope, with `task_id`)."""
         return self.envelope(method, path, body=body, params=params).get("data")
 
     def envelope(

@@ -120,8 +120,9 @@ class SearchIndex(Protocol):
         """Index items by memory id (a repeat overwrites, never duplicates)."""
         ...
 
-    def delete(self, memory_ids: Sequence[str]) -> int:
-        """Remove documents by id; the number that were indexed."""
+    def delete(self, cube_id: str, memory_ids: Sequence[str]) -> int:
+        """Remove the cube's documents by id (a sharded index routes by the cube); the number
+        that were indexed."""
         ...
 
     def delete_where(self, cube_id: str, user_id: str | None) -> int:

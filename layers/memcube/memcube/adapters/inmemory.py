@@ -185,7 +185,7 @@ class InMemoryIndex:
         for item in items:
             self.docs[item.id] = item.model_copy(deep=True)
 
-    def delete(self, memory_ids: Sequence[str]) -> int:
+    def delete(self, cube_id: str, memory_ids: Sequence[str]) -> int:
         return sum(self.docs.pop(memory_id, None) is not None for memory_id in set(memory_ids))
 
     def delete_where(self, cube_id: str, user_id: str | None) -> int:
@@ -193,7 +193,7 @@ class InMemoryIndex:
             i for i, d in self.docs.items()
             if d.metadata.cube_id == cube_id and user_id in (None, d.metadata.user_id)
         ]  # fmt: skip
-        return self.delete(doomed)
+        return self.delete(cube_id, doomed)
 
     def ids(self, cube_id: str) -> set[str]:
         return {i for i, d in self.docs.items() if d.metadata.cube_id == cube_id}

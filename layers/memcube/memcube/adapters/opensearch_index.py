@@ -247,15 +247,9 @@ class OpenSearchIndex:
             body += [{"index": action}, document(item)]
         self._bulk(body)
 
-    def delete(self, memory_ids: Sequence[str]) -> int:
-        """Bulk deletes by id. On a managed domain documents are routed by cube, so each one's
-        routing is looked up first: a delete without it would miss on another shard."""
-        unique = list(dict.fromkeys(memory_ids))
-        if not unique:
-            return 0
-        if self._managed:  # documents are routed by cube: find each one's routing first
-            return self._delete_docs(self._located(unique))
-        return self._delete_docs([(memory_id, None) for memory_id in unique])
+    def delete(self, cube_id: str, memory_ids: Sequence[str]) -> int:
+        """Bulk deletes by id, routed by the cube on a managed domain (as `upsert` placed them)."""
+        return self._delete_docs(cube_id, list(dict.fromkeys(memory_ids)))
 
     def delete_where(self, cube_id: str, user_id: str | None) -> int:
         """Finds the documents page by page and bulk-deletes them by id: `_delete_by_query` is
@@ -263,25 +257,17 @@ class OpenSearchIndex:
         clauses = scope_filter([cube_id], activated_only=False)
         if user_id is not None:
             clauses.append({"term": {"user_id": user_id}})
-        doomed = [(i, cube_id) for i in self._all_ids(clauses, cube_id)]
-        removed = 0
-        for start in range(0, len(doomed), 500):
-            removed += self._delete_docs(doomed[start : start + 500])
-        return removed
+        doomed = self._all_ids(clauses, cube_id)
+        return sum(self._delete_docs(cube_id, doomed[start : start + 500]) for start in range(0, len(doomed), 500))
 
-    def _located(self, memory_ids: list[str]) -> list[tuple[str, str | None]]:
-        body = {"size": len(memory_ids), "_source": ["cube_id"], "query": {"ids": {"values": memory_ids}}}
-        response = self.client.search(index=self._index, body=body)
-        return [(h["_id"], h["_source"]["cube_id"]) for h in response["hits"]["hits"]]
-
-    def _delete_docs(self, docs: Sequence[tuple[str, str | None]]) -> int:
-        if not docs:
+    def _delete_docs(self, cube_id: str, memory_ids: Sequence[str]) -> int:
+        if not memory_ids:
             return 0
         body: list[dict[str, Any]] = []
-        for memory_id, routing in docs:
+        for memory_id in memory_ids:
             action: dict[str, Any] = {"_index": self._index, "_id": memory_id}
-            if routing is not None and self._managed:
-                action["routing"] = routing
+            if self._managed:
+                action["routing"] = cube_id
             body.append({"delete": action})
         response = self._bulk(body, missing_ok=True)
         return sum(1 for entry in response.get("items", []) if entry.get("delete", {}).get("result") == "deleted")

@@ -71,7 +71,7 @@ class SqliteIndex:
                     (rid, fts_text(item.memory), fts_text(meta.key), " ".join(meta.tags)),
                 )
 
-    def delete(self, memory_ids: Sequence[str]) -> int:
+    def delete(self, cube_id: str, memory_ids: Sequence[str]) -> int:
         removed = 0
         with self._db.tx() as cur:
             for memory_id in set(memory_ids):

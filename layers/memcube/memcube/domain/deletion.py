@@ -205,7 +205,7 @@ class DeletionService:
             page = items[start : start + PAGE]
             receipt.memories += self._memories.delete_memories(page)
             receipt.history += sum(len(i.metadata.history) + (i.metadata.status == "archived") for i in page)
-            receipt.index += self._index.delete([i.id for i in page])
+            receipt.index += self._index.delete(cube_id, [i.id for i in page])
         return receipt
 
     def _all_items(self, cube_id: str) -> Iterator[MemoryItem]:
@@ -220,6 +220,7 @@ class DeletionService:
 
     def _erase(self, cubes: list[str], user_id: str | None) -> Receipt:
         at = self._now()
+        letters = self._tasks.list_dead_letters()
         receipts = []
         for cube in cubes:
             self._memories.mark_erased(cube, user_id, at)  # first: nothing submitted before may write after
@@ -230,11 +231,10 @@ class DeletionService:
             receipt = self._remove(cube, mine)
             receipt.index += self._index.delete_where(cube, user_id)  # documents the store lost track of
             receipt.queued = None if discarded is None else len(discarded)
-            letters = [
-                d for d in self._tasks.list_dead_letters()
-                if d.cube_id == cube and (user_id is None or peek(d.body, "user_id") == user_id)
-            ]  # fmt: skip
-            receipt.dead_letters = self._tasks.delete_dead_letters(letters)
+            mine_dead = [
+                d for d in letters if d.cube_id == cube and (user_id is None or peek(d.body, "user_id") == user_id)
+            ]
+            receipt.dead_letters = self._tasks.delete_dead_letters(mine_dead)
             receipt.erased = True
             receipts.append(receipt)
         return Receipt(receipts, [])

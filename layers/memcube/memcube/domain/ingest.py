@@ -201,7 +201,7 @@ class IngestService:
         if later is not None and later != erased and submitted <= later:
             # The cube was erased while this part ran: the eraser may have missed these writes.
             self._memories.delete_memories(written)
-            self._index.delete([i.id for i in written])
+            self._index.delete(msg.cube_id, [i.id for i in written])
             return self._cancel(msg, part)
         done = part.model_copy(
             update={

@@ -83,7 +83,7 @@ class Maintenance:
             missing = [stored[i] for i in report.missing_from_index]
             for start in range(0, len(missing), BATCH):
                 self._index.upsert(missing[start : start + BATCH])
-            self._index.delete(report.not_in_store)
+            self._index.delete(cube_id, report.not_in_store)
             report.repaired = True
         return report
 

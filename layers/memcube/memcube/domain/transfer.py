@@ -82,8 +82,12 @@ class TransferService:
             if put.status == "duplicate" and put.existing_id is not None:
                 result.duplicates.append({"id": item.id, "existing_id": put.existing_id})
                 continue
-            (result.imported if put.status == "created" else result.existing).append(item.id)
-            written.append(self._memories.get_memory(item.id) or item)
+            if put.status == "created":
+                result.imported.append(item.id)
+                written.append(item)
+            else:  # already stored by an earlier import: index what the store kept
+                result.existing.append(item.id)
+                written.append(self._memories.get_memory(item.id) or item)
         if written:
             self._index.upsert(written)
         return result
