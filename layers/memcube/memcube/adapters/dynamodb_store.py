@@ -531,6 +531,7 @@ class DynamoStore:
         return items, (str(page[-1]["sk"]["S"]) if len(raws) > limit else None)
 
     def delete_memories(self, items: Sequence[MemoryItem]) -> int:
+        items = list({(i.metadata.cube_id, i.id): i for i in items}.values())  # one delete per item
         if len(items) <= 1:
             return sum(self._delete_memory(i) for i in items)
         with ThreadPoolExecutor(max_workers=min(DELETERS, len(items))) as pool:
@@ -551,9 +552,18 @@ class DynamoStore:
                 ExpressionAttributeNames={"#m": "memory_id"},
                 ExpressionAttributeValues={":id": _s(item.id)},
             )
-        old = self._write("delete_item", Key={"pk": cube, "sk": _s(_item_sk(meta, item.id))}, ReturnValues="ALL_OLD")
+        # Conditional, so of two concurrent deletes of one item exactly one counts it.
+        try:
+            self._write(
+                "delete_item",
+                Key={"pk": cube, "sk": _s(_item_sk(meta, item.id))},
+                ConditionExpression="attribute_exists(pk)",
+            )
+            deleted = True
+        except self.client.exceptions.ConditionalCheckFailedException:
+            deleted = False
         self._write("delete_item", Key={"pk": _s(f"MEM#{item.id}"), "sk": _s(POINTER_SK)})
-        return "Attributes" in old
+        return deleted
 
     def mark_erased(self, cube_id: str, user_id: str | None, at: str) -> None:
         key = {"pk": _s(f"ERASED#{cube_id}"), "sk": _s(f"USER#{user_id}" if user_id else WHOLE_CUBE_SK)}
