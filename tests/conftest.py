@@ -49,7 +49,9 @@ def memory_container() -> Container:
 @pytest.fixture
 def embedded_container(tmp_path: Path) -> Iterator[Container]:
     """The embedded default on SQLite files in a temporary data dir, worker running."""
-    container = Container(Settings(backend="embedded", data_dir=tmp_path / "data", sync_timeout_seconds=20))
+    container = Container(
+        Settings(backend="embedded", embedder="hash", data_dir=tmp_path / "data", sync_timeout_seconds=20)
+    )
     worker = EmbeddedWorker(container)
     worker.start()
     yield container

@@ -26,8 +26,11 @@ class FakeLambdaContext:
     log_group_name: str = "/aws/lambda/memcube-test"
     log_stream_name: str = "2026/11/25/[$LATEST]0000"
 
+    remaining_ms: int = 290_000
+    """A fresh invocation of the worker's 300 s timeout (the API's is 29 s; it does not ask)."""
+
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_ms
 
 
 @contextmanager

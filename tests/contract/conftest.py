@@ -29,6 +29,7 @@ import pytest
 
 from memcube.adapters.hash_embedder import HashEmbedder
 from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.adapters.minilm_embedder import MiniLMEmbedder
 from memcube.adapters.sqlite_index import SqliteIndex
 from memcube.adapters.sqlite_queue import SqliteQueue
 from memcube.adapters.sqlite_store import SqliteStore
@@ -98,7 +99,9 @@ TEXT_INDEX_FACTORIES: dict[str, Factory[TextIndex]] = {
 
 EMBEDDER_FACTORIES: dict[str, Callable[[], Embedder]] = {
     "hash": lambda: HashEmbedder(384),
+    "minilm": MiniLMEmbedder,
 }
+"""MiniLM instances share one model per process: it loads once per session, on first use."""
 
 
 # --- known bugs: a strict xfail for one adapter ----------------------------------------------------

@@ -1,4 +1,5 @@
-"""The embedder contract: fixed-size unit vectors, deterministic, similar texts close together."""
+"""The embedder contract: fixed-size unit vectors, deterministic, similar texts close together.
+Then what only the local neural model (MiniLM) promises: paraphrases, in English and Chinese."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
-from memcube.adapters.hash_embedder import HashEmbedder
+from memcube.adapters import minilm_embedder
+from memcube.adapters.minilm_embedder import MiniLMEmbedder
 from memcube.ports import Embedder
 
 TEXTS = ["alice likes tea", "我喜欢北京", "Alice moved to Lisbon last May", "x"]
@@ -28,7 +31,12 @@ def test_the_same_text_gives_the_same_vector_across_instances(embedder_factory: 
 
 
 def test_a_batch_gives_the_vectors_of_its_texts_one_by_one(embedder: Embedder) -> None:
-    assert embedder.embed(TEXTS) == [embedder.embed([t])[0] for t in TEXTS]
+    """Equal up to float rounding: a neural model pads a batch to its longest text, which changes
+    the order of its float sums (about 1e-7 apart), never what a text means."""
+    batch, alone = embedder.embed(TEXTS), [embedder.embed([t])[0] for t in TEXTS]
+    assert len(batch) == len(alone)
+    for together, single in zip(batch, alone, strict=True):
+        assert together == pytest.approx(single, abs=1e-5)
     assert embedder.embed([]) == []
 
 
@@ -41,7 +49,7 @@ def test_vectors_have_the_dimension_and_unit_length(embedder: Embedder) -> None:
         assert math.isclose(math.sqrt(sum(v * v for v in vector)), 1.0, rel_tol=1e-6)
 
 
-@pytest.mark.parametrize("text", ["👍", "?!"])
+@pytest.mark.parametrize("text", ["👍", "?!", "   "])
 def test_every_non_empty_text_gets_a_unit_vector(embedder: Embedder, text: str) -> None:
     [vector] = embedder.embed([text])
     assert math.isclose(math.sqrt(sum(v * v for v in vector)), 1.0, rel_tol=1e-6)
@@ -60,14 +68,84 @@ def test_similar_texts_are_closer_than_unrelated_ones(embedder: Embedder) -> Non
     assert cosine(a, b) > cosine(a, c) + 0.3
 
 
-def test_hash_embedder_is_stable_across_processes() -> None:
-    """Stored vectors must match query vectors computed after a restart (no per-process salt)."""
-    script = (
-        "import json, sys\nfrom memcube.adapters.hash_embedder import HashEmbedder\n"
-        "print(json.dumps(HashEmbedder(64).embed(json.loads(sys.argv[1]))))"
-    )
+IN_ANOTHER_PROCESS = {
+    "hash": "from memcube.adapters.hash_embedder import HashEmbedder\nembedder = HashEmbedder(384)",
+    "minilm": "from memcube.adapters.minilm_embedder import MiniLMEmbedder\nembedder = MiniLMEmbedder()",
+}
+
+
+def test_vectors_are_the_same_in_another_process(
+    embedder_factory: Callable[[], Embedder], request: pytest.FixtureRequest
+) -> None:
+    """Stored vectors must match query vectors computed after a restart (no per-process salt, no
+    per-load randomness). For MiniLM this loads the model once more (about 10 s): kept, since a
+    restart is exactly when a model that loaded differently would go unnoticed."""
+    build = IN_ANOTHER_PROCESS[request.node.callspec.params["embedder_factory"]]
+    script = f"import json, sys\n{build}\nprint(json.dumps(embedder.embed(json.loads(sys.argv[1]))))"
+    embedder = embedder_factory()
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
         [sys.executable, "-c", script, json.dumps(TEXTS)], env=env, capture_output=True, text=True, check=True
     )
-    assert json.loads(out.stdout) == HashEmbedder(64).embed(TEXTS)
+    assert json.loads(out.stdout) == embedder.embed(TEXTS)
+
+
+# --- MiniLM: what a neural model adds ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def minilm() -> MiniLMEmbedder:
+    """Every instance shares the process's one loaded model: this loads it once per session."""
+    return MiniLMEmbedder()
+
+
+@pytest.mark.parametrize(
+    ("text", "paraphrase", "unrelated"),
+    [
+        ("Alice moved to Lisbon in March 2024", "In March 2024 Alice relocated to Lisbon", "Bob plays football"),
+        ("我下个月搬到里斯本", "下个月我要搬去里斯本", "他讨厌足球"),
+    ],
+    ids=["english", "chinese"],
+)
+def test_minilm_scores_a_paraphrase_above_an_unrelated_sentence(
+    minilm: MiniLMEmbedder, text: str, paraphrase: str, unrelated: str
+) -> None:
+    """The reason to ship a model: a paraphrase shares few words, yet must rank first."""
+    a, b, c = minilm.embed([text, paraphrase, unrelated])
+    assert cosine(a, b) > cosine(a, c) + 0.3
+
+
+@pytest.mark.parametrize("text", ["", " \n\t "])
+def test_minilm_gives_empty_text_a_unit_vector(minilm: MiniLMEmbedder, text: str) -> None:
+    [vector] = minilm.embed([text])
+    assert len(vector) == 384
+    assert math.isclose(math.sqrt(sum(v * v for v in vector)), 1.0, rel_tol=1e-6)
+
+
+def test_minilm_never_returns_a_zero_vector(minilm: MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zero vector has no cosine with anything; a model that yields one gets a fixed unit vector."""
+
+    class Silent:
+        def encode(self, texts: list[str], **_: object) -> np.ndarray:
+            return np.zeros((len(texts), 384), dtype=np.float32)
+
+    monkeypatch.setattr(minilm_embedder, "_model", Silent())
+    vectors = minilm.embed(["anything", "else"])
+    assert [math.sqrt(sum(v * v for v in vector)) for vector in vectors] == [1.0, 1.0]
+    assert vectors[0] is not vectors[1]  # callers may change one
+
+
+def test_minilm_without_its_packages_says_how_to_install_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(minilm_embedder, "_model", None)
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # makes the import fail
+    with pytest.raises(RuntimeError, match=r"memcube\[local\].*MEMCUBE_EMBEDDER=hash"):
+        MiniLMEmbedder().embed(["tea"])
+
+
+def test_minilm_loads_nothing_until_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building it is free (a container builds one per process); embedding nothing loads nothing."""
+    monkeypatch.setattr(minilm_embedder, "_model", None)
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # a load would raise
+    embedder = MiniLMEmbedder()
+    assert (embedder.model_id, embedder.dimension) == ("minilm-l6-v2-384", 384)
+    assert embedder.embed([]) == []

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.model import MemoryItem
 from memcube.ports import SearchIndex
 from tests.contract.support import TextIndex, close, memory
@@ -165,3 +166,86 @@ def test_delete_where_without_a_user_empties_the_cube_of_every_status(index: Sea
     )
     assert index.delete_where("cube-a", None) == 3
     assert (index.ids("cube-a"), index.ids("cube-b")) == (set(), {"m4"})
+
+
+# --- the embedding model: recorded by the first vectors, others refused ----------------------------
+
+
+def _embedded(memory_id: str, model: str, dimension: int, text: str = "alice likes tea") -> MemoryItem:
+    item = memory(memory_id, text)
+    item.metadata.embedding_model = model
+    item.metadata.embedding = [1.0] + [0.0] * (dimension - 1)
+    return item
+
+
+def test_the_first_vectors_record_their_model(index: SearchIndex) -> None:
+    assert index.embedding_model() is None
+    index.upsert([_embedded("m1", "model-a", 3)])
+    assert index.embedding_model() == "model-a"
+
+
+def test_vectors_of_another_model_are_refused_and_nothing_of_the_batch_is_written(index: SearchIndex) -> None:
+    """Cosines between two models' vectors mean nothing: a mixed index would rank at random."""
+    index.upsert([_embedded("m1", "model-a", 3)])
+    with pytest.raises(EmbeddingMismatch, match=r"model-a \(3-d\).*model-b \(3-d\).*memcube reindex") as caught:
+        index.upsert([_embedded("m2", "model-a", 3), _embedded("m3", "model-b", 3)])
+    assert (caught.value.http_status, caught.value.code) == (409, "embedding_mismatch")
+    assert index.ids("cube-a") == {"m1"}
+    assert index.embedding_model() == "model-a"
+
+
+def test_vectors_of_another_dimension_are_refused(index: SearchIndex) -> None:
+    index.upsert([_embedded("m1", "model-a", 3)])
+    with pytest.raises(EmbeddingMismatch, match=r"model-a \(4-d\)"):
+        index.upsert([_embedded("m2", "model-a", 4)])
+
+
+def test_a_first_batch_mixing_models_is_refused_whole(index: SearchIndex) -> None:
+    with pytest.raises(EmbeddingMismatch):
+        index.upsert([_embedded("m1", "model-a", 3), _embedded("m2", "model-b", 3)])
+    assert index.ids("cube-a") == set()
+
+
+def test_items_without_a_vector_are_indexed_whatever_the_model(index: SearchIndex) -> None:
+    index.upsert([_embedded("m1", "model-a", 3)])
+    bare = memory("m2", "bob likes coffee")
+    bare.metadata.embedding = None
+    index.upsert([bare])
+    assert index.ids("cube-a") == {"m1", "m2"}
+
+
+def test_a_query_vector_of_another_dimension_is_refused(index: SearchIndex) -> None:
+    index.upsert([_embedded("m1", "model-a", 3)])
+    with pytest.raises(EmbeddingMismatch, match=r"model-a \(3-d\).*a 4-d query vector"):
+        index.search(["cube-a"], "tea", [0.5, 0.5, 0.5, 0.5], None, 10)
+    assert [h.memory_id for h in index.search(["cube-a"], "tea", [], None, 10)] == ["m1"]  # text alone: fine
+
+
+def test_reset_drops_every_document_and_the_recorded_model(index: SearchIndex) -> None:
+    index.upsert([_embedded("m1", "model-a", 3), _embedded("m2", "model-a", 3)])
+    index.reset()
+    assert (index.ids("cube-a"), index.embedding_model()) == (set(), None)
+    index.upsert([_embedded("m3", "model-b", 3)])
+    assert (index.ids("cube-a"), index.embedding_model()) == ({"m3"}, "model-b")
+
+
+def test_an_emptied_local_index_takes_any_model_again(index: SearchIndex) -> None:
+    """Local indexes only: OpenSearch keeps its record until `reset()` (its document count is only
+    eventually consistent on Serverless, and its vector field's size is fixed anyway)."""
+    index.upsert([_embedded("m1", "model-a", 3), _embedded("m2", "model-a", 3)])
+    index.delete("cube-a", ["m1"])
+    assert index.embedding_model() == "model-a"  # a document is left: still recorded
+    index.delete_where("cube-a", None)
+    assert index.embedding_model() is None
+    index.upsert([_embedded("m3", "model-b", 4)])
+    assert index.embedding_model() == "model-b"
+
+
+def test_the_recorded_model_survives_reopening(open_index: Callable[[], SearchIndex]) -> None:
+    first = open_index()
+    first.upsert([_embedded("m1", "model-a", 3)])
+    close(first)
+    again = open_index()
+    assert again.embedding_model() == "model-a"
+    with pytest.raises(EmbeddingMismatch):
+        again.upsert([_embedded("m2", "model-b", 3)])

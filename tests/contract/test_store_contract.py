@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from memcube.domain.model import TaskState
+from memcube.domain.model import MemoryItem, TaskState
 from memcube.ports import PutResult
 from tests.contract.support import Store, close, day, dead_letter, memory, race, task
 
@@ -329,3 +329,73 @@ def test_deleted_dead_letters_are_gone_and_others_stay(store: Store) -> None:
     assert store.delete_dead_letters([letters[0], letters[2]]) == 2
     assert store.list_dead_letters() == [letters[1]]
     assert store.delete_dead_letters([letters[0]]) == 0
+
+
+# --- versioned updates and near-duplicate candidates ---------------------------------------------
+
+
+def _next_version(item: MemoryItem, **changes: object) -> MemoryItem:
+    meta = item.metadata.model_copy(update={"version": item.metadata.version + 1, **changes})
+    return item.model_copy(update={"metadata": meta})
+
+
+def test_an_update_replaces_the_item_when_its_version_is_still_the_expected_one(store: Store) -> None:
+    original = memory("m1", "alice likes tea")
+    store.put_memory(original)
+    archived = _next_version(original, status="archived", tags=["x"], covered_history="m2")
+    assert store.update_memory(archived, expected_version=1) is True
+    assert store.get_memory("m1") == archived
+    assert store.list_memories("cube-a", 0, 10) == ([], 0)  # archived items are not listed
+
+
+def test_an_update_from_a_stale_version_changes_nothing(store: Store) -> None:
+    original = memory("m1", "alice likes tea")
+    store.put_memory(original)
+    first = _next_version(original, tags=["first"])
+    assert store.update_memory(first, expected_version=1) is True
+    assert store.update_memory(_next_version(original, tags=["late"]), expected_version=1) is False
+    assert store.get_memory("m1") == first
+
+
+def test_racing_updates_from_one_version_let_exactly_one_win(store: Store) -> None:
+    original = memory("m1", "alice likes tea")
+    store.put_memory(original)
+    won = race(8, lambda n: store.update_memory(_next_version(original, tags=[f"t{n}"]), expected_version=1))
+    assert won.count(True) == 1
+    stored = store.get_memory("m1")
+    assert stored is not None
+    assert stored.metadata.tags == [f"t{won.index(True)}"]
+
+
+def test_an_update_of_a_missing_item_is_false(store: Store) -> None:
+    assert store.update_memory(memory("m404", "nothing"), expected_version=1) is False
+
+
+def test_an_update_may_not_change_the_text(store: Store) -> None:
+    store.put_memory(memory("m1", "alice likes tea"))
+    changed = memory("m1", "alice likes coffee").model_copy()
+    with pytest.raises(ValueError, match="m1"):
+        store.update_memory(_next_version(changed), expected_version=1)
+
+
+def test_a_near_copy_is_a_candidate_the_moment_the_original_is_written(store: Store) -> None:
+    text = "alice moved to lisbon in march and works as a nurse at the city hospital near the river"
+    store.put_memory(memory("m1", text))
+    store.put_memory(memory("m2", "bob plays football every sunday with his friends from school"))
+    store.put_memory(memory("m3", text, cube="cube-b", digest="other"))  # another cube is never a candidate
+    near = text.replace("nurse", "doctor")
+    assert store.similar_ids("cube-a", near, 10) == ["m1"]
+    assert store.similar_ids("cube-a", "completely unrelated words about weather forecasts", 10) == []
+
+
+def test_chinese_near_copies_are_candidates_too(store: Store) -> None:
+    store.put_memory(memory("m1", "用户下个月要搬到里斯本，在市中心的医院当护士，周末喜欢去海边散步"))
+    assert store.similar_ids("cube-a", "用户下个月要搬到里斯本，在市中心的医院当医生，周末喜欢去海边散步", 10) == ["m1"]
+
+
+def test_a_deleted_item_is_no_longer_a_candidate(store: Store) -> None:
+    text = "alice moved to lisbon in march and works as a nurse at the city hospital"
+    item = memory("m1", text)
+    store.put_memory(item)
+    store.delete_memories([item])
+    assert store.similar_ids("cube-a", text, 10) == []

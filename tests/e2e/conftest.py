@@ -38,8 +38,10 @@ class Server:
         self.http = httpx.Client(base_url=self.url, timeout=30)
         cmd = [str(MEMCUBE), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["--data-dir", str(data_dir), "--workers", str(workers)]
-        # Hermetic: no MEMCUBE_* from the caller's shell leaks in; the test's own settings do.
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("MEMCUBE_")} | (env or {})
+        # Hermetic: no MEMCUBE_* from the caller's shell leaks in; the test's own settings do. The
+        # hash embedder unless a test asks for the local model (it loads in seconds, per server).
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("MEMCUBE_")}
+        environ |= {"MEMCUBE_EMBEDDER": "hash"} | (env or {})
         with log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environ

@@ -10,7 +10,7 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from memcube.cli import main
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import ServeFactory, Server
 
 CONVERSATIONS = [
     {
@@ -115,3 +115,43 @@ def test_a_refused_request_is_a_clean_error_naming_the_problem(server: Server) -
     assert result.exit_code == 2 and "--erase-my-data" in result.output
     result = run(server, "export", "bob", user="alice")
     assert result.exit_code == 0  # a cube id no user owns yet is open (until cube grants exist)
+
+
+TRIP = [
+    {"role": "user", "content": "I moved to Lisbon in March and I work as a nurse at the Santa Maria hospital.",
+     "chat_time": "2026-03-10T09:00:00Z"},
+    {"role": "assistant", "content": "Congratulations! How is the new job going?", "chat_time": "2026-03-10T09:00:05Z"},
+    {"role": "user", "content": "Great, the team is kind and my commute along the river is short.",
+     "chat_time": "2026-03-10T09:01:00Z"},
+]  # fmt: skip
+
+
+def test_edited_repeat_merges_feedback_corrects_and_undo_restores_with_the_local_embedder(
+    serve: ServeFactory, tmp_path: Path
+) -> None:
+    """The walk-through on the embedded default as a user runs it: the local MiniLM embedder, no LLM."""
+    server = serve(env={"MEMCUBE_EMBEDDER": "minilm"})
+    edited = [dict(m, chat_time="2026-03-11T08:00:00Z") for m in TRIP]
+    edited[2]["content"] = edited[2]["content"].replace("kind", "very kind")
+    path = tmp_path / "trip.jsonl"
+    path.write_text(json.dumps(TRIP) + "\n" + json.dumps(edited) + "\n")
+    summary = ok(server, "add", "--file", str(path))
+    assert "memories: 1 added, 1 merged" in summary, summary
+    outcomes = [o for task in json.loads(ok(server, "status")) for o in task["cubes"][0]["outcomes"]]
+    [merged] = [o for o in outcomes if o["outcome"] == "merged"]
+    survivor = merged["memory_id"]
+    assert survivor in {o["memory_id"] for o in outcomes if o["outcome"] == "added"}
+    history = json.loads(ok(server, "history", survivor))
+    assert history["version"] == 2 and history["history"][0]["action"] == "merged"
+
+    correction = [{"role": "user", "content": "No, I moved to Porto in March, not Lisbon. I am still a nurse."}]
+    (tmp_path / "fix.json").write_text(json.dumps({"messages": correction, "is_feedback": True}))
+    ok(server, "add", "--file", str(tmp_path / "fix.json"))
+    [found] = json.loads(ok(server, "search", "Where does the user live?", "--relativity", "0"))[0]["memories"]
+    assert "Porto" in found["memory"]  # the corrected fact, and only it: the old one is archived
+    archived = json.loads(ok(server, "history", survivor))
+    assert archived["status"] == "archived" and archived["history"][0]["action"] == "archived"
+
+    receipt = json.loads(ok(server, "undo", survivor))
+    assert receipt["restored"] == [survivor]
+    assert json.loads(ok(server, "get", survivor))["metadata"]["status"] == "activated"

@@ -109,6 +109,7 @@ class DeployedStack(Stack):
 def aws_stack(dynamodb_local: Running | External, table: str, queues: Queues, osmem_url: str) -> Iterator[Stack]:
     settings = Settings(
         backend="aws",
+        embedder="hash",
         queue_url=queues.url,
         dead_letter_queue_url=queues.dlq_url,
         table_name=table,
@@ -141,7 +142,7 @@ def aws_stack(dynamodb_local: Running | External, table: str, queues: Queues, os
 
 
 def embedded_stack(data_dir: Path) -> Iterator[Stack]:
-    container = Container(Settings(backend="embedded", data_dir=data_dir, max_receive_count=3))
+    container = Container(Settings(backend="embedded", embedder="hash", data_dir=data_dir, max_receive_count=3))
     worker = EmbeddedWorker(container)
     worker.start()
     with serving(container):

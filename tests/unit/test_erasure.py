@@ -18,6 +18,7 @@ from memcube.domain.model import DeadLetter, MemoryItem, Principal, TaskState
 from memcube.domain.requests import AddRequest, to_command
 from memcube.domain.tasks import AddService
 from memcube.ports import PutResult
+from tests.unit.world import Clock
 
 
 class SqsLikeQueue(InMemoryQueue):
@@ -25,15 +26,6 @@ class SqsLikeQueue(InMemoryQueue):
 
     def discard(self, cube_id: str, user_id: str | None) -> list[str] | None:
         return None
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.tick = 0
-
-    def __call__(self) -> str:
-        self.tick += 1
-        return f"2026-11-25T10:00:{self.tick:02d}.000Z"
 
 
 class World:

@@ -50,8 +50,9 @@ def test_deprecated_doc_path_is_refused_with_a_pointer_to_inline_files() -> None
         command(doc_path="/etc/passwd")
 
 
-def test_mode_is_dropped_for_async_adds_as_memos_does() -> None:
-    assert command(mode="fast").mode is None
+def test_mode_is_kept_for_async_adds_so_the_worker_can_honour_or_note_it() -> None:
+    assert command(mode="fast").mode == "fast"
+    assert command().mode is None  # unset: fine when an LLM is configured, else fast
     assert command(mode="fast", async_mode="sync").mode == "fast"
 
 

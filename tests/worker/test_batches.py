@@ -262,3 +262,21 @@ def test_receipts_skipped_behind_a_failing_message_do_not_use_up_its_attempts(
     with_receive_count(event, worker.settings.max_receive_count + 3)  # inflated by skipped receipts
     assert failures(invoke_worker(event)) == message_ids(event)  # its first real attempt: retried
     assert store_of(worker).list_dead_letters() == []
+
+
+def test_a_record_is_not_started_with_too_little_of_the_invocation_left(worker: Container) -> None:
+    """Near the timeout the worker hands records back unstarted (no attempt recorded) instead
+    of being cut off mid-LLM-call; the next invocation processes them."""
+    from memcube_worker.handler import lambda_handler
+    from tests.lambda_support import FakeLambdaContext
+
+    event = load_event("sqs_fifo_batch.json")
+    late = FakeLambdaContext(remaining_ms=int(worker.settings.record_budget_seconds * 1000) - 1)
+    result = lambda_handler(event, late)  # type: ignore[arg-type]
+    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == sorted(message_ids(event))
+    store = store_of(worker)
+    assert all(store.get_task(task_id) is None for task_id, _ in BATCH_TASKS)  # nothing was started
+    assert invoke_worker(event) == {"batchItemFailures": []}
+    for task_id, _ in BATCH_TASKS:
+        record = store.get_task(task_id)
+        assert record is not None and record.parts[0].attempts == 1

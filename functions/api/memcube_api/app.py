@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
@@ -14,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from memcube.domain import limits
 from memcube.domain.deletion import DeleteCubeRequest, DeleteMemoryRequest, Receipt
+from memcube.domain.history import UndoRequest
 from memcube.domain.memories import MAX_PAGE_SIZE
 from memcube.domain.model import MemoryItem, Principal, TaskRecord, TaskState
 from memcube.domain.requests import AddRequest, Id, to_command
@@ -117,7 +119,9 @@ def services(request: Request) -> Container:
 Services = Annotated[Container, Depends(services)]
 
 
-def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callable[[], None]] = ()) -> FastAPI:
+def create_app(  # noqa: PLR0915 - one statement per route: the routes read best in one place
+    container: Callable[[], Container], on_shutdown: Sequence[Callable[[], None]] = ()
+) -> FastAPI:
     """Build the app around a container factory (called per request; it caches itself).
 
     `on_shutdown` runs when the server shuts down gracefully (SIGTERM included): the embedded
@@ -184,6 +188,35 @@ def create_app(container: Callable[[], Container], on_shutdown: Sequence[Callabl
     ) -> JSONResponse:
         item = c.reader.get(memory_id, Principal(user_id=user_id or ""))
         return envelope(200, "Memory retrieved successfully", item.public())
+
+    @app.get(
+        "/product/get_memory_history/{memory_id}",
+        summary="One memory (any status) with its versions: merges, corrections, archivals and undos",
+    )
+    def get_memory_history(
+        c: Services,
+        memory_id: Annotated[str, Path(min_length=1, max_length=200)],
+        user_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
+    ) -> JSONResponse:
+        item = c.history.history(memory_id, Principal(user_id=user_id or ""))
+        data = {
+            "memory_id": item.id,
+            "status": item.metadata.status,
+            "version": item.metadata.version,
+            "memory": item.public(),
+            "history": list(reversed(item.metadata.history)),
+        }
+        return envelope(200, f"Memory history retrieved: {len(item.metadata.history)} change(s)", data)
+
+    @post_json(
+        "/product/undo_memory",
+        UndoRequest,
+        summary="Undo a memory's latest merge or correction, restoring the previous active item(s)",
+    )
+    async def undo_memory(request: Request, c: Services) -> JSONResponse:
+        req = await read_json(request, UndoRequest)
+        receipt = await run_in_threadpool(c.history.undo, req, Principal(user_id=req.user_id))
+        return envelope(200, f"Undid the {receipt.undone} change of {receipt.memory_id}", asdict(receipt))
 
     @post_json(
         "/product/get_memory",

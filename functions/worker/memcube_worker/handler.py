@@ -28,8 +28,12 @@ class RetryLater(Exception):
     """Report this record as failed so SQS delivers it again (or dead-letters it)."""
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     container = container_from_env()
+    budget_ms = container.settings.record_budget_seconds * 1000
+    if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < budget_ms:
+        # Not started, so no attempt is recorded: better redelivered than cut off by the timeout.
+        raise RetryLater(f"message {record.message_id} not started: too little of the invocation's time is left")
     attempt = int(record.attributes.approximate_receive_count or "1")
     logger.append_keys(cube_id=record.attributes.message_group_id, message_id=record.message_id)
     task_id = peek(record.body, "task_id")  # for log correlation; the domain validates the body

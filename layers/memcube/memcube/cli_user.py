@@ -223,6 +223,26 @@ def get(url: str, user_id: str, api_key: str | None, memory_id: str) -> None:
 
 @click.command()
 @_connection
+@click.argument("memory_id")
+@_guarded
+def history(url: str, user_id: str, api_key: str | None, memory_id: str) -> None:
+    """MEMORY_ID's versions, newest first: merges, corrections, archivals, undos."""
+    with _client(url, api_key) as client:
+        _echo_json(client.history(memory_id, user_id))
+
+
+@click.command()
+@_connection
+@click.argument("memory_id")
+@_guarded
+def undo(url: str, user_id: str, api_key: str | None, memory_id: str) -> None:
+    """Undo MEMORY_ID's latest merge or correction, restoring the previous active item(s)."""
+    with _client(url, api_key) as client:
+        _echo_json(client.undo(memory_id, user_id))
+
+
+@click.command()
+@_connection
 @click.option("--id", "memory_ids", multiple=True, help="Memory id (repeatable).")
 @click.option("--file-id", "file_ids", multiple=True, help="Delete the memories read from this file (repeatable).")
 @click.option("--filter", "filter_json", default=None, help="Delete what matches this filter (JSON).")
@@ -320,4 +340,4 @@ def _batches(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-USER_COMMANDS = [add, status, search, get, delete, delete_cube, export, import_]
+USER_COMMANDS = [add, status, search, get, history, undo, delete, delete_cube, export, import_]

@@ -107,6 +107,16 @@ class MemcubeClient:
         data: dict[str, Any] = self.request("GET", f"/product/get_memory/{memory_id}", params={"user_id": user_id})
         return data
 
+    def history(self, memory_id: str, user_id: str) -> dict[str, Any]:
+        path = f"/product/get_memory_history/{memory_id}"
+        data: dict[str, Any] = self.request("GET", path, params={"user_id": user_id})
+        return data
+
+    def undo(self, memory_id: str, user_id: str) -> dict[str, Any]:
+        body = {"user_id": user_id, "memory_id": memory_id}
+        data: dict[str, Any] = self.request("POST", "/product/undo_memory", body=body)
+        return data
+
     def delete(self, body: dict[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = self.request("POST", "/product/delete_memory", body=body)
         return data

@@ -70,6 +70,18 @@ class MemoryStore(Protocol):
         """
         ...
 
+    def update_memory(self, item: MemoryItem, expected_version: int) -> bool:
+        """Replace a stored item (same id, cube and content; metadata, status and version may
+        change) if its stored version is still `expected_version`. False when another writer
+        changed it first or it is gone: the caller rereads and decides again."""
+        ...
+
+    def similar_ids(self, cube_id: str, text: str, limit: int) -> list[str]:
+        """Ids of the cube's items (any status) sharing a MinHash LSH band with `text`
+        (`domain.similarity.lsh_keys`), most shared bands first: lexical near-duplicate
+        candidates, visible as soon as their item is written. The caller confirms each."""
+        ...
+
     def get_memory(self, memory_id: str) -> MemoryItem | None: ...
 
     def get_memories(self, memory_ids: Sequence[str]) -> list[MemoryItem]: ...
@@ -141,6 +153,18 @@ class SearchIndex(Protocol):
         by vector similarity and the top `limit` by text relevance (merged by id)."""
         ...
 
+    def embedding_model(self) -> str | None:
+        """The model id of the embeddings the index holds, recorded by the first upsert into the
+        empty index ("" for vectors without one; None while nothing is recorded). The index
+        refuses vectors of another model or dimension (`EmbeddingMismatch`); comparing this with
+        the configured embedder also catches a query vector of another model of the same size."""
+        ...
+
+    def reset(self) -> None:
+        """Drop every document and the recorded model: `memcube reindex` rebuilds from empty when
+        the embedder changed (OpenSearch recreates the index: its vector field has a fixed size)."""
+        ...
+
 
 class Embedder(Protocol):
     @property
@@ -151,6 +175,19 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One vector per text, computed in one batch."""
+        ...
+
+
+class LLM(Protocol):
+    """A chat model behind one call. Adapters own timeouts and retries with backoff; when the
+    provider still cannot answer they raise `LLMUnavailable`, so the queued message is retried
+    and its task part shows why. The reply is data to validate, never instructions to follow."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def complete(self, system: str, user: str, *, json_output: bool = True) -> str:
+        """The model's reply to one system + user turn (JSON mode where the provider has it)."""
         ...
 
 

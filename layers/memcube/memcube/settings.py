@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,12 +29,53 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=900.0, gt=0)
     """Embedded queue visibility timeout (SQS: the queue's VisibilityTimeout)."""
 
+    record_budget_seconds: float = Field(default=120.0, ge=0, le=900)
+    """Worker Lambda: a message is only started with at least this much of the invocation left
+    (fine mode calls an LLM per window); later ones of the batch go back to the queue unstarted."""
+
     sync_timeout_seconds: float = Field(default=25.0, gt=0, le=600)
     """How long a sync add waits for its task before answering `in_progress`."""
 
-    embedder: Literal["hash"] = "hash"
-    """Embedding model. `hash`: the deterministic offline feature-hashing embedder."""
+    embedder: Literal["minilm", "hash", "bedrock", "openai"] | None = None
+    """Embedding model; by default `minilm` embedded, `bedrock` on aws, `hash` on memory.
+    `minilm`: all-MiniLM-L6-v2 run locally (offline, 384-d); `hash`: the deterministic
+    feature-hashing embedder (tests); `bedrock`: Amazon Titan text embeddings; `openai`: any
+    OpenAI-compatible /embeddings endpoint. An index records the model it was built with and
+    refuses vectors of another (reindex to switch)."""
+    embedding_model: str | None = None
+    """The provider's model id (bedrock: amazon.titan-embed-text-v2:0; openai: e.g. text-embedding-3-small)."""
     embedding_dimension: int = Field(default=384, ge=8, le=4096)
+    embedding_base_url: str | None = None
+    embedding_api_key: SecretStr | None = None
+
+    llm: Literal["none", "bedrock", "openai"] = "none"
+    """The LLM for fine mode, feedback decisions and the organizer's judge. `none`: fast mode
+    only (a fine request says so); `openai`: any OpenAI-compatible chat endpoint (vLLM, Ollama,
+    DeepSeek, Qwen, OpenAI) at `llm_base_url`; `bedrock`: the Bedrock Converse API."""
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+
+    near_duplicate_jaccard: float = Field(default=0.6, gt=0, le=1)
+    """Organizer: word-shingle Jaccard similarity at or above which a new item is merged into an
+    existing one (lexical, so consistent the moment an item is written)."""
+    near_duplicate_cosine: float = Field(default=0.9, gt=0, le=1)
+    """Organizer: embedding cosine at or above which a new item is merged into an existing one."""
+    related_cosine: float = Field(default=0.6, gt=0, le=1)
+    """Organizer and feedback: cosine at or above which an existing item is offered to the LLM
+    as related (redundant / contradictory / independent; ADD / UPDATE / NONE)."""
+
+    feedback_cosine: float = Field(default=0.45, gt=0, le=1)
+    """Feedback without an LLM: the cosine at or above which the single clearly related item
+    (ahead of the next by 0.1, sharing a content word) is superseded by the correction."""
+
+    @property
+    def embedder_kind(self) -> Literal["minilm", "hash", "bedrock", "openai"]:
+        if self.embedder is not None:
+            return self.embedder
+        return {"embedded": "minilm", "aws": "bedrock", "memory": "hash"}[self.backend]  # type: ignore[return-value]
 
     queue_url: str | None = None
     dead_letter_queue_url: str | None = None
@@ -57,4 +98,10 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"the aws backend needs {', '.join(missing)} (the stack's Outputs)")
+        if self.llm != "none" and not self.llm_model:
+            raise ValueError(f"MEMCUBE_LLM={self.llm} needs MEMCUBE_LLM_MODEL")
+        if self.llm == "openai" and not self.llm_base_url:
+            raise ValueError("MEMCUBE_LLM=openai needs MEMCUBE_LLM_BASE_URL (e.g. http://localhost:11434/v1)")
+        if self.embedder == "openai" and not (self.embedding_base_url and self.embedding_model):
+            raise ValueError("MEMCUBE_EMBEDDER=openai needs MEMCUBE_EMBEDDING_BASE_URL and MEMCUBE_EMBEDDING_MODEL")
         return self

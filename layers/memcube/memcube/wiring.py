@@ -11,9 +11,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from memcube.domain.deletion import DeletionService
+from memcube.domain.history import HistoryService
 from memcube.domain.ingest import IngestService
 from memcube.domain.maintenance import Maintenance
 from memcube.domain.memories import MemoryReader
+from memcube.domain.model import iso, utcnow
+from memcube.domain.organizer import Thresholds
 from memcube.domain.search import SearchService
 from memcube.domain.tasks import AddService, StatusService
 from memcube.domain.transfer import TransferService
@@ -22,7 +25,7 @@ from memcube.settings import Settings
 if TYPE_CHECKING:
     from memcube.adapters.sqlite_queue import SqliteQueue
     from memcube.adapters.sqs_queue import SqsQueue
-    from memcube.ports import DeadLetterSink, Embedder, SearchIndex, TaskQueue, Telemetry
+    from memcube.ports import LLM, DeadLetterSink, Embedder, SearchIndex, TaskQueue, Telemetry
 
 
 class Container:
@@ -109,15 +112,58 @@ class Container:
             _required(s.opensearch_endpoint),
             index=s.opensearch_index,
             service=s.opensearch_service,
-            dimension=s.embedding_dimension,
+            dimension=self.embedder.dimension,
             auth=s.opensearch_auth,
         )
 
     @cached_property
     def embedder(self) -> Embedder:
+        """The configured embedding model (`MEMCUBE_EMBEDDER`, by default per backend). Each is
+        imported only when chosen, so a backend never needs another's packages."""
+        s = self.settings
+        kind = s.embedder_kind
+        if kind == "minilm":
+            from memcube.adapters.minilm_embedder import MiniLMEmbedder
+
+            return MiniLMEmbedder()
+        if kind == "bedrock":
+            from memcube.adapters.bedrock import TitanEmbedder
+
+            return TitanEmbedder(s.embedding_model or "amazon.titan-embed-text-v2:0", dimension=s.embedding_dimension)
+        if kind == "openai":
+            from memcube.adapters.openai_compat import OpenAICompatibleEmbedder
+
+            return OpenAICompatibleEmbedder(
+                _required(s.embedding_base_url),
+                _required(s.embedding_model),
+                dimension=s.embedding_dimension,
+                api_key=s.embedding_api_key.get_secret_value() if s.embedding_api_key else None,
+            )
         from memcube.adapters.hash_embedder import HashEmbedder
 
-        return HashEmbedder(self.settings.embedding_dimension)
+        return HashEmbedder(s.embedding_dimension)
+
+    @cached_property
+    def llm(self) -> LLM | None:
+        """The LLM for fine mode, feedback and the organizer's judge; None runs fast mode only.
+        Built only by the worker side (the API just needs to know whether one is configured)."""
+        s = self.settings
+        secret = s.llm_api_key.get_secret_value() if s.llm_api_key else None
+        if s.llm == "openai":
+            from memcube.adapters.openai_compat import OpenAICompatibleLLM
+
+            return OpenAICompatibleLLM(
+                _required(s.llm_base_url),
+                _required(s.llm_model),
+                api_key=secret,
+                timeout=s.llm_timeout_seconds,
+                max_retries=s.llm_max_retries,
+            )
+        if s.llm == "bedrock":
+            from memcube.adapters.bedrock import BedrockLLM
+
+            return BedrockLLM(_required(s.llm_model), timeout=s.llm_timeout_seconds, max_retries=s.llm_max_retries)
+        return None
 
     @cached_property
     def telemetry(self) -> Telemetry:
@@ -131,7 +177,7 @@ class Container:
 
     @cached_property
     def add(self) -> AddService:
-        return AddService(self.store, self.store, self.queue)
+        return AddService(self.store, self.store, self.queue, fine_available=self.settings.llm != "none")
 
     @cached_property
     def status(self) -> StatusService:
@@ -149,9 +195,20 @@ class Container:
             self.store,
             self.index,
             self.embedder,
+            llm=self.llm,
+            thresholds=Thresholds(
+                jaccard=self.settings.near_duplicate_jaccard,
+                cosine=self.settings.near_duplicate_cosine,
+                related=self.settings.related_cosine,
+            ),
+            feedback_cosine=self.settings.feedback_cosine,
             telemetry=self.telemetry,
             dead_letters=self.dead_letters,
         )
+
+    @cached_property
+    def history(self) -> HistoryService:
+        return HistoryService(self.store, self.store, self.index, self.embedder, lambda: iso(utcnow()))
 
     @cached_property
     def searcher(self) -> SearchService:
@@ -167,7 +224,7 @@ class Container:
 
     @cached_property
     def maintenance(self) -> Maintenance:
-        return Maintenance(self.store, self.index)
+        return Maintenance(self.store, self.index, self.embedder)
 
     def close(self) -> None:
         for name in ("store", "local_queue", "index"):

@@ -10,8 +10,9 @@ TTL on `expires_at` (epoch seconds). Every record keeps its pydantic model's JSO
 | task | `TASK#<task>` | `#TASK` | `gsi1pk=USER#<user>`, `gsi1sk=<created_at>#<task>`, `expires_at` |
 | task part | `TASK#<task>` | `PART#<cube>` | `ord` (request order), `expires_at` |
 | idempotency key | `IDEM#<key>` | `#IDEM` | `task_id`, `expires_at` (an expired key is free again) |
-| memory item | `CUBE#<cube>` | `ITEM#<created_at>#<id>` | `memory_id`, `status` |
+| memory item | `CUBE#<cube>` | `ITEM#<created_at>#<id>` | `memory_id`, `status`, `version` |
 | content guard | `CUBE#<cube>` | `HASH#<content_hash>` | `memory_id` of the one item with that content |
+| LSH band key | `CUBE#<cube>` | `LSH#<band key>#<id>` | `memory_id` (near-duplicate candidates) |
 | id pointer | `MEM#<id>` | `#MEM` | `cube_id`, `item_sk`: get by id with two reads, never a scan |
 | user | `USER#<user>` | `#USER` | (presence is the fact) |
 | dead letter | `DLQ` | `<failed_at>#<message_id>` | |
@@ -28,8 +29,9 @@ lands there only after the redrive policy's receives), so one `DLQ` partition is
 1,000 writes/s and keeps them listable in order with a single Query; sharding it would turn every
 listing into a scatter-gather.
 
-Writes: `put_memory` is one TransactWriteItems of the guard (`attribute_not_exists`), the item and
-its pointer, so two writers of one content can never both succeed; a loser reads the guard's
+Writes: `put_memory` is one TransactWriteItems of the guard (`attribute_not_exists`), the item,
+its pointer and its LSH band keys (`domain.similarity`), so a near-copy is found by the very next
+add and two writers of one content can never both succeed; a loser reads the guard's
 owner from the cancellation reason (`ReturnValuesOnConditionCheckFailure`) and reports `duplicate`,
 or `exists` when the owner is its own id (a redelivery). `create_task` writes the task
 (`attribute_not_exists`) and its parts in one transaction. Transactions carry a
@@ -56,6 +58,7 @@ from itertools import islice
 from typing import Any, Final
 
 from memcube.domain.model import DeadLetter, MemoryItem, MemoryMetadata, Task, TaskPart, TaskRecord
+from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
 
 DynamoClient = Any
@@ -116,6 +119,10 @@ def _text(attr: Attr) -> str:
 
 def _item_sk(meta: MemoryMetadata, memory_id: str) -> str:
     return f"ITEM#{meta.created_at}#{memory_id}"
+
+
+def _band_sks(item: MemoryItem) -> list[str]:
+    return [f"LSH#{key}#{item.id}" for key in lsh_keys(item.memory)]
 
 
 def _backoff(attempt: int) -> float:
@@ -416,10 +423,15 @@ class DynamoStore:
                     "sk": _s(item_sk),
                     "memory_id": _s(item.id),
                     "status": _s(meta.status),
+                    "version": _n(meta.version),
                     "body": _body(item.model_dump_json()),
                 },
             }
         }
+        bands = [
+            {"Put": {"TableName": self._table, "Item": {"pk": cube, "sk": _s(sk), "memory_id": _s(item.id)}}}
+            for sk in _band_sks(item)
+        ]
         pointer = {
             "Put": {
                 "TableName": self._table,
@@ -431,11 +443,63 @@ class DynamoStore:
                 },
             }
         }
-        failed = self._transact([guard, record, pointer])
+        failed = self._transact([guard, record, pointer, *bands])
         if failed is None:
             return PutResult("created")
         owner = (failed.get("Item") or {}).get("memory_id", {}).get("S") or self._guard_owner(meta)
         return PutResult("exists", item.id) if owner == item.id else PutResult("duplicate", owner)
+
+    def update_memory(self, item: MemoryItem, expected_version: int) -> bool:
+        stored = self.get_memory(item.id)
+        if stored is None:
+            return False
+        if not stored.same_content(item):
+            raise ValueError(f"update_memory may not change the cube, text or creation time of {item.id!r}")
+        meta = item.metadata
+        # Items written before versions were kept as an attribute count as version 1.
+        condition = "attribute_exists(#pk) AND #v = :v"
+        if expected_version == 1:
+            condition = "attribute_exists(#pk) AND (attribute_not_exists(#v) OR #v = :v)"
+        try:
+            self._write(
+                "put_item",
+                Item={
+                    "pk": _s(f"CUBE#{meta.cube_id}"),
+                    "sk": _s(_item_sk(meta, item.id)),
+                    "memory_id": _s(item.id),
+                    "status": _s(meta.status),
+                    "version": _n(meta.version),
+                    "body": _body(item.model_dump_json()),
+                },
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#pk": "pk", "#v": "version"},
+                ExpressionAttributeValues={":v": _n(expected_version)},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def similar_ids(self, cube_id: str, text: str, limit: int) -> list[str]:
+        keys = lsh_keys(text)
+        if not keys:
+            return []
+        cube = _s(f"CUBE#{cube_id}")
+
+        def band(key: str) -> list[str]:
+            found = self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={":pk": cube, ":prefix": _s(f"LSH#{key}#")},
+                ProjectionExpression="memory_id",
+                ConsistentRead=True,
+            )
+            return [str(i["memory_id"]["S"]) for i in found]
+
+        counts: dict[str, int] = {}
+        with ThreadPoolExecutor(max_workers=min(DELETERS, len(keys))) as pool:
+            for ids in pool.map(band, keys):
+                for memory_id in ids:
+                    counts[memory_id] = counts.get(memory_id, 0) + 1
+        return sorted(counts, key=lambda i: (-counts[i], i))[:limit]
 
     def _guard_owner(self, meta: MemoryMetadata) -> str:
         found = self._get({"pk": _s(f"CUBE#{meta.cube_id}"), "sk": _s(f"HASH#{meta.content_hash}")})
@@ -562,6 +626,8 @@ class DynamoStore:
             deleted = True
         except self.client.exceptions.ConditionalCheckFailedException:
             deleted = False
+        for sk in _band_sks(item):
+            self._write("delete_item", Key={"pk": cube, "sk": _s(sk)})
         self._write("delete_item", Key={"pk": _s(f"MEM#{item.id}"), "sk": _s(POINTER_SK)})
         return deleted
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 
+from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.filters import Filter, matches
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
 from memcube.domain.search import filter_doc
+from memcube.domain.similarity import lsh_keys
 from memcube.ports import Hit, PutResult
 
 
@@ -26,6 +28,7 @@ class InMemoryStore:
         self._guards: dict[tuple[str, str], str] = {}
         self._users: set[str] = set()
         self._erasures: dict[tuple[str, str | None], str] = {}
+        self._bands: dict[tuple[str, str], set[str]] = {}
 
     def create_task(self, task: Task, parts: Sequence[TaskPart]) -> bool:
         cubes = [p.cube_id for p in parts]
@@ -89,7 +92,27 @@ class InMemoryStore:
                 return PutResult("exists", item.id)
             self._guards[guard] = item.id
             self._items[item.id] = item.model_copy(deep=True)
+            for key in lsh_keys(item.memory):
+                self._bands.setdefault((item.metadata.cube_id, key), set()).add(item.id)
             return PutResult("created")
+
+    def update_memory(self, item: MemoryItem, expected_version: int) -> bool:
+        with self._lock:
+            stored = self._items.get(item.id)
+            if stored is None or stored.metadata.version != expected_version:
+                return False
+            if not stored.same_content(item):
+                raise ValueError(f"update_memory may not change the cube or the text of {item.id!r}")
+            self._items[item.id] = item.model_copy(deep=True)
+            return True
+
+    def similar_ids(self, cube_id: str, text: str, limit: int) -> list[str]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            for key in lsh_keys(text):
+                for memory_id in self._bands.get((cube_id, key), ()):
+                    counts[memory_id] = counts.get(memory_id, 0) + 1
+        return sorted(counts, key=lambda i: (-counts[i], i))[:limit]
 
     def get_memory(self, memory_id: str) -> MemoryItem | None:
         with self._lock:
@@ -129,6 +152,8 @@ class InMemoryStore:
                 if self._items.pop(item.id, None) is None:
                     continue
                 removed += 1
+                for key in lsh_keys(item.memory):
+                    self._bands.get((item.metadata.cube_id, key), set()).discard(item.id)
                 guard = (item.metadata.cube_id, item.metadata.content_hash)
                 if self._guards.get(guard) == item.id:
                     del self._guards[guard]
@@ -180,13 +205,27 @@ class InMemoryQueue:
 class InMemoryIndex:
     def __init__(self) -> None:
         self.docs: dict[str, MemoryItem] = {}
+        self.embedding: tuple[str, int] | None = None
+        """(model id, dimension) of the vectors held: set by the first upsert, cleared when empty."""
+
+    def embedding_model(self) -> str | None:
+        return self.embedding[0] if self.embedding else None
+
+    def reset(self) -> None:
+        self.docs.clear()
+        self.embedding = None
 
     def upsert(self, items: Sequence[MemoryItem]) -> None:
+        offered = [(i.metadata.embedding_model or "", len(i.metadata.embedding)) for i in items if i.metadata.embedding]
+        self.embedding = EmbeddingMismatch.check(self.embedding, offered)
         for item in items:
             self.docs[item.id] = item.model_copy(deep=True)
 
     def delete(self, cube_id: str, memory_ids: Sequence[str]) -> int:
-        return sum(self.docs.pop(memory_id, None) is not None for memory_id in set(memory_ids))
+        removed = sum(self.docs.pop(memory_id, None) is not None for memory_id in set(memory_ids))
+        if not self.docs:
+            self.embedding = None
+        return removed
 
     def delete_where(self, cube_id: str, user_id: str | None) -> int:
         doomed = [
@@ -201,6 +240,8 @@ class InMemoryIndex:
     def search(
         self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
     ) -> list[Hit]:
+        if len(vector) and self.embedding and len(vector) != self.embedding[1]:
+            raise EmbeddingMismatch(self.embedding, ("", len(vector)), query=True)
         words = [w for w in text.lower().split() if w]
         scored: list[Hit] = []
         for doc in self.docs.values():

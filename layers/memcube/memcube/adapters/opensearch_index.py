@@ -8,6 +8,11 @@
   vectors are unit length, so inner product is cosine and avoids a per-query normalization).
 - **Index lifecycle**: `bootstrap()` creates the index; it runs from deployment or
   `memcube bootstrap-index`, never in a constructor or on a cold start.
+- **Embedding model**: the first upsert records the model id and dimension of its vectors in
+  the mapping's `_meta` (read once per process and cached); vectors or query vectors of another
+  raise `EmbeddingMismatch`. Switching models goes through `reset()` (`memcube reindex`), which
+  recreates the index: the `knn_vector` field's dimension cannot change in place. Deleting every
+  document keeps the record (a count is only eventually consistent on Serverless).
 - **Writes**: `_bulk` index ops with `_id` = memory id (a repeat overwrites, never duplicates).
 - **Read-your-writes**: on a managed domain every write uses `refresh=wait_for`, so an item of a
   completed task is searchable as soon as the task says so. OpenSearch Serverless accepts no
@@ -24,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.filters import And, Filter, Or
 from memcube.domain.model import MemoryItem
 from memcube.ports import Hit
@@ -194,6 +200,8 @@ class OpenSearchIndex:
         self._dimension = dimension
         self._auth = auth
         self._client = client
+        self._embedding: tuple[str, int] | None = None
+        self._embedding_read = False
 
     @property
     def client(self) -> Any:
@@ -236,9 +244,70 @@ class OpenSearchIndex:
         self.client.indices.create(index=self._index, body=mapping(self._dimension))
         return True
 
+    def embedding_model(self) -> str | None:
+        recorded = self._recorded(fresh=True)
+        return recorded[0] if recorded else None
+
+    def reset(self) -> None:
+        """Delete the index and create it again, empty and unrecorded, with this instance's
+        vector `dimension` (on Serverless the caller needs `aoss:DeleteIndex`)."""
+        if self.client.indices.exists(index=self._index):
+            self.client.indices.delete(index=self._index)
+        self._embedding, self._embedding_read = None, True
+        self.bootstrap()
+
+    def _recorded(self, *, fresh: bool = False) -> tuple[str, int] | None:
+        """The index's (model id, dimension), read from the mapping once and then cached."""
+        if fresh or not self._embedding_read:
+            self._embedding = self._read_record()
+            self._embedding_read = True
+        return self._embedding
+
+    def _read_record(self) -> tuple[str, int] | None:
+        from opensearchpy.exceptions import NotFoundError
+
+        try:
+            response = self.client.indices.get_mapping(index=self._index)
+        except NotFoundError:
+            return None  # not bootstrapped: the first upsert says so
+        mappings: dict[str, Any] = next(iter(response.values()))["mappings"]
+        meta = mappings.get("_meta") or {}
+        if "embedding_model" in meta and "embedding_dimension" in meta:
+            return str(meta["embedding_model"] or ""), int(meta["embedding_dimension"])
+        # An index written before records existed: its vector field's size, one document's model.
+        dimension = mappings.get("properties", {}).get("embedding", {}).get("dimension")
+        body = {"size": 1, "_source": ["embedding_model"], "query": {"exists": {"field": "embedding_model"}}}
+        hits = self.client.search(index=self._index, body=body)["hits"]["hits"]
+        if dimension is None or not hits:
+            return None
+        return str(hits[0]["_source"]["embedding_model"]), int(dimension)
+
+    def _check_embeddings(self, items: Sequence[MemoryItem]) -> None:
+        """Refuse vectors of another model than the recorded one; record the first."""
+        offered = [(i.metadata.embedding_model or "", len(i.metadata.embedding)) for i in items if i.metadata.embedding]
+        recorded = self._recorded()
+        try:
+            accepted = EmbeddingMismatch.check(recorded, offered)
+        except EmbeddingMismatch:  # another process may have rebuilt the index since this one read it
+            recorded = self._recorded(fresh=True)
+            accepted = EmbeddingMismatch.check(recorded, offered)
+        if accepted is None or accepted == recorded:
+            return
+        from opensearchpy.exceptions import NotFoundError
+
+        model, dimension = accepted
+        try:
+            self.client.indices.put_mapping(
+                index=self._index, body={"_meta": {"embedding_model": model, "embedding_dimension": dimension}}
+            )
+        except NotFoundError as exc:
+            raise IndexWriteError(f"index {self._index} does not exist: run `memcube bootstrap-index`") from exc
+        self._embedding = accepted
+
     def upsert(self, items: Sequence[MemoryItem]) -> None:
         if not items:
             return
+        self._check_embeddings(items)
         body: list[dict[str, Any]] = []
         for item in items:
             action: dict[str, Any] = {"_index": self._index, "_id": item.id}
@@ -313,6 +382,11 @@ class OpenSearchIndex:
     def search(
         self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
     ) -> list[Hit]:
+        recorded = self._recorded()
+        if len(vector) and recorded and len(vector) != recorded[1]:
+            recorded = self._recorded(fresh=True)  # the index may have been rebuilt since it was read
+            if recorded and len(vector) != recorded[1]:
+                raise EmbeddingMismatch(recorded, ("", len(vector)), query=True)
         hits: dict[str, Hit] = {}
         if self._vector_search and len(vector):
             for h in self._search(knn_query(vector, limit, cube_ids, flt), cube_ids):

@@ -22,6 +22,8 @@ class SqliteDb:
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left in free pages
         (current,) = self._conn.execute("PRAGMA user_version").fetchone()
+        self.upgraded_from: int | None = current if 0 < current < version else None
+        """The schema version found on open when it was older (so the owner can backfill)."""
         if current > version:
             raise RuntimeError(f"{path} has schema version {current}; this memcube knows {version}")
         if current < version:

@@ -1,12 +1,14 @@
 """The embedded default's search index: SQLite FTS5 for text, float32 vectors beside it.
 
-It is derived data (rebuildable from the store) and every query is filtered by cube id.
+It is derived data (rebuildable from the store) and every query is filtered by cube id. The
+`meta` table records the embedding model of its vectors; vectors of another are refused.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from memcube.adapters.sqlite_base import SqliteDb
+from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.filters import And, Filter, Or
 from memcube.domain.model import MemoryItem
 from memcube.domain.search import filter_doc
@@ -36,22 +39,44 @@ CREATE TABLE IF NOT EXISTS docs (
     model TEXT, vector BLOB, doc TEXT);
 CREATE INDEX IF NOT EXISTS docs_by_cube ON docs (cube_id, status);
 CREATE VIRTUAL TABLE IF NOT EXISTS docs_text USING fts5 (memory, key, tags, tokenize = 'unicode61');
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
 class SqliteIndex:
     def __init__(self, path: Path) -> None:
         self._db = SqliteDb(path, SCHEMA, version=1)
-        with self._db.tx() as cur:  # indexes made before filters existed lack the filter document
+        with self._db.tx() as cur:  # indexes made before filters (or model records) existed lack them
             columns = {r["name"] for r in cur.execute("PRAGMA table_info(docs)")}
             if "doc" not in columns:
                 cur.execute("ALTER TABLE docs ADD COLUMN doc TEXT")
+            cur.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
     def close(self) -> None:
         self._db.close()
 
-    def upsert(self, items: Sequence[MemoryItem]) -> None:
+    def embedding_model(self) -> str | None:
+        with self._db.read() as cur:
+            recorded = _recorded(cur)
+        return recorded[0] if recorded else None
+
+    def reset(self) -> None:
         with self._db.tx() as cur:
+            cur.execute("DELETE FROM docs_text")
+            cur.execute("DELETE FROM docs")
+            cur.execute("DELETE FROM meta WHERE key = 'embedding'")
+            cur.execute("INSERT INTO docs_text (docs_text) VALUES ('optimize')")
+        self._db.scrub()
+
+    def upsert(self, items: Sequence[MemoryItem]) -> None:
+        """All or nothing, in one transaction: vectors of another model than the recorded one
+        (`EmbeddingMismatch`) leave the index as it was."""
+        offered = [(i.metadata.embedding_model or "", len(i.metadata.embedding)) for i in items if i.metadata.embedding]
+        with self._db.tx() as cur:
+            recorded = _recorded(cur)
+            accepted = EmbeddingMismatch.check(recorded, offered)
+            if accepted != recorded:
+                cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('embedding', ?)", (json.dumps(accepted),))
             for item in items:
                 meta = item.metadata
                 vector = np.asarray(meta.embedding, dtype=np.float32).tobytes() if meta.embedding else None
@@ -81,6 +106,7 @@ class SqliteIndex:
                 cur.execute("DELETE FROM docs_text WHERE rowid = ?", (row["rid"],))
                 cur.execute("DELETE FROM docs WHERE rid = ?", (row["rid"],))
                 removed += 1
+            _forget_model_if_empty(cur)
         return removed
 
     def delete_where(self, cube_id: str, user_id: str | None) -> int:
@@ -92,6 +118,7 @@ class SqliteIndex:
             rids = [(r["rid"],) for r in cur.execute(sql, args).fetchall()]
             cur.executemany("DELETE FROM docs_text WHERE rowid = ?", rids)
             cur.executemany("DELETE FROM docs WHERE rid = ?", rids)
+            _forget_model_if_empty(cur)
             # FTS5 keeps a deleted row's tokens in its segments until they merge: merge now (erasure).
             cur.execute("INSERT INTO docs_text (docs_text) VALUES ('optimize')")
         self._db.scrub()
@@ -109,6 +136,9 @@ class SqliteIndex:
         candidates by FTS5 BM25 (any query word), merged by id."""
         where, params = _scope(cube_ids, flt)
         with self._db.read() as cur:
+            recorded = _recorded(cur)
+            if len(vector) and recorded and len(vector) != recorded[1]:
+                raise EmbeddingMismatch(recorded, ("", len(vector)), query=True)
             rows = cur.execute(f"SELECT d.rid, d.id, d.cube_id, d.vector FROM docs d WHERE {where}", params).fetchall()
             words = [w for w in (" ".join(fts_text(text).split())).split() if w]
             text_rows = []
@@ -121,15 +151,14 @@ class SqliteIndex:
                     [match, *params, limit],
                 ).fetchall()
         hits: dict[str, Hit] = {}
-        with_vectors = [r for r in rows if r["vector"]]
+        with_vectors = [r for r in rows if r["vector"] and len(r["vector"]) == 4 * len(vector)]
         if with_vectors and len(vector):
             query = np.asarray(vector, dtype=np.float32)
             matrix = np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in with_vectors])
-            if matrix.shape[1] == query.shape[0]:
-                cosines = matrix @ query
-                for n in np.argsort(-cosines)[:limit]:
-                    row = with_vectors[int(n)]
-                    hits[row["id"]] = Hit(row["id"], row["cube_id"], float(cosines[n]), None)
+            cosines = matrix @ query
+            for n in np.argsort(-cosines)[:limit]:
+                row = with_vectors[int(n)]
+                hits[row["id"]] = Hit(row["id"], row["cube_id"], float(cosines[n]), None)
         for row in text_rows:
             known = hits.get(row["id"])
             hits[row["id"]] = Hit(row["id"], row["cube_id"], known.cosine if known else None, float(row["score"]))
@@ -149,6 +178,23 @@ class SqliteIndex:
                 (match, cube_id, limit),
             ).fetchall()
         return [r["id"] for r in rows]
+
+
+def _recorded(cur: sqlite3.Cursor) -> tuple[str, int] | None:
+    """The (model id, dimension) of the indexed vectors: the `meta` record, or for an index
+    written before records existed, read off one of its vectors (float32: 4 bytes each)."""
+    row = cur.execute("SELECT value FROM meta WHERE key = 'embedding'").fetchone()
+    if row is not None:
+        model, dimension = json.loads(row["value"])
+        return str(model), int(dimension)
+    row = cur.execute("SELECT model, length(vector) AS size FROM docs WHERE vector IS NOT NULL LIMIT 1").fetchone()
+    return (row["model"] or "", row["size"] // 4) if row is not None else None
+
+
+def _forget_model_if_empty(cur: sqlite3.Cursor) -> None:
+    """An index left without any document may take vectors of any model again."""
+    if cur.execute("SELECT 1 FROM docs LIMIT 1").fetchone() is None:
+        cur.execute("DELETE FROM meta WHERE key = 'embedding'")
 
 
 def _scope(cube_ids: Sequence[str], flt: Filter | None) -> tuple[str, list[Any]]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from memcube.adapters.sqlite_base import SqliteDb
 from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
+from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
 
 SCHEMA = """
@@ -25,6 +27,10 @@ CREATE INDEX IF NOT EXISTS items_by_cube ON items (cube_id, status, created_at, 
 CREATE TABLE IF NOT EXISTS content_guards (
     cube_id TEXT NOT NULL, content_hash TEXT NOT NULL, memory_id TEXT NOT NULL,
     PRIMARY KEY (cube_id, content_hash));
+CREATE TABLE IF NOT EXISTS lsh_bands (
+    cube_id TEXT NOT NULL, band_key TEXT NOT NULL, memory_id TEXT NOT NULL,
+    PRIMARY KEY (cube_id, band_key, memory_id));
+CREATE INDEX IF NOT EXISTS lsh_bands_by_memory ON lsh_bands (memory_id);
 CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS erasures (
     cube_id TEXT NOT NULL, user_id TEXT NOT NULL, erased_at TEXT NOT NULL, PRIMARY KEY (cube_id, user_id));
@@ -37,7 +43,15 @@ class SqliteStore:
     """TaskStore + MemoryStore + UserDirectory on one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        self._db = SqliteDb(path, SCHEMA, version=2)
+        self._db = SqliteDb(path, SCHEMA, version=3)
+        if self._db.upgraded_from is not None and self._db.upgraded_from < 3:
+            self._backfill_bands()
+
+    def _backfill_bands(self) -> None:
+        """Version 3 added LSH band keys: file them for items written by an older memcube."""
+        for item in list(self.iter_memories()):
+            with self._db.tx() as cur:
+                self._file_bands(cur, item)
 
     def close(self) -> None:
         self._db.close()
@@ -133,7 +147,44 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO items (id, cube_id, status, created_at, body) VALUES (?, ?, ?, ?, ?)",
                 (item.id, meta.cube_id, meta.status, meta.created_at, item.model_dump_json()),
             )
+            self._file_bands(cur, item)
             return PutResult("created")
+
+    @staticmethod
+    def _file_bands(cur: sqlite3.Cursor, item: MemoryItem) -> None:
+        cur.executemany(
+            "INSERT OR IGNORE INTO lsh_bands (cube_id, band_key, memory_id) VALUES (?, ?, ?)",
+            [(item.metadata.cube_id, key, item.id) for key in lsh_keys(item.memory)],
+        )
+
+    def update_memory(self, item: MemoryItem, expected_version: int) -> bool:
+        with self._db.tx() as cur:
+            row = cur.execute("SELECT body FROM items WHERE id = ?", (item.id,)).fetchone()
+            if row is None:
+                return False
+            stored = MemoryItem.model_validate_json(row["body"])
+            if stored.metadata.version != expected_version:
+                return False
+            if not stored.same_content(item):
+                raise ValueError(f"update_memory may not change the cube or the text of {item.id!r}")
+            cur.execute(
+                "UPDATE items SET status = ?, body = ? WHERE id = ?",
+                (item.metadata.status, item.model_dump_json(), item.id),
+            )
+            return True
+
+    def similar_ids(self, cube_id: str, text: str, limit: int) -> list[str]:
+        keys = lsh_keys(text)
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        with self._db.read() as cur:
+            rows = cur.execute(
+                f"SELECT memory_id, COUNT(*) AS shared FROM lsh_bands WHERE cube_id = ? AND band_key IN ({marks}) "
+                "GROUP BY memory_id ORDER BY shared DESC, memory_id LIMIT ?",
+                (cube_id, *keys, limit),
+            ).fetchall()
+        return [str(r["memory_id"]) for r in rows]
 
     def get_memory(self, memory_id: str) -> MemoryItem | None:
         with self._db.read() as cur:
@@ -198,6 +249,7 @@ class SqliteStore:
             for item in items:
                 cur.execute("DELETE FROM items WHERE id = ?", (item.id,))
                 removed += cur.rowcount
+                cur.execute("DELETE FROM lsh_bands WHERE memory_id = ?", (item.id,))
                 cur.execute(
                     "DELETE FROM content_guards WHERE cube_id = ? AND content_hash = ? AND memory_id = ?",
                     (item.metadata.cube_id, item.metadata.content_hash, item.id),

@@ -52,8 +52,50 @@ class Unavailable(DomainError):
     code = "unavailable"
 
 
+class LLMUnavailable(Unavailable):
+    """The LLM provider did not answer usably after the adapter's retries (timeout, throttling,
+    5xx, refused credentials): the worker leaves the message for redelivery."""
+
+    code = "llm_unavailable"
+
+
 class PermanentError(DomainError):
     """A queued message that can never succeed: it is dead-lettered at once, never retried."""
 
     http_status = 422
     code = "rejected"
+
+
+class EmbeddingMismatch(DomainError):
+    """Vectors of another embedding model (or dimension) than the index was built with: their
+    similarities to the indexed vectors would be meaningless, so the index refuses them (the
+    worker retries; `memcube reindex` rebuilds the index with the configured embedder)."""
+
+    http_status = 409
+    code = "embedding_mismatch"
+
+    def __init__(self, recorded: tuple[str, int], got: tuple[str, int], *, query: bool = False) -> None:
+        """`recorded` and `got` are (model id, dimension): the index's and the offered vectors'
+        ("" for vectors without a model id; a query vector carries none: `query=True`)."""
+
+        def label(model: str, dimension: int) -> str:
+            return f"{model or 'an unnamed model'} ({dimension}-d)"
+
+        offered = f"a {got[1]}-d query vector" if query else f"embeddings of {label(*got)}"
+        super().__init__(
+            f"the search index was built with embeddings of {label(*recorded)} and refuses {offered}: "
+            "run `memcube reindex` to rebuild it with the configured embedder (MEMCUBE_EMBEDDER)"
+        )
+        self.recorded = recorded
+        self.got = got
+
+    @classmethod
+    def check(cls, recorded: tuple[str, int] | None, offered: list[tuple[str, int]]) -> tuple[str, int] | None:
+        """The index's (model id, dimension) after accepting `offered` pairs, all of which must
+        equal `recorded` (or, when nothing is recorded yet, the first of them); raises otherwise."""
+        for pair in offered:
+            if recorded is None:
+                recorded = pair
+            elif pair != recorded:
+                raise cls(recorded, pair)
+        return recorded

@@ -19,23 +19,28 @@ from enum import Enum
 from pydantic import ValidationError
 
 from memcube.domain.errors import Forbidden, PermanentError
+from memcube.domain.extraction import Extraction, Extractor
+from memcube.domain.feedback import FeedbackService, split_feedback
 from memcube.domain.messages import QueuedAdd, peek
 from memcube.domain.model import (
     ERASED_NOTE,
     DeadLetter,
     MemoryItem,
     MemoryMetadata,
-    MemoryOutcome,
+    MemoryType,
     Principal,
+    SourceMessage,
     Task,
     TaskPart,
     TaskState,
     iso,
     utcnow,
 )
+from memcube.domain.organizer import Organizer, Placement, Thresholds
 from memcube.domain.permissions import UserDirectory, authorize_write
-from memcube.domain.reader import Window, windows
+from memcube.domain.reader import windows
 from memcube.ports import (
+    LLM,
     DeadLetterSink,
     Embedder,
     MemoryStore,
@@ -56,8 +61,23 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(folded.encode()).hexdigest()
 
 
-def item_id(task_id: str, cube_id: str, index: int) -> str:
+def item_id(task_id: str, cube_id: str, index: int | str) -> str:
+    """Deterministic, so a redelivery rewrites the same items: `index` is the window (fast), the
+    window and the extracted item (`"2.0"`, fine) or the feedback item (`"feedback.1"`)."""
     return str(uuid.uuid5(ITEM_NAMESPACE, f"{task_id}/{cube_id}/{index}"))
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A new item before it is embedded."""
+
+    id: str
+    text: str
+    key: str
+    tags: list[str]
+    memory_type: MemoryType
+    sources: list[SourceMessage]
+    background: str = ""
 
 
 class Verdict(Enum):
@@ -91,7 +111,9 @@ class IngestService:
         index: SearchIndex,
         embedder: Embedder,
         *,
-        fine_available: bool = False,
+        llm: LLM | None = None,
+        thresholds: Thresholds | None = None,
+        feedback_cosine: float = 0.45,
         telemetry: Telemetry | None = None,
         dead_letters: DeadLetterSink | None = None,
         now: Callable[[], str] = lambda: iso(utcnow()),
@@ -103,8 +125,10 @@ class IngestService:
         self._memories = memories
         self._index = index
         self._embedder = embedder
-        self._fine_available = fine_available
         self._now = now
+        self._extractor = Extractor(llm) if llm is not None else None
+        self._organizer = Organizer(memories, index, llm=llm, thresholds=thresholds, now=now)
+        self._feedback = FeedbackService(self._organizer, llm=llm, feedback_cosine=feedback_cosine, now=now)
 
     def handle(self, delivery: Delivery) -> Verdict:
         """Process one delivery; decide whether the queue should delete it or deliver it again."""
@@ -169,32 +193,9 @@ class IngestService:
         erased = self._memories.erased_at(msg.cube_id, msg.user_id)
         if erased is not None and submitted <= erased:
             return self._cancel(msg, part)
-        mode_notes = self._mode_notes(msg)
-        wins = windows(msg.messages)
-        vectors = self._embedder.embed([w.text for w in wins])
-        outcomes: list[MemoryOutcome] = []
-        written: list[MemoryItem] = []
-        for i, (win, vector) in enumerate(zip(wins, vectors, strict=True)):
-            item = self._item(msg, i, win, vector)
-            result = self._memories.put_memory(item)
-            if result.status == "duplicate" and result.existing_id is not None:
-                outcomes.append(
-                    MemoryOutcome(
-                        memory_id=result.existing_id,
-                        outcome="duplicate",
-                        memory_type=win.memory_type,
-                        reason="the cube already holds this exact content",
-                        related_ids=[item.id],
-                    )
-                )
-                continue
-            if result.status == "exists":  # a redelivery: index what the store kept, not this retry's copy
-                item = self._memories.get_memory(item.id) or item
-            written.append(item)
-            reason = "new content" if result.status == "created" else "new content (rewritten on redelivery)"
-            outcomes.append(
-                MemoryOutcome(memory_id=item.id, outcome="added", memory_type=win.memory_type, reason=reason)
-            )
+        placement = self._feedback_part(msg) if msg.is_feedback else self._organize(msg)
+        outcomes = placement.outcomes
+        written = list({i.id: i for i in placement.changed}.values())  # the last version of each
         if written:
             self._index.upsert(written)
         later = self._memories.erased_at(msg.cube_id, msg.user_id)
@@ -207,7 +208,7 @@ class IngestService:
             update={
                 "status": TaskState.COMPLETED,
                 "outcomes": outcomes,
-                "notes": part.notes + mode_notes,
+                "notes": list(dict.fromkeys(part.notes + self._mode_notes(msg) + placement.notes)),
                 "error": None,
                 "updated_at": self._now(),
                 "finished_at": self._now(),
@@ -215,19 +216,94 @@ class IngestService:
         )
         self._tasks.put_task_part(msg.task_id, done)
         self._telemetry.count("PartsCompleted")
-        for outcome in ("added", "duplicate"):
+        for outcome in ("added", "duplicate", "merged", "updated", "archived"):
             n = sum(1 for o in outcomes if o.outcome == outcome)
             if n:
                 self._telemetry.count(f"Memories{outcome.capitalize()}", n)
         return done
 
     def _mode_notes(self, msg: QueuedAdd) -> list[str]:
-        notes = []
-        if msg.mode == "fine" and not self._fine_available:
-            notes.append("fine mode requested but no LLM is configured: fast mode was used")
-        if msg.is_feedback:
-            notes.append("feedback processing is not available yet: stored as a normal add")
-        return notes
+        if msg.mode == "fine" and self._extractor is None:
+            return ["fine mode requested but no LLM is configured: fast mode was used"]
+        return []
+
+    def _fine(self, msg: QueuedAdd) -> bool:
+        """Fine unless fast was asked for: fine is the default when an LLM is configured."""
+        return self._extractor is not None and msg.mode != "fast"
+
+    def _organize(self, msg: QueuedAdd) -> Placement:
+        drafts, notes = self._drafts(msg)
+        placement = Placement(notes=notes)
+        for item in self._embedded(msg, drafts):
+            fresh = [i for i in placement.changed if i.metadata.status == "activated"]
+            step = self._organizer.place(item, fresh)
+            placement.outcomes += step.outcomes
+            placement.changed += step.changed
+            placement.notes += step.notes
+        return placement
+
+    def _drafts(self, msg: QueuedAdd) -> tuple[list[Draft], list[str]]:
+        """One draft per window (fast), or the LLM's items per window (fine, falling back to the
+        window's fast item when the reply is unusable)."""
+        notes: list[str] = []
+        drafts: list[Draft] = []
+        custom = list(msg.custom_tags)
+        for i, win in enumerate(windows(msg.messages)):
+            if self._extractor is not None and self._fine(msg):
+                result = self._extractor.extract(win, custom_tags=custom, now=_instant(msg.submitted_at or self._now()))
+                if isinstance(result, Extraction):
+                    notes += [f"window {i}: {n}" for n in result.notes]
+                    if not result.items:
+                        notes.append(f"window {i}: the LLM found nothing worth remembering")
+                    drafts += [
+                        Draft(
+                            id=item_id(msg.task_id, msg.cube_id, f"{i}.{j}"),
+                            text=x.value,
+                            key=x.key,
+                            tags=list(dict.fromkeys(["mode:fine", *x.tags, *custom])),
+                            memory_type=x.memory_type,
+                            sources=win.sources,
+                            background=result.summary,
+                        )
+                        for j, x in enumerate(result.items)
+                    ]
+                    continue
+                notes.append(f"window {i}: {result}; its fast item was stored instead")
+            drafts.append(
+                Draft(
+                    id=item_id(msg.task_id, msg.cube_id, i),
+                    text=win.text,
+                    key=win.key,
+                    tags=["mode:fast", *custom],
+                    memory_type=win.memory_type,
+                    sources=win.sources,
+                )
+            )
+        return drafts, notes
+
+    def _embedded(self, msg: QueuedAdd, drafts: list[Draft]) -> list[MemoryItem]:
+        vectors = self._embedder.embed([d.text for d in drafts])
+        return [self._item(msg, d, v) for d, v in zip(drafts, vectors, strict=True)]
+
+    def _feedback_part(self, msg: QueuedAdd) -> Placement:
+        fb = split_feedback(msg.messages, msg.chat_history or [])
+        if fb is None:
+            placement = self._organize(msg)
+            placement.notes.append("feedback: no user message to read as feedback; stored as a normal add")
+            return placement
+
+        def new_item(n: int, text: str, key: str, tags: list[str]) -> MemoryItem:
+            draft = Draft(
+                id=item_id(msg.task_id, msg.cube_id, f"feedback.{n}"),
+                text=text,
+                key=key or " ".join(text.split())[:80],
+                tags=list(dict.fromkeys(["mode:feedback", *tags, *msg.custom_tags])),
+                memory_type="UserMemory",
+                sources=[fb.feedback],
+            )
+            return self._embedded(msg, [draft])[0]
+
+        return self._feedback.apply(fb, new_item, msg.task_id)
 
     def _cancel(self, msg: QueuedAdd, part: TaskPart) -> TaskPart:
         now = self._now()
@@ -277,32 +353,33 @@ class IngestService:
                 "attempts": part.attempts + 1,
                 "started_at": part.started_at or now,
                 "updated_at": now,
-                "mode": "fine" if msg.mode == "fine" and self._fine_available else "fast",
+                "mode": "fine" if self._fine(msg) else "fast",
             }
         )
         self._tasks.put_task_part(msg.task_id, started)
         return started, submitted
 
-    def _item(self, msg: QueuedAdd, index: int, win: Window, vector: list[float]) -> MemoryItem:
+    def _item(self, msg: QueuedAdd, draft: Draft, vector: list[float]) -> MemoryItem:
         now = self._now()
         return MemoryItem(
-            id=item_id(msg.task_id, msg.cube_id, index),
-            memory=win.text,
+            id=draft.id,
+            memory=draft.text,
             metadata=MemoryMetadata(
                 user_id=msg.user_id,
                 session_id=msg.session_id,
                 cube_id=msg.cube_id,
-                memory_type=win.memory_type,
-                key=win.key,
-                tags=["mode:fast", *msg.custom_tags],
+                memory_type=draft.memory_type,
+                key=draft.key,
+                tags=draft.tags,
                 custom_tags=list(msg.custom_tags),
                 info=dict(msg.info),
-                sources=win.sources,
+                sources=draft.sources,
+                background=draft.background,
                 embedding=vector,
                 embedding_model=self._embedder.model_id,
                 created_at=now,
                 updated_at=now,
-                content_hash=content_hash(win.text),
+                content_hash=content_hash(draft.text),
                 task_id=msg.task_id,
                 manager_user_id=msg.manager_user_id,
                 project_id=msg.project_id,

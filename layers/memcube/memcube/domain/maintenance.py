@@ -1,7 +1,10 @@
 """Operator use cases: rebuild the index from the store, and reconcile the two.
 
 The store is the system of record and the index is derived: any difference is repaired by
-re-upserting the store's version (or dropping documents the store does not have).
+re-upserting the store's version (or dropping documents the store does not have). With the
+configured embedder given, what is written carries that model's vectors: an item embedded by
+another model is embedded again (and rewritten so in the store), and an index built with another
+model is rebuilt from empty, so switching `MEMCUBE_EMBEDDER` takes one `memcube reindex`.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from memcube.domain.errors import Conflict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import MemoryItem
-from memcube.ports import MemoryStore, SearchIndex, TaskStore
+from memcube.ports import Embedder, MemoryStore, SearchIndex, TaskStore
 
 
 class RawQueue(Protocol):
@@ -47,12 +51,25 @@ class ReconcileReport:
 
 
 class Maintenance:
-    def __init__(self, memories: MemoryStore, index: SearchIndex) -> None:
+    def __init__(self, memories: MemoryStore, index: SearchIndex, embedder: Embedder | None = None) -> None:
         self._memories = memories
         self._index = index
+        self._embedder = embedder
+        """None: items are indexed with the vectors they were stored with."""
 
     def reindex(self, cube_id: str | None = None, progress: Callable[[int], None] | None = None) -> int:
-        """Upsert every stored item into the index (by id, so it is safe to repeat)."""
+        """Upsert every stored item into the index (by id, so it is safe to repeat). An index
+        built with another model than the embedder's is emptied first: then every cube is
+        rebuilt, so naming one cube is refused."""
+        embedder = self._embedder
+        built_with = self._index.embedding_model() if embedder is not None else None
+        if embedder is not None and built_with is not None and built_with != embedder.model_id:
+            if cube_id is not None:
+                raise Conflict(
+                    f"the index holds embeddings of {built_with or 'an unnamed model'}; switching it to "
+                    f"{embedder.model_id} rebuilds every cube: run `memcube reindex` without --cube"
+                )
+            self._index.reset()
         batch: list[MemoryItem] = []
         done = 0
         for item in self._memories.iter_memories(cube_id):
@@ -64,7 +81,7 @@ class Maintenance:
     def _flush(self, batch: list[MemoryItem], progress: Callable[[int], None] | None) -> int:
         if not batch:
             return 0
-        self._index.upsert(batch)
+        self._index.upsert(self._current(batch))
         n = len(batch)
         batch.clear()
         if progress is not None:
@@ -82,10 +99,30 @@ class Maintenance:
         if repair and report.differences:
             missing = [stored[i] for i in report.missing_from_index]
             for start in range(0, len(missing), BATCH):
-                self._index.upsert(missing[start : start + BATCH])
+                self._index.upsert(self._current(missing[start : start + BATCH]))
             self._index.delete(cube_id, report.not_in_store)
             report.repaired = True
         return report
+
+    def _current(self, items: list[MemoryItem]) -> list[MemoryItem]:
+        """The items with the embedder's vectors: those of another model embedded again in one
+        batch and rewritten in the store (same version: the memory itself did not change), so
+        search's reranking and dedup compare vectors of one model. An item another writer changed
+        meanwhile keeps the store's version; the next reindex embeds it again."""
+        embedder = self._embedder
+        if embedder is None:
+            return items
+        stale = [i for i in items if i.metadata.embedding_model != embedder.model_id or not i.metadata.embedding]
+        if not stale:
+            return items
+        fresh: dict[str, MemoryItem] = {}
+        for item, vector in zip(stale, embedder.embed([i.memory for i in stale]), strict=True):
+            again = item.model_copy(deep=True)
+            again.metadata.embedding = vector
+            again.metadata.embedding_model = embedder.model_id
+            self._memories.update_memory(again, expected_version=item.metadata.version)
+            fresh[item.id] = again
+        return [fresh.get(i.id, i) for i in items]
 
 
 def redrive_dead_letters(tasks: TaskStore, queue: RawQueue) -> RedriveReport:

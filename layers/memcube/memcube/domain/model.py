@@ -93,6 +93,18 @@ class MemoryItem(BaseModel):
     memory: str
     metadata: MemoryMetadata
 
+    def same_content(self, other: MemoryItem) -> bool:
+        """Same id, cube, text and creation time: what an update may never change, because the
+        content guard, the LSH keys and the store's sort keys are filed under them."""
+        mine, theirs = self.metadata, other.metadata
+        return (self.id, mine.cube_id, self.memory, mine.content_hash, mine.created_at) == (
+            other.id,
+            theirs.cube_id,
+            other.memory,
+            theirs.content_hash,
+            theirs.created_at,
+        )
+
     def public(self) -> dict[str, Any]:
         """The item as clients see it: embeddings are never returned."""
         body = self.model_dump(mode="json")

@@ -260,12 +260,6 @@ class AddRequest(BaseModel):
             raise ValueError(f"at most {limits.MAX_MESSAGES} entries, got {len(value)}")
         return value
 
-    @model_validator(mode="after")
-    def _mode_only_when_sync(self) -> AddRequest:
-        if self.async_mode == "async":
-            self.mode = None  # MemOS ignores mode for async adds: they always start fast.
-        return self
-
 
 def check_info(info: dict[str, Any]) -> None:
     clashing = sorted(k for k in info if k in MEMORY_FIELD_NAMES and k != "source_doc_id")

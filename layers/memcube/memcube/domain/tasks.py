@@ -118,14 +118,13 @@ class AddService:
         return Submission(record, replay=True)
 
     def _enqueue(self, cmd: AddCommand, task_id: str, cube_ids: list[str], submitted_at: str) -> None:
-        mode = self._mode(cmd)
         messages = [
             QueuedAdd(
                 task_id=task_id,
                 cube_id=cube,
                 user_id=cmd.user_id,
                 session_id=cmd.session_id,
-                mode=mode,
+                mode=cmd.mode,  # as asked: the worker, which holds the LLM, decides and notes it
                 messages=cmd.messages,
                 chat_history=cmd.chat_history,
                 custom_tags=cmd.custom_tags,

@@ -1,0 +1,182 @@
+"""The LLM and Embedder ports on Amazon Bedrock: chat through the Converse API, embeddings
+through Titan Text Embeddings v2 (InvokeModel).
+
+botocore owns timeouts and retries ("adaptive" mode: backoff plus client-side rate limiting
+when Bedrock throttles). Whatever still fails is mapped to the domain's `LLMUnavailable` (chat)
+or `Unavailable` (embeddings) naming the model, the error code and Bedrock's message, so the
+worker leaves the message for redelivery and the task part says why.
+
+Only the worker's composition root imports this module, when Bedrock is selected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from memcube.domain.errors import LLMUnavailable, Unavailable
+
+JSON_INSTRUCTION = (
+    "Answer with a single JSON object and nothing else: no prose before or after it, no Markdown code fences."
+)
+"""Appended to the system prompt when JSON is asked for: Converse has no JSON mode."""
+
+TITAN_V2_DIMENSIONS = (256, 512, 1024)
+
+
+def _describe(error: Exception) -> str:
+    """`<code> (HTTP <status>): <message>` for a service error, the botocore message otherwise."""
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = info.get("Code", "UnknownError")
+        where = f" (HTTP {status})" if status else ""
+        return f"{code}{where}: {info.get('Message', '')}"
+    return f"{type(error).__name__}: {error}"
+
+
+class _LazyClient:
+    """One `bedrock-runtime` client, built on first use (thread-safe: boto3's session is not)."""
+
+    def __init__(self, region: str | None, timeout: float, max_retries: int, client: Any) -> None:
+        self._region = region
+        self._config = Config(
+            read_timeout=timeout,
+            connect_timeout=10,
+            retries={"total_max_attempts": max_retries + 1, "mode": "adaptive"},
+        )
+        self._client = client
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                session = boto3.Session()
+                self._client = session.client("bedrock-runtime", region_name=self._region, config=self._config)
+            return self._client
+
+
+class BedrockLLM:
+    """`LLM` through Bedrock's Converse API (any chat model Bedrock serves, one request format)."""
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        region: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        client: Any = None,
+    ) -> None:
+        self._model = model_id
+        self._client = _LazyClient(region, timeout, max_retries, client)
+
+    @property
+    def model_id(self) -> str:
+        return f"bedrock:{self._model}"
+
+    def _runtime(self) -> Any:
+        return self._client.get()
+
+    def complete(self, system: str, user: str, *, json_output: bool = True) -> str:
+        prompt = f"{system.rstrip()}\n\n{JSON_INSTRUCTION}" if json_output else system
+        try:
+            response = self._runtime().converse(
+                modelId=self._model,
+                system=[{"text": prompt}],
+                messages=[{"role": "user", "content": [{"text": user}]}],
+                inferenceConfig={"temperature": 0, "maxTokens": 4096},
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise LLMUnavailable(f"Bedrock model {self._model}: {_describe(error)}") from error
+        blocks = response.get("output", {}).get("message", {}).get("content", [])
+        # Reasoning and tool blocks carry no `text`; only the answer's text blocks are the reply.
+        text = "".join(block["text"] for block in blocks if isinstance(block.get("text"), str))
+        if not text.strip():
+            raise LLMUnavailable(f"Bedrock model {self._model}: empty reply (stopReason {response.get('stopReason')})")
+        # A `max_tokens` stop still returns its text: the caller validates (and may repair) it.
+        return text
+
+
+class TitanEmbedder:
+    """`Embedder` on Titan Text Embeddings v2, which embeds one text per InvokeModel call: a batch
+    runs on a small thread pool (results in input order)."""
+
+    def __init__(
+        self,
+        model_id: str = "amazon.titan-embed-text-v2:0",
+        *,
+        dimension: int = 1024,
+        region: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        client: Any = None,
+        max_workers: int = 8,
+    ) -> None:
+        if dimension not in TITAN_V2_DIMENSIONS:
+            raise ValueError(f"Titan v2 embeddings have {TITAN_V2_DIMENSIONS} dimensions, not {dimension}")
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self._model = model_id
+        self._dimension = dimension
+        self._max_workers = max_workers
+        self._client = _LazyClient(region, timeout, max_retries, client)
+
+    @property
+    def model_id(self) -> str:
+        return f"bedrock:{self._model}:{self._dimension}"
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def _runtime(self) -> Any:
+        return self._client.get()
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if len(texts) <= 1 or self._max_workers == 1:
+            return [self._one(text) for text in texts]
+        with ThreadPoolExecutor(max_workers=min(self._max_workers, len(texts))) as pool:
+            futures = [pool.submit(self._one, text) for text in texts]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()  # one failure fails the batch: don't spend calls on the rest
+                raise
+
+    def _one(self, text: str) -> list[float]:
+        # Titan rejects empty input with a ValidationException, which would fail (and redeliver)
+        # the whole message forever; "." embeds "nothing" near other contentless texts instead.
+        body = {"inputText": text.strip() or ".", "dimensions": self._dimension, "normalize": True}
+        try:
+            response = self._runtime().invoke_model(
+                modelId=self._model,
+                body=json.dumps(body).encode(),
+                contentType="application/json",
+                accept="application/json",
+            )
+            payload = json.loads(response["body"].read())
+        except (ClientError, BotoCoreError) as error:
+            raise Unavailable(f"Bedrock embeddings {self._model}: {_describe(error)}") from error
+        except ValueError as error:  # a body that is not JSON
+            raise Unavailable(f"Bedrock embeddings {self._model}: unreadable response ({error})") from error
+        vector = payload.get("embedding") if isinstance(payload, dict) else None
+        if not isinstance(vector, list):
+            raise Unavailable(f"Bedrock embeddings {self._model}: the response has no embedding")
+        if len(vector) != self._dimension:
+            raise Unavailable(
+                f"Bedrock embeddings {self._model}: returned {len(vector)}-d vectors but the "
+                f"embedding dimension setting is {self._dimension}"
+            )
+        # Titan normalizes already; normalizing again only removes rounding drift.
+        norm = math.sqrt(sum(float(v) * float(v) for v in vector))
+        return [float(v) / norm for v in vector] if norm > 0 else [float(v) for v in vector]

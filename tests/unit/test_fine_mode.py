@@ -1,0 +1,123 @@
+"""Fine mode: LLM extraction per window, validated; repair, fallback and refusal are explicit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from memcube.domain.errors import InvalidRequest, LLMUnavailable
+from memcube.domain.extraction import language_of
+from memcube.domain.ingest import Delivery, Verdict
+from memcube.domain.model import Principal, TaskState
+from memcube.domain.requests import AddRequest, to_command
+from tests.unit.world import ScriptedLLM, World, extraction, fact, kinds
+
+
+def test_fine_mode_stores_the_extracted_items_with_summary_and_tags() -> None:
+    llm = ScriptedLLM(
+        extraction(
+            fact("The user moved to Lisbon on 2026-03-01.", key="relocation", tags=["move"]),
+            fact("The user works as a nurse.", key="job", memory_type="LongTermMemory"),
+            summary="The user talked about moving to Lisbon.",
+        )
+    )
+    world = World(llm=llm)
+    part = world.run(
+        [{"role": "user", "content": "I moved to Lisbon last week, I'm a nurse.", "chat_time": "2026-03-08T10:00:00Z"}],
+        custom_tags=["travel"],
+    )
+    assert (part.mode, kinds(part)) == ("fine", ["added", "added"])
+    items = {i.metadata.key: i for i in world.active()}
+    relocation = items["relocation"]
+    assert relocation.memory == "The user moved to Lisbon on 2026-03-01."
+    assert relocation.metadata.memory_type == "UserMemory"
+    assert relocation.metadata.tags == ["mode:fine", "move", "travel"]
+    assert relocation.metadata.background == "The user talked about moving to Lisbon."
+    assert relocation.metadata.sources[0].content == "I moved to Lisbon last week, I'm a nurse."
+    assert items["job"].metadata.memory_type == "LongTermMemory"
+
+
+def test_the_prompt_asks_for_the_conversations_language_third_person_and_absolute_dates() -> None:
+    llm = ScriptedLLM(extraction(fact("用户上周搬到了里斯本。")))
+    world = World(llm=llm)
+    world.run([{"role": "user", "content": "我上周搬到了里斯本。", "chat_time": "2026-03-08T10:00:00Z"}],
+              custom_tags=["搬家"])  # fmt: skip
+    system, user = llm.calls[0]
+    assert "Chinese" in system and "third person" in system and "absolute dates" in system
+    assert '"搬家"' in system  # custom tags offered as suggested tags
+    assert "[2026-03-08T10:00:00Z]" in user and "我上周搬到了里斯本" in user
+    assert world.active()[0].memory == "用户上周搬到了里斯本。"
+
+
+def test_language_is_named_from_the_text() -> None:
+    assert "Chinese" in language_of("我喜欢喝茶，也喜欢咖啡")
+    assert "English" in language_of("I like tea")
+
+
+def test_a_reply_in_a_code_fence_with_a_missing_brace_is_repaired() -> None:
+    reply = (
+        '```json\n{"memory_list": [{"key": "tea", "memory_type": "user memory", "value": "The user likes tea."}]\n```'
+    )
+    world = World(llm=ScriptedLLM(reply))
+    part = world.run("I like tea.")
+    assert kinds(part) == ["added"]
+    assert world.active()[0].metadata.memory_type == "UserMemory"
+
+
+def test_invalid_entries_are_dropped_and_the_task_says_so() -> None:
+    reply = json.dumps({"memory_list": [fact("The user likes tea."), {"key": "x"}, "not an object"]})
+    world = World(llm=ScriptedLLM(reply))
+    part = world.run("I like tea.")
+    assert kinds(part) == ["added"]
+    assert any("2 malformed item(s) dropped" in n for n in part.notes)
+
+
+def test_an_unusable_reply_falls_back_to_the_fast_item_and_the_task_says_which_window() -> None:
+    world = World(llm=ScriptedLLM("Sorry, I cannot help with that."))
+    part = world.run("I like tea.")
+    assert kinds(part) == ["added"]
+    [item] = world.active()
+    assert "mode:fast" in item.metadata.tags and "I like tea." in item.memory
+    assert any(n.startswith("window 0: the LLM reply") and "fast item was stored" in n for n in part.notes)
+
+
+def test_nothing_worth_remembering_is_noted_not_silent() -> None:
+    world = World(llm=ScriptedLLM(extraction()))
+    part = world.run("hi!")
+    assert part.status is TaskState.COMPLETED and part.outcomes == []
+    assert "window 0: the LLM found nothing worth remembering" in part.notes
+
+
+def test_an_unavailable_llm_leaves_the_message_for_retry_with_the_reason_in_the_status() -> None:
+    world = World(llm=ScriptedLLM(LLMUnavailable("openai:qwen answered 503 after 3 retries")))
+    task_id = world.submit("I like tea.")
+    [message] = world.queue.sent
+    verdict = world.ingest.handle(Delivery(message.model_dump_json(), "m1", 1, 5))
+    assert verdict is Verdict.RETRY
+    part = world.part(task_id)
+    assert part.status is TaskState.IN_PROGRESS
+    assert part.error is not None and "503" in part.error
+    assert world.active() == []
+
+
+def test_mode_fast_skips_the_llm_even_when_one_is_configured() -> None:
+    world = World(llm=ScriptedLLM())
+    part = world.run("I like tea.", mode="fast")
+    assert (part.mode, kinds(part)) == ("fast", ["added"])
+
+
+def test_async_fine_without_an_llm_records_that_fast_mode_was_used() -> None:
+    world = World()
+    part = world.run("I like tea.", mode="fine")
+    assert part.mode == "fast"
+    assert "fine mode requested but no LLM is configured: fast mode was used" in part.notes
+
+
+def test_sync_fine_without_an_llm_is_refused_naming_the_field() -> None:
+    world = World()
+    cmd = to_command(
+        AddRequest.model_validate({"user_id": "alice", "messages": "hi", "mode": "fine", "async_mode": "sync"})
+    )
+    with pytest.raises(InvalidRequest, match="mode: fine mode needs an LLM"):
+        world.add.submit(cmd, Principal(user_id="alice"), None)
