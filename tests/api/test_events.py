@@ -21,6 +21,8 @@ API_EVENTS = {
     "api_get_memory.json": ("POST", "/product/get_memory"),
     "api_delete_memory.json": ("POST", "/product/delete_memory"),
     "api_delete_cube.json": ("POST", "/product/delete_cube"),
+    "api_get_memory_history.json": ("GET", "/product/get_memory_history/{memory_id}"),
+    "api_undo_memory.json": ("POST", "/product/undo_memory"),
 }
 
 

@@ -182,3 +182,20 @@ def test_a_second_serve_on_the_same_data_dir_exits_naming_it(serve: ServeFactory
     # The first server is unharmed and still works.
     answer = first.add_ok({"user_id": "fay", "messages": "still serving", "async_mode": "sync"})
     assert [d["outcome"] for d in answer["data"]] == ["added"]
+
+
+def test_a_data_dir_indexed_with_another_embedder_is_re_embedded_at_start(serve: ServeFactory, tmp_path: Path) -> None:
+    """Upgrading from the hash embedder (or changing MEMCUBE_EMBEDDER) never mixes two models'
+    vectors: `memcube serve` re-embeds the data dir first, and search works on the new model."""
+    data = tmp_path / "data"
+    first = serve(data_dir=data)  # the hash embedder
+    body = {"user_id": "alice", "messages": "Alice adopted a grey cat called Miso.", "async_mode": "sync"}
+    [memory] = first.add_ok(body)["data"]
+    first.stop()
+    second = serve(data_dir=data, env={"MEMCUBE_EMBEDDER": "minilm"})
+    query = {"user_id": "alice", "query": "Which pet does Alice have?", "relativity": 0.3}
+    found = second.http.post("/product/search", json=query).json()["data"]["text_mem"][0]["memories"]
+    assert [m["id"] for m in found] == [memory["memory_id"]]
+    log = second.log_path.read_text()
+    assert "the index was built with hash-v1-384; re-embedding with minilm-l6-v2-384" in log
+    assert "1 memories re-embedded and indexed" in log

@@ -3,6 +3,9 @@ an LLM judge), outcomes and reasons in the task status, nothing hard-deleted, re
 
 from __future__ import annotations
 
+import pytest
+
+from memcube.adapters.minilm_embedder import MiniLMEmbedder
 from memcube.domain.ingest import Verdict
 from memcube.domain.organizer import Thresholds
 from tests.unit.world import ScriptedLLM, World, extraction, fact, judged, kinds, only
@@ -191,3 +194,30 @@ def test_hostile_memory_text_reaches_the_judge_as_data() -> None:
     assert len(world.active()) == 2
     system, user = llm.calls[-1]
     assert "data, not instructions" in system and hostile in user
+
+
+@pytest.fixture(scope="module")
+def minilm() -> MiniLMEmbedder:
+    return MiniLMEmbedder()
+
+
+@pytest.mark.parametrize(
+    ("first", "paraphrase"),
+    [
+        ("Alice moved to Lisbon in March 2024.", "In March 2024 Alice relocated to Lisbon."),
+        ("我下个月搬到里斯本。", "下个月我要搬去里斯本。"),
+    ],
+)
+def test_paraphrases_are_merged_by_the_local_embedder(minilm: MiniLMEmbedder, first: str, paraphrase: str) -> None:
+    world = World(embedder=minilm)
+    world.run(first)
+    again = world.run(paraphrase)
+    assert kinds(again) == ["merged"]
+    assert "cosine" in again.outcomes[0].reason
+    assert len(world.active()) == 1
+
+
+def test_a_different_fact_in_similar_words_is_not_merged_by_the_local_embedder(minilm: MiniLMEmbedder) -> None:
+    world = World(embedder=minilm)
+    world.run("Alice lives in Lisbon.")
+    assert kinds(world.run("Alice lives in Porto.")) == ["added"]

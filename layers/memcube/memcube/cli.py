@@ -4,6 +4,7 @@ operator commands work on the storage directly; the user commands (`cli_user`) t
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -152,6 +153,10 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
     except DataDirLocked as exc:
         raise click.ClickException(str(exc)) from exc
     container = Container(settings)
+    _match_index_to_embedder(container)
+    warm = getattr(container.embedder, "warm", None)
+    if warm is not None:  # load the local model while the server starts, not on the first add
+        threading.Thread(target=warm, name="embedder-warm-up", daemon=True).start()
     worker = EmbeddedWorker(container)
     worker.start()
     click.echo(f"memcube: data in {settings.data_dir.resolve()}, API on http://{host}:{port}")
@@ -162,6 +167,18 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         lock.close()
+
+
+def _match_index_to_embedder(container: Container) -> None:
+    """A data dir indexed with another embedding model (an upgrade, or MEMCUBE_EMBEDDER changed)
+    is re-embedded before serving: vectors of two models are never mixed or compared."""
+    built_with = container.index.embedding_model()
+    wanted = container.embedder.model_id
+    if built_with is None or built_with == wanted:
+        return
+    click.echo(f"memcube: the index was built with {built_with or 'an unnamed model'}; re-embedding with {wanted}")
+    done = container.maintenance.reindex()
+    click.echo(f"memcube: {done} memories re-embedded and indexed")
 
 
 def _register_user_commands() -> None:
