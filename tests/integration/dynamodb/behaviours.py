@@ -19,6 +19,7 @@ import pytest
 
 from memcube.adapters.dynamodb_store import DynamoStore
 from memcube.domain.model import DeadLetter, MemoryItem, SourceMessage, TaskPart, TaskState
+from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
 from tests.contract.support import day, race, task
 from tests.contract.support import memory as contract_memory
@@ -169,11 +170,13 @@ def test_an_item_is_its_guard_record_and_pointer_written_together(
     item = memory("m1", "alice likes tea", created_at=day(3))
     store.put_memory(item)
     cube = partition(ddb, table_name, "CUBE#cube-a")
+    bands = sorted(f"LSH#{key}#m1" for key in lsh_keys(item.memory))
     assert [(r["sk"]["S"], r.get("memory_id", {}).get("S")) for r in cube] == [
         (f"HASH#{item.metadata.content_hash}", "m1"),
         (f"ITEM#{day(3)}#m1", "m1"),
+        *[(sk, "m1") for sk in bands],
     ]
-    assert cube[1]["status"] == {"S": "activated"}
+    assert (cube[1]["status"], cube[1]["version"]) == ({"S": "activated"}, {"N": "1"})
     (pointer,) = partition(ddb, table_name, "MEM#m1")
     assert (pointer["cube_id"]["S"], pointer["item_sk"]["S"]) == ("cube-a", f"ITEM#{day(3)}#m1")
 
@@ -193,7 +196,8 @@ def test_racing_writers_of_one_content_leave_exactly_one_item(store: DynamoStore
     assert [i.id for i in store.iter_memories("cube-a")] == [winner]
     assert store.list_memories("cube-a", 0, 50)[1] == 1
     raw = partition(ddb, table_name, "CUBE#cube-a")
-    assert [r["sk"]["S"].split("#")[0] for r in raw] == ["HASH", "ITEM"]
+    assert [r["sk"]["S"].split("#")[0] for r in raw] == ["HASH", "ITEM", *["LSH"] * len(lsh_keys("the very same fact"))]
+    assert {r["memory_id"]["S"] for r in raw} == {winner}  # a loser's band keys were never written
     losers = [f"m{n}" for n in range(20) if f"m{n}" != winner]
     assert all(partition(ddb, table_name, f"MEM#{m}") == [] for m in losers)
 

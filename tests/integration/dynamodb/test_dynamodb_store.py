@@ -11,6 +11,7 @@ from moto import mock_aws
 
 from memcube.adapters import dynamodb_store
 from memcube.adapters.dynamodb_store import TX_ATTEMPTS, DynamoStore
+from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
 from tests.integration.dynamodb.behaviours import *  # noqa: F403 - the shared behaviours run on this tier
 from tests.integration.dynamodb.behaviours import MakeStore, dead_letter, memory, noise, task
@@ -71,7 +72,8 @@ def test_put_memory_is_one_transaction_with_the_guard_first(store: DynamoStore, 
     store.put_memory(memory("m1", "alice likes tea"))
     ((name, params),) = recorded.calls
     assert name == "transact_write_items"
-    guard, item, pointer = (op["Put"] for op in params["TransactItems"])
+    guard, item, pointer, *bands = (op["Put"] for op in params["TransactItems"])
+    assert [b["Item"]["sk"]["S"][:4] for b in bands] == ["LSH#"] * len(lsh_keys("alice likes tea"))
     assert guard["Item"]["sk"]["S"].startswith("HASH#")
     assert guard["ConditionExpression"] == "attribute_not_exists(#pk)"
     assert (item["Item"]["sk"]["S"][:5], pointer["Item"]["pk"]["S"]) == ("ITEM#", "MEM#m1")
