@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from memcube.domain.model import MemoryItem, Principal
+from memcube.domain.model import MemoryItem, MemoryMetadata, Principal
 from memcube.domain.permissions import UserDirectory, authorize_read, authorize_write
 from memcube.domain.requests import Id
 from memcube.ports import Embedder, MemoryStore, SearchIndex
@@ -74,8 +74,15 @@ def revise(
         "previous": snapshot(item),
         **(extra or {}),
     }
-    updated = meta.model_copy(
-        update={**(changes or {}), "version": version, "updated_at": at, "history": [*meta.history, entry]}
+    # Validated, not copied: restored fields arrive as JSON (sources as dicts) from a snapshot.
+    updated = MemoryMetadata.model_validate(
+        {
+            **meta.model_dump(),
+            **(changes or {}),
+            "version": version,
+            "updated_at": at,
+            "history": [*meta.history, entry],
+        }
     )
     return item.model_copy(update={"metadata": updated})
 
