@@ -3,141 +3,18 @@ the SDK's retries, the response_format fallback, and every failure mapped to the
 
 from __future__ import annotations
 
-import json
 import math
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from memcube.adapters.openai_compat import OpenAICompatibleEmbedder, OpenAICompatibleLLM
 from memcube.domain.errors import LLMUnavailable, Unavailable
+from tests.fakes import FakeOpenAI, Reply, Seen, fake_vector, running_fake_openai, unit
 from tests.net import free_port
 
 KEY = "sk-test-0123456789secret"
-
-
-@dataclass
-class Reply:
-    """One scripted answer; `body` None means the fake's normal success for the route."""
-
-    status: int = 200
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-
-
-@dataclass
-class Seen:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-def fake_vector(text: str, dimension: int) -> list[float]:
-    """Distinct per text (by length and first letter), never unit length: the adapter normalizes."""
-    head = float(ord(text[0])) if text else 0.0
-    return [float(len(text)), head, *([2.0] * (dimension - 2))]
-
-
-def unit(vector: list[float]) -> list[float]:
-    norm = math.sqrt(sum(v * v for v in vector))
-    return [v / norm for v in vector]
-
-
-class FakeOpenAI:
-    """`POST /v1/chat/completions` and `POST /v1/embeddings` with OpenAI's documented shapes.
-
-    Each request is recorded in `seen`. Scripted `Reply`s per route are used first (in order),
-    then `rule` (a function of the request that may return a Reply), then the normal answer:
-    `chat_content` for chat, `fake_vector` of each input (`dimension` entries) for embeddings,
-    listed in reverse order when `shuffle` is set (clients must sort by `index`).
-    """
-
-    def __init__(self) -> None:
-        self.seen: list[Seen] = []
-        self.script: dict[str, list[Reply]] = {"/v1/chat/completions": [], "/v1/embeddings": []}
-        self.rule: Callable[[Seen], Reply | None] | None = None
-        self.chat_content: str | None = '{"ok": true}'
-        self.dimension = 4
-        self.shuffle = False
-        self.released = threading.Event()
-        self._lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                fake.answer(self, Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def requests(self, path: str) -> list[Seen]:
-        return [seen for seen in self.seen if seen.path == path]
-
-    def answer(self, handler: BaseHTTPRequestHandler, seen: Seen) -> None:
-        with self._lock:
-            self.seen.append(seen)
-            pending = self.script.get(seen.path)
-            reply = pending.pop(0) if pending else None
-        if reply is None and self.rule is not None:
-            reply = self.rule(seen)
-        reply = reply or Reply()
-        if reply.delay:
-            self.released.wait(reply.delay)  # set at teardown, so no handler outlives the test
-        if seen.path not in self.script:
-            reply = Reply(404, {"error": {"message": f"no route {seen.path}", "type": "invalid_request_error"}})
-        body = reply.body if reply.body is not None else self.success(seen)
-        raw = json.dumps(body).encode()
-        try:
-            handler.send_response(reply.status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(raw)))
-            for name, value in reply.headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test)
-
-    def success(self, seen: Seen) -> dict[str, Any]:
-        if seen.path == "/v1/chat/completions":
-            return {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": seen.body.get("model"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": self.chat_content},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-            }
-        texts = seen.body["input"]
-        data = [
-            {"object": "embedding", "index": i, "embedding": fake_vector(text, self.dimension)}
-            for i, text in enumerate(texts)
-        ]
-        if self.shuffle:
-            data.reverse()
-        return {
-            "object": "list",
-            "data": data,
-            "model": seen.body.get("model"),
-            "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
-        }
 
 
 def error_body(message: str, kind: str = "invalid_request_error", code: str | None = None) -> dict[str, Any]:
@@ -148,14 +25,8 @@ def error_body(message: str, kind: str = "invalid_request_error", code: str | No
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(proxy, raising=False)  # loopback must not go through a proxy
-    server = FakeOpenAI()
-    thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield server
-    server.released.set()
-    server.server.shutdown()
-    server.server.server_close()
-    thread.join(timeout=5)
+    with running_fake_openai() as server:
+        yield server
 
 
 def llm(fake: FakeOpenAI, **options: Any) -> OpenAICompatibleLLM:

@@ -221,3 +221,20 @@ def test_a_different_fact_in_similar_words_is_not_merged_by_the_local_embedder(m
     world = World(embedder=minilm)
     world.run("Alice lives in Lisbon.")
     assert kinds(world.run("Alice lives in Porto.")) == ["added"]
+
+
+def test_another_users_near_copy_in_a_shared_cube_is_kept_apart() -> None:
+    """Merging would put one user's words into another's item, which a user erasure could then
+    not remove: only the same user's items are merged into or superseded."""
+    world = World()
+    text = "Team handbook: the office opens at nine every weekday and closes at six."
+    world.run(text, writable_cube_ids=["kb-team"])
+    other = world.run(text.replace("closes", "shuts"), user="bob", writable_cube_ids=["kb-team"])
+    assert kinds(other) == ["added"]
+    assert len(world.active("kb-team")) == 2
+
+
+def test_short_facts_differing_in_one_word_are_not_merged() -> None:
+    world = World()
+    world.run("I like tea and coffee.")
+    assert kinds(world.run("I like tea and milk.")) == ["added"]

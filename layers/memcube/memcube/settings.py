@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
 
-    near_duplicate_jaccard: float = Field(default=0.6, gt=0, le=1)
+    near_duplicate_jaccard: float = Field(default=0.7, gt=0, le=1)
     """Organizer: word-shingle Jaccard similarity at or above which a new item is merged into an
     existing one (lexical, so consistent the moment an item is written)."""
     near_duplicate_cosine: float = Field(default=0.9, gt=0, le=1)

@@ -17,6 +17,10 @@ For each new item, inside its own cube only:
    the older one with `covered_history` (`archived`); `independent` adds it. A judge reply that
    fails validation falls back to the thresholds, and the outcome says so.
 
+Only items written by the same user are merged into or superseded: in a shared (knowledge-base)
+cube, two users' content never mixes, so erasing one user's data leaves the others' items whole
+(an exact copy from another user is still refused by the cube's content guard).
+
 Nothing is hard-deleted. A redelivered message finds its earlier work (the item exists, or its
 id is in a survivor's `merged_from`) and reports the same outcome without a second change.
 """
@@ -46,7 +50,7 @@ LEXICAL_CANDIDATES = 20
 
 @dataclass(frozen=True)
 class Thresholds:
-    jaccard: float = 0.6
+    jaccard: float = 0.7
     cosine: float = 0.9
     related: float = 0.6
 
@@ -142,6 +146,8 @@ class Organizer:
             meta = other.metadata
             if meta.cube_id != cube or meta.status != "activated" or meta.task_id == exclude_task:
                 continue
+            if meta.user_id != item.metadata.user_id:
+                continue  # never mix two users' content: erasing one user must not touch the other's items
             vector = vectors.get(other.id, cosine(item.metadata.embedding, meta.embedding))
             near = Neighbour(other, jaccard(mine, shingles(other.memory)), vector)
             if near.near >= floor:

@@ -1,0 +1,148 @@
+"""A local HTTP fake of the OpenAI API (chat completions and embeddings, with the request and
+response shapes OpenAI documents), for the adapter tests and for `memcube serve` end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """One scripted answer; `body` None means the fake's normal success for the route."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def fake_vector(text: str, dimension: int) -> list[float]:
+    """Distinct per text (by length and first letter), never unit length: the adapter normalizes."""
+    head = float(ord(text[0])) if text else 0.0
+    return [float(len(text)), head, *([2.0] * (dimension - 2))]
+
+
+def unit(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector]
+
+
+class FakeOpenAI:
+    """`POST /v1/chat/completions` and `POST /v1/embeddings` with OpenAI's documented shapes.
+
+    Each request is recorded in `seen`. Scripted `Reply`s per route are used first (in order),
+    then `rule` (a function of the request that may return a Reply), then the normal answer:
+    `chat_content` for chat, `fake_vector` of each input (`dimension` entries) for embeddings,
+    listed in reverse order when `shuffle` is set (clients must sort by `index`).
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.script: dict[str, list[Reply]] = {"/v1/chat/completions": [], "/v1/embeddings": []}
+        self.rule: Callable[[Seen], Reply | None] | None = None
+        self.chat_content: str | None = '{"ok": true}'
+        self.dimension = 4
+        self.shuffle = False
+        self.released = threading.Event()
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                fake.answer(self, Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def requests(self, path: str) -> list[Seen]:
+        return [seen for seen in self.seen if seen.path == path]
+
+    def answer(self, handler: BaseHTTPRequestHandler, seen: Seen) -> None:
+        with self._lock:
+            self.seen.append(seen)
+            pending = self.script.get(seen.path)
+            reply = pending.pop(0) if pending else None
+        if reply is None and self.rule is not None:
+            reply = self.rule(seen)
+        reply = reply or Reply()
+        if reply.delay:
+            self.released.wait(reply.delay)  # set at teardown, so no handler outlives the test
+        if seen.path not in self.script:
+            reply = Reply(404, {"error": {"message": f"no route {seen.path}", "type": "invalid_request_error"}})
+        body = reply.body if reply.body is not None else self.success(seen)
+        raw = json.dumps(body).encode()
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(raw)))
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test)
+
+    def success(self, seen: Seen) -> dict[str, Any]:
+        if seen.path == "/v1/chat/completions":
+            return {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": seen.body.get("model"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": self.chat_content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        texts = seen.body["input"]
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_vector(text, self.dimension)}
+            for i, text in enumerate(texts)
+        ]
+        if self.shuffle:
+            data.reverse()
+        return {
+            "object": "list",
+            "data": data,
+            "model": seen.body.get("model"),
+            "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
+        }
+
+
+@contextmanager
+def running_fake_openai() -> Iterator[FakeOpenAI]:
+    """A FakeOpenAI serving on 127.0.0.1 until the block ends."""
+    server = FakeOpenAI()
+    thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.released.set()
+        server.server.shutdown()
+        server.server.server_close()
+        thread.join(timeout=5)
