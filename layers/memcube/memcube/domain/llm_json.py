@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import json_repair
-
 
 def parse_reply(text: str, *, list_key: str) -> dict[str, Any]:
     """The reply as a JSON object; a bare list is read as `{list_key: list}`. Raises ValueError
@@ -18,6 +16,8 @@ def parse_reply(text: str, *, list_key: str) -> dict[str, Any]:
     try:
         data: Any = json.loads(text)
     except ValueError:
+        import json_repair  # only for a reply that needs repair (and never on the API's import path)
+
         data = json_repair.loads(text)
     if isinstance(data, list):
         # A bare list of entries, or (from json_repair) every top-level value it found: prefer
