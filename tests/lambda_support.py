@@ -142,9 +142,11 @@ def invoke(event: dict[str, Any]) -> Reply:
     return Reply(int(response["statusCode"]), json.loads(raw), headers)
 
 
-def call(method: str, path: str, *, body: Any = None, query: str = "") -> tuple[int, dict[str, Any]]:
+def call(
+    method: str, path: str, *, body: Any = None, query: str = "", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
     """`invoke(v2_event(...))` as (status, parsed body)."""
-    reply = invoke(v2_event(method, path, body=body, query=query))
+    reply = invoke(v2_event(method, path, body=body, query=query, headers=headers))
     return reply.status, reply.body
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from memcube.domain.auth import KeyStore
 from memcube.domain.ingest import content_hash
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, MemoryMetadata, SourceMessage, Task, TaskPart
@@ -17,8 +18,8 @@ from memcube.ports import MemoryStore, SearchIndex, TaskQueue, TaskStore
 # --- the shapes under contract -------------------------------------------------------------------
 
 
-class Store(TaskStore, MemoryStore, UserDirectory, Protocol):
-    """The system of record: one adapter serves all three ports."""
+class Store(TaskStore, MemoryStore, UserDirectory, KeyStore, Protocol):
+    """The system of record: one adapter serves all four ports."""
 
 
 class Delivery(Protocol):

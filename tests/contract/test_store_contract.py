@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from memcube.domain.auth import ApiKey
 from memcube.domain.model import MemoryItem, TaskState
 from memcube.ports import PutResult
 from tests.contract.support import Store, close, day, dead_letter, memory, race, task
@@ -399,3 +401,37 @@ def test_a_deleted_item_is_no_longer_a_candidate(store: Store) -> None:
     store.put_memory(item)
     store.delete_memories([item])
     assert store.similar_ids("cube-a", text, 10) == []
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+
+def api_key(key_id: str, user: str = "alice", created_at: str = day(1), **extra: Any) -> ApiKey:
+    return ApiKey(key_id=key_id, user_id=user, salt="00" * 16, digest="ab" * 32, created_at=created_at, **extra)
+
+
+def test_a_stored_key_reads_back_whole_and_a_repeated_id_is_refused(store: Store) -> None:
+    key = api_key("0123456789abcdef", scope="service", label="ingest bot")
+    assert store.put_key(key) is True
+    assert store.get_key("0123456789abcdef") == key
+    assert store.put_key(api_key("0123456789abcdef", user="mallory")) is False
+    assert store.get_key("0123456789abcdef") == key
+    assert store.get_key("ffffffffffffffff") is None
+
+
+def test_keys_are_listed_per_user_or_all_oldest_first(store: Store) -> None:
+    store.put_key(api_key("000000000000000b", created_at=day(2)))
+    store.put_key(api_key("000000000000000a", created_at=day(1)))
+    store.put_key(api_key("000000000000000c", user="alicea", created_at=day(3)))  # a prefix is not the user
+    assert [k.key_id for k in store.list_keys("alice")] == ["000000000000000a", "000000000000000b"]
+    assert [k.key_id for k in store.list_keys(None)] == ["000000000000000a", "000000000000000b", "000000000000000c"]
+    assert store.list_keys("nobody") == []
+
+
+def test_revoking_keeps_the_key_with_its_first_revocation_time(store: Store) -> None:
+    store.put_key(api_key("0123456789abcdef"))
+    assert store.revoke_key("0123456789abcdef", day(5)) is True
+    assert store.revoke_key("0123456789abcdef", day(6)) is True
+    revoked = store.get_key("0123456789abcdef")
+    assert revoked is not None and revoked.revoked_at == day(5)
+    assert store.revoke_key("ffffffffffffffff", day(5)) is False

@@ -50,9 +50,13 @@ DEPLOYED_API = os.environ.get("MEMCUBE_E2E_API_URL")
 class Stack:
     """One deployment behind the Lambda entry points, with a running consumer."""
 
-    def __init__(self, container: Container | None, stop: Callable[[], None]) -> None:
+    def __init__(
+        self, container: Container | None, stop: Callable[[], None], headers: dict[str, str] | None = None
+    ) -> None:
         self._container = container
         self._stop = stop
+        self.headers = headers
+        """Credentials every call sends (AWS always requires an API key: the tests use a service key)."""
 
     @property
     def container(self) -> Container:
@@ -61,7 +65,7 @@ class Stack:
         return self._container
 
     def call(self, method: str, path: str, *, body: Any = None, query: str = "") -> tuple[int, dict[str, Any]]:
-        return call(method, path, body=body, query=query)
+        return call(method, path, body=body, query=query, headers=self.headers)
 
     def add(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return self.call("POST", "/product/add", body=body)
@@ -97,8 +101,9 @@ class DeployedStack(Stack):
     """A deployed stack over HTTPS (its worker runs in AWS)."""
 
     def __init__(self, api_url: str) -> None:
-        super().__init__(None, lambda: None)
-        self._http = httpx.Client(base_url=api_url.rstrip("/"), timeout=35)
+        key = os.environ.get("MEMCUBE_E2E_API_KEY", "")  # a service key: memcube keys create --scope service
+        super().__init__(None, lambda: None, {"authorization": f"Token {key}"} if key else None)
+        self._http = httpx.Client(base_url=api_url.rstrip("/"), timeout=35, headers=self.headers)
 
     def call(self, method: str, path: str, *, body: Any = None, query: str = "") -> tuple[int, dict[str, Any]]:
         response = self._http.request(method, f"{path}?{query}" if query else path, json=body)
@@ -136,7 +141,8 @@ def aws_stack(dynamodb_local: Running | External, table: str, queues: Queues, os
     with serving(container):
         thread = threading.Thread(target=consume, daemon=True)
         thread.start()
-        yield Stack(container, stop.set)
+        _, service_key = container.keys.create("e2e-suite", "service")
+        yield Stack(container, stop.set, {"authorization": f"Token {service_key}"})
         stop.set()
         thread.join(10)
 

@@ -119,6 +119,14 @@ def services(request: Request) -> Container:
 Services = Annotated[Container, Depends(services)]
 
 
+def authenticated(request: Request, c: Services) -> Principal | None:
+    """The API key's principal, checked before the body is read (None with keys off)."""
+    return c.authority.caller(request.headers.get("authorization"))
+
+
+Caller = Annotated[Principal | None, Depends(authenticated)]
+
+
 def create_app(  # noqa: PLR0915 - one statement per route: the routes read best in one place
     container: Callable[[], Container], on_shutdown: Sequence[Callable[[], None]] = ()
 ) -> FastAPI:
@@ -162,18 +170,21 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     async def add(
         request: Request,
         c: Services,
+        who: Caller,
         idempotency_key: Annotated[str | None, Header(max_length=limits.MAX_ID_CHARS)] = None,
     ) -> JSONResponse:
         req = await read_json(request, AddRequest)
         # Store and queue calls block (and a sync add waits for its task): off the event loop.
-        return await run_in_threadpool(_add, c, req, idempotency_key)
+        return await run_in_threadpool(_add, c, req, c.authority.acting_for(who, req.user_id), idempotency_key)
 
     @app.get("/product/scheduler/status", summary="Status of an add task, per cube and per memory")
     def scheduler_status(
         c: Services,
+        who: Caller,
         user_id: Annotated[str, Query(min_length=1, max_length=limits.MAX_ID_CHARS)],
         task_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     ) -> JSONResponse:
+        user_id = c.authority.acting_for(who, user_id).user_id
         if task_id is None:
             records = c.status.recent(user_id)
             return envelope(200, "Task status retrieved", [status_view(r) for r in records])
@@ -183,10 +194,11 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     @app.get("/product/get_memory/{memory_id}", summary="One memory by id")
     def get_memory_by_id(
         c: Services,
+        who: Caller,
         memory_id: Annotated[str, Path(min_length=1, max_length=200)],
         user_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
     ) -> JSONResponse:
-        item = c.reader.get(memory_id, Principal(user_id=user_id or ""))
+        item = c.reader.get(memory_id, c.authority.acting_for(who, user_id))
         return envelope(200, "Memory retrieved successfully", item.public())
 
     @app.get(
@@ -195,10 +207,11 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     def get_memory_history(
         c: Services,
+        who: Caller,
         memory_id: Annotated[str, Path(min_length=1, max_length=200)],
         user_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
     ) -> JSONResponse:
-        item = c.history.history(memory_id, Principal(user_id=user_id or ""))
+        item = c.history.history(memory_id, c.authority.acting_for(who, user_id))
         data = {
             "memory_id": item.id,
             "status": item.metadata.status,
@@ -213,9 +226,9 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         UndoRequest,
         summary="Undo a memory's latest merge or correction, restoring the previous active item(s)",
     )
-    async def undo_memory(request: Request, c: Services) -> JSONResponse:
+    async def undo_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, UndoRequest)
-        receipt = await run_in_threadpool(c.history.undo, req, Principal(user_id=req.user_id))
+        receipt = await run_in_threadpool(c.history.undo, req, c.authority.acting_for(who, req.user_id))
         return envelope(200, f"Undid the {receipt.undone} change of {receipt.memory_id}", asdict(receipt))
 
     @post_json(
@@ -223,9 +236,9 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         GetMemoryRequest,
         summary="A cube's memories, page by page",
     )
-    async def get_memory(request: Request, c: Services) -> JSONResponse:
+    async def get_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, GetMemoryRequest)
-        principal = Principal(user_id=req.user_id or "")
+        principal = c.authority.acting_for(who, req.user_id)
         page = await run_in_threadpool(c.reader.page, req.mem_cube_id, principal, req.page, req.page_size)
         data = {
             "text_mem": [_cube_memories(page.cube_id, [i.public() for i in page.items], page.total)],
@@ -241,9 +254,9 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         SearchRequest,
         summary="Hybrid (vector + text) search over readable cubes, with filters",
     )
-    async def search(request: Request, c: Services) -> JSONResponse:
+    async def search(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, SearchRequest)
-        results = await run_in_threadpool(c.searcher.search, req, Principal(user_id=req.user_id))
+        results = await run_in_threadpool(c.searcher.search, req, c.authority.acting_for(who, req.user_id))
         text_mem = [
             _cube_memories(r.cube_id, [_with_relativity(s.item, s.relativity) for s in r.memories], len(r.memories))
             for r in results
@@ -256,9 +269,9 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         DeleteMemoryRequest,
         summary="Delete memories by ids, file ids, filter or session; erase a user's data in cubes",
     )
-    async def delete_memory(request: Request, c: Services) -> JSONResponse:
+    async def delete_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, DeleteMemoryRequest)
-        receipt = await run_in_threadpool(c.deleter.delete, req, Principal(user_id=req.user_id))
+        receipt = await run_in_threadpool(c.deleter.delete, req, c.authority.acting_for(who, req.user_id))
         return _receipt_response(receipt)
 
     @post_json(
@@ -266,9 +279,9 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         DeleteCubeRequest,
         summary="Erase a whole cube: its memories, index documents, queued adds and dead letters",
     )
-    async def delete_cube(request: Request, c: Services) -> JSONResponse:
+    async def delete_cube(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, DeleteCubeRequest)
-        receipt = await run_in_threadpool(c.deleter.delete_cube, req, Principal(user_id=req.user_id))
+        receipt = await run_in_threadpool(c.deleter.delete_cube, req, c.authority.acting_for(who, req.user_id))
         return _receipt_response(receipt)
 
     @post_json(
@@ -276,9 +289,9 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         ExportRequest,
         summary="A page of a cube's items (any status, no embeddings) for export; follow next_cursor",
     )
-    async def export_memory(request: Request, c: Services) -> JSONResponse:
+    async def export_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, ExportRequest)
-        items, cursor = await run_in_threadpool(c.transfer.export_page, req, Principal(user_id=req.user_id))
+        items, cursor = await run_in_threadpool(c.transfer.export_page, req, c.authority.acting_for(who, req.user_id))
         data = {"cube_id": req.cube_id, "items": [exported(i) for i in items], "next_cursor": cursor}
         return envelope(200, f"Exported {len(items)} memories", data)
 
@@ -287,9 +300,9 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         ImportRequest,
         summary="Write exported items into a cube as they are (embeddings computed again)",
     )
-    async def import_memory(request: Request, c: Services) -> JSONResponse:
+    async def import_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, ImportRequest)
-        result = await run_in_threadpool(c.transfer.import_items, req, Principal(user_id=req.user_id))
+        result = await run_in_threadpool(c.transfer.import_items, req, c.authority.acting_for(who, req.user_id))
         data = {"imported": result.imported, "existing": result.existing, "duplicates": result.duplicates}
         counts = (len(result.imported), len(result.existing), len(result.duplicates))
         message = "Memories imported: {} new, {} already there, {} duplicates".format(*counts)
@@ -311,9 +324,9 @@ def _receipt_response(receipt: Receipt) -> JSONResponse:
     return envelope(200, f"Memories deleted successfully: {receipt.memories} removed", data)
 
 
-def _add(c: Container, req: AddRequest, idempotency_key: str | None) -> JSONResponse:
+def _add(c: Container, req: AddRequest, principal: Principal, idempotency_key: str | None) -> JSONResponse:
     cmd = to_command(req)
-    sub = c.add.submit(cmd, Principal(user_id=cmd.user_id), idempotency_key)
+    sub = c.add.submit(cmd, principal, idempotency_key)
     again = " (repeated request: the existing task is returned)" if sub.replay else ""
     if cmd.async_mode == "async":
         data = [{"cube_id": p.cube_id, "task_id": sub.task_id, "status": p.status.value} for p in sub.record.parts]

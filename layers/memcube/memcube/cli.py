@@ -3,6 +3,7 @@ operator commands work on the storage directly; the user commands (`cli_user`) t
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -15,6 +16,9 @@ from memcube.settings import Settings
 
 if TYPE_CHECKING:
     from memcube.wiring import Container
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @click.group()
@@ -85,6 +89,69 @@ def dead_letters(data_dir: Path | None) -> None:
         container.close()
 
 
+@main.group()
+def keys() -> None:
+    """API keys (operators): create, list, revoke. Stored as salted digests; shown once."""
+
+
+@keys.command("create")
+@_data_dir_option
+@click.option("--user", "user_id", required=True, help="The user the key acts for.")
+@click.option(
+    "--scope",
+    type=click.Choice(["user", "service", "admin"]),
+    default="user",
+    show_default=True,
+    help="service/admin keys may act for any user_id (for trusted backends).",
+)
+@click.option("--label", default="", help="A note on what the key is for.")
+def keys_create(data_dir: Path | None, user_id: str, scope: str, label: str) -> None:
+    """Create a key and print it (the only time it is shown)."""
+    from memcube.domain.requests import check_id
+
+    try:
+        check_id(user_id, "--user")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--user") from exc
+    container = _container(data_dir)
+    try:
+        key, plaintext = container.keys.create(user_id, scope, label)  # type: ignore[arg-type]
+    finally:
+        container.close()
+    click.echo(plaintext)
+    click.echo(f"key {key.key_id} for {key.user_id} ({key.scope}): store it now, it is not shown again", err=True)
+
+
+@keys.command("list")
+@_data_dir_option
+@click.option("--user", "user_id", default=None, help="Only this user's keys.")
+def keys_list(data_dir: Path | None, user_id: str | None) -> None:
+    """Keys as JSON lines (ids, users, scopes, labels, dates; never secrets)."""
+    container = _container(data_dir)
+    try:
+        for key in container.keys.list(user_id):
+            click.echo(json.dumps(key.public()))
+    finally:
+        container.close()
+
+
+@keys.command("revoke")
+@_data_dir_option
+@click.argument("key_id")
+def keys_revoke(data_dir: Path | None, key_id: str) -> None:
+    """Revoke KEY_ID: every request with it is refused (401) from then on."""
+    from memcube.domain.errors import NotFound
+
+    container = _container(data_dir)
+    try:
+        key = container.keys.revoke(key_id)
+    except NotFound as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        container.close()
+    click.echo(f"revoked {key.key_id} ({key.user_id}) at {key.revoked_at}")
+
+
 @main.command("bootstrap-index")
 def bootstrap_index() -> None:
     """Create the OpenSearch index with its mapping (aws backend; run once after deploying)."""
@@ -147,6 +214,11 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
     if workers is not None:
         overrides["workers"] = workers
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    if settings.auth_mode == "none" and host not in LOOPBACK:
+        raise click.ClickException(
+            f"refusing to listen on {host} without authentication: set MEMCUBE_AUTH=keys and create keys "
+            "with `memcube keys create --user <id>` (or listen on 127.0.0.1)"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         lock = lock_data_dir(settings.data_dir)
@@ -159,7 +231,8 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
         threading.Thread(target=warm, name="embedder-warm-up", daemon=True).start()
     worker = EmbeddedWorker(container)
     worker.start()
-    click.echo(f"memcube: data in {settings.data_dir.resolve()}, API on http://{host}:{port}")
+    auth = "API keys required" if settings.auth_mode == "keys" else "no authentication (loopback only)"
+    click.echo(f"memcube: data in {settings.data_dir.resolve()}, API on http://{host}:{port}, {auth}")
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down, so the cleanup runs in the app's
     # lifespan shutdown (the worker finishes its in-flight message there), not after run().
     app = create_app(lambda: container, on_shutdown=[worker.stop, container.close])

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     embedding_base_url: str | None = None
     embedding_api_key: SecretStr | None = None
 
+    auth: Literal["none", "keys"] | None = None
+    """`keys`: every request needs an API key (`Authorization: Token <key>` or `Bearer <key>`),
+    created with `memcube keys create`. Default: `keys` on aws (always on there), `none` for the
+    embedded default, which listens on 127.0.0.1 only; set `keys` before exposing it."""
+
     llm: Literal["none", "bedrock", "openai"] = "none"
     """The LLM for fine mode, feedback decisions and the organizer's judge. `none`: fast mode
     only (a fine request says so); `openai`: any OpenAI-compatible chat endpoint (vLLM, Ollama,
@@ -70,6 +75,12 @@ class Settings(BaseSettings):
     feedback_cosine: float = Field(default=0.45, gt=0, le=1)
     """Feedback without an LLM: the cosine at or above which the single clearly related item
     (ahead of the next by 0.1, sharing a content word) is superseded by the correction."""
+
+    @property
+    def auth_mode(self) -> Literal["none", "keys"]:
+        if self.backend == "aws":
+            return "keys"  # not configurable off on AWS
+        return self.auth or "none"
 
     @property
     def embedder_kind(self) -> Literal["minilm", "hash", "bedrock", "openai"]:

@@ -10,6 +10,7 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from memcube.domain.auth import Authority, KeyService
 from memcube.domain.deletion import DeletionService
 from memcube.domain.history import HistoryService
 from memcube.domain.ingest import IngestService
@@ -174,6 +175,14 @@ class Container:
         from memcube.ports import NoTelemetry
 
         return NoTelemetry()
+
+    @cached_property
+    def keys(self) -> KeyService:
+        return KeyService(self.store)
+
+    @cached_property
+    def authority(self) -> Authority:
+        return Authority(self.keys if self.settings.auth_mode == "keys" else None)
 
     @cached_property
     def add(self) -> AddService:

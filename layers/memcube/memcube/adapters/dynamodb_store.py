@@ -15,6 +15,7 @@ TTL on `expires_at` (epoch seconds). Every record keeps its pydantic model's JSO
 | LSH band key | `CUBE#<cube>` | `LSH#<band key>#<id>` | `memory_id` (near-duplicate candidates) |
 | id pointer | `MEM#<id>` | `#MEM` | `cube_id`, `item_sk`: get by id with two reads, never a scan |
 | user | `USER#<user>` | `#USER` | (presence is the fact) |
+| API key | `APIKEY#<key id>` | `#APIKEY` | `gsi1pk=APIKEYS`, `gsi1sk=<user>#<created_at>#<key id>` |
 | dead letter | `DLQ` | `<failed_at>#<message_id>` | |
 | erasure mark | `ERASED#<cube>` | `#CUBE`, or `USER#<user>` | `erased_at` (the latest erasure) |
 
@@ -57,6 +58,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any, Final
 
+from memcube.domain.auth import ApiKey
 from memcube.domain.model import DeadLetter, MemoryItem, MemoryMetadata, Task, TaskPart, TaskRecord
 from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
@@ -71,6 +73,10 @@ TASK_SK: Final = "#TASK"
 IDEM_SK: Final = "#IDEM"
 POINTER_SK: Final = "#MEM"
 USER_SK: Final = "#USER"
+KEY_SK: Final = "#APIKEY"
+KEYS_GSI_PK: Final = "APIKEYS"
+"""One GSI partition lists every key (keys are created by operators, a handful per user): a
+query, not a scan, and a user's keys are the `<user>#` prefix of its sort key (ids hold no `#`)."""
 DLQ_PK: Final = "DLQ"
 GSI: Final = "gsi1"
 
@@ -661,6 +667,66 @@ class DynamoStore:
             yield from page.get("Items", [])
 
     # --- users -------------------------------------------------------------------------------
+
+    # --- API keys ----------------------------------------------------------------------------
+
+    def put_key(self, key: ApiKey) -> bool:
+        try:
+            self._write(
+                "put_item",
+                Item={
+                    "pk": _s(f"APIKEY#{key.key_id}"),
+                    "sk": _s(KEY_SK),
+                    "gsi1pk": _s(KEYS_GSI_PK),
+                    "gsi1sk": _s(f"{key.user_id}#{key.created_at}#{key.key_id}"),
+                    "body": _body(key.model_dump_json()),
+                },
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": "pk"},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        found = self._get({"pk": _s(f"APIKEY#{key_id}"), "sk": _s(KEY_SK)})
+        return ApiKey.model_validate_json(_text(found["body"])) if found else None
+
+    def list_keys(self, user_id: str | None) -> list[ApiKey]:
+        condition = "#g = :g"
+        values: dict[str, Attr] = {":g": _s(KEYS_GSI_PK)}
+        if user_id is not None:
+            condition += " AND begins_with(#gs, :user)"
+            values[":user"] = _s(f"{user_id}#")
+        items = self._query(
+            IndexName=GSI,
+            KeyConditionExpression=condition,
+            ExpressionAttributeNames={"#g": "gsi1pk", "#gs": "gsi1sk"} if user_id else {"#g": "gsi1pk"},
+            ExpressionAttributeValues=values,
+        )
+        keys = [ApiKey.model_validate_json(_text(i["body"])) for i in items]
+        return sorted(keys, key=lambda k: (k.created_at, k.key_id))
+
+    def revoke_key(self, key_id: str, at: str) -> bool:
+        key = self.get_key(key_id)
+        if key is None:
+            return False
+        if key.revoked_at is not None:
+            return True
+        revoked = key.model_copy(update={"revoked_at": at})
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):  # revoked meanwhile
+            self._write(
+                "update_item",
+                Key={"pk": _s(f"APIKEY#{key_id}"), "sk": _s(KEY_SK)},
+                UpdateExpression="SET #b = :b",
+                ConditionExpression="attribute_exists(#pk) AND #b = :old",
+                ExpressionAttributeNames={"#b": "body", "#pk": "pk"},
+                ExpressionAttributeValues={
+                    ":b": _body(revoked.model_dump_json()),
+                    ":old": _body(key.model_dump_json()),
+                },
+            )
+        return True
 
     def register_user(self, user_id: str) -> None:
         self._write("put_item", Item={"pk": _s(f"USER#{user_id}"), "sk": _s(USER_SK)})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 
+from memcube.domain.auth import ApiKey
 from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.filters import Filter, matches
 from memcube.domain.messages import QueuedAdd
@@ -29,6 +30,7 @@ class InMemoryStore:
         self._users: set[str] = set()
         self._erasures: dict[tuple[str, str | None], str] = {}
         self._bands: dict[tuple[str, str], set[str]] = {}
+        self._api_keys: dict[str, ApiKey] = {}
 
     def create_task(self, task: Task, parts: Sequence[TaskPart]) -> bool:
         cubes = [p.cube_id for p in parts]
@@ -158,6 +160,31 @@ class InMemoryStore:
                 if self._guards.get(guard) == item.id:
                     del self._guards[guard]
         return removed
+
+    def put_key(self, key: ApiKey) -> bool:
+        with self._lock:
+            if key.key_id in self._api_keys:
+                return False
+            self._api_keys[key.key_id] = key
+            return True
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self._lock:
+            return self._api_keys.get(key_id)
+
+    def list_keys(self, user_id: str | None) -> list[ApiKey]:
+        with self._lock:
+            keys = [k for k in self._api_keys.values() if user_id is None or k.user_id == user_id]
+        return sorted(keys, key=lambda k: (k.created_at, k.key_id))
+
+    def revoke_key(self, key_id: str, at: str) -> bool:
+        with self._lock:
+            key = self._api_keys.get(key_id)
+            if key is None:
+                return False
+            if key.revoked_at is None:
+                self._api_keys[key_id] = key.model_copy(update={"revoked_at": at})
+            return True
 
     def mark_erased(self, cube_id: str, user_id: str | None, at: str) -> None:
         with self._lock:

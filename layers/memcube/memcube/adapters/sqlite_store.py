@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from memcube.adapters.sqlite_base import SqliteDb
+from memcube.domain.auth import ApiKey
 from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
 from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
@@ -32,6 +33,9 @@ CREATE TABLE IF NOT EXISTS lsh_bands (
     PRIMARY KEY (cube_id, band_key, memory_id));
 CREATE INDEX IF NOT EXISTS lsh_bands_by_memory ON lsh_bands (memory_id);
 CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS api_keys_by_user ON api_keys (user_id, created_at);
 CREATE TABLE IF NOT EXISTS erasures (
     cube_id TEXT NOT NULL, user_id TEXT NOT NULL, erased_at TEXT NOT NULL, PRIMARY KEY (cube_id, user_id));
 """
@@ -43,7 +47,7 @@ class SqliteStore:
     """TaskStore + MemoryStore + UserDirectory on one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        self._db = SqliteDb(path, SCHEMA, version=3)
+        self._db = SqliteDb(path, SCHEMA, version=4)
         if self._db.upgraded_from is not None and self._db.upgraded_from < 3:
             self._backfill_bands()
 
@@ -256,6 +260,40 @@ class SqliteStore:
                 )
         self._db.scrub()
         return removed
+
+    def put_key(self, key: ApiKey) -> bool:
+        with self._db.tx() as cur:
+            cur.execute(
+                "INSERT OR IGNORE INTO api_keys (key_id, user_id, created_at, body) VALUES (?, ?, ?, ?)",
+                (key.key_id, key.user_id, key.created_at, key.model_dump_json()),
+            )
+            return cur.rowcount == 1
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self._db.read() as cur:
+            row = cur.execute("SELECT body FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+        return ApiKey.model_validate_json(row["body"]) if row else None
+
+    def list_keys(self, user_id: str | None) -> list[ApiKey]:
+        with self._db.read() as cur:
+            if user_id is None:
+                rows = cur.execute("SELECT body FROM api_keys ORDER BY created_at, key_id").fetchall()
+            else:
+                rows = cur.execute(
+                    "SELECT body FROM api_keys WHERE user_id = ? ORDER BY created_at, key_id", (user_id,)
+                ).fetchall()
+        return [ApiKey.model_validate_json(r["body"]) for r in rows]
+
+    def revoke_key(self, key_id: str, at: str) -> bool:
+        with self._db.tx() as cur:
+            row = cur.execute("SELECT body FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+            if row is None:
+                return False
+            key = ApiKey.model_validate_json(row["body"])
+            if key.revoked_at is None:
+                revoked = key.model_copy(update={"revoked_at": at})
+                cur.execute("UPDATE api_keys SET body = ? WHERE key_id = ?", (revoked.model_dump_json(), key_id))
+            return True
 
     def mark_erased(self, cube_id: str, user_id: str | None, at: str) -> None:
         with self._db.tx() as cur:

@@ -26,6 +26,13 @@ class InvalidRequest(DomainError):
     code = "invalid_request"
 
 
+class Unauthorized(DomainError):
+    """No valid credentials: a missing, malformed, unknown or revoked API key."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
 class Forbidden(DomainError):
     """The principal may not touch one of the cubes it named."""
 

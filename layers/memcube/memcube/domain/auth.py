@@ -1,0 +1,168 @@
+"""API keys: who is calling.
+
+A key reads `mck_<key id>_<secret>`. The store keeps the key id, its principal (a user, with the
+`user`, `service` or `admin` scope) and a salted SHA-256 digest of the secret, never the secret.
+A key is shown once, when it is created. Lookup is by key id and the digest is compared in
+constant time. The secret is 256 random bits, so a fast salted hash is enough: slow password
+hashes (scrypt, bcrypt) exist for guessable secrets, and would add tens of milliseconds to every
+request.
+
+Clients send `Authorization: Token <key>` (what MemOS clients send) or `Bearer <key>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memcube.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from memcube.domain.model import Principal, iso, utcnow
+from memcube.domain.requests import Id
+
+Scope = Literal["user", "service", "admin"]
+PREFIX = "mck"
+_KEY = re.compile(rf"^{PREFIX}_([0-9a-f]{{16}})_([A-Za-z0-9_-]{{43}})$")
+_SCHEMES = ("token", "bearer")
+
+
+class ApiKey(BaseModel):
+    """A stored key: everything but the secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    user_id: Id
+    scope: Scope = "user"
+    label: str = Field(default="", max_length=200)
+    salt: str
+    digest: str
+    created_at: str
+    revoked_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def public(self) -> dict[str, object]:
+        """What listing shows: no salt, no digest."""
+        return self.model_dump(exclude={"salt", "digest"})
+
+
+class KeyStore(Protocol):
+    def put_key(self, key: ApiKey) -> bool:
+        """Store a new key; False (and no write) if its key id exists."""
+        ...
+
+    def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    def list_keys(self, user_id: str | None) -> list[ApiKey]:
+        """Every key (revoked ones too) of one user, or of everyone; oldest first."""
+        ...
+
+    def revoke_key(self, key_id: str, at: str) -> bool:
+        """Mark the key revoked at `at` (a second revoke keeps the first time); False if unknown."""
+        ...
+
+
+def digest_of(secret: str, salt: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
+
+
+def parse_authorization(header: str | None) -> tuple[str, str]:
+    """(key id, secret) from an Authorization header, or Unauthorized naming what is wrong."""
+    if not header or not header.strip():
+        raise Unauthorized("Authorization: missing; send 'Token <api key>' or 'Bearer <api key>'")
+    scheme, _, credential = header.strip().partition(" ")
+    if scheme.lower() not in _SCHEMES:
+        raise Unauthorized(f"Authorization: unsupported scheme {scheme[:20]!r}; use 'Token' or 'Bearer'")
+    match = _KEY.match(credential.strip())
+    if match is None:
+        raise Unauthorized("Authorization: not a memcube API key (expected mck_<id>_<secret>)")
+    return match.group(1), match.group(2)
+
+
+class KeyService:
+    def __init__(self, keys: KeyStore, now: Callable[[], str] = lambda: iso(utcnow())) -> None:
+        self._keys = keys
+        self._now = now
+
+    def create(self, user_id: str, scope: Scope = "user", label: str = "") -> tuple[ApiKey, str]:
+        """A new key and its plaintext (shown once, never stored)."""
+        if not user_id:
+            raise InvalidRequest("user_id: a key needs the user it acts for")
+        for _ in range(3):  # a 64-bit id collides essentially never; the store refuses a repeat
+            key_id, secret, salt = secrets.token_hex(8), secrets.token_urlsafe(32), secrets.token_hex(16)
+            key = ApiKey(
+                key_id=key_id,
+                user_id=user_id,
+                scope=scope,
+                label=label,
+                salt=salt,
+                digest=digest_of(secret, salt),
+                created_at=self._now(),
+            )
+            if self._keys.put_key(key):
+                return key, f"{PREFIX}_{key_id}_{secret}"
+        raise RuntimeError("could not allocate a unique key id")  # pragma: no cover
+
+    def authenticate(self, header: str | None) -> Principal:
+        """The principal of a valid, unrevoked key; Unauthorized otherwise (one message for an
+        unknown, wrong or revoked key, so a caller learns nothing about which)."""
+        key_id, secret = parse_authorization(header)
+        key = self._keys.get_key(key_id)
+        candidate = digest_of(secret, key.salt) if key is not None else digest_of(secret, "00")
+        if key is None or not hmac.compare_digest(candidate, key.digest) or not key.active:
+            raise Unauthorized("Authorization: invalid or revoked API key")
+        return Principal(user_id=key.user_id, scopes=frozenset({key.scope}))
+
+    def revoke(self, key_id: str) -> ApiKey:
+        if not self._keys.revoke_key(key_id, self._now()):
+            raise NotFound(f"key_id: {key_id!r} not found")
+        key = self._keys.get_key(key_id)
+        assert key is not None
+        return key
+
+    def list(self, user_id: str | None = None) -> Sequence[ApiKey]:
+        return self._keys.list_keys(user_id)
+
+
+ACT_FOR_OTHERS = frozenset({"service", "admin"})
+
+
+class Authority:
+    """Turns a request's credentials and its body's `user_id` into the principal it acts as.
+
+    With keys off (the embedded default, on 127.0.0.1), the body's `user_id` is the principal, as
+    in MemOS. With keys on, every request authenticates first (before its body is read), and the
+    body's `user_id` must be the key's user, unless the key has the `service` or `admin` scope,
+    which may act for any user.
+    """
+
+    def __init__(self, keys: KeyService | None) -> None:
+        self._keys = keys
+
+    @property
+    def enabled(self) -> bool:
+        return self._keys is not None
+
+    def caller(self, authorization: str | None) -> Principal | None:
+        """The authenticated key's principal (None with keys off); Unauthorized without a valid key."""
+        return None if self._keys is None else self._keys.authenticate(authorization)
+
+    def acting_for(self, caller: Principal | None, user_id: str | None) -> Principal:
+        if caller is None:
+            return Principal(user_id=user_id or "")
+        if not user_id or user_id == caller.user_id:
+            return caller
+        if caller.scopes & ACT_FOR_OTHERS:
+            return Principal(user_id=user_id, scopes=caller.scopes)
+        raise Forbidden(
+            f"user_id: {user_id!r} is not this API key's user ({caller.user_id!r}); "
+            "only a service key may act for other users"
+        )

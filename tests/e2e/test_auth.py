@@ -1,0 +1,56 @@
+"""API keys on a real `memcube serve`: created, listed and revoked with the operator CLI, sent by
+the user CLI; no key or a revoked key is refused; serving beyond loopback needs keys on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from memcube.cli import main
+from tests.e2e.conftest import MEMCUBE, ServeFactory, free_port
+
+
+def operator(data: Path, *args: str) -> Result:
+    env = {"MEMCUBE_DATA_DIR": str(data), "MEMCUBE_EMBEDDER": "hash"}
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def user_cli(url: str, key: str | None, *args: str) -> Result:
+    env = {"MEMCUBE_URL": url, "MEMCUBE_USER": "alice", "MEMCUBE_API_KEY": key or ""}
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def test_keys_are_created_used_listed_and_revoked(serve: ServeFactory, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    created = operator(data, "keys", "create", "--user", "alice", "--label", "laptop")
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip()
+    assert key.startswith("mck_") and "not shown again" in created.stderr
+    server = serve(data_dir=data, env={"MEMCUBE_AUTH": "keys"})
+
+    added = user_cli(server.url, key, "add", "I like green tea.")
+    assert added.exit_code == 0, added.output
+    refused = user_cli(server.url, None, "search", "tea")
+    assert refused.exit_code == 1 and "server answered 401: Authorization: missing" in refused.output
+
+    [listed] = [json.loads(line) for line in operator(data, "keys", "list", "--user", "alice").stdout.splitlines()]
+    assert (listed["user_id"], listed["label"], listed["revoked_at"]) == ("alice", "laptop", None)
+    assert "digest" not in listed and "salt" not in listed and key.split("_")[2] not in json.dumps(listed)
+    stored = b"".join(p.read_bytes() for p in data.glob("store.db*"))
+    assert key.split("_")[2].encode() not in stored  # only the salted digest is stored
+
+    revoked = operator(data, "keys", "revoke", listed["key_id"])
+    assert revoked.exit_code == 0 and "revoked" in revoked.stdout
+    after = user_cli(server.url, key, "search", "tea")
+    assert after.exit_code == 1 and "401" in after.output and "invalid or revoked" in after.output
+
+
+def test_serving_beyond_loopback_without_keys_is_refused(tmp_path: Path) -> None:
+    cmd = [str(MEMCUBE), "serve", "--host", "0.0.0.0", "--port", str(free_port()), "--data-dir", str(tmp_path / "d")]
+    env = {"PATH": "/usr/bin:/bin", "MEMCUBE_EMBEDDER": "hash", "HOME": str(tmp_path)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert done.returncode == 1
+    assert "refusing to listen on 0.0.0.0 without authentication: set MEMCUBE_AUTH=keys" in done.stderr
