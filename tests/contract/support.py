@@ -19,7 +19,7 @@ from memcube.ports import MemoryStore, SearchIndex, TaskQueue, TaskStore
 
 
 class Store(TaskStore, MemoryStore, UserDirectory, KeyStore, Protocol):
-    """The system of record: one adapter serves all four ports."""
+    """The system of record: one adapter serves all four ports (cube grants are in UserDirectory)."""
 
 
 class Delivery(Protocol):

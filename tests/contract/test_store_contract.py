@@ -9,6 +9,7 @@ import pytest
 
 from memcube.domain.auth import ApiKey
 from memcube.domain.model import MemoryItem, TaskState
+from memcube.domain.permissions import CubeAcl
 from memcube.ports import PutResult
 from tests.contract.support import Store, close, day, dead_letter, memory, race, task
 
@@ -435,3 +436,33 @@ def test_revoking_keeps_the_key_with_its_first_revocation_time(store: Store) -> 
     revoked = store.get_key("0123456789abcdef")
     assert revoked is not None and revoked.revoked_at == day(5)
     assert store.revoke_key("ffffffffffffffff", day(5)) is False
+
+
+# --- cube grants ---------------------------------------------------------------------------------
+
+
+def test_a_created_cube_reads_back_and_a_second_create_is_refused(store: Store) -> None:
+    acl = CubeAcl(cube_id="kb-team", owner_id="alice", readers=["bob"], writers=["carol"], created_at=day(1))
+    assert store.create_cube(acl) is True
+    assert store.get_cube("kb-team") == acl
+    assert store.create_cube(acl.model_copy(update={"owner_id": "mallory"})) is False
+    assert store.get_cube("kb-team") == acl
+    assert store.get_cube("kb-other") is None
+
+
+def test_grants_change_only_from_the_version_read(store: Store) -> None:
+    acl = CubeAcl(cube_id="kb-team", owner_id="alice", created_at=day(1))
+    store.create_cube(acl)
+    granted = acl.model_copy(update={"readers": ["bob"], "version": 2})
+    assert store.update_cube(granted, expected_version=1) is True
+    assert store.update_cube(acl.model_copy(update={"writers": ["eve"], "version": 2}), expected_version=1) is False
+    assert store.get_cube("kb-team") == granted
+    assert store.update_cube(granted.model_copy(update={"cube_id": "kb-none"}), expected_version=2) is False
+
+
+def test_a_deleted_cube_frees_its_id(store: Store) -> None:
+    store.create_cube(CubeAcl(cube_id="kb-team", owner_id="alice", created_at=day(1)))
+    assert store.delete_cube("kb-team") is True
+    assert store.get_cube("kb-team") is None
+    assert store.delete_cube("kb-team") is False
+    assert store.create_cube(CubeAcl(cube_id="kb-team", owner_id="bob", created_at=day(2))) is True

@@ -70,6 +70,11 @@ class Stack:
     def add(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return self.call("POST", "/product/add", body=body)
 
+    def create_cube(self, user_id: str, cube_id: str) -> None:
+        """A knowledge-base cube owned by `user_id` (with API keys on, cubes must be created)."""
+        code, payload = self.call("POST", "/product/create_cube", body={"user_id": user_id, "cube_id": cube_id})
+        assert code == 200, payload
+
     def status(self, user_id: str, task_id: str) -> dict[str, Any]:
         code, payload = self.call("GET", "/product/scheduler/status", query=f"user_id={user_id}&task_id={task_id}")
         assert code == 200, payload
@@ -200,6 +205,8 @@ def test_sync_add_and_duplicate(stack: Stack) -> None:
 
 
 def test_fan_out_to_several_cubes_keeps_each_cube_exact(stack: Stack) -> None:
+    stack.create_cube("ops", "kb-a")
+    stack.create_cube("ops", "kb-b")
     tasks = []
     for n in range(6):
         body = {"user_id": "ops", "writable_cube_ids": ["kb-a", "kb-b"], "messages": f"runbook step {n}"}
@@ -257,6 +264,8 @@ def test_a_failing_cube_is_retried_then_failed_with_its_reason_while_other_cubes
         real_upsert(items)
 
     monkeypatch.setattr(index, "upsert", flaky)
+    stack.create_cube("eve", "kb-broken")
+    stack.create_cube("eve", "kb-fine")
     _, broken = stack.add({"user_id": "eve", "writable_cube_ids": ["kb-broken"], "messages": "fact one"})
     _, fine = stack.add({"user_id": "eve", "writable_cube_ids": ["kb-fine"], "messages": "fact two"})
     assert stack.wait("eve", fine["task_id"])["status"] == "completed"

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from memcube.domain import limits
+from memcube.domain.cubes import CreateCubeRequest, GrantRequest
 from memcube.domain.deletion import DeleteCubeRequest, DeleteMemoryRequest, Receipt
 from memcube.domain.history import UndoRequest
 from memcube.domain.memories import MAX_PAGE_SIZE
@@ -283,6 +284,36 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         req = await read_json(request, DeleteCubeRequest)
         receipt = await run_in_threadpool(c.deleter.delete_cube, req, c.authority.acting_for(who, req.user_id))
         return _receipt_response(receipt)
+
+    @post_json(
+        "/product/create_cube",
+        CreateCubeRequest,
+        summary="Create a knowledge-base cube owned by user_id, optionally granting readers and writers",
+    )
+    async def create_cube(request: Request, c: Services, who: Caller) -> JSONResponse:
+        req = await read_json(request, CreateCubeRequest)
+        acl = await run_in_threadpool(c.cubes.create, req, c.authority.acting_for(who, req.user_id))
+        return envelope(200, f"Cube {acl.cube_id} created", acl.model_dump())
+
+    @post_json(
+        "/product/grant_cube",
+        GrantRequest,
+        summary="The cube's owner grants read or write (write implies read) to target_user_id",
+    )
+    async def grant_cube(request: Request, c: Services, who: Caller) -> JSONResponse:
+        req = await read_json(request, GrantRequest)
+        acl = await run_in_threadpool(c.cubes.grant, req, c.authority.acting_for(who, req.user_id))
+        return envelope(200, f"Granted {req.permission} on {acl.cube_id} to {req.target_user_id}", acl.model_dump())
+
+    @post_json(
+        "/product/revoke_cube",
+        GrantRequest,
+        summary="The cube's owner revokes read or write (revoking read revokes write too)",
+    )
+    async def revoke_cube(request: Request, c: Services, who: Caller) -> JSONResponse:
+        req = await read_json(request, GrantRequest)
+        acl = await run_in_threadpool(c.cubes.revoke, req, c.authority.acting_for(who, req.user_id))
+        return envelope(200, f"Revoked {req.permission} on {acl.cube_id} from {req.target_user_id}", acl.model_dump())
 
     @post_json(
         "/product/export_memory",

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from memcube.domain.auth import Authority, KeyService
+from memcube.domain.cubes import CubeService
 from memcube.domain.deletion import DeletionService
 from memcube.domain.history import HistoryService
 from memcube.domain.ingest import IngestService
@@ -181,6 +182,10 @@ class Container:
         return KeyService(self.store)
 
     @cached_property
+    def cubes(self) -> CubeService:
+        return CubeService(self.store)
+
+    @cached_property
     def authority(self) -> Authority:
         return Authority(self.keys if self.settings.auth_mode == "keys" else None)
 
@@ -211,6 +216,7 @@ class Container:
                 related=self.settings.related_cosine,
             ),
             feedback_cosine=self.settings.feedback_cosine,
+            open_cubes=self.settings.auth_mode == "none",
             telemetry=self.telemetry,
             dead_letters=self.dead_letters,
         )

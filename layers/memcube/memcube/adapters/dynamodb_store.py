@@ -15,6 +15,7 @@ TTL on `expires_at` (epoch seconds). Every record keeps its pydantic model's JSO
 | LSH band key | `CUBE#<cube>` | `LSH#<band key>#<id>` | `memory_id` (near-duplicate candidates) |
 | id pointer | `MEM#<id>` | `#MEM` | `cube_id`, `item_sk`: get by id with two reads, never a scan |
 | user | `USER#<user>` | `#USER` | (presence is the fact) |
+| cube grants | `ACL#<cube>` | `#ACL` | `version` (owner, readers, writers in `body`) |
 | API key | `APIKEY#<key id>` | `#APIKEY` | `gsi1pk=APIKEYS`, `gsi1sk=<user>#<created_at>#<key id>` |
 | dead letter | `DLQ` | `<failed_at>#<message_id>` | |
 | erasure mark | `ERASED#<cube>` | `#CUBE`, or `USER#<user>` | `erased_at` (the latest erasure) |
@@ -60,6 +61,7 @@ from typing import Any, Final
 
 from memcube.domain.auth import ApiKey
 from memcube.domain.model import DeadLetter, MemoryItem, MemoryMetadata, Task, TaskPart, TaskRecord
+from memcube.domain.permissions import CubeAcl
 from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
 
@@ -74,6 +76,7 @@ IDEM_SK: Final = "#IDEM"
 POINTER_SK: Final = "#MEM"
 USER_SK: Final = "#USER"
 KEY_SK: Final = "#APIKEY"
+ACL_SK: Final = "#ACL"
 KEYS_GSI_PK: Final = "APIKEYS"
 """One GSI partition lists every key (keys are created by operators, a handful per user): a
 query, not a scan, and a user's keys are the `<user>#` prefix of its sort key (ids hold no `#`)."""
@@ -667,6 +670,38 @@ class DynamoStore:
             yield from page.get("Items", [])
 
     # --- users -------------------------------------------------------------------------------
+
+    # --- cube grants -------------------------------------------------------------------------
+
+    def get_cube(self, cube_id: str) -> CubeAcl | None:
+        found = self._get({"pk": _s(f"ACL#{cube_id}"), "sk": _s(ACL_SK)})
+        return CubeAcl.model_validate_json(_text(found["body"])) if found else None
+
+    def _put_cube(self, acl: CubeAcl, condition: str, values: dict[str, Attr] | None = None) -> bool:
+        item = {"pk": _s(f"ACL#{acl.cube_id}"), "sk": _s(ACL_SK), "version": _n(acl.version)}
+        item["body"] = _body(acl.model_dump_json())
+        try:
+            extra = {"ExpressionAttributeValues": values} if values else {}
+            self._write(
+                "put_item",
+                Item=item,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#pk": "pk", "#v": "version"} if values else {"#pk": "pk"},
+                **extra,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def create_cube(self, acl: CubeAcl) -> bool:
+        return self._put_cube(acl, "attribute_not_exists(#pk)")
+
+    def update_cube(self, acl: CubeAcl, expected_version: int) -> bool:
+        return self._put_cube(acl, "attribute_exists(#pk) AND #v = :v", {":v": _n(expected_version)})
+
+    def delete_cube(self, cube_id: str) -> bool:
+        old = self._write("delete_item", Key={"pk": _s(f"ACL#{cube_id}"), "sk": _s(ACL_SK)}, ReturnValues="ALL_OLD")
+        return "Attributes" in old
 
     # --- API keys ----------------------------------------------------------------------------
 

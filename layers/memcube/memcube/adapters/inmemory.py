@@ -11,6 +11,7 @@ from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.filters import Filter, matches
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
+from memcube.domain.permissions import CubeAcl
 from memcube.domain.search import filter_doc
 from memcube.domain.similarity import lsh_keys
 from memcube.ports import Hit, PutResult
@@ -31,6 +32,7 @@ class InMemoryStore:
         self._erasures: dict[tuple[str, str | None], str] = {}
         self._bands: dict[tuple[str, str], set[str]] = {}
         self._api_keys: dict[str, ApiKey] = {}
+        self._cubes: dict[str, CubeAcl] = {}
 
     def create_task(self, task: Task, parts: Sequence[TaskPart]) -> bool:
         cubes = [p.cube_id for p in parts]
@@ -160,6 +162,29 @@ class InMemoryStore:
                 if self._guards.get(guard) == item.id:
                     del self._guards[guard]
         return removed
+
+    def get_cube(self, cube_id: str) -> CubeAcl | None:
+        with self._lock:
+            return self._cubes.get(cube_id)
+
+    def create_cube(self, acl: CubeAcl) -> bool:
+        with self._lock:
+            if acl.cube_id in self._cubes:
+                return False
+            self._cubes[acl.cube_id] = acl
+            return True
+
+    def update_cube(self, acl: CubeAcl, expected_version: int) -> bool:
+        with self._lock:
+            stored = self._cubes.get(acl.cube_id)
+            if stored is None or stored.version != expected_version:
+                return False
+            self._cubes[acl.cube_id] = acl
+            return True
+
+    def delete_cube(self, cube_id: str) -> bool:
+        with self._lock:
+            return self._cubes.pop(cube_id, None) is not None
 
     def put_key(self, key: ApiKey) -> bool:
         with self._lock:

@@ -9,6 +9,7 @@ from pathlib import Path
 from memcube.adapters.sqlite_base import SqliteDb
 from memcube.domain.auth import ApiKey
 from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
+from memcube.domain.permissions import CubeAcl
 from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
 
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS lsh_bands (
     PRIMARY KEY (cube_id, band_key, memory_id));
 CREATE INDEX IF NOT EXISTS lsh_bands_by_memory ON lsh_bands (memory_id);
 CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS cubes (cube_id TEXT PRIMARY KEY, version INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_at TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS api_keys_by_user ON api_keys (user_id, created_at);
@@ -260,6 +262,32 @@ class SqliteStore:
                 )
         self._db.scrub()
         return removed
+
+    def get_cube(self, cube_id: str) -> CubeAcl | None:
+        with self._db.read() as cur:
+            row = cur.execute("SELECT body FROM cubes WHERE cube_id = ?", (cube_id,)).fetchone()
+        return CubeAcl.model_validate_json(row["body"]) if row else None
+
+    def create_cube(self, acl: CubeAcl) -> bool:
+        with self._db.tx() as cur:
+            cur.execute(
+                "INSERT OR IGNORE INTO cubes (cube_id, version, body) VALUES (?, ?, ?)",
+                (acl.cube_id, acl.version, acl.model_dump_json()),
+            )
+            return cur.rowcount == 1
+
+    def update_cube(self, acl: CubeAcl, expected_version: int) -> bool:
+        with self._db.tx() as cur:
+            cur.execute(
+                "UPDATE cubes SET version = ?, body = ? WHERE cube_id = ? AND version = ?",
+                (acl.version, acl.model_dump_json(), acl.cube_id, expected_version),
+            )
+            return cur.rowcount == 1
+
+    def delete_cube(self, cube_id: str) -> bool:
+        with self._db.tx() as cur:
+            cur.execute("DELETE FROM cubes WHERE cube_id = ?", (cube_id,))
+            return cur.rowcount == 1
 
     def put_key(self, key: ApiKey) -> bool:
         with self._db.tx() as cur:

@@ -25,7 +25,7 @@ from memcube.domain.errors import Forbidden, InvalidRequest
 from memcube.domain.filters import Filter, compile_filter, matches
 from memcube.domain.messages import QueuedAdd, peek
 from memcube.domain.model import ERASED_NOTE, MemoryItem, Principal, TaskState, iso, utcnow
-from memcube.domain.permissions import UserDirectory, authorize_write
+from memcube.domain.permissions import UserDirectory, authorize_owner, authorize_write
 from memcube.domain.requests import Id, check_cube_ids
 from memcube.domain.search import filter_doc
 from memcube.ports import MemoryStore, SearchIndex, TaskQueue, TaskStore
@@ -150,8 +150,10 @@ class DeletionService:
         return self._erase(cubes, user_id=req.user_id)
 
     def delete_cube(self, req: DeleteCubeRequest, principal: Principal) -> Receipt:
-        authorize_write(principal, [req.cube_id], self._users)
-        return self._erase([req.cube_id], user_id=None)
+        authorize_owner(principal, req.cube_id, self._users)
+        receipt = self._erase([req.cube_id], user_id=None)
+        self._users.delete_cube(req.cube_id)  # its grants go with it; the id is free again
+        return receipt
 
     # --- selective ---------------------------------------------------------------------------
 

@@ -114,6 +114,7 @@ class IngestService:
         llm: LLM | None = None,
         thresholds: Thresholds | None = None,
         feedback_cosine: float = 0.45,
+        open_cubes: bool = True,
         telemetry: Telemetry | None = None,
         dead_letters: DeadLetterSink | None = None,
         now: Callable[[], str] = lambda: iso(utcnow()),
@@ -126,6 +127,8 @@ class IngestService:
         self._index = index
         self._embedder = embedder
         self._now = now
+        self._open_cubes = open_cubes
+        """API keys off: cubes nobody created are open (the worker re-checks with the API's rules)."""
         self._extractor = Extractor(llm) if llm is not None else None
         self._organizer = Organizer(memories, index, llm=llm, thresholds=thresholds, now=now)
         self._feedback = FeedbackService(self._organizer, llm=llm, feedback_cosine=feedback_cosine, now=now)
@@ -184,7 +187,8 @@ class IngestService:
     def process(self, msg: QueuedAdd) -> TaskPart:
         """Run one cube's part of a task to completion (or raise)."""
         try:
-            authorize_write(Principal(user_id=msg.user_id), [msg.cube_id], self._users)
+            scopes = frozenset() if self._open_cubes else frozenset({"user"})  # keys on: held to created cubes
+            authorize_write(Principal(user_id=msg.user_id, scopes=scopes), [msg.cube_id], self._users)
         except Forbidden as exc:
             raise PermanentError(exc.message) from exc
         part, submitted = self._start(msg)

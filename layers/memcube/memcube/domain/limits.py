@@ -27,6 +27,8 @@ MAX_INFO_BYTES: Final = 8_192
 MAX_INFO_DEPTH: Final = 4
 MAX_INFO_KEYS: Final = 64
 MAX_CUBES_PER_REQUEST: Final = 16
+MAX_GRANTS: Final = 200
+"""Readers or writers named when a cube is created (more are granted one by one)."""
 MAX_ID_CHARS: Final = 128
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$")
 """Ids (user, cube, session, task, message, project): letters, digits and `_ . : @ -`."""

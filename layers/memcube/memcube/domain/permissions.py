@@ -1,17 +1,44 @@
-"""The one place that decides whether a principal may write or read a cube.
+"""The one place that decides whether a principal may read, write or own a cube.
 
-Until API keys and cube grants exist (the security issue), the rule is: a personal cube (cube id
-equal to a user id) belongs to that user alone; any other cube is open. A cube id is personal
-when a user with that id is known to the service (every principal is registered on its first add).
+- A **personal cube** (cube id equal to a user id) belongs to that user alone; another user's
+  personal cube is never readable or writable (a cube id is personal when a user with that id is
+  known: every principal is registered on its first add).
+- A **knowledge-base cube** is created with an owner (`POST /product/create_cube`); the owner
+  grants `read` or `write` to other users. Write implies read. Only the owner (or an admin key)
+  grants, revokes and deletes the cube.
+- A knowledge-base cube nobody created is open only while API keys are off (the loopback-only
+  embedded default, where MemOS's open cubes are kept). A principal authenticated by a key (it
+  carries the key's scope) is refused such a cube until it is created.
+
+Service and admin keys act *as* the user named in the body, so they get that user's rights.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from memcube.domain.errors import Forbidden
 from memcube.domain.model import Principal
+
+KEYED = frozenset({"user", "service", "admin"})
+"""The scopes of a principal authenticated by an API key."""
+Need = Literal["read", "write", "own"]
+
+
+class CubeAcl(BaseModel):
+    """A knowledge-base cube's owner and grants."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cube_id: str
+    owner_id: str
+    readers: list[str] = Field(default_factory=list)
+    writers: list[str] = Field(default_factory=list)
+    created_at: str
+    version: int = 1
 
 
 class UserDirectory(Protocol):
@@ -21,21 +48,55 @@ class UserDirectory(Protocol):
 
     def is_user(self, user_id: str) -> bool: ...
 
+    def get_cube(self, cube_id: str) -> CubeAcl | None:
+        """The knowledge-base cube's owner and grants, if it was created."""
+        ...
 
-def _allowed(principal: Principal, cube_id: str, users: UserDirectory) -> bool:
-    return cube_id == principal.user_id or not users.is_user(cube_id)
+    def create_cube(self, acl: CubeAcl) -> bool:
+        """Record a new cube; False (and no write) if one with that id exists."""
+        ...
+
+    def update_cube(self, acl: CubeAcl, expected_version: int) -> bool:
+        """Replace the cube's grants if its stored version is still `expected_version`."""
+        ...
+
+    def delete_cube(self, cube_id: str) -> bool:
+        """Forget the cube's owner and grants (after its erasure); False if it had none."""
+        ...
+
+
+def allowed(principal: Principal, cube_id: str, users: UserDirectory, need: Need) -> bool:
+    if cube_id == principal.user_id:
+        return True
+    if users.is_user(cube_id):
+        return False  # someone else's personal cube
+    acl = users.get_cube(cube_id)
+    if acl is None:
+        return not (principal.scopes & KEYED)
+    if principal.user_id == acl.owner_id or (need == "own" and "admin" in principal.scopes):
+        return True
+    if need == "write":
+        return principal.user_id in acl.writers
+    if need == "read":
+        return principal.user_id in acl.writers or principal.user_id in acl.readers
+    return False
 
 
 def authorize_write(principal: Principal, cube_ids: Iterable[str], users: UserDirectory) -> None:
     """All or nothing: raise naming every cube the principal may not write."""
-    denied = [c for c in cube_ids if not _allowed(principal, c, users)]
+    denied = [c for c in cube_ids if not allowed(principal, c, users, "write")]
     if denied:
         raise Forbidden(
-            f"writable_cube_ids: user {principal.user_id!r} may not write {denied}: "
-            "a personal cube is writable only by its own user"
+            f"writable_cube_ids: user {principal.user_id!r} may not write {denied}: a personal cube is writable "
+            "only by its user, a knowledge-base cube by its owner and the users it grants write"
         )
 
 
 def authorize_read(principal: Principal, cube_id: str, users: UserDirectory) -> None:
-    if not _allowed(principal, cube_id, users):
+    if not allowed(principal, cube_id, users, "read"):
         raise Forbidden(f"user {principal.user_id!r} may not read cube {cube_id!r}")
+
+
+def authorize_owner(principal: Principal, cube_id: str, users: UserDirectory) -> None:
+    if not allowed(principal, cube_id, users, "own"):
+        raise Forbidden(f"cube_id: only the owner of {cube_id!r} (or an admin key) may do this")
