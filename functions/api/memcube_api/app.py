@@ -301,9 +301,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         summary="The cube's owner grants read or write (write implies read) to target_user_id",
     )
     async def grant_cube(request: Request, c: Services, who: Caller) -> JSONResponse:
-        req = await read_json(request, GrantRequest)
-        acl = await run_in_threadpool(c.cubes.grant, req, c.authority.acting_for(who, req.user_id))
-        return envelope(200, f"Granted {req.permission} on {acl.cube_id} to {req.target_user_id}", acl.model_dump())
+        return await _change_grant(request, c, who, grant=True)
 
     @post_json(
         "/product/revoke_cube",
@@ -311,9 +309,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         summary="The cube's owner revokes read or write (revoking read revokes write too)",
     )
     async def revoke_cube(request: Request, c: Services, who: Caller) -> JSONResponse:
-        req = await read_json(request, GrantRequest)
-        acl = await run_in_threadpool(c.cubes.revoke, req, c.authority.acting_for(who, req.user_id))
-        return envelope(200, f"Revoked {req.permission} on {acl.cube_id} from {req.target_user_id}", acl.model_dump())
+        return await _change_grant(request, c, who, grant=False)
 
     @post_json(
         "/product/export_memory",
@@ -342,6 +338,14 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     # Register the body models so the OpenAPI `$ref`s above resolve.
     _register_schemas(app, body_models)
     return app
+
+
+async def _change_grant(request: Request, c: Container, who: Principal | None, *, grant: bool) -> JSONResponse:
+    req = await read_json(request, GrantRequest)
+    change = c.cubes.grant if grant else c.cubes.revoke
+    acl = await run_in_threadpool(change, req, c.authority.acting_for(who, req.user_id))
+    done = "Granted" if grant else "Revoked"
+    return envelope(200, f"{done} {req.permission} on {acl.cube_id} for {req.target_user_id}", acl.model_dump())
 
 
 def _receipt_response(receipt: Receipt) -> JSONResponse:
