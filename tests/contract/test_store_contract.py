@@ -466,3 +466,17 @@ def test_a_deleted_cube_frees_its_id(store: Store) -> None:
     assert store.get_cube("kb-team") is None
     assert store.delete_cube("kb-team") is False
     assert store.create_cube(CubeAcl(cube_id="kb-team", owner_id="bob", created_at=day(2))) is True
+
+
+# --- rate windows --------------------------------------------------------------------------------
+
+
+def test_a_window_counts_up_to_its_limit_and_a_new_window_starts_afresh(store: Store) -> None:
+    assert [store.hit("req:alice", 2, 600, 60) for _ in range(3)] == [True, True, False]
+    assert store.hit("req:bob", 2, 600, 60) is True  # another principal has its own window
+    assert store.hit("req:alice", 2, 660, 60) is True
+
+
+def test_racing_hits_never_exceed_the_limit(store: Store) -> None:
+    results = race(10, lambda _: store.hit("req:alice", 4, 600, 60))
+    assert results.count(True) == 4

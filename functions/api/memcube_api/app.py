@@ -176,7 +176,8 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     ) -> JSONResponse:
         req = await read_json(request, AddRequest)
         # Store and queue calls block (and a sync add waits for its task): off the event loop.
-        return await run_in_threadpool(_add, c, req, c.authority.acting_for(who, req.user_id), idempotency_key)
+        principal = c.authority.acting_for(who, req.user_id, adding=True)
+        return await run_in_threadpool(_add, c, req, principal, idempotency_key)
 
     @app.get("/product/scheduler/status", summary="Status of an add task, per cube and per memory")
     def scheduler_status(

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from memcube.domain.errors import DomainError
+from memcube.domain.errors import DomainError, RateLimited
 from memcube.domain.requests import UNION_TAGS
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,10 @@ def validation_response(errors: list[dict[str, Any]]) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        return envelope(exc.http_status, exc.message)
+        response = envelope(exc.http_status, exc.message)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(ValidationError)
     async def _model(_: Request, exc: ValidationError) -> JSONResponse:

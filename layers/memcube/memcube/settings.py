@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     created with `memcube keys create`. Default: `keys` on aws (always on there), `none` for the
     embedded default, which listens on 127.0.0.1 only; set `keys` before exposing it."""
 
+    rate_limit_per_minute: int = Field(default=0, ge=0, le=1_000_000)
+    """Requests per minute per principal (the API key's user; with keys off, the body's user_id);
+    0 = unlimited. Over it: 429 with Retry-After."""
+    daily_add_quota: int = Field(default=0, ge=0, le=100_000_000)
+    """Adds per day per principal; 0 = unlimited."""
+
     llm: Literal["none", "bedrock", "openai"] = "none"
     """The LLM for fine mode, feedback decisions and the organizer's judge. `none`: fast mode
     only (a fine request says so); `openai`: any OpenAI-compatible chat endpoint (vLLM, Ollama,

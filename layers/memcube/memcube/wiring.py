@@ -15,6 +15,7 @@ from memcube.domain.cubes import CubeService
 from memcube.domain.deletion import DeletionService
 from memcube.domain.history import HistoryService
 from memcube.domain.ingest import IngestService
+from memcube.domain.limiting import Limits
 from memcube.domain.maintenance import Maintenance
 from memcube.domain.memories import MemoryReader
 from memcube.domain.model import iso, utcnow
@@ -187,7 +188,11 @@ class Container:
 
     @cached_property
     def authority(self) -> Authority:
-        return Authority(self.keys if self.settings.auth_mode == "keys" else None)
+        s = self.settings
+        limits = None
+        if s.rate_limit_per_minute or s.daily_add_quota:
+            limits = Limits(self.store, per_minute=s.rate_limit_per_minute, adds_per_day=s.daily_add_quota)
+        return Authority(self.keys if s.auth_mode == "keys" else None, limits)
 
     @cached_property
     def add(self) -> AddService:

@@ -15,6 +15,7 @@ TTL on `expires_at` (epoch seconds). Every record keeps its pydantic model's JSO
 | LSH band key | `CUBE#<cube>` | `LSH#<band key>#<id>` | `memory_id` (near-duplicate candidates) |
 | id pointer | `MEM#<id>` | `#MEM` | `cube_id`, `item_sk`: get by id with two reads, never a scan |
 | user | `USER#<user>` | `#USER` | (presence is the fact) |
+| rate window | `RATE#<principal key>` | `<window start>` | `used`, `expires_at` (TTL) |
 | cube grants | `ACL#<cube>` | `#ACL` | `version` (owner, readers, writers in `body`) |
 | API key | `APIKEY#<key id>` | `#APIKEY` | `gsi1pk=APIKEYS`, `gsi1sk=<user>#<created_at>#<key id>` |
 | dead letter | `DLQ` | `<failed_at>#<message_id>` | |
@@ -670,6 +671,27 @@ class DynamoStore:
             yield from page.get("Items", [])
 
     # --- users -------------------------------------------------------------------------------
+
+    # --- rate windows ------------------------------------------------------------------------
+
+    def hit(self, key: str, limit: int, window_start: int, window_seconds: int) -> bool:
+        """One atomic conditional increment, shared by every Lambda instance; TTL removes the item."""
+        try:
+            self._write(
+                "update_item",
+                Key={"pk": _s(f"RATE#{key}"), "sk": _s(str(window_start))},
+                UpdateExpression="ADD #u :one SET #e = :ends",
+                ConditionExpression="attribute_not_exists(#u) OR #u < :limit",
+                ExpressionAttributeNames={"#u": "used", "#e": "expires_at"},
+                ExpressionAttributeValues={
+                    ":one": _n(1),
+                    ":limit": _n(limit),
+                    ":ends": _n(window_start + window_seconds + 3600),
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     # --- cube grants -------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ class InMemoryStore:
         self._bands: dict[tuple[str, str], set[str]] = {}
         self._api_keys: dict[str, ApiKey] = {}
         self._cubes: dict[str, CubeAcl] = {}
+        self._windows: dict[tuple[str, int], int] = {}
 
     def create_task(self, task: Task, parts: Sequence[TaskPart]) -> bool:
         cubes = [p.cube_id for p in parts]
@@ -162,6 +163,16 @@ class InMemoryStore:
                 if self._guards.get(guard) == item.id:
                     del self._guards[guard]
         return removed
+
+    def hit(self, key: str, limit: int, window_start: int, window_seconds: int) -> bool:
+        with self._lock:
+            for old in [w for w in self._windows if w[1] + window_seconds <= window_start and w[0] == key]:
+                del self._windows[old]  # finished windows of this key
+            used = self._windows.get((key, window_start), 0)
+            if used >= limit:
+                return False
+            self._windows[(key, window_start)] = used + 1
+            return True
 
     def get_cube(self, cube_id: str) -> CubeAcl | None:
         with self._lock:

@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS lsh_bands (
     PRIMARY KEY (cube_id, band_key, memory_id));
 CREATE INDEX IF NOT EXISTS lsh_bands_by_memory ON lsh_bands (memory_id);
 CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS rate_windows (
+    key TEXT NOT NULL, window_start INTEGER NOT NULL, used INTEGER NOT NULL, ends INTEGER NOT NULL,
+    PRIMARY KEY (key, window_start));
+CREATE INDEX IF NOT EXISTS rate_windows_by_end ON rate_windows (ends);
 CREATE TABLE IF NOT EXISTS cubes (cube_id TEXT PRIMARY KEY, version INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_at TEXT NOT NULL, body TEXT NOT NULL);
@@ -49,7 +53,7 @@ class SqliteStore:
     """TaskStore + MemoryStore + UserDirectory on one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        self._db = SqliteDb(path, SCHEMA, version=4)
+        self._db = SqliteDb(path, SCHEMA, version=5)
         if self._db.upgraded_from is not None and self._db.upgraded_from < 3:
             self._backfill_bands()
 
@@ -262,6 +266,16 @@ class SqliteStore:
                 )
         self._db.scrub()
         return removed
+
+    def hit(self, key: str, limit: int, window_start: int, window_seconds: int) -> bool:
+        with self._db.tx() as cur:
+            cur.execute("DELETE FROM rate_windows WHERE ends <= ?", (window_start,))  # finished windows
+            cur.execute(
+                "INSERT INTO rate_windows (key, window_start, used, ends) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (key, window_start) DO UPDATE SET used = used + 1 WHERE used < ?",
+                (key, window_start, window_start + window_seconds, limit),
+            )
+            return cur.rowcount == 1
 
     def get_cube(self, cube_id: str) -> CubeAcl | None:
         with self._db.read() as cur:

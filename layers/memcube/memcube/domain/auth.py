@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from memcube.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from memcube.domain.limiting import Limits
 from memcube.domain.model import Principal, iso, utcnow
 from memcube.domain.requests import Id
 
@@ -144,8 +145,9 @@ class Authority:
     which may act for any user.
     """
 
-    def __init__(self, keys: KeyService | None) -> None:
+    def __init__(self, keys: KeyService | None, limits: Limits | None = None) -> None:
         self._keys = keys
+        self._limits = limits
 
     @property
     def enabled(self) -> bool:
@@ -155,7 +157,18 @@ class Authority:
         """The authenticated key's principal (None with keys off); Unauthorized without a valid key."""
         return None if self._keys is None else self._keys.authenticate(authorization)
 
-    def acting_for(self, caller: Principal | None, user_id: str | None) -> Principal:
+    def acting_for(self, caller: Principal | None, user_id: str | None, *, adding: bool = False) -> Principal:
+        """The principal a request acts as, after its rate limit (and, for an add, its quota) is
+        counted against the key's principal (with keys off, the body's user)."""
+        principal = self._resolve(caller, user_id)
+        if self._limits is not None:
+            spender = (caller or principal).user_id
+            self._limits.request(spender)
+            if adding:
+                self._limits.add(spender)
+        return principal
+
+    def _resolve(self, caller: Principal | None, user_id: str | None) -> Principal:
         if caller is None:
             return Principal(user_id=user_id or "")
         if not user_id or user_id == caller.user_id:

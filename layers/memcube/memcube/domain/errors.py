@@ -33,6 +33,17 @@ class Unauthorized(DomainError):
     code = "unauthorized"
 
 
+class RateLimited(DomainError):
+    """A principal's rate limit or quota is spent; `retry_after` seconds until it refills."""
+
+    http_status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
 class Forbidden(DomainError):
     """The principal may not touch one of the cubes it named."""
 
