@@ -127,3 +127,36 @@ def test_the_aws_backend_always_requires_keys() -> None:
     aws = {"queue_url": "q", "table_name": "t", "opensearch_endpoint": "https://o"}
     assert Settings(backend="aws", auth="none", **aws).auth_mode == "keys"
     assert Settings(backend="embedded").auth_mode == "none"
+
+
+def test_every_route_the_app_serves_but_health_answers_401_without_a_key(keyed: Container) -> None:
+    from fastapi.routing import APIRoute
+
+    from memcube_api.app import create_app
+
+    app = create_app(lambda: keyed)
+    routes = [(m, r.path) for r in app.routes if isinstance(r, APIRoute) and r.include_in_schema for m in r.methods]
+    assert len(routes) >= 14  # every route, derived from the app: a new route is covered as it is added
+    for method, path in routes:
+        concrete = path.replace("{memory_id}", "m1")
+        code, payload = call(method, concrete, body={"user_id": "alice"} if method == "POST" else None)
+        assert code == 401 and payload["code"] == 401, (method, path, payload)
+    assert_nothing_written(keyed)
+
+
+def test_refusals_are_logged_with_the_caller_and_reason_but_never_the_credential(
+    keyed: Container, caplog: pytest.LogCaptureFixture
+) -> None:
+    mallory = key_for(keyed, "mallory")
+    forged = mallory[:-4] + "AAAA"
+    with caplog.at_level("WARNING", logger="memcube_api.errors"):
+        assert add({"authorization": f"Token {forged}"})[0] == 401
+        assert add({"authorization": f"Token {mallory}"}, user="alice")[0] == 403
+    refused = [r for r in caplog.records if r.getMessage() == "request refused"]
+    assert [(r.status, r.caller, r.path) for r in refused] == [  # type: ignore[attr-defined]
+        (401, None, "/product/add"),
+        (403, "mallory", "/product/add"),
+    ]
+    assert "not this API key's user" in refused[1].reason  # type: ignore[attr-defined]
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert mallory.rsplit("_", 1)[1] not in logged and forged.rsplit("_", 1)[1] not in logged

@@ -152,8 +152,10 @@ def aws_stack(dynamodb_local: Running | External, table: str, queues: Queues, os
         thread.join(10)
 
 
-def embedded_stack(data_dir: Path) -> Iterator[Stack]:
-    container = Container(Settings(backend="embedded", embedder="hash", data_dir=data_dir, max_receive_count=3))
+def embedded_stack(data_dir: Path, **settings: Any) -> Iterator[Stack]:
+    container = Container(
+        Settings(backend="embedded", embedder="hash", data_dir=data_dir, max_receive_count=3, **settings)
+    )
     worker = EmbeddedWorker(container)
     worker.start()
     with serving(container):
@@ -172,7 +174,12 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
             pytest.skip("set MEMCUBE_E2E_API_URL (the stack's ApiUrl output) to run against a deployed stack")
         yield DeployedStack(DEPLOYED_API)
         return
-    yield from aws_stack(
+    yield from aws_stack_of(request)
+
+
+def aws_stack_of(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """`aws_stack` on the tier's servers (DynamoDB Local, LocalStack, osmem-server)."""
+    return aws_stack(
         request.getfixturevalue("dynamodb_local"),
         request.getfixturevalue("table"),
         request.getfixturevalue("queues"),

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from memcube.domain import limits
+from memcube.domain.auth import VerifiedToken
 from memcube.domain.cubes import CreateCubeRequest, GrantRequest
 from memcube.domain.deletion import DeleteCubeRequest, DeleteMemoryRequest, Receipt
 from memcube.domain.history import UndoRequest
@@ -120,9 +121,28 @@ def services(request: Request) -> Container:
 Services = Annotated[Container, Depends(services)]
 
 
+def gateway_token(request: Request, jwt_api_id: str | None) -> VerifiedToken | None:
+    """The JWT that API Gateway's authorizer verified, for a request that came through the
+    stack's JWT API (`jwt_api_id`); None for any other request. API Gateway builds the event's
+    requestContext itself, so a client cannot forge it through either API."""
+    event = request.scope.get("aws.event")
+    if not jwt_api_id or not isinstance(event, dict):
+        return None
+    context = event.get("requestContext") or {}
+    jwt = (context.get("authorizer") or {}).get("jwt")
+    if context.get("apiId") != jwt_api_id or not isinstance(jwt, dict):
+        return None
+    claims = {str(k): str(v) for k, v in (jwt.get("claims") or {}).items()}
+    return VerifiedToken(claims=claims, scopes=tuple(str(s) for s in jwt.get("scopes") or ()))
+
+
 def authenticated(request: Request, c: Services) -> Principal | None:
-    """The API key's principal, checked before the body is read (None with keys off)."""
-    return c.authority.caller(request.headers.get("authorization"))
+    """The caller's principal (API key, or a verified JWT on AWS), checked before the body is
+    read; None with keys off."""
+    token = gateway_token(request, c.settings.jwt_api_id)
+    principal = c.authority.caller(request.headers.get("authorization"), token)
+    request.state.caller = principal.user_id if principal is not None else None  # for the refusal log
+    return principal
 
 
 Caller = Annotated[Principal | None, Depends(authenticated)]

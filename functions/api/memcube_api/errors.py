@@ -16,6 +16,8 @@ from memcube.domain.requests import UNION_TAGS
 
 log = logging.getLogger(__name__)
 MAX_REPORTED = 10
+REFUSALS = frozenset({401, 403, 429})
+"""Answers logged as security events (the API Gateway access log has every request besides)."""
 
 
 class BadBody(DomainError):
@@ -65,7 +67,14 @@ def validation_response(errors: list[dict[str, Any]]) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        if exc.http_status in REFUSALS:  # who was refused what, and why; never a credential or a body
+            caller = getattr(request.state, "caller", None)
+            log.warning(
+                "request refused",
+                extra={"status": exc.http_status, "code": exc.code, "method": request.method,
+                       "path": request.url.path, "caller": caller, "reason": exc.message},
+            )  # fmt: skip
         response = envelope(exc.http_status, exc.message)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)

@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     created with `memcube keys create`. Default: `keys` on aws (always on there), `none` for the
     embedded default, which listens on 127.0.0.1 only; set `keys` before exposing it."""
 
+    jwt_api_id: str | None = None
+    """aws: the id of the stack's JWT HTTP API (template parameter `JwtIssuer`). A request that
+    arrives through that API was verified by its JWT authorizer and acts as the token's
+    `jwt_user_claim`; the token's scopes `jwt_service_scope` / `jwt_admin_scope` give service or
+    admin rights. Requests through any other API still need an API key."""
+    jwt_user_claim: str = "sub"
+    jwt_service_scope: str = "memcube/service"
+    jwt_admin_scope: str = "memcube/admin"
+
     rate_limit_per_minute: int = Field(default=0, ge=0, le=1_000_000)
     """Requests per minute per principal (the API key's user; with keys off, the body's user_id);
     0 = unlimited. Over it: 429 with Retry-After."""

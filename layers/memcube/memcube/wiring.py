@@ -10,7 +10,7 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from memcube.domain.auth import Authority, KeyService
+from memcube.domain.auth import Authority, KeyService, TokenRules
 from memcube.domain.cubes import CubeService
 from memcube.domain.deletion import DeletionService
 from memcube.domain.history import HistoryService
@@ -192,7 +192,10 @@ class Container:
         limits = None
         if s.rate_limit_per_minute or s.daily_add_quota:
             limits = Limits(self.store, per_minute=s.rate_limit_per_minute, adds_per_day=s.daily_add_quota)
-        return Authority(self.keys if s.auth_mode == "keys" else None, limits)
+        tokens = None
+        if s.jwt_api_id:  # only a Lambda event from that API carries a verified token
+            tokens = TokenRules(s.jwt_user_claim, s.jwt_service_scope, s.jwt_admin_scope)
+        return Authority(self.keys if s.auth_mode == "keys" else None, limits, tokens)
 
     @cached_property
     def add(self) -> AddService:

@@ -8,6 +8,10 @@ hashes (scrypt, bcrypt) exist for guessable secrets, and would add tens of milli
 request.
 
 Clients send `Authorization: Token <key>` (what MemOS clients send) or `Bearer <key>`.
+
+On AWS a stack may also put an API Gateway JWT authorizer in front (its own HTTP API): API
+Gateway verifies the token's signature, issuer, audience and expiry before the function runs, and
+the function takes the principal from the verified claims (`VerifiedToken`), never from a header.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from memcube.domain import limits
 from memcube.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from memcube.domain.limiting import Limits
 from memcube.domain.model import Principal, iso, utcnow
@@ -133,6 +139,36 @@ class KeyService:
         return self._keys.list_keys(user_id)
 
 
+@dataclass(frozen=True)
+class VerifiedToken:
+    """A JWT that API Gateway's authorizer has verified: its claims and OAuth scopes."""
+
+    claims: Mapping[str, str]
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TokenRules:
+    """How a verified JWT maps to a principal: the user is the `user_claim` claim (`sub`, the
+    subject, by default); the token's OAuth scopes `service_scope` and `admin_scope` give the
+    service and admin rights an API key of that scope has."""
+
+    user_claim: str = "sub"
+    service_scope: str = "memcube/service"
+    admin_scope: str = "memcube/admin"
+
+    def principal(self, token: VerifiedToken) -> Principal:
+        user = token.claims.get(self.user_claim, "")
+        if not limits.ID_PATTERN.fullmatch(user) or len(user) > limits.MAX_ID_CHARS:
+            raise Unauthorized(f"Authorization: the token's {self.user_claim!r} claim is not a usable user id")
+        scopes: set[str] = {"user"}
+        if self.service_scope in token.scopes:
+            scopes.add("service")
+        if self.admin_scope in token.scopes:
+            scopes.add("admin")
+        return Principal(user_id=user, scopes=frozenset(scopes))
+
+
 ACT_FOR_OTHERS = frozenset({"service", "admin"})
 
 
@@ -145,16 +181,20 @@ class Authority:
     which may act for any user.
     """
 
-    def __init__(self, keys: KeyService | None, limits: Limits | None = None) -> None:
+    def __init__(self, keys: KeyService | None, limits: Limits | None = None, tokens: TokenRules | None = None) -> None:
         self._keys = keys
         self._limits = limits
+        self._tokens = tokens
 
     @property
     def enabled(self) -> bool:
         return self._keys is not None
 
-    def caller(self, authorization: str | None) -> Principal | None:
-        """The authenticated key's principal (None with keys off); Unauthorized without a valid key."""
+    def caller(self, authorization: str | None, token: VerifiedToken | None = None) -> Principal | None:
+        """The caller's principal: from a verified JWT where tokens are accepted, otherwise from
+        the API key (None with keys off); Unauthorized without valid credentials."""
+        if token is not None and self._tokens is not None:
+            return self._tokens.principal(token)
         return None if self._keys is None else self._keys.authenticate(authorization)
 
     def acting_for(self, caller: Principal | None, user_id: str | None, *, adding: bool = False) -> Principal:

@@ -1,0 +1,167 @@
+"""Tenant isolation on both deployments with API keys on (aws: DynamoDB Local + LocalStack SQS +
+osmem-server; embedded: SQLite with its worker), through the Lambda entry: a user tries every
+endpoint against another user's personal cube and knowledge-base cube, with forged ids, by
+deduplicating against them and by a message put on the queue directly. Every attempt is refused
+(or finds nothing) and the victim's memories are exactly as they were."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memcube.adapters.sqs_queue import SqsQueue
+from memcube.domain.messages import QueuedAdd
+from memcube.domain.model import SourceMessage
+from tests.lambda_support import call
+from tests.realserver.test_end_to_end import Stack, aws_stack_of, embedded_stack
+
+pytestmark = pytest.mark.realserver
+
+SECRET = "Alice's locker code is 4512 and her bank PIN is 9931."
+
+
+class User:
+    def __init__(self, stack: Stack, user_id: str) -> None:
+        _, plaintext = stack.container.keys.create(user_id)
+        self.id = user_id
+        self.headers = {"authorization": f"Token {plaintext}"}
+
+    def call(self, method: str, path: str, *, body: Any = None, query: str = "") -> tuple[int, dict[str, Any]]:
+        return call(method, path, body=body, query=query, headers=self.headers)
+
+    def post(self, path: str, **body: Any) -> tuple[int, dict[str, Any]]:
+        return self.call("POST", path, body={"user_id": self.id, **body})
+
+    def sync_add(self, text: str, cubes: list[str] | None = None) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"messages": text, "async_mode": "sync", "mode": "fast"}
+        code, payload = self.post("/product/add", **body, **({"writable_cube_ids": cubes} if cubes else {}))
+        assert code == 200, payload
+        outcomes: list[dict[str, Any]] = payload["data"]
+        return outcomes
+
+    def wait(self, task_id: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            code, payload = self.call("GET", "/product/scheduler/status", query=f"user_id={self.id}&task_id={task_id}")
+            assert code == 200, payload
+            status: str = payload["data"][0]["status"]
+            if status in {"completed", "failed"} or time.monotonic() > deadline:
+                return status
+            time.sleep(0.1)
+
+    def search(self, cubes: list[str] | None, query: str) -> tuple[int, dict[str, Any]]:
+        extra = {"readable_cube_ids": cubes} if cubes else {}
+        return self.post("/product/search", query=query, relativity=0.0, **extra)
+
+
+@pytest.fixture(params=["aws", "embedded"])
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    if request.param == "embedded":
+        yield from embedded_stack(tmp_path / "data", auth="keys")
+        return
+    yield from aws_stack_of(request)
+
+
+def snapshot(stack: Stack, cube_id: str) -> list[str]:
+    """Every stored item of the cube (any status), as JSON: what an intruder must not change."""
+    return sorted(i.model_dump_json() for i in stack.container.store.iter_memories(cube_id))
+
+
+def test_no_endpoint_reads_writes_or_deletes_another_users_cubes(stack: Stack) -> None:
+    alice, mallory = User(stack, "alice"), User(stack, "mallory")
+    assert alice.post("/product/create_cube", cube_id="kb-alice")[0] == 200
+    [mine] = alice.sync_add(SECRET)
+    [kb_item] = alice.sync_add("The kb-alice runbook: restart the pump first.", ["kb-alice"])
+    _, accepted = alice.post("/product/add", messages="Alice likes green tea.")
+    alice_task = accepted["task_id"]
+    assert alice.wait(alice_task) == "completed"
+    before = {c: snapshot(stack, c) for c in ("alice", "kb-alice")}
+    memory_id = mine["memory_id"]
+
+    forbidden: list[tuple[str, tuple[int, dict[str, Any]]]] = [
+        ("add to alice", mallory.post("/product/add", writable_cube_ids=["alice"], messages="pwned")),
+        ("add to kb", mallory.post("/product/add", writable_cube_ids=["mallory", "kb-alice"], messages="pwned")),
+        ("search alice", mallory.search(["alice"], "locker code")),
+        ("search kb", mallory.search(["kb-alice"], "runbook pump")),
+        ("page alice", mallory.post("/product/get_memory", mem_cube_id="alice")),
+        ("page kb", mallory.post("/product/get_memory", mem_cube_id="kb-alice")),
+        ("act as alice", mallory.call("GET", f"/product/get_memory/{memory_id}", query="user_id=alice")),
+        (
+            "delete in alice",
+            mallory.post("/product/delete_memory", writable_cube_ids=["alice"], memory_ids=[memory_id]),
+        ),
+        (
+            "filter delete kb",
+            mallory.post("/product/delete_memory", writable_cube_ids=["kb-alice"], filter={"user_id": "alice"}),
+        ),
+        ("erase alice", mallory.post("/product/delete_memory", writable_cube_ids=["alice"])),
+        ("delete cube alice", mallory.post("/product/delete_cube", cube_id="alice")),
+        ("delete cube kb", mallory.post("/product/delete_cube", cube_id="kb-alice")),
+        ("export alice", mallory.post("/product/export_memory", cube_id="alice")),
+        ("export kb", mallory.post("/product/export_memory", cube_id="kb-alice")),
+        (
+            "import alice",
+            mallory.post(
+                "/product/import_memory", cube_id="alice", items=[{"id": "x", "memory": "pwned", "metadata": {}}]
+            ),
+        ),
+        (
+            "grant self",
+            mallory.post("/product/grant_cube", cube_id="kb-alice", target_user_id="mallory", permission="write"),
+        ),
+        ("revoke", mallory.post("/product/revoke_cube", cube_id="kb-alice", target_user_id="alice", permission="read")),
+    ]
+    for what, (code, payload) in forbidden:
+        assert code == 403 and payload["code"] == 403, (what, payload)
+
+    not_found = [
+        ("get by id", mallory.call("GET", f"/product/get_memory/{memory_id}", query="user_id=mallory")),
+        ("history", mallory.call("GET", f"/product/get_memory_history/{memory_id}", query="user_id=mallory")),
+        ("undo", mallory.post("/product/undo_memory", memory_id=memory_id)),
+        ("status", mallory.call("GET", "/product/scheduler/status", query=f"user_id=mallory&task_id={alice_task}")),
+    ]
+    for what, (code, payload) in not_found:
+        assert code == 404 and payload["code"] == 404, (what, payload)  # a foreign id looks like an unknown one
+    code, payload = mallory.post("/product/delete_memory", memory_ids=[memory_id, kb_item["memory_id"]])
+    assert code == 200 and payload["data"]["deleted"] == 0, payload
+    assert sorted(payload["data"]["not_found"]) == sorted([memory_id, kb_item["memory_id"]])
+    for cube in ("kb-alice", "alice"):  # a cube that exists cannot be claimed, a personal one never
+        assert mallory.post("/product/create_cube", cube_id=cube)[0] == 409
+    code, listing = mallory.call("GET", "/product/scheduler/status", query="user_id=mallory")
+    assert code == 200 and alice_task not in {t["task_id"] for t in listing["data"]}
+
+    # Same text in mallory's own cube: an independent item, never a duplicate of (or merge into) alice's.
+    [copy] = mallory.sync_add(SECRET)
+    [near] = mallory.sync_add(SECRET.replace("9931", "9932"))
+    assert copy["outcome"] == "added" and copy["cube_id"] == "mallory" and copy["memory_id"] != memory_id
+    assert near["cube_id"] == "mallory"  # merged, if at all, into mallory's own copy
+    assert near["memory_id"] == copy["memory_id"] if near["outcome"] == "merged" else near["outcome"] == "added"
+    code, found = mallory.search(None, "locker code PIN")
+    assert code == 200
+    assert {m["metadata"]["cube_id"] for cube in found["data"]["text_mem"] for m in cube["memories"]} == {"mallory"}
+
+    # A producer puts a message for alice's cube on the queue directly, claiming to be mallory.
+    forged = QueuedAdd(
+        task_id="task-forged",
+        cube_id="alice",
+        user_id="mallory",
+        messages=[SourceMessage(type="text", content="pwned")],
+    )
+    queue = stack.container.queue
+    raw = [("alice", "forged-1", forged.model_dump_json())]
+    (queue if isinstance(queue, SqsQueue) else stack.container.local_queue).send_raw(raw)
+    deadline = time.monotonic() + 30
+    while not stack.container.store.list_dead_letters() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [letter] = stack.container.store.list_dead_letters()
+    assert letter.task_id == "task-forged" and "may not write ['alice']" in letter.reason
+
+    assert {c: snapshot(stack, c) for c in ("alice", "kb-alice")} == before
+    code, own = alice.search(["alice"], "locker code")
+    hits = own["data"]["text_mem"][0]["memories"]
+    assert code == 200 and memory_id in [m["id"] for m in hits]
+    assert {m["metadata"]["cube_id"] for m in hits} == {"alice"}
