@@ -13,7 +13,7 @@ def test_a_key_is_stored_only_as_a_salted_digest_of_its_secret() -> None:
     keys = KeyService(store)
     first, plaintext = keys.create("alice")
     second, _ = keys.create("alice")
-    secret = plaintext.rsplit("_", 1)[1]
+    secret = plaintext.split("_", 2)[2]
     stored = store.get_key(first.key_id)
     assert stored is not None
     assert secret not in stored.model_dump_json()
