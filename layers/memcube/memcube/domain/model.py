@@ -53,6 +53,9 @@ class SourceMessage(BaseModel):
     file_id: str | None = None
     filename: str | None = None
     url: str | None = None
+    data: str | None = None
+    """A binary file (PDF) as a `data:<mime>;base64,...` URL, on its way to the worker, which reads
+    its text (document mode); memory items never keep it."""
 
 
 class MemoryMetadata(BaseModel):
