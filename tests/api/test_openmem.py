@@ -168,6 +168,14 @@ def test_a_multipart_upload_memcube_cannot_take_is_refused(  # noqa: PLR0917 - t
     assert_nothing_written(api, users=("anonymous",))
 
 
+def test_an_upload_is_json_or_multipart(api: Container) -> None:
+    reply = upload(b"file=abc", "application/x-www-form-urlencoded")
+    assert reply.status == 415 and "expected application/json or multipart/form-data" in reply.message
+    reply = upload(b"garbage", "multipart/form-data")
+    assert reply.status == 400 and "boundary" in reply.message
+    assert_nothing_written(api, users=("anonymous",))
+
+
 def test_an_upload_over_the_file_body_limit_is_413_before_parsing(api: Container) -> None:
     body, ctype = multipart([("a.txt", "text/plain", b"x" * (limits.MAX_FILE_BODY_BYTES + 1))])
     reply = upload(body, ctype)

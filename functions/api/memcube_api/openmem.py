@@ -42,6 +42,7 @@ from memcube.domain.openmem import (
 from memcube.domain.requests import AddRequest, check_id, to_command
 from memcube.wiring import Container
 from memcube_api.app import Caller, Services, _openapi_body, read_body, read_json
+from memcube_api.errors import BadBody
 
 F = TypeVar("F", bound=Callable[..., Any])
 TAG = "MemOS cloud API (memos.api.client.MemOSClient)"
@@ -204,7 +205,12 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
         knowledgebase_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
         type: Annotated[str | None, Query(max_length=32)] = None,
     ) -> JSONResponse:
-        if _content_type(request) == "multipart/form-data":
+        ctype = _content_type(request)
+        if ctype not in {"multipart/form-data", "application/json"}:
+            raise BadBody(
+                f"content-type: expected application/json or multipart/form-data, got {ctype or 'none'!r}", 415
+            )
+        if ctype == "multipart/form-data":
             kb = _query_id(knowledgebase_id, "knowledgebase_id")
             if type not in (None, "document"):
                 raise InvalidRequest(f"type: {type!r} is not supported; memcube reads documents")
