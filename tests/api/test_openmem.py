@@ -46,10 +46,10 @@ def test_every_hosted_route_is_served_under_the_sdk_base_path_and_at_the_root(ap
     assert call("POST", base + "/add/nothing", body={})[0] == 404
 
 
-def test_the_hosted_routes_are_documented_once_under_the_base_path(memory_container: Container) -> None:
-    documented = set(create_app(lambda: memory_container).openapi()["paths"])
-    assert {PREFIX + p for _, p in ROUTES} <= documented
-    assert not {p for _, p in ROUTES} & documented
+def test_the_hosted_routes_are_documented_under_both_base_paths(memory_container: Container) -> None:
+    paths = create_app(lambda: memory_container).openapi()["paths"]
+    for method, path in ROUTES:
+        assert method.lower() in paths[PREFIX + path] and method.lower() in paths[path]
 
 
 @pytest.mark.parametrize("base", [PREFIX, ""])

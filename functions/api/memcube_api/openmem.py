@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +46,7 @@ from memcube_api.errors import BadBody
 
 F = TypeVar("F", bound=Callable[..., Any])
 TAG = "MemOS cloud API (memos.api.client.MemOSClient)"
+TAG_AT_ROOT = "MemOS cloud API, also at the root"
 FAILED = frozenset({TaskState.FAILED, TaskState.CANCELLED})
 
 
@@ -88,9 +89,34 @@ def task_data(record: TaskRecord) -> dict[str, Any]:
     }
 
 
+class _Routes:
+    """Routes recorded once and added to the app under each base path (as plain routes of the
+    app, so everything that walks `app.routes`, the template check included, sees them)."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, str, Callable[..., Any], dict[str, Any]]] = []
+
+    def _route(self, method: str, path: str, **options: Any) -> Callable[[F], F]:
+        def record(fn: F) -> F:
+            self.recorded.append((method, path, fn, options))
+            return fn
+
+        return record
+
+    def get(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self._route("GET", path, **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self._route("POST", path, **options)
+
+    def add_to(self, app: FastAPI, base: str, tag: str) -> None:
+        for method, path, fn, options in self.recorded:
+            app.add_api_route(base + path, fn, methods=[method], tags=[tag], **options)
+
+
 def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one statement per route, as in `app`
     """Add the hosted API's routes to `app`; the body models, for the OpenAPI schema."""
-    router = APIRouter()
+    router = _Routes()
     models: list[type[BaseModel]] = []
 
     def post_json(path: str, model: type[BaseModel], summary: str) -> Callable[[F], F]:
@@ -245,8 +271,8 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
         return _deleted(receipt)
 
     models.append(KnowledgebaseFilesBody)
-    app.include_router(router, prefix=PREFIX, tags=[TAG])
-    app.include_router(router, include_in_schema=False)  # the same routes at the root
+    router.add_to(app, PREFIX, TAG)
+    router.add_to(app, "", TAG_AT_ROOT)  # the same routes, for a base URL without the SDK's path
     return models
 
 
