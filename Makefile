@@ -12,7 +12,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=te
 SAM_PYENV ?= 3.12.1:3.11.7
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint template system-deps test-servers clean
+.PHONY: run test lint template system-deps test-servers test-clients clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "memcube needs Python 3.11+ (set PYTHON=...)")'
@@ -50,7 +50,11 @@ system-deps:
 test-servers: $(STAMP) system-deps
 	PYTHONPATH=. $(VENV)/bin/python -c 'from tests.realserver.servers import install_dynamodb_local, install_localstack; install_dynamodb_local(); install_localstack()'
 
-test: lint template test-servers
+# The official MemOS SDK (PyPI MemoryOS) for the SDK suite, in its own venv (idempotent).
+test-clients: $(STAMP)
+	PYTHONPATH=. $(VENV)/bin/python -c 'from tests.sdk.venv import install_memos_sdk; install_memos_sdk()'
+
+test: lint template test-servers test-clients
 	$(VENV)/bin/pytest
 
 clean:

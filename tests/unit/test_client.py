@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
 import httpx
 import pytest
 
-from memcube.client import ApiError, MemcubeClient
+from memcube.client import ApiError, CubeTask, MemcubeClient, MemOSClient, TaskTimeout
 
 
-def client_answering(*responses: httpx.Response) -> tuple[MemcubeClient, list[float], list[httpx.Request]]:
+def answering(*responses: httpx.Response) -> tuple[httpx.MockTransport, list[float], list[httpx.Request]]:
+    """A transport answering these responses in turn, the requests it saw, and the sleeps asked for."""
     pending = list(responses)
     seen: list[httpx.Request] = []
-    slept: list[float] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return pending.pop(0)
 
-    client = MemcubeClient(
-        "http://memcube.test/", api_key="k1", transport=httpx.MockTransport(handler), sleep=slept.append
-    )
-    return client, slept, seen
+    return httpx.MockTransport(handler), [], seen
+
+
+def client_answering(*responses: httpx.Response) -> tuple[MemcubeClient, list[float], list[httpx.Request]]:
+    transport, slept, seen = answering(*responses)
+    return MemcubeClient("http://memcube.test/", api_key="k1", transport=transport, sleep=slept.append), slept, seen
 
 
 def test_a_429_is_retried_after_the_servers_retry_after() -> None:
@@ -46,3 +53,140 @@ def test_a_4xx_is_not_retried_and_carries_the_envelope_message() -> None:
     with pytest.raises(ApiError, match="422: filter: bad"):
         client.delete({"user_id": "a", "filter": {}})
     assert slept == []
+
+
+# --- MemOSClient: the MemOS documentation's calls, typed ---------------------------------------
+
+
+def memos_client(*responses: httpx.Response) -> tuple[MemOSClient, list[float], list[httpx.Request]]:
+    transport, slept, seen = answering(*responses)
+    return (
+        MemOSClient(api_key="k1", base_url="http://memcube.test", transport=transport, sleep=slept.append),
+        slept,
+        seen,
+    )
+
+
+ACCEPTED = {
+    "code": 200,
+    "message": "Memory add task accepted",
+    "data": [{"cube_id": "kb-r", "task_id": "t1", "status": "waiting"}],
+    "task_id": "t1",
+}
+
+
+def status_body(state: str) -> dict[str, Any]:
+    outcome = {"memory_id": "m1", "outcome": "added", "memory_type": "UserMemory", "reason": "new content"}
+    cube = {"cube_id": "alice", "status": state, "mode": "fast", "outcomes": [outcome], "notes": [], "attempts": 1}
+    task = {"task_id": "t1", "status": state, "user_id": "alice", "created_at": "2026-01-01T00:00:00Z", "cubes": [cube]}
+    return {"code": 200, "message": "Task status retrieved", "data": [task]}
+
+
+def test_add_message_sends_the_documented_call_as_a_product_add() -> None:
+    client, _, seen = memos_client(httpx.Response(200, json=ACCEPTED))
+    res = client.add_message(
+        user_id="dev_1",
+        writable_cube_ids=["kb-r"],
+        messages="The audit process changed.",
+        async_mode="async",
+        custom_tags=["audit"],
+        is_feedback=True,
+        info={"source": "portal"},
+    )
+    [request] = seen
+    assert (request.method, request.url.path, request.headers["authorization"]) == ("POST", "/product/add", "Token k1")
+    assert json.loads(request.content) == {
+        "user_id": "dev_1",
+        "messages": "The audit process changed.",
+        "async_mode": "async",
+        "is_feedback": True,
+        "writable_cube_ids": ["kb-r"],
+        "custom_tags": ["audit"],
+        "info": {"source": "portal"},
+    }
+    assert res.task_id == "t1" and res.tasks == [CubeTask("kb-r", "t1", "waiting")] and res.memories == []
+    assert res["task_id"] == "t1"  # fields read by key too, as MemOS's examples do
+
+
+def test_a_sync_add_returns_the_memories_it_made() -> None:
+    memory = {
+        "memory": "m",
+        "memory_id": "m1",
+        "memory_type": "UserMemory",
+        "cube_id": "a",
+        "outcome": "added",
+        "reason": "new",
+    }
+    client, _, _ = memos_client(
+        httpx.Response(200, json={"code": 200, "message": "ok", "data": [memory], "task_id": "t"})
+    )
+    [made] = client.add_message(user_id="a", messages="m", async_mode="sync").memories
+    assert (made.memory_id, made.outcome) == ("m1", "added")
+
+
+def test_add_message_waits_out_a_429_as_the_server_asks() -> None:
+    limited = httpx.Response(429, headers={"Retry-After": "2"}, json={"code": 429, "message": "slow down"})
+    client, slept, seen = memos_client(limited, httpx.Response(200, json=ACCEPTED))
+    assert client.add_message(user_id="a", messages="m").task_id == "t1"
+    assert slept == [2.0] and len(seen) == 2
+
+
+def test_wait_polls_until_the_task_is_finished_and_the_status_reads_as_documented() -> None:
+    client, slept, seen = memos_client(
+        httpx.Response(200, json=status_body("waiting")),
+        httpx.Response(200, json=status_body("in_progress")),
+        httpx.Response(200, json=status_body("completed")),
+    )
+    done = client.wait("t1", user_id="alice")
+    assert done.done and done.memory_ids == ["m1"] and done.cubes[0].outcomes[0].outcome == "added"
+    assert len(seen) == 3 and len(slept) == 2
+    assert seen[0].url.params["task_id"] == "t1" and seen[0].url.params["user_id"] == "alice"
+    client, _, _ = memos_client(httpx.Response(200, json=status_body("completed")))
+    res = client.get_task_status(user_id="alice", task_id="t1")
+    assert res.data[0]["status"] == "completed"
+
+
+def test_wait_gives_up_after_its_timeout_with_the_last_status() -> None:
+    client, _, _ = memos_client(httpx.Response(200, json=status_body("in_progress")))
+    with pytest.raises(TaskTimeout, match="task t1 still in_progress after 0s") as raised:
+        client.wait("t1", user_id="alice", timeout=0)
+    assert raised.value.status.status == "in_progress"
+
+
+def test_search_results_are_typed_and_best_first() -> None:
+    def item(memory_id: str, cube: str, relativity: float) -> dict[str, Any]:
+        meta = {"user_id": "a", "session_id": "s", "cube_id": cube, "memory_type": "UserMemory", "key": "k",
+                "created_at": "c", "updated_at": "u", "relativity": relativity}  # fmt: skip
+        return {"id": memory_id, "memory": f"text {memory_id}", "metadata": meta}
+
+    text_mem = [
+        {"cube_id": "a", "memories": [item("m1", "a", 0.5)], "total_nodes": 1},
+        {"cube_id": "kb", "memories": [item("m2", "kb", 0.9)], "total_nodes": 1},
+    ]
+    client, _, seen = memos_client(
+        httpx.Response(200, json={"code": 200, "message": "ok", "data": {"text_mem": text_mem}})
+    )
+    res = client.search("q", user_id="a", readable_cube_ids=["a", "kb"], relativity=0.2, dedup="no")
+    assert [(m.id, m.cube_id, m.relativity) for m in res.memories] == [("m2", "kb", 0.9), ("m1", "a", 0.5)]
+    sent = json.loads(seen[0].content)
+    assert sent == {"query": "q", "user_id": "a", "top_k": 10, "dedup": "no", "readable_cube_ids": ["a", "kb"],
+                    "relativity": 0.2}  # fmt: skip
+
+
+def test_add_file_sends_the_file_inline_under_its_content_id(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text("# Notes")
+    client, _, seen = memos_client(httpx.Response(200, json=ACCEPTED))
+    client.add_file(path, user_id="alice", cube_id="kb-r")
+    [part] = json.loads(seen[0].content)["messages"]
+    digest = hashlib.sha256(b"# Notes").hexdigest()[:24]
+    assert part == {
+        "type": "file",
+        "file": {
+            "file_data": "data:text/markdown;base64,IyBOb3Rlcw==",
+            "file_id": f"kb-r:{digest}",
+            "filename": "notes.md",
+        },
+    }
+    with pytest.raises(ValueError, match=r"upload \.txt, \.md"):
+        client.add_file(tmp_path / "a.docx", user_id="alice", cube_id="kb-r")

@@ -100,7 +100,10 @@ def test_file_part_with_inline_text_and_text_data_url_is_read() -> None:
     ("file", "problem"),
     [
         ({"file_data": "https://example.org/a.pdf"}, "URLs are not fetched"),
-        ({"file_data": "data:application/pdf;base64,AAAA"}, "only text data URLs"),
+        ({"file_data": "data:image/png;base64,AAAA"}, "only text and PDF data URLs are read, got image/png"),
+        ({"file_data": "data:application/pdf;base64,AAAA"}, "not a PDF"),
+        ({"file_data": "data:application/pdf,%25PDF-1.4"}, "must be base64"),
+        ({"file_data": "data:application/pdf;base64,JVBERi0*"}, "not valid base64"),
         ({"file_id": "f1"}, "file_data: required"),
     ],
 )

@@ -16,7 +16,7 @@ from memcube.domain.model import MemoryItem, MemoryOutcome, Principal, TaskPart
 from memcube.domain.organizer import Thresholds
 from memcube.domain.requests import AddRequest, to_command
 from memcube.domain.tasks import AddService
-from memcube.ports import Embedder
+from memcube.ports import DocumentReader, Embedder
 
 Reply = str | Callable[[str, str], str] | Exception
 
@@ -72,6 +72,7 @@ class World:
         llm: ScriptedLLM | None = None,
         embedder: Embedder | None = None,
         thresholds: Thresholds | None = None,
+        documents: DocumentReader | None = None,
     ) -> None:
         self.clock = Clock()
         self.llm = llm
@@ -88,6 +89,7 @@ class World:
             self.embedder,
             llm=llm,
             thresholds=thresholds,
+            documents=documents,
             now=self.clock,
         )
         self.history = HistoryService(self.store, self.store, self.index, self.embedder, self.clock)

@@ -40,20 +40,15 @@ def _openapi_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-async def read_json(request: Request, model: type[M]) -> M:
-    """Parse the body as `model`, checking the content type and size before parsing."""
+async def read_json(request: Request, model: type[M], limit: int = limits.MAX_BODY_BYTES) -> M:
+    """Parse the body as `model`, checking the content type and size (`limit` bytes) before parsing."""
     ctype, _, params = request.headers.get("content-type", "").partition(";")
     if ctype.strip().lower() not in JSON_TYPES:
         raise BadBody(f"content-type: expected application/json, got {ctype.strip() or 'none'!r}", 415)
     charset = params.strip().lower().removeprefix("charset=").strip('"') if "charset=" in params else "utf-8"
     if charset not in {"utf-8", "utf8"}:
         raise BadBody(f"content-type: charset must be utf-8, got {charset!r}", 415)
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.MAX_BODY_BYTES:
-        raise BadBody(f"body: at most {limits.MAX_BODY_BYTES} bytes, got {declared}", 413)
-    body = await request.body()
-    if len(body) > limits.MAX_BODY_BYTES:
-        raise BadBody(f"body: at most {limits.MAX_BODY_BYTES} bytes, got {len(body)}", 413)
+    body = await read_body(request, limit)
     if not body.strip():
         raise BadBody("body: empty; send a JSON object")
     try:
@@ -61,6 +56,17 @@ async def read_json(request: Request, model: type[M]) -> M:
     except UnicodeDecodeError as exc:
         raise BadBody(f"body: not valid UTF-8 (byte {exc.start})") from exc
     return model.model_validate_json(body)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) when its declared or actual size is over `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BadBody(f"body: at most {limit} bytes, got {declared}", 413)
+    body = await request.body()
+    if len(body) > limit:
+        raise BadBody(f"body: at most {limit} bytes, got {len(body)}", 413)
+    return body
 
 
 class GetMemoryRequest(BaseModel):
@@ -356,6 +362,10 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         message = "Memories imported: {} new, {} already there, {} duplicates".format(*counts)
         return envelope(200, message, data)
 
+    # The hosted MemOS API (memos.api.client.MemOSClient), on the same domain.
+    from memcube_api.openmem import mount
+
+    body_models += mount(app)
     # Register the body models so the OpenAPI `$ref`s above resolve.
     _register_schemas(app, body_models)
     return app

@@ -35,11 +35,11 @@ def envelope(status: int, message: str, data: Any = None, **extra: Any) -> JSONR
 def field_path(loc: tuple[int | str, ...]) -> str:
     """`('messages', 0, 'chat', 'content')` -> `messages[0].content` (union tags dropped)."""
     out = ""
-    for part in loc:
+    for n, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in UNION_TAGS or part.startswith(("function-", "list[", "json-or-python")):
-            continue
+        elif n > 0 and (part in UNION_TAGS or part.startswith(("function-", "list[", "json-or-python"))):
+            continue  # a union member's tag, never a body's own field (the hosted upload has `file`)
         else:
             out += f".{part}" if out else part
     return out or "body"

@@ -1,16 +1,27 @@
-"""A small HTTP client for a running memcube (local or on AWS), used by the `memcube` CLI.
+"""Small HTTP clients for a running memcube (local or on AWS). httpx only: nothing of the server.
 
-It speaks the `/product/*` API, retries 429 and 5xx answers with exponential backoff (honouring
-`Retry-After`), and raises `ApiError` with the server's MemOS envelope message on a 4xx. It
-imports nothing of the server: httpx only.
+- `MemcubeClient` speaks the `/product/*` API route by route and returns the envelopes' JSON; the
+  `memcube` CLI uses it.
+- `MemOSClient` has the call shapes of the MemOS documentation (`add_message(user_id=...,
+  writable_cube_ids=[...], messages=..., async_mode="async", custom_tags=[...], ...)` against
+  `/product/add`), plus `get_task_status`, `wait`, `search`, `get_memory`, `delete_memory` and
+  `add_file`, with typed results.
+
+Both retry 429 and 5xx answers with exponential backoff (honouring `Retry-After`) and raise
+`ApiError` with the server's MemOS envelope message on a 4xx.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 
@@ -152,3 +163,420 @@ def _backoff(attempt: int, retry_after: str | None) -> float:
         except ValueError:
             pass
     return random.uniform(0, min(8.0, 0.25 * 2**attempt))
+
+
+# --- MemOSClient: the MemOS documentation's calls, typed -------------------------------------
+
+
+class TaskTimeout(TimeoutError):
+    """`wait` ran out of time; `status` is the task as last seen."""
+
+    def __init__(self, status: TaskStatus, timeout: float) -> None:
+        super().__init__(f"task {status.task_id} still {status.status} after {timeout:g}s")
+        self.status = status
+
+
+class _Record:
+    """Results are dataclasses; their fields also read by key (`res.data[0]["status"]`), as the
+    MemOS documentation's examples read them."""
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+
+@dataclass(frozen=True)
+class CubeTask(_Record):
+    """An async add's task for one target cube."""
+
+    cube_id: str
+    task_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class AddedMemory(_Record):
+    """What a sync add did with one memory (`outcome`: added, duplicate, merged, updated, archived)."""
+
+    memory_id: str
+    memory: str
+    memory_type: str
+    cube_id: str
+    outcome: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class AddResult(_Record):
+    code: int
+    message: str
+    task_id: str
+    tasks: list[CubeTask] = field(default_factory=list)
+    """Async: one entry per target cube."""
+    memories: list[AddedMemory] = field(default_factory=list)
+    """Sync: the resulting memories."""
+
+
+@dataclass(frozen=True)
+class Outcome(_Record):
+    memory_id: str
+    outcome: str
+    memory_type: str
+    reason: str
+    related_ids: list[str]
+
+
+@dataclass(frozen=True)
+class CubeStatus(_Record):
+    cube_id: str
+    status: str
+    mode: str
+    outcomes: list[Outcome]
+    notes: list[str]
+    error: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class TaskStatus(_Record):
+    task_id: str
+    status: str
+    """waiting, in_progress, completed, failed or cancelled (MemOS's states)."""
+    user_id: str
+    created_at: str
+    cubes: list[CubeStatus]
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def memory_ids(self) -> list[str]:
+        """Every memory the task touched (added, merged into, duplicate of, ...), in order."""
+        return list(dict.fromkeys(o.memory_id for c in self.cubes for o in c.outcomes))
+
+
+FINISHED = frozenset({"completed", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class TaskStatusResult(_Record):
+    code: int
+    message: str
+    data: list[TaskStatus]
+
+
+@dataclass(frozen=True)
+class Memory(_Record):
+    id: str
+    memory: str
+    memory_type: str
+    cube_id: str
+    user_id: str
+    session_id: str
+    key: str
+    tags: list[str]
+    custom_tags: list[str]
+    info: dict[str, Any]
+    sources: list[dict[str, Any]]
+    created_at: str
+    updated_at: str
+    relativity: float | None
+    """A search hit's score; None outside search."""
+    metadata: dict[str, Any]
+    """Every metadata field, as the server sent it."""
+
+
+@dataclass(frozen=True)
+class CubeMemories(_Record):
+    cube_id: str
+    memories: list[Memory]
+    total_nodes: int
+
+
+@dataclass(frozen=True)
+class SearchResult(_Record):
+    code: int
+    message: str
+    cubes: list[CubeMemories]
+
+    @property
+    def memories(self) -> list[Memory]:
+        """Every hit, best first."""
+        hits = [m for c in self.cubes for m in c.memories]
+        return sorted(hits, key=lambda m: -(m.relativity or 0.0))
+
+
+@dataclass(frozen=True)
+class MemoryPage(_Record):
+    cube_id: str
+    memories: list[Memory]
+    total: int
+    page: int
+    page_size: int
+
+
+@dataclass(frozen=True)
+class DeleteResult(_Record):
+    code: int
+    message: str
+    deleted: int
+    not_found: list[str]
+    cubes: list[dict[str, Any]]
+
+
+FILE_TYPES = {
+    ".txt": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".json": "application/json",
+    ".csv": "text/csv",
+    ".pdf": "application/pdf",
+}
+
+
+class MemOSClient:
+    """The MemOS product API with the MemOS documentation's call shapes, against memcube.
+
+        from memcube.client import MemOSClient
+
+        client = MemOSClient(api_key="mck_...", base_url="http://127.0.0.1:8000")
+        res = client.add_message(user_id="alice", writable_cube_ids=["alice"],
+                                 messages=[{"role": "user", "content": "I moved to Lisbon."}],
+                                 async_mode="async", custom_tags=["travel"])
+        client.wait(res.task_id, user_id="alice")
+        hits = client.search("Where do I live?", user_id="alice").memories
+
+    `base_url` and `api_key` default to `$MEMCUBE_URL` (else `http://127.0.0.1:8000`) and
+    `$MEMCUBE_API_KEY`; the key is sent as `Authorization: Token <key>`.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float = 35.0,
+        retries: int = 4,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        url = base_url or os.environ.get("MEMCUBE_URL") or "http://127.0.0.1:8000"
+        key = api_key or os.environ.get("MEMCUBE_API_KEY") or None
+        self._http = MemcubeClient(url, api_key=key, timeout=timeout, retries=retries, transport=transport, sleep=sleep)
+        self._sleep = sleep
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> MemOSClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def add_message(
+        self,
+        *,
+        user_id: str,
+        messages: str | list[dict[str, Any]],
+        writable_cube_ids: list[str] | None = None,
+        session_id: str | None = None,
+        task_id: str | None = None,
+        async_mode: Literal["async", "sync"] = "async",
+        mode: Literal["fast", "fine"] | None = None,
+        custom_tags: list[str] | None = None,
+        info: dict[str, Any] | None = None,
+        is_feedback: bool = False,
+        chat_history: list[dict[str, Any]] | None = None,
+        **fields: Any,
+    ) -> AddResult:
+        """`POST /product/add` (MemOS's APIADDRequest; other fields of it go in `fields`)."""
+        given = {
+            "session_id": session_id,
+            "task_id": task_id,
+            "writable_cube_ids": writable_cube_ids,
+            "mode": mode,
+            "custom_tags": custom_tags,
+            "info": info,
+            "chat_history": chat_history,
+            **fields,
+        }
+        body = {"user_id": user_id, "messages": messages, "async_mode": async_mode, "is_feedback": is_feedback}
+        body |= {k: v for k, v in given.items() if v is not None}
+        answer = self._http.envelope("POST", "/product/add", body=body)
+        data: list[dict[str, Any]] = answer.get("data") or []
+        result = AddResult(code=int(answer["code"]), message=str(answer["message"]), task_id=str(answer["task_id"]))
+        if async_mode == "async":
+            tasks = [CubeTask(cube_id=d["cube_id"], task_id=d["task_id"], status=d["status"]) for d in data]
+            return AddResult(result.code, result.message, result.task_id, tasks=tasks)
+        memories = [_added(d) for d in data if "memory_id" in d]
+        return AddResult(result.code, result.message, result.task_id, memories=memories)
+
+    def add_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        user_id: str,
+        cube_id: str,
+        file_id: str | None = None,
+        custom_tags: list[str] | None = None,
+        info: dict[str, Any] | None = None,
+        async_mode: Literal["async", "sync"] = "async",
+    ) -> AddResult:
+        """Add a local file (text, markdown, JSON, CSV or PDF) to a cube (a knowledge base), read in
+        document mode. Its id is `file_id`, or `<cube_id>:<24 hex of its SHA-256>` (the id the
+        hosted API's knowledge-base routes use), by which `delete_memory(file_ids=[...])` removes it."""
+        source = Path(path)
+        mime = FILE_TYPES.get(source.suffix.lower())
+        if mime is None:
+            raise ValueError(f"{source.name}: upload {', '.join(FILE_TYPES)} files")
+        data = source.read_bytes()
+        file = {
+            "file_data": f"data:{mime};base64,{base64.b64encode(data).decode()}",
+            "file_id": file_id or f"{cube_id}:{hashlib.sha256(data).hexdigest()[:24]}",
+            "filename": source.name,
+        }
+        return self.add_message(
+            user_id=user_id,
+            writable_cube_ids=[cube_id],
+            messages=[{"type": "file", "file": file}],
+            async_mode=async_mode,
+            custom_tags=custom_tags,
+            info=info,
+        )
+
+    def get_task_status(self, task_id: str, *, user_id: str) -> TaskStatusResult:
+        """`GET /product/scheduler/status`: the task, per cube and per memory."""
+        answer = self._http.envelope(
+            "GET", "/product/scheduler/status", params={"user_id": user_id, "task_id": task_id}
+        )
+        return TaskStatusResult(int(answer["code"]), str(answer["message"]), [_status(t) for t in answer["data"]])
+
+    def wait(self, task_id: str, *, user_id: str, timeout: float = 120.0, poll: float = 0.2) -> TaskStatus:
+        """Poll until the task is completed, failed or cancelled; `TaskTimeout` after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            [status] = self.get_task_status(task_id, user_id=user_id).data
+            if status.done:
+                return status
+            if time.monotonic() >= deadline:
+                raise TaskTimeout(status, timeout)
+            self._sleep(poll)
+            poll = min(poll * 1.5, 2.0)
+
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        readable_cube_ids: list[str] | None = None,
+        top_k: int = 10,
+        relativity: float | None = None,
+        filter: dict[str, Any] | None = None,
+        session_id: str | None = None,
+        **options: Any,
+    ) -> SearchResult:
+        """`POST /product/search` (MemOS's APISearchRequest; other fields of it go in `options`)."""
+        given = {
+            "readable_cube_ids": readable_cube_ids,
+            "relativity": relativity,
+            "filter": filter,
+            "session_id": session_id,
+        }
+        body = {"query": query, "user_id": user_id, "top_k": top_k, **options}
+        body |= {k: v for k, v in given.items() if v is not None}
+        answer = self._http.envelope("POST", "/product/search", body=body)
+        cubes = [_cube_memories(c) for c in answer["data"]["text_mem"]]
+        return SearchResult(int(answer["code"]), str(answer["message"]), cubes)
+
+    search_memory = search
+
+    def get_memory(
+        self, *, user_id: str, mem_cube_id: str | None = None, page: int = 1, page_size: int = 20
+    ) -> MemoryPage:
+        """`POST /product/get_memory`: one page of a cube (by default the user's own)."""
+        body = {"mem_cube_id": mem_cube_id or user_id, "user_id": user_id, "page": page, "page_size": page_size}
+        data = self._http.request("POST", "/product/get_memory", body=body)
+        [cube] = data["text_mem"]
+        memories = [_memory(m) for m in cube["memories"]]
+        return MemoryPage(cube["cube_id"], memories, int(data["total"]), int(data["page"]), int(data["page_size"]))
+
+    def get_memory_by_id(self, memory_id: str, *, user_id: str) -> Memory:
+        return _memory(self._http.get(memory_id, user_id))
+
+    def delete_memory(
+        self,
+        *,
+        user_id: str,
+        writable_cube_ids: list[str] | None = None,
+        memory_ids: list[str] | None = None,
+        file_ids: list[str] | None = None,
+        filter: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> DeleteResult:
+        """`POST /product/delete_memory`: by ids, file ids, filter or session; with none of them, every
+        memory `user_id` wrote in the cubes is erased."""
+        given = {
+            "writable_cube_ids": writable_cube_ids,
+            "memory_ids": memory_ids,
+            "file_ids": file_ids,
+            "filter": filter,
+            "session_id": session_id,
+        }
+        body = {"user_id": user_id} | {k: v for k, v in given.items() if v is not None}
+        answer = self._http.envelope("POST", "/product/delete_memory", body=body)
+        data = answer["data"]
+        return DeleteResult(
+            int(answer["code"]), str(answer["message"]), int(data["deleted"]), data["not_found"], data["cubes"]
+        )
+
+
+def _added(d: dict[str, Any]) -> AddedMemory:
+    return AddedMemory(d["memory_id"], d["memory"], d["memory_type"], d["cube_id"], d["outcome"], d.get("reason"))
+
+
+def _status(t: dict[str, Any]) -> TaskStatus:
+    cubes = [
+        CubeStatus(
+            cube_id=c["cube_id"],
+            status=c["status"],
+            mode=c.get("mode", "fast"),
+            outcomes=[
+                Outcome(o["memory_id"], o["outcome"], o["memory_type"], o["reason"], list(o.get("related_ids", [])))
+                for o in c.get("outcomes", [])
+            ],
+            notes=list(c.get("notes", [])),
+            error=c.get("error"),
+            attempts=int(c.get("attempts", 0)),
+        )
+        for c in t.get("cubes", [])
+    ]
+    return TaskStatus(t["task_id"], t["status"], t["user_id"], t["created_at"], cubes)
+
+
+def _memory(m: dict[str, Any]) -> Memory:
+    meta: dict[str, Any] = m["metadata"]
+    return Memory(
+        id=m["id"],
+        memory=m["memory"],
+        memory_type=meta["memory_type"],
+        cube_id=meta["cube_id"],
+        user_id=meta["user_id"],
+        session_id=meta["session_id"],
+        key=meta.get("key", ""),
+        tags=list(meta.get("tags", [])),
+        custom_tags=list(meta.get("custom_tags", [])),
+        info=dict(meta.get("info", {})),
+        sources=list(meta.get("sources", [])),
+        created_at=meta["created_at"],
+        updated_at=meta["updated_at"],
+        relativity=meta.get("relativity"),
+        metadata=meta,
+    )
+
+
+def _cube_memories(c: dict[str, Any]) -> CubeMemories:
+    return CubeMemories(c["cube_id"], [_memory(m) for m in c["memories"]], int(c["total_nodes"]))

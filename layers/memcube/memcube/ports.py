@@ -191,6 +191,16 @@ class LLM(Protocol):
         ...
 
 
+class DocumentReader(Protocol):
+    """Reads the text of a binary file (a PDF) for document mode. Worker side only: the API
+    passes such files on as bytes and never loads a parser."""
+
+    def text(self, data: bytes, mime: str) -> str:
+        """The file's text; `UnreadableFile` when it has none that can be read (scanned images,
+        encryption, corruption) or its type is not supported."""
+        ...
+
+
 class Telemetry(Protocol):
     """Business metrics (one per outcome). Powertools Metrics on AWS; a no-op embedded."""
 

@@ -19,6 +19,7 @@ from memcube.domain.limiting import Limits
 from memcube.domain.maintenance import Maintenance
 from memcube.domain.memories import MemoryReader
 from memcube.domain.model import iso, utcnow
+from memcube.domain.openmem import OpenMemService
 from memcube.domain.organizer import Thresholds
 from memcube.domain.search import SearchService
 from memcube.domain.tasks import AddService, StatusService
@@ -28,7 +29,7 @@ from memcube.settings import Settings
 if TYPE_CHECKING:
     from memcube.adapters.sqlite_queue import SqliteQueue
     from memcube.adapters.sqs_queue import SqsQueue
-    from memcube.ports import LLM, DeadLetterSink, Embedder, SearchIndex, TaskQueue, Telemetry
+    from memcube.ports import LLM, DeadLetterSink, DocumentReader, Embedder, SearchIndex, TaskQueue, Telemetry
 
 
 class Container:
@@ -227,7 +228,15 @@ class Container:
             open_cubes=self.settings.auth_mode == "none",
             telemetry=self.telemetry,
             dead_letters=self.dead_letters,
+            documents=self.documents,
         )
+
+    @cached_property
+    def documents(self) -> DocumentReader:
+        """Reads binary files (PDF) on the worker side; pypdf loads on the first PDF."""
+        from memcube.adapters.documents import FileTextReader
+
+        return FileTextReader()
 
     @cached_property
     def history(self) -> HistoryService:
@@ -240,6 +249,10 @@ class Container:
     @cached_property
     def deleter(self) -> DeletionService:
         return DeletionService(self.store, self.store, self.store, self.index, self.queue)
+
+    @cached_property
+    def openmem(self) -> OpenMemService:
+        return OpenMemService(self.store, self.store, self.reader, self.deleter, self.cubes)
 
     @cached_property
     def transfer(self) -> TransferService:

@@ -150,9 +150,13 @@ class DeletionService:
         return self._erase(cubes, user_id=req.user_id)
 
     def delete_cube(self, req: DeleteCubeRequest, principal: Principal) -> Receipt:
-        authorize_owner(principal, req.cube_id, self._users)
-        receipt = self._erase([req.cube_id], user_id=None)
-        self._users.delete_cube(req.cube_id)  # its grants go with it; the id is free again
+        return self.erase_cube(req.cube_id, principal)
+
+    def erase_cube(self, cube_id: str, principal: Principal) -> Receipt:
+        """Erase a whole cube, as its owner (or, for a cube nobody created while keys are off, anyone)."""
+        authorize_owner(principal, cube_id, self._users)
+        receipt = self._erase([cube_id], user_id=None)
+        self._users.delete_cube(cube_id)  # its grants go with it; the id is free again
         return receipt
 
     # --- selective ---------------------------------------------------------------------------

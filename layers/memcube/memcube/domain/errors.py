@@ -117,3 +117,10 @@ class EmbeddingMismatch(DomainError):
             elif pair != recorded:
                 raise cls(recorded, pair)
         return recorded
+
+
+class UnreadableFile(PermanentError):
+    """A file whose text cannot be read (not a supported type, encrypted, scanned, corrupt): its
+    part is dead-lettered with this reason at once; retrying cannot help."""
+
+    code = "unreadable_file"

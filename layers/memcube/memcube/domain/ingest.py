@@ -7,6 +7,8 @@ not redone. So a redelivered message rewrites the same items and never adds new 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import logging
 import unicodedata
@@ -15,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Literal
 
 from pydantic import ValidationError
 
-from memcube.domain.errors import Forbidden, PermanentError
+from memcube.domain.errors import Forbidden, PermanentError, UnreadableFile
 from memcube.domain.extraction import Extraction, Extractor
 from memcube.domain.feedback import FeedbackService, split_feedback
 from memcube.domain.messages import QueuedAdd, peek
@@ -38,10 +41,11 @@ from memcube.domain.model import (
 )
 from memcube.domain.organizer import Organizer, Placement, Thresholds
 from memcube.domain.permissions import UserDirectory, authorize_write
-from memcube.domain.reader import windows
+from memcube.domain.reader import read
 from memcube.ports import (
     LLM,
     DeadLetterSink,
+    DocumentReader,
     Embedder,
     MemoryStore,
     NoTelemetry,
@@ -78,6 +82,7 @@ class Draft:
     memory_type: MemoryType
     sources: list[SourceMessage]
     background: str = ""
+    source: Literal["conversation", "file"] = "conversation"
 
 
 class Verdict(Enum):
@@ -117,9 +122,11 @@ class IngestService:
         open_cubes: bool = True,
         telemetry: Telemetry | None = None,
         dead_letters: DeadLetterSink | None = None,
+        documents: DocumentReader | None = None,
         now: Callable[[], str] = lambda: iso(utcnow()),
     ) -> None:
         self._sink = dead_letters
+        self._documents = documents
         self._telemetry = telemetry or NoTelemetry()
         self._tasks = tasks
         self._users = users
@@ -252,7 +259,8 @@ class IngestService:
         notes: list[str] = []
         drafts: list[Draft] = []
         custom = list(msg.custom_tags)
-        for i, win in enumerate(windows(msg.messages)):
+        for i, win in enumerate(read(self._readable(msg.messages))):
+            source: Literal["conversation", "file"] = "file" if win.from_file else "conversation"
             if self._extractor is not None and self._fine(msg):
                 result = self._extractor.extract(win, custom_tags=custom, now=_instant(msg.submitted_at or self._now()))
                 if isinstance(result, Extraction):
@@ -268,6 +276,7 @@ class IngestService:
                             memory_type=x.memory_type,
                             sources=win.sources,
                             background=result.summary,
+                            source=source,
                         )
                         for j, x in enumerate(result.items)
                     ]
@@ -281,9 +290,30 @@ class IngestService:
                     tags=["mode:fast", *custom],
                     memory_type=win.memory_type,
                     sources=win.sources,
+                    source=source,
                 )
             )
         return drafts, notes
+
+    def _readable(self, units: list[SourceMessage]) -> list[SourceMessage]:
+        """The units with every binary file (a PDF) replaced by its text, read here on the worker."""
+        out = []
+        for unit in units:
+            if unit.data is None:
+                out.append(unit)
+                continue
+            name = unit.filename or unit.file_id or "a file"
+            mime, _, payload = unit.data.removeprefix("data:").partition(";base64,")
+            if self._documents is None:
+                raise UnreadableFile(f"{name}: no document reader is configured for {mime}")
+            try:
+                text = self._documents.text(base64.b64decode(payload, validate=True), mime)
+            except binascii.Error as exc:
+                raise UnreadableFile(f"{name}: its data is not valid base64 ({exc})") from exc
+            except UnreadableFile as exc:
+                raise UnreadableFile(f"{name}: {exc.message}") from exc
+            out.append(unit.model_copy(update={"content": text, "data": None}))
+        return out
 
     def _embedded(self, msg: QueuedAdd, drafts: list[Draft]) -> list[MemoryItem]:
         vectors = self._embedder.embed([d.text for d in drafts])
@@ -378,6 +408,7 @@ class IngestService:
                 custom_tags=list(msg.custom_tags),
                 info=dict(msg.info),
                 sources=draft.sources,
+                source=draft.source,
                 background=draft.background,
                 embedding=vector,
                 embedding_model=self._embedder.model_id,

@@ -16,7 +16,16 @@ MAX_MESSAGES: Final = 500
 """Chat messages (or raw parts) in `messages`, and separately in `chat_history`."""
 
 MAX_CONTENT_BYTES: Final = 524_288
-"""Total UTF-8 bytes of all text in `messages` (content, parts, inline file data)."""
+"""Total UTF-8 bytes of the conversation text in `messages` (contents and text parts; files apart)."""
+
+MAX_FILE_BYTES: Final = 2_097_152
+"""Total bytes of the files of one add (a text file's UTF-8 text, a binary file's decoded bytes)."""
+
+MAX_FILE_BODY_BYTES: Final = 3_145_728
+"""Whole HTTP body of a knowledge-base file upload (JSON with base64 content, or multipart)."""
+
+MAX_FILES_PER_REQUEST: Final = 20
+"""Files in one knowledge-base file upload."""
 
 MAX_PARTS_PER_MESSAGE: Final = 32
 MAX_TAGS: Final = 32

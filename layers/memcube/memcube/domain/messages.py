@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from memcube.domain import limits
 from memcube.domain.model import SourceMessage
-from memcube.domain.requests import Id, check_info
+from memcube.domain.requests import Id, check_info, size_problem
 
 SCHEMA_VERSION: Literal[1] = 1
+_BINARY_DATA = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,")
 
 
 class QueuedAdd(BaseModel):
@@ -48,11 +50,14 @@ class QueuedAdd(BaseModel):
     @field_validator("messages")
     @classmethod
     def _has_text(cls, value: list[SourceMessage]) -> list[SourceMessage]:
-        if not any(m.content.strip() for m in value):
+        if not any(m.content.strip() or m.data for m in value):
             raise ValueError("no text to remember")
-        total = sum(len(m.content.encode()) for m in value)
-        if total > limits.MAX_CONTENT_BYTES:
-            raise ValueError(f"at most {limits.MAX_CONTENT_BYTES} bytes of text, got {total}")
+        for m in value:
+            if m.data is not None and (m.type != "file" or not _BINARY_DATA.match(m.data[:200])):
+                raise ValueError("data: only a file carries data, as data:<mime>;base64,<bytes>")
+        problem = size_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @property

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 Role = Literal["system", "user", "assistant", "tool"]
 MemoryType = Literal[
@@ -53,6 +53,17 @@ class SourceMessage(BaseModel):
     file_id: str | None = None
     filename: str | None = None
     url: str | None = None
+    data: str | None = None
+    """A binary file (PDF) as a `data:<mime>;base64,...` URL, on its way to the worker, which reads
+    its text (document mode); memory items never keep it."""
+
+    @model_serializer(mode="wrap")
+    def _without_empty_data(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`data` is written only when set (on the queue), so stored sources keep their shape."""
+        body: dict[str, Any] = handler(self)
+        if body.get("data") is None:
+            body.pop("data", None)
+        return body
 
 
 class MemoryMetadata(BaseModel):

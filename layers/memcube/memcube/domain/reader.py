@@ -2,6 +2,11 @@
 pack the lines into windows of about 1024 tokens with about 200 tokens of overlap, and make one
 memory per window.
 
+Files are read in **document mode** (MemOS's doc reader): each file's text is split into chunks
+of about 512 tokens with about 128 tokens of overlap, at the largest boundary that fits
+(paragraph, line, sentence, then tokens), one memory per chunk, whose source is the file (its
+id and name) and that chunk.
+
 Tokens are counted by a small, dependency-free rule (a CJK character, a run of word characters,
 or one punctuation mark is one token). It tracks BPE counts closely enough for window sizing
 and needs no tokenizer download, which offline Lambdas and laptops cannot do.
@@ -10,18 +15,25 @@ and needs no tokenizer download, which offline Lambdas and laptops cannot do.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from memcube.domain.model import MemoryType, SourceMessage
 
 WINDOW_TOKENS = 1024
 OVERLAP_TOKENS = 200
+CHUNK_TOKENS = 512
+CHUNK_OVERLAP_TOKENS = 128
 KEY_CHARS = 80
 
-_TOKEN = re.compile(
-    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+|[^\w\s]|_+",
-    re.UNICODE,
-)
+_PARAGRAPH_BREAK = re.compile(r"(\n\s*\n)")
+_SENTENCE_BREAK = re.compile(r"((?<=[.!?;])\s+|(?<=[\u3002\uff01\uff1f\uff1b]))")
+"""After a sentence's final punctuation: Latin before whitespace (so `3.14` stays whole), or CJK
+full-width, which needs no space."""
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+|[^\w\s]|_+", re.UNICODE)
+"""A CJK character, a run of other word characters (so `3号` is two tokens), a punctuation mark."""
 
 
 def count_tokens(text: str) -> int:
@@ -49,12 +61,30 @@ class Window:
     text: str
     sources: list[SourceMessage]
     memory_type: MemoryType
+    title: str | None = None
+    """A document chunk's title (`name (part 2 of 5)`); chat windows take their first words."""
 
     @property
     def key(self) -> str:
-        """A short title: the start of the first message's own words (no role or time prefix)."""
+        """A short title: the given one, else the start of the first message's own words (no role
+        or time prefix)."""
+        if self.title:
+            return self.title[:KEY_CHARS]
         first = next((s.content for s in self.sources if s.content.strip()), self.text)
         return " ".join(first.split())[:KEY_CHARS]
+
+    @property
+    def from_file(self) -> bool:
+        return any(s.type == "file" for s in self.sources)
+
+
+def read(units: list[SourceMessage]) -> list[Window]:
+    """The windows of a message: its conversation (every unit but files) in chat windows, then
+    each file in document chunks, in order. Files must already be text (the worker reads binary
+    ones first)."""
+    talk = [u for u in units if u.type != "file"]
+    files = [u for u in units if u.type == "file"]
+    return windows(talk) + [chunk for f in files for chunk in document(f)]
 
 
 def _split_long(text: str, limit: int, overlap: int) -> list[str]:
@@ -129,3 +159,78 @@ def _window(lines: list[_Line]) -> Window:
         sources=sources,
         memory_type="UserMemory" if only_user else "LongTermMemory",
     )
+
+
+def document(unit: SourceMessage, limit: int = CHUNK_TOKENS, overlap: int = CHUNK_OVERLAP_TOKENS) -> list[Window]:
+    """One file in chunks of at most `limit` tokens; each chunk repeats the previous chunk's last
+    pieces (up to `overlap` tokens) so a passage spanning the boundary is kept whole in one."""
+    texts: list[str] = []
+    current: list[tuple[str, int]] = []
+    size = fresh = 0
+    for piece in _fit(unit.content, limit, [_paragraphs, _text_lines, _sentences]):
+        if current and size + piece[1] > limit:
+            texts.append(_joined(current))
+            current, size = _carried(current, min(overlap, limit - piece[1]))
+            fresh = 0
+        current.append(piece)
+        size += piece[1]
+        fresh += 1
+    if current and fresh:
+        texts.append(_joined(current))
+    name = unit.filename or unit.file_id
+    out = []
+    for n, text in enumerate(texts, 1):
+        source = unit.model_copy(update={"content": text, "data": None})
+        title = f"{name} (part {n} of {len(texts)})" if name and len(texts) > 1 else name
+        out.append(Window(text=text, sources=[source], memory_type="LongTermMemory", title=title))
+    return out
+
+
+def _carried(pieces: list[tuple[str, int]], room: int) -> tuple[list[tuple[str, int]], int]:
+    """The last pieces, in order, that fit in `room` tokens: the next chunk's overlap."""
+    kept: list[tuple[str, int]] = []
+    size = 0
+    for piece in reversed(pieces):
+        if size + piece[1] > room:
+            break
+        kept.insert(0, piece)
+        size += piece[1]
+    return kept, size
+
+
+def _fit(text: str, limit: int, splitters: list[Callable[[str], list[str]]]) -> list[tuple[str, int]]:
+    """`text` as (piece, tokens) pieces of at most `limit` tokens, each as large a unit as fits:
+    split by the first splitter, and further by the next ones only where a part is still too
+    long. Pieces keep their separators, so joining them gives the text back."""
+    if not text.strip():
+        return []
+    tokens = count_tokens(text)
+    if tokens <= limit:
+        return [(text, tokens)]
+    if not splitters:
+        return [(p + " ", count_tokens(p)) for p in _split_long(text, limit, 0)]
+    parts = splitters[0](text)
+    if len(parts) <= 1:
+        return _fit(text, limit, splitters[1:])
+    return [piece for part in parts for piece in _fit(part, limit, splitters[1:])]
+
+
+def _with_separators(pieces: list[str]) -> list[str]:
+    """`re.split` with a capturing group alternates text and separator: rejoin each pair."""
+    return [p for p in ("".join(pieces[i : i + 2]) for i in range(0, len(pieces), 2)) if p]
+
+
+def _paragraphs(text: str) -> list[str]:
+    return _with_separators(_PARAGRAPH_BREAK.split(text))
+
+
+def _text_lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def _sentences(text: str) -> list[str]:
+    return _with_separators(_SENTENCE_BREAK.split(text))
+
+
+def _joined(pieces: list[tuple[str, int]]) -> str:
+    return "".join(p for p, _ in pieces).strip()

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import unquote_to_bytes
 
@@ -37,6 +38,14 @@ MEMORY_FIELD_NAMES = frozenset(
     }
 )  # fmt: skip
 """`info` keys that would shadow an item field (MemOS drops them; we refuse them, naming the key)."""
+
+BINARY_FILE_TYPES = frozenset({"application/pdf"})
+"""File types the API passes on as bytes for the worker to read (document mode); text types are
+decoded at once."""
+TEXT_FILE_TYPES = frozenset({"application/json", "application/x-ndjson"})
+"""Non-`text/*` types that are text."""
+_MAX_FILE_DATA_CHARS = limits.MAX_FILE_BYTES * 4 // 3 + 256
+"""A file's `file_data` as base64 in a data URL."""
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<b64>;base64)?,(?P<data>.*)$", re.DOTALL)
 
@@ -81,7 +90,7 @@ class ImagePart(_Strict):
 
 
 class FileData(_Strict):
-    file_data: str | None = None
+    file_data: str | None = Field(default=None, max_length=_MAX_FILE_DATA_CHARS)
     file_id: str | None = Field(default=None, max_length=limits.MAX_ID_CHARS)
     filename: str | None = Field(default=None, max_length=255)
     path: str | None = None
@@ -235,15 +244,7 @@ class AddRequest(BaseModel):
     @field_validator("custom_tags")
     @classmethod
     def _tags(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        tags = list(dict.fromkeys(t.strip() for t in value))
-        if len(tags) > limits.MAX_TAGS:
-            raise ValueError(f"at most {limits.MAX_TAGS} tags, got {len(tags)}")
-        for tag in tags:
-            if not tag or len(tag) > limits.MAX_TAG_CHARS:
-                raise ValueError(f"each tag must be 1-{limits.MAX_TAG_CHARS} characters, got {tag[:80]!r}")
-        return tags
+        return None if value is None else check_tags(value)
 
     @field_validator("info")
     @classmethod
@@ -259,6 +260,37 @@ class AddRequest(BaseModel):
         if isinstance(value, list) and len(value) > limits.MAX_MESSAGES:
             raise ValueError(f"at most {limits.MAX_MESSAGES} entries, got {len(value)}")
         return value
+
+
+def check_tags(value: list[str]) -> list[str]:
+    """Custom tags: trimmed, repeats dropped (order kept), within the count and length limits."""
+    tags = list(dict.fromkeys(t.strip() for t in value))
+    if len(tags) > limits.MAX_TAGS:
+        raise ValueError(f"at most {limits.MAX_TAGS} tags, got {len(tags)}")
+    for tag in tags:
+        if not tag or len(tag) > limits.MAX_TAG_CHARS:
+            raise ValueError(f"each tag must be 1-{limits.MAX_TAG_CHARS} characters, got {tag[:80]!r}")
+    return tags
+
+
+def file_bytes(unit: SourceMessage) -> int:
+    """A file unit's size: its text's UTF-8 bytes, or its binary data's decoded bytes."""
+    if unit.data is None:
+        return len(unit.content.encode())
+    payload = unit.data.partition(",")[2]
+    return len(payload) * 3 // 4 - payload[-2:].count("=")
+
+
+def size_problem(units: Sequence[SourceMessage]) -> str | None:
+    """Why these units are too large, or None. Conversation text and files have separate budgets:
+    a knowledge-base file may be larger than any conversation."""
+    text = sum(len(u.content.encode()) for u in units if u.type != "file")
+    if text > limits.MAX_CONTENT_BYTES:
+        return f"at most {limits.MAX_CONTENT_BYTES} bytes of text, got {text}"
+    files = sum(file_bytes(u) for u in units if u.type == "file")
+    if files > limits.MAX_FILE_BYTES:
+        return f"at most {limits.MAX_FILE_BYTES} bytes of files, got {files}"
+    return None
 
 
 def check_info(info: dict[str, Any]) -> None:
@@ -328,14 +360,14 @@ def to_command(req: AddRequest) -> AddCommand:
     if req.memory_content:
         entries.append(TextPart(type="text", text=req.memory_content))
     units = flatten(entries, "messages")
-    if not any(u.content.strip() for u in units):
+    if not any(u.content.strip() or u.data for u in units):
         raise InvalidRequest(
             "messages: nothing to remember (no text in messages or memory_content); an add must carry text"
         )
     history = flatten(list(req.chat_history), "chat_history") if req.chat_history is not None else None
-    total = sum(len(u.content.encode()) for u in units)
-    if total > limits.MAX_CONTENT_BYTES:
-        raise InvalidRequest(f"messages: at most {limits.MAX_CONTENT_BYTES} bytes of text, got {total}")
+    problem = size_problem(units)
+    if problem is not None:
+        raise InvalidRequest(f"messages: {problem}")
     if len(units) > limits.MAX_MESSAGES * 2:
         raise InvalidRequest(f"messages: at most {limits.MAX_MESSAGES * 2} message parts, got {len(units)}")
     return AddCommand(
@@ -408,9 +440,11 @@ def _part_unit(
         label = part.image_url.image_id or shown
         return SourceMessage(type="image", content=f"[image: {label}]", url=kept, **base)
     if isinstance(part, FilePart):
+        content, data = _file_body(part.file, where)
         return SourceMessage(
             type="file",
-            content=_file_text(part.file, where),
+            content=content,
+            data=data,
             file_id=part.file.file_id,
             filename=part.file.filename,
             **base,
@@ -418,24 +452,42 @@ def _part_unit(
     raise InvalidRequest(f"{where}.type: input_audio is not supported (send a transcript as text)")
 
 
-def _file_text(file: FileData, where: str) -> str:
+def _file_body(file: FileData, where: str) -> tuple[str, str | None]:
+    """(text, None) for a text file; ("", data URL) for a binary one (PDF), whose text the worker reads."""
     data = file.file_data
+    field = f"{where}.file.file_data"
     if data is None:
-        raise InvalidRequest(f"{where}.file.file_data: required (the file's text, inline)")
+        raise InvalidRequest(f"{field}: required (the file's text, or a data URL of it, inline)")
     if data.startswith(("http://", "https://", "s3://", "file:")):
-        raise InvalidRequest(f"{where}.file.file_data: URLs are not fetched; send the file's text inline")
+        raise InvalidRequest(f"{field}: URLs are not fetched; send the file inline (its text, or a data URL)")
     match = _DATA_URL.match(data)
     if not match:
-        return data
-    mime = match.group("mime") or "text/plain"
-    if not (mime.startswith("text/") or mime in {"application/json", "application/x-ndjson"}):
-        raise InvalidRequest(f"{where}.file.file_data: only text data URLs are read, got {mime}")
+        return data, None
+    mime = (match.group("mime") or "text/plain").lower()
+    if mime in BINARY_FILE_TYPES:
+        return "", _binary_data_url(mime, match, field)
+    if not (mime.startswith("text/") or mime in TEXT_FILE_TYPES):
+        raise InvalidRequest(f"{field}: only text and PDF data URLs are read, got {mime}")
     try:
         raw = (
             base64.b64decode(match.group("data"), validate=True)
             if match.group("b64")
             else (unquote_to_bytes(match.group("data")))
         )
-        return raw.decode("utf-8")
+        return raw.decode("utf-8"), None
     except (binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"{where}.file.file_data: not valid base64 UTF-8 text ({exc})") from exc
+        raise InvalidRequest(f"{field}: not valid base64 UTF-8 text ({exc})") from exc
+
+
+def _binary_data_url(mime: str, match: re.Match[str], field: str) -> str:
+    if not match.group("b64"):
+        raise InvalidRequest(f"{field}: a {mime} data URL must be base64 (data:{mime};base64,...)")
+    payload = "".join(match.group("data").split())
+    try:
+        head = base64.b64decode(payload[:64], validate=True)
+        base64.b64decode(payload, validate=True)
+    except binascii.Error as exc:
+        raise InvalidRequest(f"{field}: not valid base64 ({exc})") from exc
+    if mime == "application/pdf" and not head.startswith(b"%PDF-"):
+        raise InvalidRequest(f"{field}: not a PDF (it does not start with %PDF-)")
+    return f"data:{mime};base64,{payload}"
