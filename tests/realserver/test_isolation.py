@@ -165,3 +165,52 @@ def test_no_endpoint_reads_writes_or_deletes_another_users_cubes(stack: Stack) -
     hits = own["data"]["text_mem"][0]["memories"]
     assert code == 200 and memory_id in [m["id"] for m in hits]
     assert {m["metadata"]["cube_id"] for m in hits} == {"alice"}
+
+
+HOSTED = "/api/openmem/v1"
+
+
+def test_the_hosted_memos_routes_hold_another_user_to_the_same_rules(stack: Stack) -> None:
+    alice, mallory = User(stack, "alice"), User(stack, "mallory")
+    code, made = alice.call("POST", f"{HOSTED}/create/knowledgebase", body={"knowledgebase_name": "handbook"})
+    assert code == 200, made
+    kb = made["data"]["id"]
+    file = {"name": "rules.md", "content": "# Expenses\n\nThe software budget is 600 euros per year."}
+    code, uploaded = alice.call(
+        "POST", f"{HOSTED}/add/knowledgebase-file", body={"knowledgebase_id": kb, "file": [file]}
+    )
+    assert code == 200, uploaded
+    [upload] = uploaded["data"]
+    code, added = alice.call("POST", f"{HOSTED}/add/message", body={"user_id": "alice", "messages": SECRET})
+    assert code == 200, added
+    assert alice.wait(upload["task_id"]) == "completed" and alice.wait(added["data"]["task_id"]) == "completed"
+    [memory_id] = [i.id for i in stack.container.store.iter_memories("alice")]
+    before = {c: snapshot(stack, c) for c in ("alice", kb)}
+
+    def hosted(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return mallory.call("POST", f"{HOSTED}{path}", body=body)
+
+    forbidden = [
+        ("add as alice", hosted("/add/message", {"user_id": "alice", "messages": "pwned"})),
+        (
+            "add into kb",
+            hosted("/add/message", {"user_id": "mallory", "messages": "x", "allow_knowledgebase_ids": [kb]}),
+        ),
+        ("feedback as alice", hosted("/add/feedback", {"user_id": "alice", "feedback_content": "forget it all"})),
+        ("search as alice", hosted("/search/memory", {"user_id": "alice", "query": "locker code"})),
+        ("search kb", hosted("/search/memory", {"user_id": "mallory", "query": "budget", "knowledgebase_ids": [kb]})),
+        ("page as alice", hosted("/get/memory", {"user_id": "alice"})),
+        ("delete as alice", hosted("/delete/memory", {"user_id": "alice"})),
+        ("drop kb", hosted("/delete/knowledgebase", {"knowledgebase_id": kb})),
+        ("file into kb", hosted("/add/knowledgebase-file", {"knowledgebase_id": kb, "file": [file]})),
+        ("delete kb file", hosted("/delete/knowledgebase-file", {"file_ids": [upload["id"]]})),
+    ]
+    for what, (code, payload) in forbidden:
+        assert code == 403, (what, payload)
+    by_id = mallory.call("GET", f"{HOSTED}/get/memory/{memory_id}")
+    status = hosted("/get/status", {"task_id": added["data"]["task_id"]})
+    assert (by_id[0], status[0]) == (404, 404), (by_id, status)
+    code, deleted = hosted("/delete/memory", {"memory_ids": [memory_id]})
+    assert code == 200 and deleted["message"] == "Deleted 0 memories", deleted
+
+    assert {c: snapshot(stack, c) for c in ("alice", kb)} == before
