@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 
-from bench.common import ROOT, interleaved, load, log, save, summary
+from bench.common import ROOT, interleaved, log, measured, summary
 from bench.corpus import generate
 
 
@@ -169,12 +169,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
-    started = load()
-    figures = run(args.calls, args.warmup)
-    if not args.no_save:
-        command = f"python -m bench.add_overhead --calls {args.calls}"
-        save("add_overhead", figures, command=command, started_load=started)
-    return figures
+    command = f"python -m bench.add_overhead --calls {args.calls}"
+    return measured("add_overhead", command, lambda: run(args.calls, args.warmup), keep=not args.no_save)
 
 
 if __name__ == "__main__":

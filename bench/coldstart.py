@@ -30,7 +30,7 @@ import subprocess
 import sys
 from typing import Any
 
-from bench.common import ROOT, interleaved, load, log, save, summary, whole_process
+from bench.common import ROOT, interleaved, log, measured, summary, whole_process
 
 LAMBDA_PYTHON = ROOT / ".tools" / "bench-lambda-venv" / "bin" / "python"
 
@@ -162,11 +162,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     python = args.python or (str(LAMBDA_PYTHON) if LAMBDA_PYTHON.exists() else sys.executable)
-    started = load()
-    figures = run(args.rounds, python, details=not args.no_details)
-    if not args.no_save:
-        save("coldstart", figures, command=f"python -m bench.coldstart --rounds {args.rounds}", started_load=started)
-    return figures
+    command = f"python -m bench.coldstart --rounds {args.rounds}"
+    return measured(
+        "coldstart", command, lambda: run(args.rounds, python, details=not args.no_details), keep=not args.no_save
+    )
 
 
 if __name__ == "__main__":

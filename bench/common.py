@@ -144,6 +144,15 @@ def save(name: str, figures: dict[str, Any], *, command: str, started_load: list
     return path
 
 
+def measured(name: str, command: str, run: Callable[[], dict[str, Any]], *, keep: bool = True) -> dict[str, Any]:
+    """Run a benchmark between two load readings and save its figures (`keep`) as `name`."""
+    started = load()
+    figures = run()
+    if keep:
+        save(name, figures, command=command, started_load=started)
+    return figures
+
+
 def python() -> str:
     return sys.executable
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import interleaved, load, log, save, summary
+from bench.common import interleaved, log, measured, summary
 from bench.corpus import generate
 
 
@@ -150,12 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--embedder", default="minilm")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
-    started = load()
-    figures = run(args.sizes, args.adds, args.embedder)
-    if not args.no_save:
-        command = f"python -m bench.dedup --sizes {' '.join(map(str, args.sizes))} --adds {args.adds}"
-        save("dedup", figures, command=command, started_load=started)
-    return figures
+    command = f"python -m bench.dedup --sizes {' '.join(map(str, args.sizes))} --adds {args.adds}"
+    return measured("dedup", command, lambda: run(args.sizes, args.adds, args.embedder), keep=not args.no_save)
 
 
 if __name__ == "__main__":

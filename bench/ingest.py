@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import CACHE, ROOT, load, log, python, save
+from bench.common import CACHE, ROOT, log, measured, python
 from bench.corpus import from_jsonl, generate, to_jsonl
 
 MEM0_PYTHON = ROOT / ".tools" / "bench-mem0-venv" / "bin" / "python"
@@ -178,17 +178,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with_mem0 = not args.no_mem0
     if with_mem0 and not MEM0_PYTHON.exists():
         raise SystemExit(f"mem0's venv is missing ({MEM0_PYTHON}): run `make bench`, or pass --no-mem0")
-    started = load()
-    figures = run(
-        args.sessions, args.rounds, args.seed, args.torch_threads, with_mem0=with_mem0, embedder=args.embedder
+    command = (
+        f"python -m bench.ingest --sessions {args.sessions} --rounds {args.rounds} --torch-threads {args.torch_threads}"
     )
-    if not args.no_save:
-        command = (
-            f"python -m bench.ingest --sessions {args.sessions} --rounds {args.rounds} "
-            f"--torch-threads {args.torch_threads}"
+
+    def ingest() -> dict[str, Any]:
+        return run(
+            args.sessions, args.rounds, args.seed, args.torch_threads, with_mem0=with_mem0, embedder=args.embedder
         )
-        save("ingest", figures, command=command, started_load=started)
-    return figures
+
+    return measured("ingest", command, ingest, keep=not args.no_save)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MEM0_TELEMETRY", "False")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.corpus (stdlib only)
+# Run as a script, its own folder would come first on sys.path, where a module could shadow a
+# standard one that mem0's dependencies import: put the repository root there instead.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))  # for bench.corpus (stdlib only)
 
-from bench.corpus import from_jsonl
+from bench.corpus import from_jsonl  # noqa: E402  (after the sys.path fix above)
 
 
 def build(data_dir: Path):  # type: ignore[no-untyped-def]  # mem0 is untyped

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import interleaved, load, log, save, summary
+from bench.common import interleaved, log, measured, summary
 from bench.corpus import CITIES, FOODS, HOBBIES, PEOPLE, TOOLS
 from bench.dedup import open_cube
 
@@ -119,12 +119,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--embedder", default="minilm")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
-    started = load()
-    figures = run(args.sizes, args.searches, args.embedder)
-    if not args.no_save:
-        command = f"python -m bench.search --sizes {' '.join(map(str, args.sizes))} --searches {args.searches}"
-        save("search", figures, command=command, started_load=started)
-    return figures
+    command = f"python -m bench.search --sizes {' '.join(map(str, args.sizes))} --searches {args.searches}"
+    return measured("search", command, lambda: run(args.sizes, args.searches, args.embedder), keep=not args.no_save)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,20 @@ class CubeVectors:
         self._ids: list[str] = []
         self._slot: dict[int, int] = {}
 
+    @classmethod
+    def of(cls, dimension: int, rows: Sequence[tuple[int, str, bytes]]) -> CubeVectors:
+        """Built in one go from (rid, id, vector bytes) rows: one copy of the joined bytes."""
+        cube = cls(dimension, capacity=max(64, len(rows)))
+        if rows:
+            count = len(rows)
+            cube._matrix[:count] = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(
+                count, dimension
+            )
+            cube._rids[:count] = [r[0] for r in rows]
+            cube._ids = [r[1] for r in rows]
+            cube._slot = {r[0]: n for n, r in enumerate(rows)}
+        return cube
+
     def __len__(self) -> int:
         return len(self._ids)
 
@@ -119,13 +133,14 @@ class VectorCache:
             self._cubes.move_to_end(cube_id)
         return cube
 
-    def load(self, cube_id: str, dimension: int, rows: Iterable[tuple[int, str, bytes]]) -> CubeVectors:
+    def load(self, cube_id: str, dimension: int, rows: Iterable[tuple[int, str, bytes | None]]) -> CubeVectors:
         """Cache a cube from its activated rows (rid, id, float32 vector bytes of `dimension`)."""
-        cube = CubeVectors(dimension)
-        for rid, memory_id, blob in rows:
-            if blob is not None and len(blob) == 4 * dimension:
-                cube.put(rid, memory_id, np.frombuffer(blob, dtype=np.float32))
-                self._cube_of[rid] = cube_id
+        kept = [
+            (rid, memory_id, blob) for rid, memory_id, blob in rows if blob is not None and len(blob) == 4 * dimension
+        ]
+        cube = CubeVectors.of(dimension, kept)
+        for rid, _, _ in kept:
+            self._cube_of[rid] = cube_id
         self._cubes[cube_id] = cube
         self._evict(keep=cube_id)
         return cube
