@@ -12,7 +12,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=te
 SAM_PYENV ?= 3.12.1:3.11.7
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint template system-deps test-servers test-clients clean
+.PHONY: run test lint template system-deps test-servers test-clients clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "memcube needs Python 3.11+ (set PYTHON=...)")'
@@ -56,6 +56,36 @@ test-clients: $(STAMP)
 
 test: lint template test-servers test-clients
 	$(VENV)/bin/pytest
+
+# Benchmarks (bench/, BENCHMARKS.md): installs what they need (mem0 open source, and a venv with
+# just the Lambda functions' packages, in their own venvs under .tools/), runs them all and rewrites
+# the figures in BENCHMARKS.md. BENCH_ARGS="--quick" for a short run, "--only coldstart ingest" for some.
+BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-stamp
+BENCH_MEM0_VENV := .tools/bench-mem0-venv
+BENCH_LAMBDA_VENV := .tools/bench-lambda-venv
+# The Lambda runtime is python3.12: use one if there is one (pyenv provides 3.12.1 here).
+BENCH_LAMBDA_PYTHON ?= $(or $(shell for p in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12; do \
+  $$p -c '' 2>/dev/null && { echo $$p; break; }; done),$(PYTHON))
+
+$(BENCH_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install -q 'pyinstrument==5.*'
+	@touch $@
+
+$(BENCH_MEM0_VENV)/.installed-stamp: bench/mem0-requirements.txt
+	$(PYTHON) -m venv $(BENCH_MEM0_VENV)
+	$(BENCH_MEM0_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_MEM0_VENV)/bin/python -m pip install -q -r bench/mem0-requirements.txt
+	@touch $@
+
+$(BENCH_LAMBDA_VENV)/.installed-stamp: bench/lambda-requirements.txt layers/memcube/requirements.txt functions/api/requirements.txt
+	$(BENCH_LAMBDA_PYTHON) -m venv $(BENCH_LAMBDA_VENV)
+	$(BENCH_LAMBDA_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_LAMBDA_VENV)/bin/python -m pip install -q -r bench/lambda-requirements.txt
+	@touch $@
+
+bench: $(BENCH_STAMP) $(BENCH_MEM0_VENV)/.installed-stamp $(BENCH_LAMBDA_VENV)/.installed-stamp
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -249,3 +249,75 @@ def test_the_recorded_model_survives_reopening(open_index: Callable[[], SearchIn
     assert again.embedding_model() == "model-a"
     with pytest.raises(EmbeddingMismatch):
         again.upsert([_embedded("m2", "model-b", 3)])
+
+
+# --- vector search: exact nearest neighbours, in step with every write ------------------------------
+
+
+def _pointing(item_id: str, vector: list[float], cube: str = "cube-a") -> MemoryItem:
+    item = memory(item_id, f"note {item_id}", cube=cube)
+    item.metadata.embedding = vector
+    return item
+
+
+def _nearest(index: SearchIndex, cubes: list[str], vector: list[float], limit: int = 10) -> list[str]:
+    hits = [h for h in index.search(cubes, "", vector, None, limit) if h.cosine is not None]
+    return [h.memory_id for h in sorted(hits, key=lambda h: (-(h.cosine or 0.0), h.memory_id))]
+
+
+def test_vector_search_ranks_by_cosine_across_cubes_and_honours_the_limit(index: SearchIndex) -> None:
+    index.upsert(
+        [
+            _pointing("far", [0.0, 1.0, 0.0]),
+            _pointing("near", [1.0, 0.0, 0.0]),
+            _pointing("mid", [0.6, 0.8, 0.0]),
+            _pointing("other-cube", [0.8, 0.6, 0.0], cube="cube-b"),
+        ]
+    )
+    assert _nearest(index, ["cube-a"], [1.0, 0.0, 0.0]) == ["near", "mid", "far"]
+    assert _nearest(index, ["cube-a", "cube-b"], [1.0, 0.0, 0.0], limit=2) == ["near", "other-cube"]
+    hit = next(h for h in index.search(["cube-a"], "", [1.0, 0.0, 0.0], None, 1) if h.memory_id == "near")
+    assert hit.cosine == pytest.approx(1.0)
+
+
+def test_vector_search_follows_upserts_archivals_and_deletes_made_after_it_ran(index: SearchIndex) -> None:
+    """An index that keeps vectors in memory must never answer from a stale copy."""
+    index.upsert([_pointing("a", [1.0, 0.0, 0.0]), _pointing("b", [0.0, 1.0, 0.0]), _pointing("c", [0.0, 0.0, 1.0])])
+    assert _nearest(index, ["cube-a"], [1.0, 0.0, 0.0]) == ["a", "b", "c"]
+    closer = _pointing("d", [0.9, 0.1, 0.0])
+    archived = _pointing("a", [1.0, 0.0, 0.0])
+    archived.metadata.status = "archived"
+    moved = _pointing("b", [1.0, 0.0, 0.0])  # b's vector changes: now the nearest
+    index.upsert([closer, archived, moved])
+    index.delete("cube-a", ["c"])
+    assert _nearest(index, ["cube-a"], [1.0, 0.0, 0.0]) == ["b", "d"]
+    assert index.delete_where("cube-a", None) == 3
+    assert _nearest(index, ["cube-a"], [1.0, 0.0, 0.0]) == []
+    index.upsert([_pointing("e", [0.0, 1.0, 0.0])])
+    assert _nearest(index, ["cube-a"], [1.0, 0.0, 0.0]) == ["e"]
+    index.reset()
+    assert _nearest(index, ["cube-a"], [1.0, 0.0, 0.0]) == []
+
+
+def test_vector_search_applies_the_filter_before_the_limit(index: SearchIndex) -> None:
+    from memcube.domain.filters import compile_filter
+
+    items = [_pointing(f"m{n}", [1.0, n / 10, 0.0]) for n in range(6)]
+    items[5].metadata.custom_tags = ["rare"]  # the farthest one is the only match
+    index.upsert(items)
+    hits = index.search(["cube-a"], "", [1.0, 0.0, 0.0], compile_filter({"custom_tags": "rare"}), 2)
+    assert [h.memory_id for h in hits] == ["m5"]
+
+
+def test_text_candidates_come_from_the_searched_cubes_even_when_others_match_better(index: SearchIndex) -> None:
+    from memcube.domain.filters import compile_filter
+
+    crowd = [memory(f"b{n:02d}", "tea tea tea tea", cube="cube-b") for n in range(40)]  # the best matches
+    mine = [memory("a1", "green tea with mint and honey"), memory("a2", "a long story about tea and a cat")]
+    mine[1].metadata.custom_tags = ["story"]
+    index.upsert([*crowd, *mine])
+    texts = [h for h in index.search(["cube-a"], "tea", [], None, 2) if h.text]
+    assert sorted(h.memory_id for h in texts) == ["a1", "a2"]
+    assert all(h.cube_id == "cube-a" for h in texts)
+    story = [h.memory_id for h in index.search(["cube-a"], "tea", [], compile_filter({"custom_tags": "story"}), 2)]
+    assert story == ["a2"]

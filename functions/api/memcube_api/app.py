@@ -28,6 +28,7 @@ from memcube_api.errors import BadBody, envelope, install
 
 M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 JSON_TYPES = frozenset({"application/json"})
 
 
@@ -118,7 +119,17 @@ def status_view(record: TaskRecord) -> dict[str, Any]:
     }
 
 
-def services(request: Request) -> Container:
+async def blocking(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking domain call (store, queue, index, a sync add's wait): in the thread pool
+    when the app offloads (a server: the event loop keeps serving other requests), inline
+    when it does not (Lambda: one request per process, and Mangum ends an invocation's pool
+    threads with it, so each hop would start a new thread)."""
+    if request.app.state.offload:
+        return await run_in_threadpool(fn, *args)
+    return fn(*args)
+
+
+async def services(request: Request) -> Container:
     """The request's container (a dependency, so tests can override it)."""
     factory: Callable[[], Container] = request.app.state.container
     return factory()
@@ -142,11 +153,11 @@ def gateway_token(request: Request, jwt_api_id: str | None) -> VerifiedToken | N
     return VerifiedToken(claims=claims, scopes=tuple(str(s) for s in jwt.get("scopes") or ()))
 
 
-def authenticated(request: Request, c: Services) -> Principal | None:
+async def authenticated(request: Request, c: Services) -> Principal | None:
     """The caller's principal (API key, or a verified JWT on AWS), checked before the body is
     read; None with keys off."""
     token = gateway_token(request, c.settings.jwt_api_id)
-    principal = c.authority.caller(request.headers.get("authorization"), token)
+    principal = await blocking(request, c.authority.caller, request.headers.get("authorization"), token)
     request.state.caller = principal.user_id if principal is not None else None  # for the refusal log
     return principal
 
@@ -155,12 +166,13 @@ Caller = Annotated[Principal | None, Depends(authenticated)]
 
 
 def create_app(  # noqa: PLR0915 - one statement per route: the routes read best in one place
-    container: Callable[[], Container], on_shutdown: Sequence[Callable[[], None]] = ()
+    container: Callable[[], Container], on_shutdown: Sequence[Callable[[], None]] = (), *, offload: bool = True
 ) -> FastAPI:
     """Build the app around a container factory (called per request; it caches itself).
 
     `on_shutdown` runs when the server shuts down gracefully (SIGTERM included): the embedded
     default stops its worker there, letting an in-flight add finish. Lambda runs no lifespan.
+    `offload=False` runs blocking calls inline (the Lambda entry; see `blocking`).
     """
 
     @asynccontextmanager
@@ -177,6 +189,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     install(app)
     app.state.container = container
+    app.state.offload = offload
     body_models: list[type[BaseModel]] = []
 
     def post_json(path: str, model: type[BaseModel], summary: str) -> Callable[[F], F]:
@@ -185,8 +198,9 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         body_models.append(model)
         return app.post(path, openapi_extra=_openapi_body(model), summary=summary)
 
-    @app.get("/health", include_in_schema=False)
-    def health() -> dict[str, str]:
+    # No response model: inferring one from the annotation costs FastAPI a pydantic.v1 import.
+    @app.get("/health", include_in_schema=False, response_model=None)
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @post_json(
@@ -203,10 +217,11 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         req = await read_json(request, AddRequest)
         # Store and queue calls block (and a sync add waits for its task): off the event loop.
         principal = c.authority.acting_for(who, req.user_id, adding=True)
-        return await run_in_threadpool(_add, c, req, principal, idempotency_key)
+        return await blocking(request, _add, c, req, principal, idempotency_key)
 
     @app.get("/product/scheduler/status", summary="Status of an add task, per cube and per memory")
-    def scheduler_status(
+    async def scheduler_status(
+        request: Request,
         c: Services,
         who: Caller,
         user_id: Annotated[str, Query(min_length=1, max_length=limits.MAX_ID_CHARS)],
@@ -214,32 +229,34 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     ) -> JSONResponse:
         user_id = c.authority.acting_for(who, user_id).user_id
         if task_id is None:
-            records = c.status.recent(user_id)
+            records = await blocking(request, c.status.recent, user_id)
             return envelope(200, "Task status retrieved", [status_view(r) for r in records])
-        record = c.status.get(task_id, user_id)
+        record = await blocking(request, c.status.get, task_id, user_id)
         return envelope(200, "Task status retrieved", [status_view(record)])
 
     @app.get("/product/get_memory/{memory_id}", summary="One memory by id")
-    def get_memory_by_id(
+    async def get_memory_by_id(
+        request: Request,
         c: Services,
         who: Caller,
         memory_id: Annotated[str, Path(min_length=1, max_length=200)],
         user_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
     ) -> JSONResponse:
-        item = c.reader.get(memory_id, c.authority.acting_for(who, user_id))
+        item = await blocking(request, c.reader.get, memory_id, c.authority.acting_for(who, user_id))
         return envelope(200, "Memory retrieved successfully", item.public())
 
     @app.get(
         "/product/get_memory_history/{memory_id}",
         summary="One memory (any status) with its versions: merges, corrections, archivals and undos",
     )
-    def get_memory_history(
+    async def get_memory_history(
+        request: Request,
         c: Services,
         who: Caller,
         memory_id: Annotated[str, Path(min_length=1, max_length=200)],
         user_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
     ) -> JSONResponse:
-        item = c.history.history(memory_id, c.authority.acting_for(who, user_id))
+        item = await blocking(request, c.history.history, memory_id, c.authority.acting_for(who, user_id))
         data = {
             "memory_id": item.id,
             "status": item.metadata.status,
@@ -256,7 +273,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def undo_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, UndoRequest)
-        receipt = await run_in_threadpool(c.history.undo, req, c.authority.acting_for(who, req.user_id))
+        receipt = await blocking(request, c.history.undo, req, c.authority.acting_for(who, req.user_id))
         return envelope(200, f"Undid the {receipt.undone} change of {receipt.memory_id}", asdict(receipt))
 
     @post_json(
@@ -267,7 +284,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     async def get_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, GetMemoryRequest)
         principal = c.authority.acting_for(who, req.user_id)
-        page = await run_in_threadpool(c.reader.page, req.mem_cube_id, principal, req.page, req.page_size)
+        page = await blocking(request, c.reader.page, req.mem_cube_id, principal, req.page, req.page_size)
         data = {
             "text_mem": [_cube_memories(page.cube_id, [i.public() for i in page.items], page.total)],
             "pref_mem": [],
@@ -284,7 +301,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def search(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, SearchRequest)
-        results = await run_in_threadpool(c.searcher.search, req, c.authority.acting_for(who, req.user_id))
+        results = await blocking(request, c.searcher.search, req, c.authority.acting_for(who, req.user_id))
         text_mem = [
             _cube_memories(r.cube_id, [_with_relativity(s.item, s.relativity) for s in r.memories], len(r.memories))
             for r in results
@@ -299,7 +316,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def delete_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, DeleteMemoryRequest)
-        receipt = await run_in_threadpool(c.deleter.delete, req, c.authority.acting_for(who, req.user_id))
+        receipt = await blocking(request, c.deleter.delete, req, c.authority.acting_for(who, req.user_id))
         return _receipt_response(receipt)
 
     @post_json(
@@ -309,7 +326,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def delete_cube(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, DeleteCubeRequest)
-        receipt = await run_in_threadpool(c.deleter.delete_cube, req, c.authority.acting_for(who, req.user_id))
+        receipt = await blocking(request, c.deleter.delete_cube, req, c.authority.acting_for(who, req.user_id))
         return _receipt_response(receipt)
 
     @post_json(
@@ -319,7 +336,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def create_cube(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, CreateCubeRequest)
-        acl = await run_in_threadpool(c.cubes.create, req, c.authority.acting_for(who, req.user_id))
+        acl = await blocking(request, c.cubes.create, req, c.authority.acting_for(who, req.user_id))
         return envelope(200, f"Cube {acl.cube_id} created", acl.model_dump())
 
     @post_json(
@@ -345,7 +362,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def export_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, ExportRequest)
-        items, cursor = await run_in_threadpool(c.transfer.export_page, req, c.authority.acting_for(who, req.user_id))
+        items, cursor = await blocking(request, c.transfer.export_page, req, c.authority.acting_for(who, req.user_id))
         data = {"cube_id": req.cube_id, "items": [exported(i) for i in items], "next_cursor": cursor}
         return envelope(200, f"Exported {len(items)} memories", data)
 
@@ -356,7 +373,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def import_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, ImportRequest)
-        result = await run_in_threadpool(c.transfer.import_items, req, c.authority.acting_for(who, req.user_id))
+        result = await blocking(request, c.transfer.import_items, req, c.authority.acting_for(who, req.user_id))
         data = {"imported": result.imported, "existing": result.existing, "duplicates": result.duplicates}
         counts = (len(result.imported), len(result.existing), len(result.duplicates))
         message = "Memories imported: {} new, {} already there, {} duplicates".format(*counts)
@@ -374,7 +391,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
 async def _change_grant(request: Request, c: Container, who: Principal | None, *, grant: bool) -> JSONResponse:
     req = await read_json(request, GrantRequest)
     change = c.cubes.grant if grant else c.cubes.revoke
-    acl = await run_in_threadpool(change, req, c.authority.acting_for(who, req.user_id))
+    acl = await blocking(request, change, req, c.authority.acting_for(who, req.user_id))
     done = "Granted" if grant else "Revoked"
     return envelope(200, f"{done} {req.permission} on {acl.cube_id} for {req.target_user_id}", acl.model_dump())
 

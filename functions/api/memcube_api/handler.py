@@ -1,4 +1,11 @@
-"""API Lambda entry: Mangum adapts API Gateway HTTP API (v2) events to the FastAPI app."""
+"""API Lambda entry: Mangum adapts API Gateway HTTP API (v2) events to the FastAPI app.
+
+Kept light for cold starts (BENCHMARKS.md): the app runs its blocking calls inline (one request
+per Lambda process), and there is no X-Ray SDK here. The function is still traced by Lambda
+(`Tracing: Active`: its initialization and invocation segments); importing the SDK and its
+recorder would add about 0.3 s to every cold start for subsegments of two AWS calls. The worker,
+whose calls are many and slow, is traced with the SDK (`memcube.observability.tracer`).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +16,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
-from memcube.observability import logger, metrics, tracer
+from memcube.observability import logger, metrics
 from memcube.wiring import container_from_env
 from memcube_api.app import create_app
 
-app = create_app(container_from_env)
+app = create_app(container_from_env, offload=False)
 _asgi = Mangum(app, lifespan="off", api_gateway_base_path="/")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True, raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response: dict[str, Any] = _asgi(event, context)  # type: ignore[arg-type]  # context types differ only in typing

@@ -16,7 +16,6 @@ from typing import Annotated, Any, TypeVar
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from memcube.domain import limits, openmem
@@ -41,7 +40,7 @@ from memcube.domain.openmem import (
 )
 from memcube.domain.requests import AddRequest, check_id, to_command
 from memcube.wiring import Container
-from memcube_api.app import Caller, Services, _openapi_body, read_body, read_json
+from memcube_api.app import Caller, Services, _openapi_body, blocking, read_body, read_json
 from memcube_api.errors import BadBody
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -126,19 +125,19 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
     @post_json("/add/message", AddMessageBody, "Add messages (hosted API): a task per add, async by default")
     async def add_message(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = openmem.add_request(await read_json(request, AddMessageBody))
-        return await _add(c, who, req, "Messages accepted")
+        return await _add(request, c, who, req, "Messages accepted")
 
     @post_json("/add/feedback", AddFeedbackBody, "Add feedback (hosted API): a correction of the user's memories")
     async def add_feedback(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = openmem.feedback_request(await read_json(request, AddFeedbackBody))
-        return await _add(c, who, req, "Feedback accepted")
+        return await _add(request, c, who, req, "Feedback accepted")
 
     @post_json("/get/status", StatusBody, "Status of a task (hosted API): running, completed or failed")
     async def get_status(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, StatusBody)
         caller = _caller(c, who)
         owner = None if caller is None or caller.scopes & ACT_FOR_OTHERS else caller.user_id
-        record = await run_in_threadpool(c.status.get, body.task_id, owner)
+        record = await blocking(request, c.status.get, body.task_id, owner)
         outcomes = [(o.memory_id, o.outcome) for p in record.parts for o in p.outcomes]
         data = {
             "task_id": record.task.task_id,
@@ -153,7 +152,7 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
     async def search_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, SearchMemoryBody)
         req = openmem.search_request(body)
-        results = await run_in_threadpool(c.searcher.search, req, c.authority.acting_for(who, req.user_id))
+        results = await blocking(request, c.searcher.search, req, c.authority.acting_for(who, req.user_id))
         scored = sorted((s for r in results for s in r.memories), key=lambda s: (-s.relativity, s.item.id))
         data = {
             "memory_detail_list": [detail(s.item, s.relativity) for s in scored],
@@ -170,7 +169,7 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
         subject = body.user_id or body.agent_id
         assert subject is not None  # the model requires one
         principal = c.authority.acting_for(who, subject)
-        page = await run_in_threadpool(c.reader.page, subject, principal, body.page, body.size)
+        page = await blocking(request, c.reader.page, subject, principal, body.page, body.size)
         data = {
             "memory_detail_list": [detail(i) for i in page.items],
             "preference_detail_list": [],
@@ -184,39 +183,40 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
         return ok(f"Memories retrieved: page {page.page} of {data['pages']}", data)
 
     @router.get("/get/memory/{memory_id}", summary="One memory by id (hosted API)")
-    def get_memory_by_id(
+    async def get_memory_by_id(
+        request: Request,
         c: Services,
         who: Caller,
         memory_id: Annotated[str, Path(min_length=1, max_length=200)],
         user_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
     ) -> JSONResponse:
         if user_id or who is not None:
-            item = c.reader.get(memory_id, c.authority.acting_for(who, user_id))
+            item = await blocking(request, c.reader.get, memory_id, c.authority.acting_for(who, user_id))
         else:
-            item = c.openmem.get_memory(memory_id, _caller(c, who))
+            item = await blocking(request, c.openmem.get_memory, memory_id, _caller(c, who))
         return ok("Memory retrieved", detail(item))
 
     @post_json("/delete/memory", DeleteMemoryBody, "Delete memories by ids, user, agent or filter (hosted API)")
     async def delete_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, DeleteMemoryBody)
         if body.memory_ids is not None:
-            receipt = await run_in_threadpool(c.openmem.delete_memories, body.memory_ids, _caller(c, who))
+            receipt = await blocking(request, c.openmem.delete_memories, body.memory_ids, _caller(c, who))
         else:
             req = openmem.delete_request(body, who.user_id if who else None)
-            receipt = await run_in_threadpool(c.deleter.delete, req, c.authority.acting_for(who, req.user_id))
+            receipt = await blocking(request, c.deleter.delete, req, c.authority.acting_for(who, req.user_id))
         return _deleted(receipt)
 
     @post_json("/create/knowledgebase", CreateKnowledgebaseBody, "Create a knowledge base (hosted API), yours to own")
     async def create_knowledgebase(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, CreateKnowledgebaseBody)
-        knowledgebase_id = await run_in_threadpool(c.openmem.create_knowledgebase, body, _caller(c, who))
+        knowledgebase_id = await blocking(request, c.openmem.create_knowledgebase, body, _caller(c, who))
         return ok(f"Knowledge base {knowledgebase_id} created", {"id": knowledgebase_id})
 
     @post_json("/delete/knowledgebase", DeleteKnowledgebaseBody, "Erase a knowledge base and its files (hosted API)")
     async def delete_knowledgebase(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, DeleteKnowledgebaseBody)
         principal = _knowledgebase_principal(c, who)
-        receipt = await run_in_threadpool(c.openmem.delete_knowledgebase, body.knowledgebase_id, principal)
+        receipt = await blocking(request, c.openmem.delete_knowledgebase, body.knowledgebase_id, principal)
         return _deleted(receipt)
 
     @router.post(
@@ -247,7 +247,7 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
             uploads = [openmem.json_upload(f, n) for n, f in enumerate(body.file)]
         principal = _knowledgebase_principal(c, who, adding=True)
         req, file_ids = openmem.upload_request(kb, uploads, principal.user_id)
-        record = await run_in_threadpool(_accept, c, req, principal)
+        record = await blocking(request, _accept, c, req, principal)
         status = HOSTED_STATUS[record.status]
         data = [
             {
@@ -267,7 +267,7 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
     async def delete_knowledgebase_file(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, DeleteKnowledgebaseFilesBody)
         principal = _knowledgebase_principal(c, who)
-        receipt = await run_in_threadpool(c.openmem.delete_files, body.file_ids, principal)
+        receipt = await blocking(request, c.openmem.delete_files, body.file_ids, principal)
         return _deleted(receipt)
 
     models.append(KnowledgebaseFilesBody)
@@ -276,9 +276,9 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
     return models
 
 
-async def _add(c: Container, who: Principal | None, req: AddRequest, what: str) -> JSONResponse:
+async def _add(request: Request, c: Container, who: Principal | None, req: AddRequest, what: str) -> JSONResponse:
     principal = c.authority.acting_for(who, req.user_id, adding=True)
-    record = await run_in_threadpool(_accept, c, req, principal)
+    record = await blocking(request, _accept, c, req, principal)
     return ok(_task_message(what, record), task_data(record))
 
 

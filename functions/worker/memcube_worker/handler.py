@@ -39,7 +39,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     task_id = peek(record.body, "task_id")  # for log correlation; the domain validates the body
     if task_id:
         logger.append_keys(task_id=task_id)
-        tracer.put_annotation("task_id", task_id)
+        tracer().put_annotation("task_id", task_id)
     max_attempts = container.settings.max_receive_count
     group = record.attributes.message_group_id
     try:
@@ -53,7 +53,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer().capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True, raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response = process_partial_response(

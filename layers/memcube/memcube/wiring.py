@@ -1,7 +1,9 @@
 """The composition root: the one place adapters are built, lazily, from settings.
 
 Nothing here does I/O at import time; each adapter and service is built on first use and then
-reused (a Lambda container keeps them warm across invocations).
+reused (a Lambda container keeps them warm across invocations). The worker's services (ingest
+with the organizer, feedback and extraction; maintenance) are imported when first built, so the
+API function never loads them (a cold start, see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -14,13 +16,10 @@ from memcube.domain.auth import Authority, KeyService, TokenRules
 from memcube.domain.cubes import CubeService
 from memcube.domain.deletion import DeletionService
 from memcube.domain.history import HistoryService
-from memcube.domain.ingest import IngestService
 from memcube.domain.limiting import Limits
-from memcube.domain.maintenance import Maintenance
 from memcube.domain.memories import MemoryReader
 from memcube.domain.model import iso, utcnow
 from memcube.domain.openmem import OpenMemService
-from memcube.domain.organizer import Thresholds
 from memcube.domain.search import SearchService
 from memcube.domain.tasks import AddService, StatusService
 from memcube.domain.transfer import TransferService
@@ -29,6 +28,8 @@ from memcube.settings import Settings
 if TYPE_CHECKING:
     from memcube.adapters.sqlite_queue import SqliteQueue
     from memcube.adapters.sqs_queue import SqsQueue
+    from memcube.domain.ingest import IngestService
+    from memcube.domain.maintenance import Maintenance
     from memcube.ports import LLM, DeadLetterSink, DocumentReader, Embedder, SearchIndex, TaskQueue, Telemetry
 
 
@@ -212,6 +213,9 @@ class Container:
 
     @cached_property
     def ingest(self) -> IngestService:
+        from memcube.domain.ingest import IngestService
+        from memcube.domain.organizer import Thresholds
+
         return IngestService(
             self.store,
             self.store,
@@ -260,6 +264,8 @@ class Container:
 
     @cached_property
     def maintenance(self) -> Maintenance:
+        from memcube.domain.maintenance import Maintenance
+
         return Maintenance(self.store, self.index, self.embedder)
 
     def close(self) -> None:

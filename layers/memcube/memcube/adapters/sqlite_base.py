@@ -30,6 +30,12 @@ class SqliteDb:
             # The schema uses IF NOT EXISTS throughout, so a half-applied script re-applies cleanly.
             self._conn.executescript(f"BEGIN IMMEDIATE;\n{schema}\nPRAGMA user_version={int(version)};\nCOMMIT;")
 
+    @property
+    def lock(self) -> threading.RLock:
+        """The connection's lock (reentrant): hold it across a transaction and what must happen
+        right after its commit, so no other thread sees one without the other."""
+        return self._lock
+
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Cursor]:
         """One IMMEDIATE transaction: all of it or none of it, and no write interleaves."""

@@ -2,6 +2,8 @@
 
 It is derived data (rebuildable from the store) and every query is filtered by cube id. The
 `meta` table records the embedding model of its vectors; vectors of another are refused.
+Vector search is exact (cosine over every activated document of the cubes), on a per-cube
+matrix kept in memory (`vector_cache`) instead of reading every vector from the table per query.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from memcube.adapters.sqlite_base import SqliteDb
+from memcube.adapters.vector_cache import CubeVectors, Passes, VectorCache
 from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.filters import And, Filter, Or
 from memcube.domain.model import MemoryItem
@@ -46,6 +49,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 class SqliteIndex:
     def __init__(self, path: Path) -> None:
         self._db = SqliteDb(path, SCHEMA, version=1)
+        self._vectors = VectorCache()
         with self._db.tx() as cur:  # indexes made before filters (or model records) existed lack them
             columns = {r["name"] for r in cur.execute("PRAGMA table_info(docs)")}
             if "doc" not in columns:
@@ -61,66 +65,62 @@ class SqliteIndex:
         return recorded[0] if recorded else None
 
     def reset(self) -> None:
-        with self._db.tx() as cur:
-            cur.execute("DELETE FROM docs_text")
-            cur.execute("DELETE FROM docs")
-            cur.execute("DELETE FROM meta WHERE key = 'embedding'")
-            cur.execute("INSERT INTO docs_text (docs_text) VALUES ('optimize')")
+        with self._db.lock:
+            with self._db.tx() as cur:
+                cur.execute("DELETE FROM docs_text")
+                cur.execute("DELETE FROM docs")
+                cur.execute("DELETE FROM meta WHERE key = 'embedding'")
+                cur.execute("INSERT INTO docs_text (docs_text) VALUES ('optimize')")
+            self._vectors.clear()
         self._db.scrub()
 
     def upsert(self, items: Sequence[MemoryItem]) -> None:
         """All or nothing, in one transaction: vectors of another model than the recorded one
-        (`EmbeddingMismatch`) leave the index as it was."""
+        (`EmbeddingMismatch`) leave the index (and its cached vectors) as they were."""
         offered = [(i.metadata.embedding_model or "", len(i.metadata.embedding)) for i in items if i.metadata.embedding]
-        with self._db.tx() as cur:
-            recorded = _recorded(cur)
-            accepted = EmbeddingMismatch.check(recorded, offered)
-            if accepted != recorded:
-                cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('embedding', ?)", (json.dumps(accepted),))
-            for item in items:
-                meta = item.metadata
-                vector = np.asarray(meta.embedding, dtype=np.float32).tobytes() if meta.embedding else None
-                cur.execute(
-                    "INSERT INTO docs (id, cube_id, status, memory_type, session_id, updated_at, model, vector, doc) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET cube_id = excluded.cube_id, "
-                    "status = excluded.status, memory_type = excluded.memory_type, "
-                    "session_id = excluded.session_id, updated_at = excluded.updated_at, "
-                    "model = excluded.model, vector = excluded.vector, doc = excluded.doc",
-                    (item.id, meta.cube_id, meta.status, meta.memory_type, meta.session_id,
-                     meta.updated_at, meta.embedding_model, vector, json.dumps(filter_doc(item))),
-                )  # fmt: skip
-                (rid,) = cur.execute("SELECT rid FROM docs WHERE id = ?", (item.id,)).fetchone()
-                cur.execute("DELETE FROM docs_text WHERE rowid = ?", (rid,))
-                cur.execute(
-                    "INSERT INTO docs_text (rowid, memory, key, tags) VALUES (?, ?, ?, ?)",
-                    (rid, fts_text(item.memory), fts_text(meta.key), " ".join(meta.tags)),
-                )
+        with self._db.lock:
+            with self._db.tx() as cur:
+                recorded = _recorded(cur)
+                accepted = EmbeddingMismatch.check(recorded, offered)
+                if accepted != recorded:
+                    cur.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('embedding', ?)", (json.dumps(accepted),)
+                    )
+                written = [_write(cur, item) for item in items]
+            for rid, item, vector in written:  # committed: the cached vectors follow
+                self._vectors.write(rid, item.id, item.metadata.cube_id, vector, item.metadata.status == "activated")
 
     def delete(self, cube_id: str, memory_ids: Sequence[str]) -> int:
-        removed = 0
-        with self._db.tx() as cur:
-            for memory_id in set(memory_ids):
-                row = cur.execute("SELECT rid FROM docs WHERE id = ?", (memory_id,)).fetchone()
-                if row is None:
-                    continue
-                cur.execute("DELETE FROM docs_text WHERE rowid = ?", (row["rid"],))
-                cur.execute("DELETE FROM docs WHERE rid = ?", (row["rid"],))
-                removed += 1
-            _forget_model_if_empty(cur)
-        return removed
+        removed: list[int] = []
+        with self._db.lock:
+            with self._db.tx() as cur:
+                for memory_id in set(memory_ids):
+                    row = cur.execute("SELECT rid FROM docs WHERE id = ?", (memory_id,)).fetchone()
+                    if row is None:
+                        continue
+                    cur.execute("DELETE FROM docs_text WHERE rowid = ?", (row["rid"],))
+                    cur.execute("DELETE FROM docs WHERE rid = ?", (row["rid"],))
+                    removed.append(row["rid"])
+                _forget_model_if_empty(cur)
+            for rid in removed:
+                self._vectors.forget(rid)
+        return len(removed)
 
     def delete_where(self, cube_id: str, user_id: str | None) -> int:
-        with self._db.tx() as cur:
-            sql, args = "SELECT rid FROM docs WHERE cube_id = ?", [cube_id]
-            if user_id is not None:
-                sql += " AND json_extract(doc, '$.user_id') = ?"
-                args.append(user_id)
-            rids = [(r["rid"],) for r in cur.execute(sql, args).fetchall()]
-            cur.executemany("DELETE FROM docs_text WHERE rowid = ?", rids)
-            cur.executemany("DELETE FROM docs WHERE rid = ?", rids)
-            _forget_model_if_empty(cur)
-            # FTS5 keeps a deleted row's tokens in its segments until they merge: merge now (erasure).
-            cur.execute("INSERT INTO docs_text (docs_text) VALUES ('optimize')")
+        with self._db.lock:
+            with self._db.tx() as cur:
+                sql, args = "SELECT rid FROM docs WHERE cube_id = ?", [cube_id]
+                if user_id is not None:
+                    sql += " AND json_extract(doc, '$.user_id') = ?"
+                    args.append(user_id)
+                rids = [(r["rid"],) for r in cur.execute(sql, args).fetchall()]
+                cur.executemany("DELETE FROM docs_text WHERE rowid = ?", rids)
+                cur.executemany("DELETE FROM docs WHERE rid = ?", rids)
+                _forget_model_if_empty(cur)
+                # FTS5 keeps a deleted row's tokens in its segments until they merge: merge now (erasure).
+                cur.execute("INSERT INTO docs_text (docs_text) VALUES ('optimize')")
+            for (rid,) in rids:
+                self._vectors.forget(rid)
         self._db.scrub()
         return len(rids)
 
@@ -132,37 +132,55 @@ class SqliteIndex:
     def search(
         self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
     ) -> list[Hit]:
-        """Vector candidates by exact cosine (numpy over the filtered cube docs) and text
-        candidates by FTS5 BM25 (any query word), merged by id."""
+        """Vector candidates by exact cosine (over the cubes' cached vectors, see
+        `vector_cache`) and text candidates by FTS5 BM25 (any query word), merged by id."""
         where, params = _scope(cube_ids, flt)
+        hits: dict[str, Hit] = {}
         with self._db.read() as cur:
             recorded = _recorded(cur)
             if len(vector) and recorded and len(vector) != recorded[1]:
                 raise EmbeddingMismatch(recorded, ("", len(vector)), query=True)
-            rows = cur.execute(f"SELECT d.rid, d.id, d.cube_id, d.vector FROM docs d WHERE {where}", params).fetchall()
+            if len(vector):
+                passes = None if flt is None else _passing(cur, where, params)
+                for memory_id, cube_id, cosine in self._nearest(cur, cube_ids, vector, limit, passes):
+                    hits[memory_id] = Hit(memory_id, cube_id, cosine, None)
             words = [w for w in (" ".join(fts_text(text).split())).split() if w]
-            text_rows = []
-            if words:
-                match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
-                text_rows = cur.execute(
-                    "SELECT d.id, d.cube_id, -bm25(docs_text) AS score FROM docs_text t "
-                    f"JOIN docs d ON d.rid = t.rowid WHERE docs_text MATCH ? AND {where} "
-                    "ORDER BY bm25(docs_text) LIMIT ?",
-                    [match, *params, limit],
-                ).fetchall()
-        hits: dict[str, Hit] = {}
-        with_vectors = [r for r in rows if r["vector"] and len(r["vector"]) == 4 * len(vector)]
-        if with_vectors and len(vector):
-            query = np.asarray(vector, dtype=np.float32)
-            matrix = np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in with_vectors])
-            cosines = matrix @ query
-            for n in np.argsort(-cosines)[:limit]:
-                row = with_vectors[int(n)]
-                hits[row["id"]] = Hit(row["id"], row["cube_id"], float(cosines[n]), None)
-        for row in text_rows:
-            known = hits.get(row["id"])
-            hits[row["id"]] = Hit(row["id"], row["cube_id"], known.cosine if known else None, float(row["score"]))
+            text_rows = _best_text(cur, words, where, params, limit) if words else []
+        for memory_id, cube_id, score in text_rows:
+            known = hits.get(memory_id)
+            hits[memory_id] = Hit(memory_id, cube_id, known.cosine if known else None, score)
         return list(hits.values())
+
+    def _nearest(
+        self,
+        cur: sqlite3.Cursor,
+        cube_ids: Sequence[str],
+        vector: Sequence[float],
+        limit: int,
+        passes: Passes | None,
+    ) -> list[tuple[str, str, float]]:
+        """The `limit` activated documents of the cubes nearest to `vector`, best first (the
+        caller holds the connection's lock, so the cache cannot change meanwhile)."""
+        (version,) = cur.execute("PRAGMA data_version").fetchone()
+        if version != self._vectors.data_version:  # another connection wrote: reload what is searched
+            self._vectors.clear()
+            self._vectors.data_version = version
+        query = np.asarray(vector, dtype=np.float32)
+        found: list[tuple[str, str, float]] = []
+        for cube_id in dict.fromkeys(cube_ids):
+            cube = self._cube_vectors(cur, cube_id, len(query))
+            found += [(memory_id, cube_id, cosine) for memory_id, cosine in cube.top(query, limit, passes)]
+        return sorted(found, key=lambda f: (-f[2], f[0]))[:limit]
+
+    def _cube_vectors(self, cur: sqlite3.Cursor, cube_id: str, dimension: int) -> CubeVectors:
+        cube = self._vectors.get(cube_id)
+        if cube is None or cube.dimension != dimension:
+            rows = cur.execute(
+                "SELECT rid, id, vector FROM docs WHERE cube_id = ? AND status = 'activated' AND vector IS NOT NULL",
+                (cube_id,),
+            )
+            cube = self._vectors.load(cube_id, dimension, ((r["rid"], r["id"], r["vector"]) for r in rows))
+        return cube
 
     def text_search(self, cube_id: str, query: str, limit: int) -> list[str]:
         """Ids of a cube's activated docs matching all query words, best BM25 first."""
@@ -178,6 +196,88 @@ class SqliteIndex:
                 (match, cube_id, limit),
             ).fetchall()
         return [r["id"] for r in rows]
+
+
+def _passing(cur: sqlite3.Cursor, where: str, params: list[Any]) -> Passes:
+    """The filter as a question about a batch of rids (asked best first by the vector search)."""
+
+    def passes(rids: Sequence[int] | None) -> set[int]:
+        if rids is None:
+            return {int(r["rid"]) for r in cur.execute(f"SELECT d.rid FROM docs d WHERE {where}", params)}
+        marks = ",".join("?" * len(rids))
+        sql = f"SELECT d.rid FROM docs d WHERE d.rid IN ({marks}) AND {where}"
+        return {int(r["rid"]) for r in cur.execute(sql, [*rids, *params])}
+
+    return passes
+
+
+TEXT_OVERSAMPLE = 8
+"""`_best_text` ranks the whole index first and keeps the best `limit * TEXT_OVERSAMPLE`."""
+
+
+def _best_text(
+    cur: sqlite3.Cursor, words: list[str], where: str, params: list[Any], limit: int
+) -> list[tuple[str, str, float]]:
+    """The `limit` documents of best BM25 for any of `words` among those `where` selects.
+
+    BM25 is computed for every document matching a word, which is the cost; joining each one
+    to `docs` to test its cube and filter doubled it. So the FTS table is ranked alone first,
+    and only its best rows are tested: when at least `limit` pass, they are the answer (a
+    passing document outside the best rows scores no higher than every row inside them).
+    Otherwise (the cubes hold few of the best matches) every match is tested, as before."""
+    match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+    wanted = limit * TEXT_OVERSAMPLE
+    best = cur.execute(
+        "SELECT rowid, -bm25(docs_text) AS score FROM docs_text WHERE docs_text MATCH ? "
+        "ORDER BY bm25(docs_text) LIMIT ?",
+        (match, wanted),
+    ).fetchall()
+    if not best:
+        return []
+    marks = ",".join("?" * len(best))
+    passing = {
+        r["rid"]: r
+        for r in cur.execute(
+            f"SELECT d.rid, d.id, d.cube_id FROM docs d WHERE d.rid IN ({marks}) AND {where}",
+            [r["rowid"] for r in best] + params,
+        )
+    }
+    found = [
+        (passing[r["rowid"]]["id"], passing[r["rowid"]]["cube_id"], float(r["score"]))
+        for r in best
+        if r["rowid"] in passing
+    ]
+    if len(found) >= limit or len(best) < wanted:  # enough, or every match was ranked
+        return found[:limit]
+    rows = cur.execute(
+        "SELECT d.id, d.cube_id, -bm25(docs_text) AS score FROM docs_text t "
+        f"JOIN docs d ON d.rid = t.rowid WHERE docs_text MATCH ? AND {where} "
+        "ORDER BY bm25(docs_text) LIMIT ?",
+        [match, *params, limit],
+    ).fetchall()
+    return [(r["id"], r["cube_id"], float(r["score"])) for r in rows]
+
+
+def _write(cur: sqlite3.Cursor, item: MemoryItem) -> tuple[int, MemoryItem, bytes | None]:
+    """Upsert one document and its text row; its rid and vector bytes."""
+    meta = item.metadata
+    vector = np.asarray(meta.embedding, dtype=np.float32).tobytes() if meta.embedding else None
+    cur.execute(
+        "INSERT INTO docs (id, cube_id, status, memory_type, session_id, updated_at, model, vector, doc) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET cube_id = excluded.cube_id, "
+        "status = excluded.status, memory_type = excluded.memory_type, "
+        "session_id = excluded.session_id, updated_at = excluded.updated_at, "
+        "model = excluded.model, vector = excluded.vector, doc = excluded.doc",
+        (item.id, meta.cube_id, meta.status, meta.memory_type, meta.session_id,
+         meta.updated_at, meta.embedding_model, vector, json.dumps(filter_doc(item))),
+    )  # fmt: skip
+    (rid,) = cur.execute("SELECT rid FROM docs WHERE id = ?", (item.id,)).fetchone()
+    cur.execute("DELETE FROM docs_text WHERE rowid = ?", (rid,))
+    cur.execute(
+        "INSERT INTO docs_text (rowid, memory, key, tags) VALUES (?, ?, ?, ?)",
+        (rid, fts_text(item.memory), fts_text(meta.key), " ".join(meta.tags)),
+    )
+    return int(rid), item, vector
 
 
 def _recorded(cur: sqlite3.Cursor) -> tuple[str, int] | None:

@@ -14,6 +14,7 @@ dropped, and embeddings are never returned.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -129,40 +130,64 @@ class SearchService:
         return scored[: req.top_k]
 
 
+def _norm(v: list[float]) -> float:
+    return math.sqrt(sum(x * x for x in v))
+
+
 def _cosine(a: list[float], b: list[float] | None) -> float:
     if not b or len(a) != len(b):
         return 0.0
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
-    return dot / (na * nb) if na and nb else 0.0
+    na, nb = _norm(a), _norm(b)
+    return sum(map(operator.mul, a, b)) / (na * nb) if na and nb else 0.0
+
+
+class _Embeddings:
+    """The candidates' embeddings with their norms computed once: sim and mmr compare each
+    candidate with the ones kept so far, so the same vectors meet many times."""
+
+    def __init__(self, scored: list[Scored]) -> None:
+        self._vectors = [s.item.metadata.embedding or [] for s in scored]
+        self._norms = [_norm(v) for v in self._vectors]
+
+    def cosine(self, i: int, j: int) -> float:
+        """`_cosine(vectors[i], vectors[j])`, to the last bit."""
+        a, b = self._vectors[i], self._vectors[j]
+        if not b or len(a) != len(b):
+            return 0.0
+        na, nb = self._norms[i], self._norms[j]
+        return sum(map(operator.mul, a, b)) / (na * nb) if na and nb else 0.0
 
 
 def _dedup_sim(scored: list[Scored], k: int) -> list[Scored]:
-    kept: list[Scored] = []
-    for s in scored:
-        if all(_cosine(s.item.metadata.embedding or [], k_.item.metadata.embedding) <= SIM_DEDUP for k_ in kept):
-            kept.append(s)
+    vectors = _Embeddings(scored)
+    kept: list[int] = []
+    for i in range(len(scored)):
+        if all(vectors.cosine(i, j) <= SIM_DEDUP for j in kept):
+            kept.append(i)
         if len(kept) == k:
             break
-    return kept
+    return [scored[i] for i in kept]
 
 
 def _mmr(scored: list[Scored], k: int) -> list[Scored]:
-    """Maximal marginal relevance: relevance, minus redundancy with what is already picked."""
-    pool = list(scored)
-    picked: list[Scored] = []
+    """Maximal marginal relevance: relevance, minus redundancy with what is already picked (the
+    highest cosine to a picked item, kept up to date as items are picked: one cosine per
+    candidate and pick)."""
+    vectors = _Embeddings(scored)
+    pool = list(range(len(scored)))
+    redundancy = [-math.inf] * len(scored)
+    picked: list[int] = []
     while pool and len(picked) < k:
 
-        def gain(s: Scored) -> float:
-            redundancy = max(
-                (_cosine(s.item.metadata.embedding or [], p.item.metadata.embedding) for p in picked), default=0.0
-            )
-            return MMR_LAMBDA * s.relativity - (1 - MMR_LAMBDA) * redundancy
+        def gain(i: int) -> float:
+            return MMR_LAMBDA * scored[i].relativity - (1 - MMR_LAMBDA) * (redundancy[i] if picked else 0.0)
 
         best = max(pool, key=gain)
         picked.append(best)
         pool.remove(best)
-    return picked
+        for i in pool:
+            redundancy[i] = max(redundancy[i], vectors.cosine(i, best))
+    return [scored[i] for i in picked]
 
 
 def filter_doc(item: MemoryItem) -> dict[str, Any]:

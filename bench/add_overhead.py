@@ -1,0 +1,177 @@
+"""Add overhead: one `POST /product/add` through the API Lambda's entry, in-process.
+
+The request is a typical add: 10 chat messages of two speakers with timestamps, an API Gateway
+HTTP API (payload 2.0) event shaped like `events/api_add_async.json`. Contenders, interleaved
+call by call in a shuffled order:
+
+- `memcube`: `memcube_api.handler.lambda_handler` (powertools logger + metrics decorators,
+  Mangum, the FastAPI app, validation, authorization, the task record and one queued message)
+  on the `memory` backend (in-memory store and queue), as the API tests run it.
+- `memcube_asgi`: the same Mangum adapter without the powertools decorators (to split the cost).
+- `bare`: a bare FastAPI + Mangum handler whose one route parses the same body with the same
+  pydantic model (`AddRequest`) and answers a small JSON envelope.
+
+Goal: memcube / bare <= 1.5 at p50 and p99. Powertools' tracer is off here (no X-Ray daemon);
+its metrics and log lines go to stdout, which is sent to /dev/null as Lambda sends it to
+CloudWatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from mangum import Mangum
+
+from bench.common import ROOT, interleaved, log, measured, summary
+from bench.corpus import generate
+
+
+def add_body(messages: int = 10) -> dict[str, Any]:
+    session = next(s for s in generate(40, seed=3) if len(s.messages) >= messages)
+    return {
+        "user_id": "alice",
+        "session_id": session.session_id,
+        "messages": [
+            {"role": m.role, "content": m.content, "chat_time": m.chat_time, "message_id": m.message_id}
+            for m in session.messages[:messages]
+        ],
+        "custom_tags": ["bench"],
+        "info": {"app_id": "bench"},
+    }
+
+
+def v2_event(body: dict[str, Any]) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((ROOT / "events" / "api_add_async.json").read_text())
+    event["body"] = json.dumps(body)
+    event["headers"]["content-length"] = str(len(event["body"].encode()))
+    return event
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Powertools writes metrics and logs to stdout (CloudWatch on Lambda): discard them."""
+    saved = sys.stdout
+    with Path(os.devnull).open("w") as sink:
+        sys.stdout = sink
+        try:
+            yield
+        finally:
+            sys.stdout = saved
+
+
+class Context:
+    function_name = "memcube-bench"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:memcube-bench"
+    aws_request_id = "5b1c0f2e-0000-4000-8000-000000000001"
+    log_group_name = "/aws/lambda/memcube-bench"
+    log_stream_name = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+def memcube_handlers() -> tuple[Callable[[dict[str, Any], Any], dict[str, Any]], Any]:
+    """The real API entry on the memory backend, and its bare Mangum adapter."""
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    import memcube.wiring
+    from memcube.settings import Settings
+    from memcube.wiring import Container
+
+    memcube.wiring._container = Container(Settings(backend="memory"))
+    from memcube_api.handler import _asgi, lambda_handler
+
+    return lambda_handler, _asgi
+
+
+def bare_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """FastAPI + Mangum with one route that parses the body with `AddRequest`, nothing else."""
+    import uuid
+
+    from memcube.domain.requests import AddRequest
+
+    app = FastAPI()
+
+    # FastAPI reads the annotations from the module's globals (this module imports Request).
+    @app.post("/product/add")
+    async def add(request: Request) -> JSONResponse:
+        req = AddRequest.model_validate_json(await request.body())
+        task_id = f"task-{uuid.uuid4()}"
+        data = [{"cube_id": req.user_id, "task_id": task_id, "status": "waiting"}]
+        return JSONResponse({"code": 200, "message": "Memory add task accepted", "data": data, "task_id": task_id})
+
+    asgi = Mangum(app, lifespan="off", api_gateway_base_path="/")
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        response: dict[str, Any] = asgi(event, context)
+        return response
+
+    return handler
+
+
+def timed(handler: Callable[[dict[str, Any], Any], dict[str, Any]], event: dict[str, Any]) -> Callable[[], float]:
+    context = Context()
+
+    def once() -> float:
+        fresh = copy.deepcopy(event)  # Mangum and powertools may annotate the event
+        start = time.perf_counter()
+        response = handler(fresh, context)
+        elapsed = time.perf_counter() - start
+        if response["statusCode"] != 200:
+            raise RuntimeError(f"add answered {response['statusCode']}: {response.get('body')}")
+        return elapsed
+
+    return once
+
+
+def run(calls: int, warmup: int) -> dict[str, Any]:
+    lambda_handler, asgi = memcube_handlers()
+    event = v2_event(add_body())
+    contenders = {
+        "memcube": timed(lambda_handler, event),
+        "memcube_asgi": timed(asgi, event),
+        "bare": timed(bare_handler(), event),
+    }
+    with quiet_stdout():
+        interleaved(contenders, warmup, seed=2)
+        log(f"add overhead: {len(contenders)} contenders x {calls} calls, interleaved")
+        samples = interleaved(contenders, calls, seed=3)
+    stats = {name: summary(s) for name, s in samples.items()}
+    return {
+        "calls": calls,
+        "body_bytes": len(event["body"].encode()),
+        "messages": 10,
+        "stats": stats,
+        "ratios": {
+            "memcube/bare p50": round(stats["memcube"]["p50_ms"] / stats["bare"]["p50_ms"], 3),
+            "memcube/bare p99": round(stats["memcube"]["p99_ms"] / stats["bare"]["p99_ms"], 3),
+            "memcube_asgi/bare p50": round(stats["memcube_asgi"]["p50_ms"] / stats["bare"]["p50_ms"], 3),
+        },
+        "goal": {"memcube/bare <=": 1.5},
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
+    command = f"python -m bench.add_overhead --calls {args.calls}"
+    return measured("add_overhead", command, lambda: run(args.calls, args.warmup), keep=not args.no_save)
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))

@@ -1,0 +1,135 @@
+"""Cubes of 1k to 100k items on the embedded default, seeded quickly through the adapters.
+
+Items are what fast mode makes of short conversations (`bench.corpus.snippet_texts` rendered by
+the fast reader: one window each, with its sources), written one by one with
+`SqliteStore.put_memory` (content guard and LSH band keys included) and indexed in batches with
+`SqliteIndex.upsert`. Their vectors are seeded random unit vectors recorded as all-MiniLM-L6-v2's
+(exact vector search costs the same whatever the values are, and embedding 100k texts would
+take most of an hour here), so the benchmarks' queries and adds can use the real model.
+
+A seeded cube is cached under `.bench-cache/` by size, seed and the storage format (the SQLite
+schemas, the LSH parameters and the item model), and copied before a benchmark writes to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.common import CACHE, log
+from bench.corpus import snippet_texts
+
+CUBE = "alice"
+TOPICS = ("travel", "food", "work", "family", "health", "hobby", "money", "home")
+DIMENSION = 384
+SEED_NAMESPACE = uuid.UUID("0c9d7e61-7a43-4a8e-9a53-1f6a4f3b2c10")
+
+
+def format_fingerprint() -> str:
+    from memcube.adapters import sqlite_index, sqlite_store
+    from memcube.domain import similarity
+    from memcube.domain.model import MemoryItem
+
+    parts = [
+        sqlite_store.SCHEMA,
+        sqlite_index.SCHEMA,
+        f"{similarity.PERMUTATIONS}/{similarity.BANDS}",
+        json.dumps(MemoryItem.model_json_schema(), sort_keys=True),
+    ]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
+
+
+def model_id_of(embedder: str) -> str:
+    """The model id the configured embedder records (nothing is loaded to find it)."""
+    from memcube.settings import Settings
+    from memcube.wiring import Container
+
+    return Container(Settings(backend="embedded", embedder=embedder)).embedder.model_id  # type: ignore[arg-type]
+
+
+def _items(size: int, seed: int, batch: int, model_id: str) -> Iterator[list[object]]:
+    import numpy as np
+
+    from memcube.domain.ingest import content_hash
+    from memcube.domain.model import MemoryItem, MemoryMetadata, SourceMessage
+    from memcube.domain.reader import windows
+
+    rng = np.random.default_rng(seed)
+    conversations = snippet_texts(size, seed=seed)
+    for start in range(0, size, batch):
+        chunk = conversations[start : start + batch]
+        vectors = rng.standard_normal((len(chunk), DIMENSION), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        out: list[object] = []
+        for k, (messages, vector) in enumerate(zip(chunk, vectors, strict=True)):
+            n = start + k
+            units = [
+                SourceMessage(type="chat", role=m.role, content=m.content, chat_time=m.chat_time) for m in messages
+            ]
+            [window] = windows(units)
+            at = messages[0].chat_time
+            out.append(
+                MemoryItem(
+                    id=str(uuid.uuid5(SEED_NAMESPACE, f"{seed}/{n}")),
+                    memory=window.text,
+                    metadata=MemoryMetadata(
+                        user_id=CUBE,
+                        session_id=f"seed-session-{n // 7}",
+                        cube_id=CUBE,
+                        memory_type=window.memory_type,
+                        key=window.key,
+                        tags=["mode:fast"],
+                        info={"topic": TOPICS[n % len(TOPICS)]},
+                        sources=window.sources,
+                        embedding=vector.tolist(),
+                        embedding_model=model_id,
+                        created_at=at,
+                        updated_at=at,
+                        content_hash=content_hash(window.text),
+                        task_id=f"seed-task-{n}",
+                    ),
+                )
+            )
+        yield out
+
+
+def seeded(size: int, embedder: str = "minilm", seed: int = 11) -> Path:
+    """The data dir of a cached cube of `size` items, its vectors recorded as `embedder`'s
+    (seeded now if not cached)."""
+    from memcube.adapters.sqlite_index import SqliteIndex
+    from memcube.adapters.sqlite_store import SqliteStore
+
+    model_id = model_id_of(embedder)
+    path = CACHE / f"cube-{size}-{seed}-{model_id}-{format_fingerprint()}"
+    if (path / "done").exists():
+        return path
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    store, index = SqliteStore(path / "store.db"), SqliteIndex(path / "index.db")
+    store.register_user(CUBE)
+    start = time.perf_counter()
+    written = 0
+    for items in _items(size, seed, 1000, model_id):
+        for item in items:
+            store.put_memory(item)  # type: ignore[arg-type]
+        index.upsert(items)  # type: ignore[arg-type]
+        written += len(items)
+        if written % 10_000 == 0 or written == size:
+            log(f"seeding a cube of {size}: {written} items ({time.perf_counter() - start:.0f} s)")
+    store.close()
+    index.close()
+    (path / "done").write_text(f"{size} items in {time.perf_counter() - start:.1f} s\n")
+    return path
+
+
+def working_copy(size: int, into: Path, embedder: str = "minilm", seed: int = 11) -> Path:
+    """A copy of the cached cube that a benchmark may write to."""
+    source = seeded(size, embedder, seed)
+    target = into / f"cube-{size}"
+    shutil.copytree(source, target)
+    return target

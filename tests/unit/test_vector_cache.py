@@ -1,0 +1,133 @@
+"""The embedded index's in-memory vectors (`adapters/vector_cache.py`): exact top-k over a
+growable per-cube matrix, kept in step with writes from this connection and dropped when
+another connection writes the file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memcube.adapters.sqlite_index import SqliteIndex
+from memcube.adapters.vector_cache import CubeVectors, VectorCache
+from memcube.domain.model import MemoryItem
+from tests.contract.support import memory
+
+
+def _unit(*values: float) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_top_is_exact_best_first_with_ties_by_id_after_growth_and_removals() -> None:
+    cube = CubeVectors(dimension=2, capacity=1)
+    rng = np.random.default_rng(1)
+    vectors = {rid: _unit(*rng.standard_normal(2)) for rid in range(200)}
+    for rid, v in vectors.items():
+        cube.put(rid, f"m{rid:03d}", v)
+    for rid in range(0, 200, 3):  # swap-removals all over the matrix
+        cube.remove(rid)
+        del vectors[rid]
+    cube.remove(9999)  # unknown: nothing happens
+    query = _unit(1.0, 0.5)
+    expected = sorted(((f"m{r:03d}", float(v @ query)) for r, v in vectors.items()), key=lambda p: (-p[1], p[0]))
+    assert len(cube) == len(vectors)
+    top = cube.top(query, 7, None)
+    assert [i for i, _ in top] == [i for i, _ in expected[:7]]
+    assert [s for _, s in top] == pytest.approx([s for _, s in expected[:7]])
+    assert [i for i, _ in cube.top(query, 1000, None)] == [i for i, _ in expected]
+    cube.put(1, "m001", _unit(1.0, 0.5))  # rewriting a row replaces its vector
+    assert cube.top(query, 1, None)[0][0] == "m001"
+    ties = CubeVectors(dimension=2)
+    for rid, name in enumerate(["b", "a", "c"]):
+        ties.put(rid, name, _unit(1.0, 0.0))
+    assert [i for i, _ in ties.top(_unit(1.0, 0.0), 3, None)] == ["a", "b", "c"]
+
+
+def test_a_filter_is_applied_before_the_limit_asking_about_ever_larger_batches() -> None:
+    cube = CubeVectors(dimension=2)
+    for rid in range(5000):
+        cube.put(rid, f"m{rid:04d}", _unit(1.0, rid / 5000))  # rid 0 nearest to (1, 0), 4999 farthest
+    asked: list[int] = []
+
+    def only(*wanted: int) -> Callable[[Sequence[int] | None], set[int]]:
+        def passes(rids: Sequence[int] | None) -> set[int]:
+            asked.append(-1 if rids is None else len(rids))  # -1: asked about the whole cube
+            return set(wanted) if rids is None else set(rids) & set(wanted)
+
+        return passes
+
+    query = _unit(1.0, 0.0)
+    assert [i for i, _ in cube.top(query, 2, only(*range(5000)))] == ["m0000", "m0001"]
+    assert asked == [64]  # most rows pass: one batch
+    asked.clear()
+    assert [i for i, _ in cube.top(query, 2, only(4999, 4000, 7))] == ["m0007", "m4000"]
+    assert asked == [64, 256, 1024, -1]  # rare: batches grow, then one question about every row
+    assert cube.top(query, 2, only()) == []
+    assert CubeVectors(dimension=2).top(query, 3, only(1)) == []
+
+
+def test_the_least_recently_searched_cubes_are_dropped_over_the_row_budget() -> None:
+    cache = VectorCache(max_rows=5)
+    blob = _unit(1.0, 0.0).tobytes()
+    cache.load("a", 2, [(n, f"a{n}", blob) for n in range(3)])
+    cache.load("b", 2, [(10 + n, f"b{n}", blob) for n in range(2)])
+    assert cache.get("a") is not None  # a is now the most recent
+    cache.load("c", 2, [(20, "c0", blob)])
+    assert (cache.get("b"), cache.get("a") is not None, cache.get("c") is not None) == (None, True, True)
+    cache.write(10, "b0", "b", blob, activated=True)  # writes to a cube not cached are not kept
+    assert cache.get("b") is None
+    big = cache.load("d", 2, [(30 + n, f"d{n}", blob) for n in range(9)])  # over budget alone: kept
+    assert cache.get("d") is big and len(big) == 9
+
+
+def test_rows_of_another_length_are_not_cached() -> None:
+    cache = VectorCache()
+    cube = cache.load("a", 2, [(1, "ok", _unit(1.0, 0.0).tobytes()), (2, "short", b"\x00" * 4), (3, "none", None)])  # type: ignore[list-item]
+    assert [i for i, _ in cube.top(_unit(1.0, 0.0), 5, None)] == ["ok"]
+
+
+def _vec(item_id: str, vector: list[float]) -> MemoryItem:
+    item = memory(item_id, f"note {item_id}")
+    item.metadata.embedding = vector
+    return item
+
+
+def _nearest(index: SqliteIndex, vector: list[float]) -> list[str]:
+    return [h.memory_id for h in index.search(["cube-a"], "", vector, None, 10) if h.cosine is not None]
+
+
+def test_a_write_by_another_connection_is_seen_by_the_next_search(tmp_path: Path) -> None:
+    """`memcube reindex` or `import` in another process writes the file a server has cached."""
+    server, other = SqliteIndex(tmp_path / "index.db"), SqliteIndex(tmp_path / "index.db")
+    try:
+        server.upsert([_vec("a", [0.0, 1.0, 0.0])])
+        assert _nearest(server, [1.0, 0.0, 0.0]) == ["a"]  # cached now
+        other.upsert([_vec("b", [1.0, 0.0, 0.0])])
+        assert _nearest(server, [1.0, 0.0, 0.0]) == ["b", "a"]
+        other.delete("cube-a", ["b"])
+        assert _nearest(server, [1.0, 0.0, 0.0]) == ["a"]
+        server.upsert([_vec("c", [1.0, 0.0, 0.0])])  # its own write, then the other's: both seen
+        other.upsert([_vec("d", [0.0, 0.0, 1.0])])
+        assert sorted(_nearest(server, [1.0, 0.0, 0.0])) == ["a", "c", "d"]
+    finally:
+        server.close()
+        other.close()
+
+
+def test_a_failed_upsert_leaves_the_cached_vectors_as_they_were(tmp_path: Path) -> None:
+    from memcube.domain.errors import EmbeddingMismatch
+
+    index = SqliteIndex(tmp_path / "index.db")
+    try:
+        index.upsert([_vec("a", [1.0, 0.0, 0.0])])
+        assert _nearest(index, [1.0, 0.0, 0.0]) == ["a"]
+        stranger = _vec("b", [1.0, 0.0, 0.0])
+        stranger.metadata.embedding_model = "another-model"
+        with pytest.raises(EmbeddingMismatch):
+            index.upsert([_vec("c", [1.0, 0.0, 0.0]), stranger])
+        assert _nearest(index, [1.0, 0.0, 0.0]) == ["a"]
+    finally:
+        index.close()
