@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
+from memcube.domain import search
 from memcube.domain.model import MemoryItem, MemoryMetadata
 from memcube.domain.search import MMR_LAMBDA, SIM_DEDUP, Scored, _dedup_sim, _mmr
 
@@ -78,3 +81,21 @@ def test_mmr_and_sim_pick_exactly_what_the_textbook_loops_pick() -> None:
         k = rng.randint(1, 12)
         assert [s.item.id for s in _mmr(scored, k)] == [s.item.id for s in textbook_mmr(scored, k)]
         assert [s.item.id for s in _dedup_sim(scored, k)] == [s.item.id for s in textbook_sim(scored, k)]
+
+
+def test_without_numpy_the_picks_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(11)
+    cases = [(_candidates(rng, rng.randint(0, 60)), rng.randint(1, 12)) for _ in range(40)]
+    with_numpy = [([s.item.id for s in _mmr(c, k)], [s.item.id for s in _dedup_sim(c, k)]) for c, k in cases]
+    monkeypatch.setattr(search, "numpy_or_none", lambda: None)
+    without = [([s.item.id for s in _mmr(c, k)], [s.item.id for s in _dedup_sim(c, k)]) for c, k in cases]
+    assert without == with_numpy
+
+
+def test_query_cosines_match_the_plain_formula_with_and_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    query = [0.3, -0.2, 0.9]
+    vectors: list[list[float] | None] = [[0.3, -0.2, 0.9], [1.0, 0.0, 0.0], None, [0.0, 0.0, 0.0], [1.0, 2.0]]
+    expected = [_cosine(query, v) for v in vectors]
+    assert search._query_cosines(query, vectors) == pytest.approx(expected, abs=1e-12)
+    monkeypatch.setattr(search, "numpy_or_none", lambda: None)
+    assert search._query_cosines(query, vectors) == pytest.approx(expected, abs=1e-12)

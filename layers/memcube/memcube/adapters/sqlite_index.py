@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Sequence
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 class SqliteIndex:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, text_budget: int | None = None) -> None:
         self._db = SqliteDb(path, SCHEMA, version=1)
         self._vectors = VectorCache()
         with self._db.tx() as cur:  # indexes made before filters (or model records) existed lack them
@@ -55,6 +57,8 @@ class SqliteIndex:
             if "doc" not in columns:
                 cur.execute("ALTER TABLE docs ADD COLUMN doc TEXT")
             cur.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            cur.execute("CREATE VIRTUAL TABLE IF NOT EXISTS docs_vocab USING fts5vocab(docs_text, 'row')")
+        self._frequencies = TermFrequencies(TEXT_POSTINGS_BUDGET if text_budget is None else text_budget)
 
     def close(self) -> None:
         self._db.close()
@@ -144,7 +148,7 @@ class SqliteIndex:
                 passes = None if flt is None else _passing(cur, where, params)
                 for memory_id, cube_id, cosine in self._nearest(cur, cube_ids, vector, limit, passes):
                     hits[memory_id] = Hit(memory_id, cube_id, cosine, None)
-            words = [w for w in (" ".join(fts_text(text).split())).split() if w]
+            words = self._frequencies.informative(cur, [w for w in fts_text(text).split() if w])
             text_rows = _best_text(cur, words, where, params, limit) if words else []
         for memory_id, cube_id, score in text_rows:
             known = hits.get(memory_id)
@@ -209,6 +213,66 @@ def _passing(cur: sqlite3.Cursor, where: str, params: list[Any]) -> Passes:
         return {int(r["rid"]) for r in cur.execute(sql, [*rids, *params])}
 
     return passes
+
+
+TEXT_POSTINGS_BUDGET = 10_000
+"""The text half scores BM25 over the query's rarest words whose documents add up to at most
+this many (about 10 ms of FTS5 here). BM25's cost is every document matching any query word,
+and a common word matches most of a large index while adding almost nothing to any score (its
+IDF is near zero; over half the documents, FTS5 clamps it to 1e-6): such words are left to the
+vector half, as Elasticsearch's `common` terms query did. A word rarer than the budget is always
+scored, so a name or a rare term still finds its documents; below a few thousand documents in
+all, every word is scored."""
+TERM_CACHE_SECONDS = 300.0
+TERM_CACHE_SIZE = 50_000
+_TOKEN = re.compile(r"[^\W_]+")
+
+
+class TermFrequencies:
+    """How many documents hold each query word (FTS5's `fts5vocab`, which counts by reading the
+    word's posting list: milliseconds for a common word), cached for a few minutes: a frequency
+    only decides which words the text half scores, so a slightly stale one is harmless."""
+
+    def __init__(self, budget: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._budget = budget
+        self._clock = clock
+        self._known: dict[str, tuple[int, float]] = {}
+
+    def informative(self, cur: sqlite3.Cursor, words: Sequence[str]) -> list[str]:
+        """`words` (query words as typed) within the budget of postings, rarest first."""
+        unique = list(dict.fromkeys(words))
+        counts = {w: self._documents(cur, w) for w in unique}
+        kept: list[str] = []
+        total = 0
+        for word in sorted(unique, key=lambda w: counts[w]):
+            if total + counts[word] > self._budget:
+                break
+            kept.append(word)
+            total += counts[word]
+        return kept
+
+    def _documents(self, cur: sqlite3.Cursor, word: str) -> int:
+        """Documents holding `word` (for a word the tokenizer splits, its rarest part: a bound)."""
+        tokens = _TOKEN.findall(_fold(word)) or [word]
+        return min(self._term(cur, t) for t in tokens)
+
+    def _term(self, cur: sqlite3.Cursor, term: str) -> int:
+        now = self._clock()
+        known = self._known.get(term)
+        if known is not None and now - known[1] < TERM_CACHE_SECONDS:
+            return known[0]
+        row = cur.execute("SELECT doc FROM docs_vocab WHERE term = ?", (term,)).fetchone()
+        if len(self._known) >= TERM_CACHE_SIZE:
+            self._known.clear()
+        self._known[term] = (int(row["doc"]) if row else 0, now)
+        return self._known[term][0]
+
+
+def _fold(word: str) -> str:
+    """A word as FTS5's unicode61 tokenizer stores it: lower case, Latin diacritics removed. An
+    imperfect fold only finds no count, and the word is then scored (never wrongly dropped)."""
+    decomposed = unicodedata.normalize("NFKD", word.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 TEXT_OVERSAMPLE = 8

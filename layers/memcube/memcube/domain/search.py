@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from memcube.domain import limits
+from memcube.domain.accel import numpy_or_none
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.filters import Filter, compile_filter
 from memcube.domain.model import MemoryItem, Principal
@@ -111,12 +112,16 @@ class SearchService:
     def _rank(self, hits: list[Hit], req: SearchRequest, query_vector: list[float]) -> list[Scored]:
         items = {i.id: i for i in self._memories.get_memories([h.memory_id for h in hits])}
         best_text = max((h.text or 0.0 for h in hits), default=0.0) or 1.0
+        text_only = [items[h.memory_id].metadata.embedding for h in hits if h.cosine is None and h.memory_id in items]
+        to_query = iter(_query_cosines(query_vector, text_only))
         scored: list[Scored] = []
         for hit in hits:
             item = items.get(hit.memory_id)
-            if item is None or item.metadata.status != "activated":
+            if item is None:
                 continue  # the store is the truth: an index leftover is never returned
-            cosine = hit.cosine if hit.cosine is not None else _cosine(query_vector, item.metadata.embedding)
+            cosine = hit.cosine if hit.cosine is not None else next(to_query)
+            if item.metadata.status != "activated":
+                continue
             score = VECTOR_WEIGHT * max(cosine, 0.0) + TEXT_WEIGHT * ((hit.text or 0.0) / best_text)
             if req.session_id and item.metadata.session_id == req.session_id:
                 score += SESSION_BOOST
@@ -141,16 +146,46 @@ def _cosine(a: list[float], b: list[float] | None) -> float:
     return sum(map(operator.mul, a, b)) / (na * nb) if na and nb else 0.0
 
 
+def _query_cosines(query: list[float], vectors: list[list[float] | None]) -> list[float]:
+    """`_cosine(query, v)` for each of `vectors` (on numpy where it is installed)."""
+    np = numpy_or_none()
+    if np is None or not vectors:
+        return [_cosine(query, v) for v in vectors]
+    return _similarities(np, [query, *[v or [] for v in vectors]])[0][1:]
+
+
+def _similarities(np: Any, vectors: list[list[float]]) -> list[list[float]]:
+    """Every pair's `_cosine` at once (0 across dimensions and for empty or zero vectors)."""
+    n = len(vectors)
+    out = np.zeros((n, n))
+    by_dimension: dict[int, list[int]] = {}
+    for i, v in enumerate(vectors):
+        if v:
+            by_dimension.setdefault(len(v), []).append(i)
+    for rows in by_dimension.values():
+        m = np.asarray([vectors[i] for i in rows], dtype=np.float64)
+        norms = np.linalg.norm(m, axis=1, keepdims=True)
+        unit = np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
+        out[np.ix_(rows, rows)] = unit @ unit.T
+    result: list[list[float]] = out.tolist()
+    return result
+
+
 class _Embeddings:
-    """The candidates' embeddings with their norms computed once: sim and mmr compare each
-    candidate with the ones kept so far, so the same vectors meet many times."""
+    """The candidates' pairwise cosines, each computed once (sim and mmr compare each candidate
+    with the ones kept so far, so the same vectors meet many times): all at once on numpy where
+    it is installed, otherwise on demand with the norms computed once."""
 
     def __init__(self, scored: list[Scored]) -> None:
         self._vectors = [s.item.metadata.embedding or [] for s in scored]
-        self._norms = [_norm(v) for v in self._vectors]
+        np = numpy_or_none()
+        self._all = _similarities(np, self._vectors) if np is not None and self._vectors else None
+        self._norms = [] if self._all is not None else [_norm(v) for v in self._vectors]
 
     def cosine(self, i: int, j: int) -> float:
-        """`_cosine(vectors[i], vectors[j])`, to the last bit."""
+        """`_cosine(vectors[i], vectors[j])` (to the last bit without numpy)."""
+        if self._all is not None:
+            return self._all[i][j]
         a, b = self._vectors[i], self._vectors[j]
         if not b or len(a) != len(b):
             return 0.0

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from functools import cache, lru_cache
 from typing import Any
 
+from memcube.domain.accel import numpy_or_none
+
 PERMUTATIONS = 48
 BANDS = 12
 ROWS = PERMUTATIONS // BANDS
@@ -104,13 +106,7 @@ def _signature_numpy(base: Sequence[int]) -> list[int]:
     return [int(v) for v in fold(products + b).min(axis=1)]
 
 
-@cache
-def _numpy() -> Any:
-    try:
-        import numpy
-    except ImportError:  # the Lambda layer has no numpy: the pure-Python path is used there
-        return None
-    return numpy
+_numpy = numpy_or_none  # the Lambda layer has no numpy: the pure-Python path is used there
 
 
 @lru_cache(maxsize=256)
