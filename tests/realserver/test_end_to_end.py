@@ -273,7 +273,11 @@ def test_a_failing_cube_is_retried_then_failed_with_its_reason_while_other_cubes
     assert task["status"] == "failed"
     [part] = task["cubes"]
     assert part["attempts"] == 3
-    assert part["error"] == "gave up after 3 attempts: ConnectionError: index refused the write"
+    assert part["error"] == (
+        "gave up after 3 attempts: index write failed (ConnectionError: index refused the write); the memories "
+        "are stored but not yet searchable; `memcube redrive` indexes them once the index is back"
+    )
+    assert [o["outcome"] for o in part["outcomes"]] == ["added"]
     [letter] = stack.container.store.list_dead_letters()
     assert letter.task_id == broken["task_id"]
 

@@ -300,6 +300,9 @@ class InMemoryIndex:
     def ids(self, cube_id: str) -> set[str]:
         return {i for i, d in self.docs.items() if d.metadata.cube_id == cube_id}
 
+    def stamps(self, cube_id: str) -> dict[str, str]:
+        return {i: d.metadata.updated_at for i, d in self.docs.items() if d.metadata.cube_id == cube_id}
+
     def search(
         self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
     ) -> list[Hit]:

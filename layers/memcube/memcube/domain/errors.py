@@ -117,3 +117,11 @@ class EmbeddingMismatch(DomainError):
             elif pair != recorded:
                 raise cls(recorded, pair)
         return recorded
+
+
+class IndexUnavailable(Unavailable):
+    """The search index did not answer (connection refused, timeout, throttling, 5xx). Adds are
+    still stored (the store is the system of record and guards exact duplicates); their index
+    write is retried with the message, and the task status says they are not yet searchable."""
+
+    code = "index_unavailable"
