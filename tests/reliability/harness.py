@@ -41,7 +41,7 @@ class RuleLLM:
 class Stack:
     """One deployment: `add()` goes through the API Lambda, `sqs` delivers to the worker Lambda."""
 
-    def __init__(self, *, llm: RuleLLM | None = None, max_receive_count: int = 5) -> None:
+    def __init__(self, *, llm: Any = None, max_receive_count: int = 5) -> None:
         settings: dict[str, Any] = {"backend": "memory", "max_receive_count": max_receive_count}
         if llm is not None:
             settings |= {"llm": "openai", "llm_base_url": "http://127.0.0.1:9/v1", "llm_model": "rule"}

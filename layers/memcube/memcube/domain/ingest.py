@@ -93,8 +93,9 @@ class IndexingPending(Exception):
     """The store writes of a part are done but its index write failed: the outcomes are true
     (and shown) while the message waits for a retry that indexes them."""
 
-    def __init__(self, outcomes: list[MemoryOutcome], cause: Exception) -> None:
+    def __init__(self, outcomes: list[MemoryOutcome], notes: list[str], cause: Exception) -> None:
         self.outcomes = outcomes
+        self.notes = notes
         self.reason = (
             f"index write failed ({type(cause).__name__}: {cause}); the memories are stored but not yet searchable"
         )
@@ -182,7 +183,8 @@ class IngestService:
             log.warning("ingest attempt failed", extra={"task_id": msg.task_id, "cube_id": msg.cube_id})
             part = self._own_part(msg.task_id, msg.cube_id, msg.user_id)  # read once for both branches
             if part is not None and pending is not None:  # what is stored, even though not yet searchable
-                part = part.model_copy(update={"outcomes": pending.outcomes})
+                notes = list(dict.fromkeys(part.notes + pending.notes))
+                part = part.model_copy(update={"outcomes": pending.outcomes, "notes": notes})
             attempts = part.attempts if part is not None and part.attempts > 0 else delivery.attempt
             if attempts >= delivery.max_attempts:
                 if pending is not None:
@@ -233,7 +235,7 @@ class IngestService:
             try:
                 self._index.upsert(written)
             except Exception as exc:
-                raise IndexingPending(outcomes, exc) from exc
+                raise IndexingPending(outcomes, placement.notes, exc) from exc
         later = self._memories.erased_at(msg.cube_id, msg.user_id)
         if later is not None and later != erased and submitted <= later:
             # The cube was erased while this part ran: the eraser may have missed these writes.
