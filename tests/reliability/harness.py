@@ -49,7 +49,7 @@ class Stack:
         self.index = Faulty(InMemoryIndex())
         self.queue = InMemoryQueue()
         self.container = Container(Settings(**settings), store=self.store, index=self.index, queue=self.queue, llm=llm)
-        self.sqs = Sqs(max_receive_count)
+        self.sqs = Sqs(4 * max_receive_count)  # the queue's redrive limit sits well above the worker's attempts
 
     @contextmanager
     def serving(self) -> Iterator[Stack]:
@@ -131,6 +131,8 @@ class Sqs(FifoQueue):
         return result or {"batchItemFailures": [{"itemIdentifier": "crashed"}]}
 
     def drain_all(self, *, twice: bool = False, max_deliveries: int = 500) -> int:
+        if not self.waiting:
+            return 0
         for n in range(1, max_deliveries + 1):
             self.deliver(twice=twice)
             if not self.waiting:

@@ -120,14 +120,18 @@ def test_a_whole_batch_redelivered_after_a_partial_failure_changes_nothing(
 def test_a_function_crash_mid_batch_returns_the_batch_and_changes_nothing(
     bodies: list[dict[str, Any]], expected: tuple[Any, Any], figures: Figures
 ) -> None:
-    """The function dies at a random store write in each batch (nothing is deleted from the
-    queue), then the batch is delivered again."""
+    """The function dies at a random store write of every other batch (nothing is deleted from
+    the queue), then the batch is delivered again. (A message that kills the worker on every
+    attempt is given up with that reason: test_poison.)"""
     stack = Stack()
     rng = random.Random(11)
     with stack.serving():
         submitted(stack, bodies)
+        n = 0
         while stack.sqs.waiting:
-            stack.store.arm(Fault("put_memory", rng.choice(["before", "after"]), nth=rng.randint(1, 6)))
+            n += 1
+            if n % 2:
+                stack.store.arm(Fault("put_memory", rng.choice(["before", "after"]), nth=rng.randint(1, 6)))
             stack.sqs.deliver()
         check(stack, bodies, expected)
     assert stack.sqs.crashes > 0

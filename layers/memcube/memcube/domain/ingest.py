@@ -173,7 +173,7 @@ class IngestService:
             self._dead_letter(delivery, reason, msg)
             return Verdict.DONE
         try:
-            self.process(msg, max_attempts=delivery.max_attempts)
+            self.process(msg, max_attempts=delivery.max_attempts, message_id=delivery.message_id)
         except PermanentError as exc:
             self._dead_letter(delivery, exc.message, msg)
             return Verdict.DONE
@@ -212,18 +212,20 @@ class IngestService:
             return None
         return next((p for p in record.parts if p.cube_id == cube_id), None)
 
-    def process(self, msg: QueuedAdd, *, max_attempts: int | None = None) -> TaskPart:
+    def process(self, msg: QueuedAdd, *, max_attempts: int | None = None, message_id: str | None = None) -> TaskPart:
         """Run one cube's part of a task to completion (or raise). With `max_attempts`, a part
         whose recorded attempts all started and never finished (the worker was killed or timed
-        out in each: a message that crashes it) is given up on with that reason."""
+        out in each: a message that crashes it) is given up on with that reason. A message
+        already dead-lettered under this `message_id` (redelivered because the worker stopped
+        before the queue heard it was done) is not run again; a redriven one (a new message) is."""
         try:
             scopes = frozenset() if self._open_cubes else frozenset({"user"})  # keys on: held to created cubes
             authorize_write(Principal(user_id=msg.user_id, scopes=scopes), [msg.cube_id], self._users)
         except Forbidden as exc:
             raise PermanentError(exc.message) from exc
-        before, part, submitted = self._start(msg, max_attempts)
-        if part.status in {TaskState.COMPLETED, TaskState.CANCELLED}:
-            return part  # a redelivery of finished work: nothing to redo
+        before, part, submitted = self._start(msg, max_attempts, message_id)
+        if part.status in {TaskState.COMPLETED, TaskState.CANCELLED, TaskState.FAILED}:
+            return part  # a redelivery of finished (or given-up) work: nothing to redo
         erased = self._memories.erased_at(msg.cube_id, msg.user_id)
         if erased is not None and submitted <= erased:
             return self._cancel(msg, part)
@@ -398,9 +400,12 @@ class IngestService:
         self._telemetry.count("PartsCancelled")
         return cancelled
 
-    def _start(self, msg: QueuedAdd, max_attempts: int | None = None) -> tuple[TaskState, TaskPart, str]:
-        """The part's state before this attempt, the part marked in progress, and when its task
-        was submitted (for erasure marks)."""
+    def _start(
+        self, msg: QueuedAdd, max_attempts: int | None = None, message_id: str | None = None
+    ) -> tuple[TaskState, TaskPart, str]:
+        """The part's state before this attempt, the part marked in progress (or left as it is:
+        finished, or given up on under this very message id), and when its task was submitted
+        (for erasure marks)."""
         now = self._now()
         record = self._tasks.get_task(msg.task_id)
         if record is None:  # a direct producer: the task starts with its first message
@@ -424,6 +429,12 @@ class IngestService:
         if part is None:
             part = TaskPart(cube_id=msg.cube_id, updated_at=now)
         if part.status in {TaskState.COMPLETED, TaskState.CANCELLED}:
+            return part.status, part, submitted
+        if (
+            part.status is TaskState.FAILED
+            and message_id is not None
+            and any(d.message_id == message_id for d in self._tasks.list_dead_letters())
+        ):
             return part.status, part, submitted
         if part.status is TaskState.IN_PROGRESS and max_attempts is not None and part.attempts >= max_attempts:
             last = f"; the last error seen: {part.error.removeprefix('retrying: ')}" if part.error else ""
