@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.e2e.conftest import Server
 
 FULL = os.environ.get("MEMCUBE_RELIABILITY", "").lower() == "full"
 
@@ -79,3 +82,21 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
         report = {"scale": SCALE.name, "machine": machine, "points": FIGURES.points}
         Path(target).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+Serve = Callable[..., Server]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    """`memcube serve` processes on demand (the e2e tier's Server), stopped at teardown."""
+    started: list[Server] = []
+
+    def start(data_dir: Path | None = None, workers: int = 2, env: dict[str, str] | None = None) -> Server:
+        server = Server(data_dir or tmp_path / "data", workers, tmp_path / f"serve-{len(started)}.log", env)
+        started.append(server)
+        return server.wait_healthy()
+
+    yield start
+    for server in started:
+        server.stop(grace=5.0)
