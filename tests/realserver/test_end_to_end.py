@@ -116,7 +116,10 @@ class DeployedStack(Stack):
         return response.status_code, payload
 
 
-def aws_stack(dynamodb_local: Running | External, table: str, queues: Queues, osmem_url: str) -> Iterator[Stack]:
+def aws_stack(
+    dynamodb_local: Running | External, table: str, queues: Queues, osmem_url: str, pollers: int = 1
+) -> Iterator[Stack]:
+    """The aws deployment on the real servers, with `pollers` consumers of the queue at once."""
     settings = Settings(
         backend="aws",
         embedder="hash",
@@ -136,20 +139,22 @@ def aws_stack(dynamodb_local: Running | External, table: str, queues: Queues, os
     index.bootstrap()
     sqs_queue = SqsQueue(queues.url, bucket=queues.bucket, sqs=queues.sqs, s3=queues.s3, inline_limit=4096)
     container = Container(settings, store=DynamoStore(table, ddb), sqs_queue=sqs_queue, index=index)
-    poller = Poller(queues.sqs, queues.url, worker_handler, FakeLambdaContext())
     stop = threading.Event()
 
     def consume() -> None:
+        poller = Poller(queues.sqs, queues.url, worker_handler, FakeLambdaContext())
         while not stop.is_set():
             poller.poll_once(wait_seconds=1)
 
     with serving(container):
-        thread = threading.Thread(target=consume, daemon=True)
-        thread.start()
+        threads = [threading.Thread(target=consume, daemon=True) for _ in range(pollers)]
+        for thread in threads:
+            thread.start()
         _, service_key = container.keys.create("e2e-suite", "service")
         yield Stack(container, stop.set, {"authorization": f"Token {service_key}"})
         stop.set()
-        thread.join(10)
+        for thread in threads:
+            thread.join(10)
 
 
 def embedded_stack(data_dir: Path) -> Iterator[Stack]:

@@ -490,17 +490,19 @@ class IngestService:
         if self._sink is not None:
             self._sink.park(delivery.body, reason, cube_id)
         log.error("dead-lettered", extra={"task_id": task_id, "cube_id": cube_id, "reason": reason})
-        self._tasks.record_dead_letter(
-            DeadLetter(
-                message_id=delivery.message_id,
-                body=delivery.body,
-                reason=reason,
-                task_id=task_id,
-                cube_id=cube_id,
-                attempts=delivery.attempt,
-                failed_at=now,
+        known = any(d.body == delivery.body for d in self._tasks.list_dead_letters())
+        if not known:  # a redriven message that fails again keeps its one record
+            self._tasks.record_dead_letter(
+                DeadLetter(
+                    message_id=delivery.message_id,
+                    body=delivery.body,
+                    reason=reason,
+                    task_id=task_id,
+                    cube_id=cube_id,
+                    attempts=delivery.attempt,
+                    failed_at=now,
+                )
             )
-        )
         if part is None and task_id and cube_id:
             part = self._own_part(task_id, cube_id, user_id)
         if task_id is None or part is None or part.status is TaskState.COMPLETED:
