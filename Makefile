@@ -12,7 +12,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=te
 SAM_PYENV ?= 3.12.1:3.11.7
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint template system-deps test-servers clean
+.PHONY: run test lint template system-deps test-servers reliability clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "memcube needs Python 3.11+ (set PYTHON=...)")'
@@ -52,6 +52,12 @@ test-servers: $(STAMP) system-deps
 
 test: lint template test-servers
 	$(VENV)/bin/pytest
+
+# The reliability suite at full size (`make test` runs it small); RELIABILITY.md quotes the figures
+# it prints and writes to reliability-report.json.
+reliability: $(STAMP) test-servers
+	MEMCUBE_RELIABILITY=full MEMCUBE_RELIABILITY_REPORT=reliability-report.json \
+	  $(VENV)/bin/pytest tests/reliability tests/realserver/test_reliability.py -q -o timeout=1800
 
 clean:
 	rm -rf $(VENV) .tools .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -198,3 +198,31 @@ def test_memcube_reconcile_sees_a_crash_between_store_and_index_and_the_redelive
         "cube ann: 0 missing from the index, 0 in the index but not the store, 0 stale in the index\n",
     )
     figures.record("2 crash points", reconcile_repaired="1 missing + 1 orphan + 1 stale -> 0")
+
+
+def test_an_llm_that_answers_differently_on_redelivery_orphans_nothing() -> None:
+    """The first reply extracted two facts and the worker died after storing them; the second reply
+    (same conversation) extracts only one: both stored items are reported and indexed."""
+    replies = iter([["Lisbon", "Porto"], ["Lisbon"]])
+
+    def changing(system: str, user: str) -> str:
+        if "extract long-term memories" not in system:  # the judge: the two cities are independent facts
+            existing = json.loads(user)["existing"]
+            return json.dumps({"judgements": [{"id": e["id"], "relation": "independent"} for e in existing]})
+        cities = next(replies)
+        items = [{"key": c, "memory_type": "UserMemory", "value": f"The user has lived in {c}."} for c in cities]
+        return json.dumps({"memory_list": items, "summary": "cities"})
+
+    stack = Stack(llm=RuleLLM(changing))
+    stack.index.arm(Fault("upsert", "before"))
+    with stack.serving():
+        stack.add({"user_id": "ann", "task_id": "target", "messages": "I lived in Lisbon, then in Porto."})
+        stack.sqs.drain_all()
+    [part] = outcomes(stack, ["target"])["target"]
+    assert part[1] == "completed"
+    assert [kind for kind, _, _ in part[2]] == ["added", "added"]
+    assert sorted(i.memory for i in stack.memory.iter_memories()) == [
+        "The user has lived in Lisbon.",
+        "The user has lived in Porto.",
+    ]
+    assert stack.differences() == 0
