@@ -99,7 +99,9 @@ def test_on_the_embedded_default_indexing_catches_up_after_an_outage_of_seconds(
     index of `memcube serve` refuses everything for two seconds, then comes back."""
     data = tmp_path / "data"
     index = Faulty(SqliteIndex(data / "index.db"))
-    container = Container(Settings(backend="embedded", embedder="hash", data_dir=data), index=index)
+    # Ten attempts: the jittered backoff of five could add up to less than the outage (a flaky test).
+    settings = Settings(backend="embedded", embedder="hash", data_dir=data, max_receive_count=10)
+    container = Container(settings, index=index)
     worker = EmbeddedWorker(container)
     worker.start()
     try:
