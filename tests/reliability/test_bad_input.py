@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -116,8 +117,14 @@ def minimal(node: Any) -> Any:
     return "alice"
 
 
-def fill_path(path: str, value: str) -> str:
-    return path.replace("{memory_id}", quote(value, safe="")).replace("{", "").replace("}", "")
+def fill_path(path: str, value: str | dict[str, str]) -> str:
+    """The path with each `{name}` replaced by `value` (or `value[name]`), percent-encoded."""
+
+    def one(match: re.Match[str]) -> str:
+        given = value if isinstance(value, str) else value.get(match.group(1)) or "m-1"
+        return quote(given, safe="")
+
+    return re.sub(r"\{([^}]+)\}", one, path)
 
 
 def params(op: dict[str, Any], where: str) -> list[dict[str, Any]]:
@@ -222,9 +229,14 @@ def test_the_malformed_request_corpus_is_answered_4xx_without_a_write(
 
 # --- property-based fuzzing -------------------------------------------------------------------
 
+
+def _nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5)
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    _nested,
     max_leaves=20,
 )
 
@@ -273,17 +285,15 @@ def body_strategy(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     valid = instances(schema)
     fields = list(schema.get("properties", {}))
 
-    @st.composite
-    def mutated(draw: Any) -> Any:
-        body = draw(valid)
-        if isinstance(body, dict) and fields:
-            body = dict(body)
-            body[draw(st.sampled_from(fields))] = draw(JSON_VALUES)
-        return body
+    def mutate(body: Any) -> st.SearchStrategy[Any]:
+        """One field of a valid body given any JSON value."""
+        if not isinstance(body, dict) or not fields:
+            return st.just(body)
+        return st.tuples(st.sampled_from(fields), JSON_VALUES).map(lambda fv: body | {fv[0]: fv[1]})
 
     extra = st.builds(lambda b, k, v: (b | {f"x_{k}": v}) if isinstance(b, dict) else b, valid,
                       st.text(min_size=1, max_size=8), JSON_VALUES)  # fmt: skip
-    return st.one_of(valid, mutated(), extra, JSON_VALUES)
+    return st.one_of(valid, valid.flatmap(mutate), extra, JSON_VALUES)
 
 
 def param_strategy(op: dict[str, Any], where: str) -> st.SearchStrategy[dict[str, str]]:
@@ -309,7 +319,7 @@ def test_fuzzed_requests_from_the_schema_never_get_a_5xx_and_rejections_write_no
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(body=bodies, query=queries, path_values=paths)
     def fuzz(body: Any, query: dict[str, str], path_values: dict[str, str]) -> None:
-        target = fill_path(path, path_values.get("memory_id", "m-1") or "m-1")
+        target = fill_path(path, path_values)
         kwargs: dict[str, Any] = {"params": query}
         if schema is not None:
             kwargs["content"] = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
