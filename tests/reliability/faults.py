@@ -43,6 +43,8 @@ class Faulty:
         self._down: Callable[[str, tuple[Any, ...]], bool] | None = None
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
+        self.hook: Callable[[str, tuple[Any, ...]], None] | None = None
+        """Called with (method, args) before every call: lets a test line up concurrent workers."""
 
     @property
     def target(self) -> Any:
@@ -75,6 +77,8 @@ class Faulty:
                         if f.seen == f.nth:
                             f.fired = True
                             due.append(f)
+            if self.hook is not None:
+                self.hook(name, args)
             if self._down is not None and self._down(name, args):
                 raise self._outage()
             for f in due:

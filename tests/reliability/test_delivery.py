@@ -5,11 +5,13 @@ outcomes come out exactly as with each message delivered once."""
 from __future__ import annotations
 
 import random
+import threading
 from typing import Any
 
 import pytest
 
-from memcube.domain.model import MemoryItem
+from memcube.domain.ingest import Delivery, Verdict
+from memcube.domain.model import MemoryItem, TaskPart, TaskState
 from tests.reliability.conftest import Figures, Scale
 from tests.reliability.faults import Fault
 from tests.reliability.harness import Stack, dumps, holdings, kinds_in, outcomes, workload
@@ -136,3 +138,41 @@ def test_a_function_crash_mid_batch_returns_the_batch_and_changes_nothing(
         check(stack, bodies, expected)
     assert stack.sqs.crashes > 0
     figures.record("1 at-least-once", function_crashes_mid_batch=stack.sqs.crashes)
+
+
+def test_the_same_message_processed_by_two_workers_at_once_changes_nothing(
+    bodies: list[dict[str, Any]], expected: tuple[Any, Any], figures: Figures
+) -> None:
+    """A visibility timeout that runs out mid-work hands a message to a second worker while the
+    first is still at it: both start the part, then both place its memories at the same time."""
+    stack = Stack()
+    lined_up = threading.Barrier(2, timeout=5)
+    started = threading.local()
+
+    def line_up(method: str, args: tuple[Any, ...]) -> None:
+        part = args[1] if method == "put_task_part" and len(args) > 1 else None
+        if isinstance(part, TaskPart) and part.status is TaskState.IN_PROGRESS and not getattr(started, "done", False):
+            started.done = True
+            stack.store._target.put_task_part(*args)  # written before both go on together
+            lined_up.wait()
+
+    with stack.serving():
+        sent = submitted(stack, bodies)
+        stack.store.hook = line_up
+        for w in sent:
+            verdicts: list[Verdict] = []
+
+            def work(attempt: int, body: str = w.body, group: str = w.group, out: list[Verdict] = verdicts) -> None:
+                started.done = False
+                out.append(stack.container.ingest.handle(Delivery(body, f"m{attempt}", attempt, 5, group)))
+
+            threads = [threading.Thread(target=work, args=(n,)) for n in (1, 2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            lined_up.reset()
+            assert verdicts == [Verdict.DONE, Verdict.DONE], verdicts
+        stack.sqs.waiting.clear()
+        check(stack, bodies, expected)
+    figures.record("1 at-least-once", messages_processed_by_two_workers_at_once=len(sent))

@@ -322,8 +322,15 @@ class Organizer:
         if result.status == "duplicate" and result.existing_id is not None:
             placement.outcomes.append(_duplicate(item, result.existing_id))
             return placement
-        if result.status == "exists":  # a redelivery: keep what the store holds
-            item = self._memories.get_memory(item.id) or item
+        if result.status == "exists":
+            # Stored already, by an earlier delivery or one running at the same time: its decision
+            # stands (this one may have seen the cube after that one changed it).
+            stored = self._memories.get_memory(item.id)
+            if stored is not None:
+                done = self.recovered(stored)
+                placement.outcomes += done.outcomes
+                placement.changed += done.changed
+                return placement
         placement.changed.append(item)
         if not stale:
             reason = "new content" if result.status == "created" else REDELIVERED
