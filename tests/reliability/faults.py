@@ -55,9 +55,16 @@ class Faulty:
             self._faults.append(fault)
         return fault
 
-    def down(self, only: Callable[[str, tuple[Any, ...]], bool] | None = None) -> None:
-        """Every call (or those `only(method, args)` picks) raises the outage error until `up()`."""
+    def down(
+        self,
+        only: Callable[[str, tuple[Any, ...]], bool] | None = None,
+        error: Callable[[], BaseException] | None = None,
+    ) -> None:
+        """Every call (or those `only(method, args)` picks) raises the outage error (or `error()`)
+        until `up()`."""
         self._down = only or (lambda method, args: True)
+        if error is not None:
+            self._outage = error
 
     def up(self) -> None:
         self._down = None

@@ -154,7 +154,7 @@ def test_the_same_message_processed_by_two_workers_at_once_changes_nothing(
         part = args[1] if method == "put_task_part" and len(args) > 1 else None
         if isinstance(part, TaskPart) and part.status is TaskState.IN_PROGRESS and not getattr(started, "done", False):
             started.done = True
-            stack.store._target.put_task_part(*args)  # written before both go on together
+            stack.store.target.put_task_part(*args)  # written before both go on together
             lined_up.wait()
 
     with stack.serving():

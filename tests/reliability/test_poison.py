@@ -82,8 +82,7 @@ def test_a_message_that_kills_the_worker_every_time_is_given_up_with_that_reason
         item: MemoryItem | None = args[0] if method == "put_memory" and args else None
         return crashing["on"] and item is not None and item.memory == "a poison pill"
 
-    stack.store._outage = lambda: Crash("out of memory")  # what the pill does to the worker
-    stack.store.down(pill)
+    stack.store.down(pill, error=lambda: Crash("out of memory"))  # what the pill does to the worker
     with stack.serving():
         pill_task = stack.add({"user_id": "ops", "writable_cube_ids": ["kb-1"], "messages": "a poison pill"})["task_id"]
         pill_seq = stack.sqs.waiting[-1].seq
