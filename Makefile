@@ -12,7 +12,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=te
 SAM_PYENV ?= 3.12.1:3.11.7
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint template system-deps test-servers test-clients clean bench
+.PHONY: run test lint template system-deps test-servers test-clients reliability clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "memcube needs Python 3.11+ (set PYTHON=...)")'
@@ -86,6 +86,12 @@ $(BENCH_LAMBDA_VENV)/.installed-stamp: bench/lambda-requirements.txt layers/memc
 
 bench: $(BENCH_STAMP) $(BENCH_MEM0_VENV)/.installed-stamp $(BENCH_LAMBDA_VENV)/.installed-stamp
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# The reliability suite at full size (`make test` runs it small); RELIABILITY.md quotes the figures
+# it prints and writes to reliability-report.json.
+reliability: $(STAMP) test-servers
+	MEMCUBE_RELIABILITY=full MEMCUBE_RELIABILITY_REPORT=reliability-report.json \
+	  $(VENV)/bin/pytest tests/reliability tests/realserver/test_reliability.py -q -o timeout=1800
 
 clean:
 	rm -rf $(VENV) .tools .aws-sam .pytest_cache .mypy_cache .ruff_cache

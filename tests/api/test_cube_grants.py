@@ -129,3 +129,11 @@ def test_the_worker_refuses_a_queued_message_for_a_cube_its_user_may_not_write(k
     [letter] = store_of(keyed).list_dead_letters()
     assert "may not write ['kb-team']" in letter.reason
     assert list(store_of(keyed).iter_memories("kb-team")) == []
+
+
+def test_a_create_cube_refused_as_existing_registers_nobody(api: Container) -> None:
+    """Found by the reliability suite's corpus: the refused request used to register its caller."""
+    assert call("POST", "/product/create_cube", body={"user_id": "owner", "cube_id": "kb-taken"})[0] == 200
+    code, body = call("POST", "/product/create_cube", body={"user_id": "latecomer", "cube_id": "kb-taken"})
+    assert (code, body["message"]) == (409, "cube_id: 'kb-taken' already exists")
+    assert not store_of(api).is_user("latecomer")

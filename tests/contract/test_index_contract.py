@@ -29,6 +29,18 @@ def test_upsert_overwrites_the_previous_doc_of_that_id(index: SearchIndex) -> No
     assert (index.ids("cube-a"), index.ids("cube-b")) == (set(), {"m1"})
 
 
+def test_stamps_give_each_indexed_versions_updated_at_per_cube(index: SearchIndex) -> None:
+    first = memory("m1", "alice likes tea", created_at="2026-01-01T00:00:00.000Z")
+    index.upsert([first, memory("m2", "bob likes coffee", cube="cube-b")])
+    assert index.stamps("cube-a") == {"m1": "2026-01-01T00:00:00.000Z"}
+    later = first.model_copy(deep=True)
+    later.metadata.updated_at = "2026-01-02T03:04:05.678Z"
+    index.upsert([later])
+    assert index.stamps("cube-a") == {"m1": "2026-01-02T03:04:05.678Z"}
+    index.delete("cube-a", ["m1"])
+    assert index.stamps("cube-a") == {}
+
+
 def test_delete_is_idempotent_and_ignores_unknown_ids(index: SearchIndex) -> None:
     index.upsert([memory("m1", "alice likes tea"), memory("m2", "bob likes coffee")])
     index.delete("cube-a", ["m1"])

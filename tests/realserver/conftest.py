@@ -86,6 +86,11 @@ class Queues:
 @pytest.fixture
 def queues(localstack: Running) -> Queues:
     """A FIFO queue with a FIFO DLQ (redrive after 3 receives), and a claim-check bucket."""
+    return fifo_queues(localstack)
+
+
+def fifo_queues(localstack: Running | External, visibility: int = 2, max_receives: int = 3) -> Queues:
+    """A FIFO task queue (redrive to a FIFO DLQ after `max_receives`), and a claim-check bucket."""
     sqs = boto3.client("sqs", endpoint_url=localstack.endpoint, **CREDS)
     s3 = boto3.client("s3", endpoint_url=localstack.endpoint, **CREDS)
     suffix = uuid.uuid4().hex[:8]
@@ -95,8 +100,8 @@ def queues(localstack: Running) -> Queues:
         QueueName=f"tasks-{suffix}.fifo",
         Attributes={
             "FifoQueue": "true",
-            "VisibilityTimeout": "2",
-            "RedrivePolicy": f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}',
+            "VisibilityTimeout": str(visibility),
+            "RedrivePolicy": f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receives}"}}',
         },
     )["QueueUrl"]
     bucket = f"memcube-claims-{suffix}"

@@ -78,9 +78,14 @@ def test_a_cube_whose_index_is_down_is_retried_to_the_limit_then_failed_while_th
     cubes = {c["cube_id"]: c for c in task["cubes"]}
     assert cubes["alice"]["status"] == "completed"
     assert cubes["kb-travel"]["status"] == "failed"
-    reason = f"gave up after {worker.settings.max_receive_count} attempts: ConnectionError: index unavailable"
+    reason = (
+        f"gave up after {worker.settings.max_receive_count} attempts: index write failed "
+        "(ConnectionError: index unavailable); the memories are stored but not yet searchable; "
+        "`memcube redrive` indexes them once the index is back"
+    )
     assert cubes["kb-travel"]["error"] == reason
     assert cubes["kb-travel"]["attempts"] == worker.settings.max_receive_count
+    assert [o["outcome"] for o in cubes["kb-travel"]["outcomes"]] == ["added"]  # stored, though not indexed
     [letter] = store_of(worker).list_dead_letters()
     assert (letter.cube_id, letter.reason) == ("kb-travel", reason)
 

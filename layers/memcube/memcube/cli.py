@@ -71,7 +71,8 @@ def reconcile(data_dir: Path | None, cube_id: str, repair: bool) -> None:
         container.close()
     click.echo(
         f"cube {cube_id}: {len(report.missing_from_index)} missing from the index, "
-        f"{len(report.not_in_store)} in the index but not the store" + (" (repaired)" if report.repaired else "")
+        f"{len(report.not_in_store)} in the index but not the store, "
+        f"{len(report.stale_in_index)} stale in the index" + (" (repaired)" if report.repaired else "")
     )
     if report.differences and not report.repaired:
         raise SystemExit(1)

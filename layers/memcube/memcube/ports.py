@@ -146,6 +146,12 @@ class SearchIndex(Protocol):
         """Ids of the cube's indexed documents (to reconcile the index with the store)."""
         ...
 
+    def stamps(self, cube_id: str) -> dict[str, str]:
+        """The `updated_at` of each of the cube's indexed documents, by id: reconcile compares it
+        with the store's to find documents left stale (say, a merge or an archival whose index
+        write never happened)."""
+        ...
+
     def search(
         self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
     ) -> list[Hit]:

@@ -266,7 +266,10 @@ class InMemoryQueue:
 
 
 class InMemoryIndex:
+    """Thread-safe like the real indexes: writers and readers may run in parallel workers."""
+
     def __init__(self) -> None:
+        self._lock = threading.RLock()
         self.docs: dict[str, MemoryItem] = {}
         self.embedding: tuple[str, int] | None = None
         """(model id, dimension) of the vectors held: set by the first upsert, cleared when empty."""
@@ -275,30 +278,40 @@ class InMemoryIndex:
         return self.embedding[0] if self.embedding else None
 
     def reset(self) -> None:
-        self.docs.clear()
-        self.embedding = None
+        with self._lock:
+            self.docs.clear()
+            self.embedding = None
 
     def upsert(self, items: Sequence[MemoryItem]) -> None:
         offered = [(i.metadata.embedding_model or "", len(i.metadata.embedding)) for i in items if i.metadata.embedding]
-        self.embedding = EmbeddingMismatch.check(self.embedding, offered)
-        for item in items:
-            self.docs[item.id] = item.model_copy(deep=True)
+        with self._lock:
+            self.embedding = EmbeddingMismatch.check(self.embedding, offered)
+            for item in items:
+                self.docs[item.id] = item.model_copy(deep=True)
 
     def delete(self, cube_id: str, memory_ids: Sequence[str]) -> int:
-        removed = sum(self.docs.pop(memory_id, None) is not None for memory_id in set(memory_ids))
-        if not self.docs:
-            self.embedding = None
-        return removed
+        with self._lock:
+            removed = sum(self.docs.pop(memory_id, None) is not None for memory_id in set(memory_ids))
+            if not self.docs:
+                self.embedding = None
+            return removed
+
+    def _snapshot(self) -> list[MemoryItem]:
+        with self._lock:
+            return list(self.docs.values())
 
     def delete_where(self, cube_id: str, user_id: str | None) -> int:
         doomed = [
-            i for i, d in self.docs.items()
+            d.id for d in self._snapshot()
             if d.metadata.cube_id == cube_id and user_id in (None, d.metadata.user_id)
         ]  # fmt: skip
         return self.delete(cube_id, doomed)
 
     def ids(self, cube_id: str) -> set[str]:
-        return {i for i, d in self.docs.items() if d.metadata.cube_id == cube_id}
+        return {d.id for d in self._snapshot() if d.metadata.cube_id == cube_id}
+
+    def stamps(self, cube_id: str) -> dict[str, str]:
+        return {d.id: d.metadata.updated_at for d in self._snapshot() if d.metadata.cube_id == cube_id}
 
     def search(
         self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
@@ -307,7 +320,7 @@ class InMemoryIndex:
             raise EmbeddingMismatch(self.embedding, ("", len(vector)), query=True)
         words = [w for w in text.lower().split() if w]
         scored: list[Hit] = []
-        for doc in self.docs.values():
+        for doc in self._snapshot():
             meta = doc.metadata
             if meta.cube_id not in cube_ids or meta.status != "activated" or not matches(flt, filter_doc(doc)):
                 continue

@@ -19,6 +19,9 @@
   refresh parameter and makes writes searchable within its documented refresh interval (about
   10 s); the duplicate check never depends on the index (it uses the store's content-hash
   guard), so exactly-once holds on both, and search on Serverless is eventually consistent.
+- **Outages**: a connection failure, a timeout, throttling (429) or a 5xx after opensearch-py's
+  own retries raises `IndexUnavailable`, so the worker still stores adds (by wording alone for
+  near duplicates) and says they are not yet searchable while it retries the index write.
 - **Isolation**: every query carries a `terms` filter on `cube_id` (and `status: activated`);
   on managed domains documents and queries are also routed by cube id. Serverless does not
   support custom routing, so there the filter alone confines a query.
@@ -26,10 +29,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
-from memcube.domain.errors import EmbeddingMismatch
+from memcube.domain.errors import EmbeddingMismatch, IndexUnavailable
 from memcube.domain.filters import And, Filter, Or
 from memcube.domain.model import MemoryItem
 from memcube.ports import Hit
@@ -178,6 +182,26 @@ class IndexWriteError(RuntimeError):
     """A bulk request reported per-document failures."""
 
 
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    """Report the cluster's being down, slow or throttling as `IndexUnavailable`; a request it
+    refused (400, 404 ...) stays what it is."""
+    from opensearchpy.exceptions import ConnectionError as Unreachable
+    from opensearchpy.exceptions import TransportError
+
+    try:
+        yield
+    except Unreachable as exc:  # includes timeouts
+        raise IndexUnavailable(f"OpenSearch unreachable: {exc.__class__.__name__}: {exc.info or exc.error}") from exc
+    except TransportError as exc:
+        if exc.status_code in TRANSIENT_STATUSES:
+            raise IndexUnavailable(f"OpenSearch answered {exc.status_code}: {exc.error}") from exc
+        raise
+
+
 class OpenSearchIndex:
     def __init__(
         self,
@@ -267,7 +291,8 @@ class OpenSearchIndex:
         from opensearchpy.exceptions import NotFoundError
 
         try:
-            response = self.client.indices.get_mapping(index=self._index)
+            with _unavailable():
+                response = self.client.indices.get_mapping(index=self._index)
         except NotFoundError:
             return None  # not bootstrapped: the first upsert says so
         mappings: dict[str, Any] = next(iter(response.values()))["mappings"]
@@ -342,7 +367,8 @@ class OpenSearchIndex:
         return sum(1 for entry in response.get("items", []) if entry.get("delete", {}).get("result") == "deleted")
 
     def _bulk(self, body: list[dict[str, Any]], *, missing_ok: bool = False) -> dict[str, Any]:
-        response: dict[str, Any] = self.client.bulk(body=body, params=self._write_params())
+        with _unavailable():
+            response: dict[str, Any] = self.client.bulk(body=body, params=self._write_params())
         if not response.get("errors"):
             return response
         failures = []
@@ -359,14 +385,23 @@ class OpenSearchIndex:
         """Every indexed id of a cube (any status)."""
         return set(self._all_ids(scope_filter([cube_id], activated_only=False), cube_id))
 
+    def stamps(self, cube_id: str) -> dict[str, str]:
+        hits = self._all_hits(scope_filter([cube_id], activated_only=False), cube_id, ["updated_at"])
+        return {h["_id"]: str(h["_source"].get("updated_at")) for h in hits}
+
     def _all_ids(self, clauses: list[dict[str, Any]], cube_id: str) -> list[str]:
-        """Ids of the documents matching `clauses`, paged with search_after on memory_id."""
-        found: list[str] = []
+        return [h["_id"] for h in self._all_hits(clauses, cube_id, False)]
+
+    def _all_hits(
+        self, clauses: list[dict[str, Any]], cube_id: str, source: list[str] | Literal[False]
+    ) -> list[dict[str, Any]]:
+        """The documents matching `clauses` (with `source` fields), paged with search_after on memory_id."""
+        found: list[dict[str, Any]] = []
         after: list[str] | None = None
         while True:
             body: dict[str, Any] = {
                 "size": 1000,
-                "_source": False,
+                "_source": source,
                 "query": {"bool": {"filter": clauses}},
                 "sort": [{"memory_id": "asc"}],
                 "fields": ["memory_id"],
@@ -376,7 +411,7 @@ class OpenSearchIndex:
             hits = self._search(body, [cube_id])
             if not hits:
                 return found
-            found.extend(h["_id"] for h in hits)
+            found.extend(hits)
             after = hits[-1]["sort"]
 
     def search(
@@ -404,7 +439,8 @@ class OpenSearchIndex:
         params: dict[str, Any] = {}
         if self._managed:
             params["routing"] = ",".join(cube_ids)
-        response = self.client.search(index=self._index, body=body, params=params)
+        with _unavailable():
+            response = self.client.search(index=self._index, body=body, params=params)
         hits: list[dict[str, Any]] = response["hits"]["hits"]
         return hits
 

@@ -133,6 +133,11 @@ class SqliteIndex:
         with self._db.read() as cur:
             return {r["id"] for r in cur.execute("SELECT id FROM docs WHERE cube_id = ?", (cube_id,))}
 
+    def stamps(self, cube_id: str) -> dict[str, str]:
+        with self._db.read() as cur:
+            rows = cur.execute("SELECT id, updated_at FROM docs WHERE cube_id = ?", (cube_id,))
+            return {r["id"]: r["updated_at"] for r in rows}
+
     def search(
         self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
     ) -> list[Hit]:

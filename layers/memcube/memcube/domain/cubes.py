@@ -53,9 +53,9 @@ class CubeService:
             writers=sorted(set(req.writers) - {principal.user_id}),
             created_at=self._now(),
         )
-        self._users.register_user(principal.user_id)
         if not self._users.create_cube(acl):
             raise Conflict(f"cube_id: {req.cube_id!r} already exists")
+        self._users.register_user(principal.user_id)  # only once created: a refused request writes nothing
         return acl
 
     def grant(self, req: GrantRequest, principal: Principal) -> CubeAcl:

@@ -124,3 +124,11 @@ class UnreadableFile(PermanentError):
     part is dead-lettered with this reason at once; retrying cannot help."""
 
     code = "unreadable_file"
+
+
+class IndexUnavailable(Unavailable):
+    """The search index did not answer (connection refused, timeout, throttling, 5xx). Adds are
+    still stored (the store is the system of record and guards exact duplicates); their index
+    write is retried with the message, and the task status says they are not yet searchable."""
+
+    code = "index_unavailable"

@@ -145,10 +145,14 @@ class FeedbackService:
     ) -> Placement:
         """Apply one feedback. `new_item(index, text, key, tags)` builds (and embeds) a new item."""
         probe = new_item(0, fb.feedback.content.strip(), "", [])
-        related = self._organizer.neighbours(probe, [], floor=0.0, exclude_task=task_id)[:RELATED]
+        notes: list[str] = []
+        related = self._organizer.neighbours(probe, [], floor=0.0, exclude_task=task_id, notes=notes)[:RELATED]
         if self._llm is not None:
-            return self._with_llm(fb, probe, related, new_item, task_id)
-        return self._by_rule(probe, related, Placement())
+            placement = self._with_llm(fb, probe, related, new_item, task_id)
+        else:
+            placement = self._by_rule(probe, related, Placement())
+        placement.notes[:0] = notes
+        return placement
 
     def _by_rule(self, probe: MemoryItem, related: list[Neighbour], placement: Placement) -> Placement:
         target = self._clear_target(probe, related)

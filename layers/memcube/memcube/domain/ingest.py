@@ -3,6 +3,12 @@
 Every step is safe to repeat: item ids derive from (task, cube, window), the content-hash guard
 and the item are written together, the index upserts by id, and a part already completed is
 not redone. So a redelivered message rewrites the same items and never adds new ones.
+
+A redelivery after a crash (attempts > 1) first reads back what the earlier attempt stored under
+this task's item ids and reports those items from the store (`Organizer.recovered`), so the
+outcomes are the ones the first attempt would have reported and every item involved is indexed
+again. If the index write fails after the store write, the part says which memories are stored
+and that they are not yet searchable while the message waits for its retry.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from memcube.domain.errors import Forbidden, PermanentError, UnreadableFile
-from memcube.domain.extraction import Extraction, Extractor
+from memcube.domain.extraction import MAX_ITEMS, Extraction, Extractor
 from memcube.domain.feedback import FeedbackService, split_feedback
 from memcube.domain.messages import QueuedAdd, peek
 from memcube.domain.model import (
@@ -30,6 +36,7 @@ from memcube.domain.model import (
     DeadLetter,
     MemoryItem,
     MemoryMetadata,
+    MemoryOutcome,
     MemoryType,
     Principal,
     SourceMessage,
@@ -57,6 +64,8 @@ from memcube.ports import (
 log = logging.getLogger(__name__)
 
 ITEM_NAMESPACE = uuid.UUID("5b0c2f5e-8f0e-4f43-9d3a-6c0b3f7e2a11")
+FEEDBACK_IDS = 22
+"""Feedback item ids a task may use: the probe (`feedback.0`) and one per LLM decision (at most 20)."""
 
 
 def content_hash(text: str) -> str:
@@ -83,6 +92,19 @@ class Draft:
     sources: list[SourceMessage]
     background: str = ""
     source: Literal["conversation", "file"] = "conversation"
+
+
+class IndexingPending(Exception):
+    """The store writes of a part are done but its index write failed: the outcomes are true
+    (and shown) while the message waits for a retry that indexes them."""
+
+    def __init__(self, outcomes: list[MemoryOutcome], notes: list[str], cause: Exception) -> None:
+        self.outcomes = outcomes
+        self.notes = notes
+        self.reason = (
+            f"index write failed ({type(cause).__name__}: {cause}); the memories are stored but not yet searchable"
+        )
+        super().__init__(self.reason)
 
 
 class Verdict(Enum):
@@ -158,16 +180,22 @@ class IngestService:
             self._dead_letter(delivery, reason, msg)
             return Verdict.DONE
         try:
-            self.process(msg)
+            self.process(msg, max_attempts=delivery.max_attempts, message_id=delivery.message_id)
         except PermanentError as exc:
             self._dead_letter(delivery, exc.message, msg)
             return Verdict.DONE
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            pending = exc if isinstance(exc, IndexingPending) else None
+            reason = pending.reason if pending else f"{type(exc).__name__}: {exc}"
             log.warning("ingest attempt failed", extra={"task_id": msg.task_id, "cube_id": msg.cube_id})
             part = self._own_part(msg.task_id, msg.cube_id, msg.user_id)  # read once for both branches
+            if part is not None and pending is not None:  # what is stored, even though not yet searchable
+                notes = list(dict.fromkeys(part.notes + pending.notes))
+                part = part.model_copy(update={"outcomes": pending.outcomes, "notes": notes})
             attempts = part.attempts if part is not None and part.attempts > 0 else delivery.attempt
             if attempts >= delivery.max_attempts:
+                if pending is not None:
+                    reason += "; `memcube redrive` indexes them once the index is back"
                 self._dead_letter(delivery, f"gave up after {attempts} attempts: {reason}", msg, part)
                 return Verdict.DONE
             if part is not None and part.status is not TaskState.COMPLETED:
@@ -191,24 +219,32 @@ class IngestService:
             return None
         return next((p for p in record.parts if p.cube_id == cube_id), None)
 
-    def process(self, msg: QueuedAdd) -> TaskPart:
-        """Run one cube's part of a task to completion (or raise)."""
+    def process(self, msg: QueuedAdd, *, max_attempts: int | None = None, message_id: str | None = None) -> TaskPart:
+        """Run one cube's part of a task to completion (or raise). With `max_attempts`, a part
+        whose recorded attempts all started and never finished (the worker was killed or timed
+        out in each: a message that crashes it) is given up on with that reason. A message
+        already dead-lettered under this `message_id` (redelivered because the worker stopped
+        before the queue heard it was done) is not run again; a redriven one (a new message) is."""
         try:
             scopes = frozenset() if self._open_cubes else frozenset({"user"})  # keys on: held to created cubes
             authorize_write(Principal(user_id=msg.user_id, scopes=scopes), [msg.cube_id], self._users)
         except Forbidden as exc:
             raise PermanentError(exc.message) from exc
-        part, submitted = self._start(msg)
-        if part.status in {TaskState.COMPLETED, TaskState.CANCELLED}:
-            return part  # a redelivery of finished work: nothing to redo
+        before, part, submitted = self._start(msg, max_attempts, message_id)
+        if part.status in {TaskState.COMPLETED, TaskState.CANCELLED, TaskState.FAILED}:
+            return part  # a redelivery of finished (or given-up) work: nothing to redo
         erased = self._memories.erased_at(msg.cube_id, msg.user_id)
         if erased is not None and submitted <= erased:
             return self._cancel(msg, part)
-        placement = self._feedback_part(msg) if msg.is_feedback else self._organize(msg)
+        redelivery = part.attempts > 1  # an earlier attempt may have written: read it back, do not redo it
+        placement = self._feedback_part(msg, redelivery) if msg.is_feedback else self._organize(msg, redelivery)
         outcomes = placement.outcomes
         written = list({i.id: i for i in placement.changed}.values())  # the last version of each
         if written:
-            self._index.upsert(written)
+            try:
+                self._index.upsert(written)
+            except Exception as exc:
+                raise IndexingPending(outcomes, placement.notes, exc) from exc
         later = self._memories.erased_at(msg.cube_id, msg.user_id)
         if later is not None and later != erased and submitted <= later:
             # The cube was erased while this part ran: the eraser may have missed these writes.
@@ -226,6 +262,11 @@ class IngestService:
             }
         )
         self._tasks.put_task_part(msg.task_id, done)
+        if before is TaskState.FAILED:  # a redriven part that succeeded: its dead letter is resolved
+            mine = (msg.task_id, msg.cube_id)
+            resolved = [d for d in self._tasks.list_dead_letters() if (d.task_id, d.cube_id) == mine]
+            if resolved:
+                self._tasks.delete_dead_letters(resolved)
         self._telemetry.count("PartsCompleted")
         for outcome in ("added", "duplicate", "merged", "updated", "archived"):
             n = sum(1 for o in outcomes if o.outcome == outcome)
@@ -242,16 +283,40 @@ class IngestService:
         """Fine unless fast was asked for: fine is the default when an LLM is configured."""
         return self._extractor is not None and msg.mode != "fast"
 
-    def _organize(self, msg: QueuedAdd) -> Placement:
+    def _organize(self, msg: QueuedAdd, redelivery: bool = False) -> Placement:
         drafts, notes = self._drafts(msg)
         placement = Placement(notes=notes)
-        for item in self._embedded(msg, drafts):
-            fresh = [i for i in placement.changed if i.metadata.status == "activated"]
-            step = self._organizer.place(item, fresh)
+        earlier = self._earlier(msg, self._candidate_ids(msg, drafts)) if redelivery else {}
+        new = {i.id: i for i in self._embedded(msg, [d for d in drafts if d.id not in earlier])}
+        for memory_id in dict.fromkeys([d.id for d in drafts] + list(earlier)):  # draft order, then the rest
+            if memory_id in earlier:
+                step = self._organizer.recovered(earlier[memory_id])
+            else:
+                fresh = [i for i in placement.changed if i.metadata.status == "activated"]
+                step = self._organizer.place(new[memory_id], fresh)
             placement.outcomes += step.outcomes
             placement.changed += step.changed
             placement.notes += step.notes
         return placement
+
+    def _candidate_ids(self, msg: QueuedAdd, drafts: list[Draft]) -> list[str]:
+        """Every item id this message can have written: its drafts' now, and in fine mode every id
+        an earlier LLM reply could have used (a second reply may differ from the first)."""
+        ids = [d.id for d in drafts]
+        if self._fine(msg):
+            for i in range(len(read(self._readable(msg.messages)))):
+                ids += [item_id(msg.task_id, msg.cube_id, i)]
+                ids += [item_id(msg.task_id, msg.cube_id, f"{i}.{j}") for j in range(MAX_ITEMS)]
+        return list(dict.fromkeys(ids))
+
+    def _earlier(self, msg: QueuedAdd, ids: list[str]) -> dict[str, MemoryItem]:
+        """The items an earlier attempt of this part stored, by id, in the order of `ids`."""
+        found = {
+            i.id: i
+            for i in self._memories.get_memories(ids)
+            if (i.metadata.task_id, i.metadata.cube_id) == (msg.task_id, msg.cube_id)
+        }
+        return {i: found[i] for i in ids if i in found}
 
     def _drafts(self, msg: QueuedAdd) -> tuple[list[Draft], list[str]]:
         """One draft per window (fast), or the LLM's items per window (fine, falling back to the
@@ -319,7 +384,17 @@ class IngestService:
         vectors = self._embedder.embed([d.text for d in drafts])
         return [self._item(msg, d, v) for d, v in zip(drafts, vectors, strict=True)]
 
-    def _feedback_part(self, msg: QueuedAdd) -> Placement:
+    def _feedback_part(self, msg: QueuedAdd, redelivery: bool = False) -> Placement:
+        if redelivery:  # applied by an earlier attempt: report it from the store, never decide it again
+            ids = [item_id(msg.task_id, msg.cube_id, f"feedback.{n}") for n in range(FEEDBACK_IDS)]
+            earlier = self._earlier(msg, ids)
+            if earlier:
+                placement = Placement()
+                for stored in earlier.values():
+                    step = self._organizer.recovered(stored)
+                    placement.outcomes += step.outcomes
+                    placement.changed += step.changed
+                return placement
         fb = split_feedback(msg.messages, msg.chat_history or [])
         if fb is None:
             placement = self._organize(msg)
@@ -355,8 +430,12 @@ class IngestService:
         self._telemetry.count("PartsCancelled")
         return cancelled
 
-    def _start(self, msg: QueuedAdd) -> tuple[TaskPart, str]:
-        """The part, marked in progress, and when its task was submitted (for erasure marks)."""
+    def _start(
+        self, msg: QueuedAdd, max_attempts: int | None = None, message_id: str | None = None
+    ) -> tuple[TaskState, TaskPart, str]:
+        """The part's state before this attempt, the part marked in progress (or left as it is:
+        finished, or given up on under this very message id), and when its task was submitted
+        (for erasure marks)."""
         now = self._now()
         record = self._tasks.get_task(msg.task_id)
         if record is None:  # a direct producer: the task starts with its first message
@@ -380,7 +459,19 @@ class IngestService:
         if part is None:
             part = TaskPart(cube_id=msg.cube_id, updated_at=now)
         if part.status in {TaskState.COMPLETED, TaskState.CANCELLED}:
-            return part, submitted
+            return part.status, part, submitted
+        if (
+            part.status is TaskState.FAILED
+            and message_id is not None
+            and any(d.message_id == message_id for d in self._tasks.list_dead_letters())
+        ):
+            return part.status, part, submitted
+        if part.status is TaskState.IN_PROGRESS and max_attempts is not None and part.attempts >= max_attempts:
+            last = f"; the last error seen: {part.error.removeprefix('retrying: ')}" if part.error else ""
+            raise PermanentError(
+                f"gave up after {part.attempts} attempts that never finished (the worker was stopped or "
+                f"timed out during each){last}"
+            )
         started = part.model_copy(
             update={
                 "status": TaskState.IN_PROGRESS,
@@ -391,7 +482,7 @@ class IngestService:
             }
         )
         self._tasks.put_task_part(msg.task_id, started)
-        return started, submitted
+        return part.status, started, submitted
 
     def _item(self, msg: QueuedAdd, draft: Draft, vector: list[float]) -> MemoryItem:
         now = self._now()
@@ -430,17 +521,19 @@ class IngestService:
         if self._sink is not None:
             self._sink.park(delivery.body, reason, cube_id)
         log.error("dead-lettered", extra={"task_id": task_id, "cube_id": cube_id, "reason": reason})
-        self._tasks.record_dead_letter(
-            DeadLetter(
-                message_id=delivery.message_id,
-                body=delivery.body,
-                reason=reason,
-                task_id=task_id,
-                cube_id=cube_id,
-                attempts=delivery.attempt,
-                failed_at=now,
+        known = any(d.body == delivery.body for d in self._tasks.list_dead_letters())
+        if not known:  # a redriven message that fails again keeps its one record
+            self._tasks.record_dead_letter(
+                DeadLetter(
+                    message_id=delivery.message_id,
+                    body=delivery.body,
+                    reason=reason,
+                    task_id=task_id,
+                    cube_id=cube_id,
+                    attempts=delivery.attempt,
+                    failed_at=now,
+                )
             )
-        )
         if part is None and task_id and cube_id:
             part = self._own_part(task_id, cube_id, user_id)
         if task_id is None or part is None or part.status is TaskState.COMPLETED:

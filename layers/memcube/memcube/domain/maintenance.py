@@ -43,11 +43,13 @@ class ReconcileReport:
     cube_id: str
     missing_from_index: list[str] = field(default_factory=list)
     not_in_store: list[str] = field(default_factory=list)
+    stale_in_index: list[str] = field(default_factory=list)
+    """Indexed, but as another version than the store's (its `updated_at` differs)."""
     repaired: bool = False
 
     @property
     def differences(self) -> int:
-        return len(self.missing_from_index) + len(self.not_in_store)
+        return len(self.missing_from_index) + len(self.not_in_store) + len(self.stale_in_index)
 
 
 class Maintenance:
@@ -90,14 +92,17 @@ class Maintenance:
 
     def reconcile(self, cube_id: str, repair: bool = False) -> ReconcileReport:
         stored = {i.id: i for i in self._memories.iter_memories(cube_id)}
-        indexed = self._index.ids(cube_id)
+        indexed = self._index.stamps(cube_id)
         report = ReconcileReport(
             cube_id=cube_id,
-            missing_from_index=sorted(set(stored) - indexed),
-            not_in_store=sorted(indexed - set(stored)),
+            missing_from_index=sorted(set(stored) - set(indexed)),
+            not_in_store=sorted(set(indexed) - set(stored)),
+            stale_in_index=sorted(
+                i for i, at in indexed.items() if i in stored and at != stored[i].metadata.updated_at
+            ),
         )
         if repair and report.differences:
-            missing = [stored[i] for i in report.missing_from_index]
+            missing = [stored[i] for i in report.missing_from_index + report.stale_in_index]
             for start in range(0, len(missing), BATCH):
                 self._index.upsert(self._current(missing[start : start + BATCH]))
             self._index.delete(cube_id, report.not_in_store)

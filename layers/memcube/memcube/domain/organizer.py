@@ -22,7 +22,9 @@ cube, two users' content never mixes, so erasing one user's data leaves the othe
 (an exact copy from another user is still refused by the cube's content guard).
 
 Nothing is hard-deleted. A redelivered message finds its earlier work (the item exists, or its
-id is in a survivor's `merged_from`) and reports the same outcome without a second change.
+id is in a survivor's `merged_from`) and reports the same outcome without a second change, with
+every item involved handed back for the index: a crash between the store write and the index
+write must not leave a merged or archived item stale in the index.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from memcube.domain.errors import IndexUnavailable
 from memcube.domain.history import apply, revise, snapshot
 from memcube.domain.llm_json import parse_reply
 from memcube.domain.model import MemoryItem, MemoryOutcome
@@ -46,6 +49,11 @@ log = logging.getLogger(__name__)
 JUDGED = 3
 """Existing items offered to the LLM judge per new item (the most similar first)."""
 LEXICAL_CANDIDATES = 20
+INDEX_DOWN_NOTE = (
+    "organizer: the search index was unavailable, so near duplicates were looked for by wording only "
+    "(the store's LSH keys), not by meaning"
+)
+REDELIVERED = "new content (rewritten on redelivery)"
 
 
 @dataclass(frozen=True)
@@ -124,16 +132,29 @@ class Organizer:
         self._now = now
 
     def neighbours(
-        self, item: MemoryItem, fresh: Sequence[MemoryItem], *, floor: float, exclude_task: str | None = None
+        self,
+        item: MemoryItem,
+        fresh: Sequence[MemoryItem],
+        *,
+        floor: float,
+        exclude_task: str | None = None,
+        notes: list[str] | None = None,
     ) -> list[Neighbour]:
         """Activated items of the item's cube at least `floor` similar (lexically or by vector),
         most similar first: from the store's LSH keys, the index, and `fresh` (this message's
-        items, written but not yet indexed)."""
+        items, written but not yet indexed). With the index unavailable the store's lexical
+        candidates still count (noted in `notes`): an index outage must not stop adds from being
+        stored, since the store, not the index, guards exact duplicates."""
         cube = item.metadata.cube_id
         ids = set(self._memories.similar_ids(cube, item.memory, LEXICAL_CANDIDATES))
         vectors: dict[str, float] = {}
         if item.metadata.embedding:
-            hits = self._index.search([cube], "", item.metadata.embedding, None, JUDGED * 3)
+            try:
+                hits = self._index.search([cube], "", item.metadata.embedding, None, JUDGED * 3)
+            except IndexUnavailable:
+                hits = []
+                if notes is not None:
+                    notes.append(INDEX_DOWN_NOTE)
             for hit in hits:
                 if hit.cosine is not None:
                     vectors[hit.memory_id] = hit.cosine
@@ -157,12 +178,13 @@ class Organizer:
     def place(self, item: MemoryItem, fresh: Sequence[MemoryItem]) -> Placement:
         """Store, merge or supersede one new item (see the module docstring)."""
         placement = Placement()
-        done = self._already_placed(item)
+        done = self._already_merged(item)
         if done is not None:
-            placement.outcomes.append(done)
-            return placement
+            return done
         floor = min(self._t.jaccard, self._t.cosine, self._t.related if self._llm else 1.0)
-        neighbours = [n for n in self.neighbours(item, fresh, floor=floor) if n.item.id != item.id]
+        neighbours = [
+            n for n in self.neighbours(item, fresh, floor=floor, notes=placement.notes) if n.item.id != item.id
+        ]
         numbers = numbers_in(item.memory)
         near = [
             n
@@ -186,19 +208,72 @@ class Organizer:
         reasons = {n.item.id: judged[n.item.id][1] for n in stale}
         return self.supersede(item, [n.item for n in stale], placement, reasons)
 
-    def _already_placed(self, item: MemoryItem) -> MemoryOutcome | None:
-        """A redelivery: the item was merged into a survivor by an earlier attempt."""
+    def _already_merged(self, item: MemoryItem) -> Placement | None:
+        """A redelivery: the item was merged into a survivor by an earlier attempt. The survivor
+        is indexed again (the earlier attempt may have stopped before its index write)."""
         cube = item.metadata.cube_id
         for other in self._memories.get_memories(self._memories.similar_ids(cube, item.memory, LEXICAL_CANDIDATES)):
             if item.id in other.metadata.merged_from:
-                return MemoryOutcome(
+                outcome = MemoryOutcome(
                     memory_id=other.id,
                     outcome="merged",
                     memory_type=item.metadata.memory_type,
                     reason="merged into an existing item (by an earlier delivery of this message)",
                     related_ids=[item.id],
                 )
+                return Placement(outcomes=[outcome], changed=[other])
         return None
+
+    def recovered(self, stored: MemoryItem) -> Placement:
+        """The outcome of an item an earlier delivery of this message already stored, read from
+        the store instead of decided again (a second LLM call or a second look at the cube could
+        decide otherwise): `added`, or `updated` with the items its `supersedes` entry names,
+        which are archived now if the earlier attempt stopped before it archived them. Every item
+        involved is in `changed`, so the index gets the store's versions."""
+        placement = Placement(changed=[stored])
+        meta = stored.metadata
+        entry = next(
+            (e for e in meta.history if e.get("action") == "supersedes" and e.get("task_id") == meta.task_id), None
+        )
+        if entry is None:
+            placement.outcomes.append(
+                MemoryOutcome(memory_id=stored.id, outcome="added", memory_type=meta.memory_type, reason=REDELIVERED)
+            )
+            return placement
+        stale_ids = [str(i) for i in entry.get("related_ids") or []]
+        placement.outcomes.append(
+            MemoryOutcome(
+                memory_id=stored.id,
+                outcome="updated",
+                memory_type=meta.memory_type,
+                reason="a newer fact that replaces the archived item(s)",
+                related_ids=stale_ids,
+            )
+        )
+        for found in self._memories.get_memories(stale_ids):
+            old = found
+            if meta.status == "activated" and not any(e.get("action") == "restored" for e in old.metadata.history):
+                old = self.archive(old.id, stored.id, "", meta.task_id) or old  # a no-op if already archived
+            placement.changed.append(old)
+            why = next(
+                (
+                    str(e.get("reason") or "")
+                    for e in reversed(old.metadata.history)
+                    if e.get("action") == "archived" and stored.id in (e.get("related_ids") or [])
+                ),
+                "",
+            )
+            superseded = f"superseded by {stored.id}"
+            placement.outcomes.append(
+                MemoryOutcome(
+                    memory_id=old.id,
+                    outcome="archived",
+                    memory_type=old.metadata.memory_type,
+                    reason=superseded if why in ("", superseded) else f"{superseded}: {why}",
+                    related_ids=[stored.id],
+                )
+            )
+        return placement
 
     def _judge(
         self, item: MemoryItem, neighbours: Sequence[Neighbour], placement: Placement
@@ -247,11 +322,18 @@ class Organizer:
         if result.status == "duplicate" and result.existing_id is not None:
             placement.outcomes.append(_duplicate(item, result.existing_id))
             return placement
-        if result.status == "exists":  # a redelivery: keep what the store holds
-            item = self._memories.get_memory(item.id) or item
+        if result.status == "exists":
+            # Stored already, by an earlier delivery or one running at the same time: its decision
+            # stands (this one may have seen the cube after that one changed it).
+            stored = self._memories.get_memory(item.id)
+            if stored is not None:
+                done = self.recovered(stored)
+                placement.outcomes += done.outcomes
+                placement.changed += done.changed
+                return placement
         placement.changed.append(item)
         if not stale:
-            reason = "new content" if result.status == "created" else "new content (rewritten on redelivery)"
+            reason = "new content" if result.status == "created" else REDELIVERED
             placement.outcomes.append(
                 MemoryOutcome(memory_id=item.id, outcome="added", memory_type=item.metadata.memory_type, reason=reason)
             )

@@ -1,0 +1,102 @@
+"""The reliability suite (issue 7): faults, load and bad input. It runs in the default `pytest` run
+at a small size; `MEMCUBE_RELIABILITY=full` (or `make reliability`) runs it at full size. Every
+test asserts correctness only; the figures it measures (counts, throughput, latencies) are
+printed at the end of the run and, with `MEMCUBE_RELIABILITY_REPORT=<file>`, written as JSON:
+RELIABILITY.md quotes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Server
+
+FULL = os.environ.get("MEMCUBE_RELIABILITY", "").lower() == "full"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much work each test does: small in CI, full for the figures in RELIABILITY.md."""
+
+    name: str
+    workload_adds: int
+    """Adds in the at-least-once and crash workloads (in-process)."""
+    fuzz_examples: int
+    """Hypothesis examples per API operation (valid and invalid each)."""
+    identical_adds: int
+    load_cubes: int
+    load_adds_per_cube: int
+    load_clients: int
+    kills: int
+    """kill -9s during the restart run."""
+
+
+SCALE = (
+    Scale("full", workload_adds=400, fuzz_examples=300, identical_adds=50, load_cubes=40, load_adds_per_cube=25,
+          load_clients=8, kills=4)
+    if FULL
+    else Scale("small", workload_adds=60, fuzz_examples=25, identical_adds=50, load_cubes=8, load_adds_per_cube=6,
+               load_clients=4, kills=2)
+)  # fmt: skip
+
+
+class Figures:
+    """Measured figures, keyed by the issue's point: printed at the end, optionally saved."""
+
+    def __init__(self) -> None:
+        self.points: dict[str, dict[str, Any]] = {}
+
+    def record(self, point: str, **values: Any) -> None:
+        self.points.setdefault(point, {}).update(values)
+
+
+FIGURES = Figures()
+
+
+@pytest.fixture(scope="session")
+def figures() -> Figures:
+    return FIGURES
+
+
+@pytest.fixture(scope="session")
+def scale() -> Scale:
+    return SCALE
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FIGURES.points:
+        return
+    terminalreporter.section(f"reliability figures ({SCALE.name} size)")
+    for point in sorted(FIGURES.points):
+        values = ", ".join(f"{k}={v}" for k, v in FIGURES.points[point].items())
+        terminalreporter.write_line(f"{point}: {values}")
+    target = os.environ.get("MEMCUBE_RELIABILITY_REPORT")
+    if target:
+        machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+        report = {"scale": SCALE.name, "machine": machine, "points": FIGURES.points}
+        Path(target).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+Serve = Callable[..., Server]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    """`memcube serve` processes on demand (the e2e tier's Server), stopped at teardown."""
+    started: list[Server] = []
+
+    def start(data_dir: Path | None = None, workers: int = 2, env: dict[str, str] | None = None) -> Server:
+        server = Server(data_dir or tmp_path / "data", workers, tmp_path / f"serve-{len(started)}.log", env)
+        started.append(server)
+        return server.wait_healthy()
+
+    yield start
+    for server in started:
+        server.stop(grace=5.0)
