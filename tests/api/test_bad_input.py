@@ -122,6 +122,8 @@ BAD = [
     Bad("user_id starting with a symbol", 422, "user_id", body=ok(user_id="-alice")),
     Bad("space in a cube id", 422, "writable_cube_ids", body=ok(writable_cube_ids=["kb one"])),
     Bad("empty cube id", 422, "writable_cube_ids", body=ok(writable_cube_ids=[""])),
+    Bad("line break after a cube id", 422, "writable_cube_ids", body=ok(writable_cube_ids=["kb-one\n"])),
+    Bad("line break after the user id", 422, "user_id", body=ok(user_id="alice\n")),
     Bad("quote in task_id", 422, "task_id", body=ok(task_id="t'1")),
     Bad("slash in session_id", 422, "session_id", body=ok(session_id="../s")),
     Bad("newline in mem_cube_id", 422, "mem_cube_id", body=ok(mem_cube_id="kb\n1")),

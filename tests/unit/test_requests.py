@@ -172,3 +172,13 @@ def test_total_text_is_bounded() -> None:
 def test_nan_or_infinity_in_info_is_refused() -> None:
     with pytest.raises(ValidationError, match="no NaN or Infinity"):
         AddRequest.model_validate_json(b'{"user_id": "alice", "messages": "hi", "info": {"score": NaN}}')
+
+
+@pytest.mark.parametrize("value", ["alice\n", "alice\r\n", "\nalice"])
+def test_an_id_with_a_line_break_is_refused_everywhere_an_id_is_checked(value: str) -> None:
+    from memcube.domain.requests import check_cube_ids, check_id
+
+    with pytest.raises(ValueError, match="is not a valid id"):
+        check_id(value, "user_id")
+    with pytest.raises(ValueError, match="is not a valid id"):
+        check_cube_ids(["kb-team", value])

@@ -88,7 +88,7 @@ def parse_authorization(header: str | None) -> tuple[str, str]:
     scheme, _, credential = header.strip().partition(" ")
     if scheme.lower() not in _SCHEMES:
         raise Unauthorized(f"Authorization: unsupported scheme {scheme[:20]!r}; use 'Token' or 'Bearer'")
-    match = _KEY.match(credential.strip())
+    match = _KEY.fullmatch(credential.strip())
     if match is None:
         raise Unauthorized("Authorization: not a memcube API key (expected mck_<id>_<secret>)")
     return match.group(1), match.group(2)

@@ -109,7 +109,7 @@ def _field(key: Any, where: str) -> str:
     if key in ITEM_FIELDS:
         return key
     info = key.removeprefix("info.")
-    if not INFO_KEY.match(info):
+    if not INFO_KEY.fullmatch(info):
         raise InvalidRequest(f"{where}: {key[:40]!r} is not a valid field or info key (letters, digits, _ and -)")
     return f"info.{info}"
 

@@ -398,7 +398,7 @@ def file_id_for(knowledgebase_id: str, data: bytes) -> str:
 
 
 def cube_of_file(file_id: str, where: str) -> str:
-    match = _FILE_ID.match(file_id)
+    match = _FILE_ID.fullmatch(file_id)
     if match is None:
         raise InvalidRequest(f"{where}: {file_id!r} is not a knowledge-base file id (<knowledgebase_id>:<24 hex>)")
     return match.group("cube")

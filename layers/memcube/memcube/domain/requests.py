@@ -53,7 +53,7 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<b64>;base64)?,(?P
 def check_id(value: str, field: str) -> str:
     if not value:
         raise ValueError(f"{field} must not be empty")
-    if len(value) > limits.MAX_ID_CHARS or not limits.ID_PATTERN.match(value):
+    if len(value) > limits.MAX_ID_CHARS or not limits.ID_PATTERN.fullmatch(value):  # `$` alone allows a final \n
         raise ValueError(f"{field} {value[:40]!r} is not a valid id ({limits.ID_RULE})")
     return value
 
