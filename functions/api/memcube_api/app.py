@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +25,7 @@ from memcube.domain.search import SearchRequest
 from memcube.domain.transfer import ExportRequest, ImportRequest, exported
 from memcube.wiring import Container
 from memcube_api.errors import BadBody, envelope, install
+from memcube_api.params import IDEMPOTENCY_KEY_DOC, Params, idempotency_key, openapi_params, read_params
 
 M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,6 +69,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     if len(body) > limit:
         raise BadBody(f"body: at most {limit} bytes, got {len(body)}", 413)
     return body
+
+
+class StatusParams(Params):
+    user_id: Id
+    task_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class MemoryIdParams(Params):
+    memory_id: str = Field(min_length=1, max_length=200)
+    user_id: str | None = Field(default=None, max_length=limits.MAX_ID_CHARS)
+
+
+BY_ID_DOC = openapi_params(MemoryIdParams, path=["memory_id"])
 
 
 class GetMemoryRequest(BaseModel):
@@ -192,11 +206,14 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     app.state.offload = offload
     body_models: list[type[BaseModel]] = []
 
-    def post_json(path: str, model: type[BaseModel], summary: str) -> Callable[[F], F]:
+    def post_json(
+        path: str, model: type[BaseModel], summary: str, parameters: list[dict[str, Any]] | None = None
+    ) -> Callable[[F], F]:
         """A POST route whose JSON body `model` is read by `read_json` (so FastAPI does not
-        parse it) and documented in the OpenAPI schema."""
+        parse it) and documented in the OpenAPI schema (with `parameters`, if any)."""
         body_models.append(model)
-        return app.post(path, openapi_extra=_openapi_body(model), summary=summary)
+        extra = _openapi_body(model) | ({"parameters": parameters} if parameters else {})
+        return app.post(path, openapi_extra=extra, summary=summary)
 
     # No response model: inferring one from the annotation costs FastAPI a pydantic.v1 import.
     @app.get("/health", include_in_schema=False, response_model=None)
@@ -207,56 +224,43 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         "/product/add",
         AddRequest,
         summary="Add memories to one or more cubes (async by default)",
+        parameters=[IDEMPOTENCY_KEY_DOC],
     )
-    async def add(
-        request: Request,
-        c: Services,
-        who: Caller,
-        idempotency_key: Annotated[str | None, Header(max_length=limits.MAX_ID_CHARS)] = None,
-    ) -> JSONResponse:
+    async def add(request: Request, c: Services, who: Caller) -> JSONResponse:
+        key = idempotency_key(request)
         req = await read_json(request, AddRequest)
         # Store and queue calls block (and a sync add waits for its task): off the event loop.
         principal = c.authority.acting_for(who, req.user_id, adding=True)
-        return await blocking(request, _add, c, req, principal, idempotency_key)
+        return await blocking(request, _add, c, req, principal, key)
 
-    @app.get("/product/scheduler/status", summary="Status of an add task, per cube and per memory")
-    async def scheduler_status(
-        request: Request,
-        c: Services,
-        who: Caller,
-        user_id: Annotated[str, Query(min_length=1, max_length=limits.MAX_ID_CHARS)],
-        task_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    ) -> JSONResponse:
-        user_id = c.authority.acting_for(who, user_id).user_id
-        if task_id is None:
+    @app.get(
+        "/product/scheduler/status",
+        summary="Status of an add task, per cube and per memory",
+        openapi_extra=openapi_params(StatusParams),
+    )
+    async def scheduler_status(request: Request, c: Services, who: Caller) -> JSONResponse:
+        q = read_params(request, StatusParams)
+        user_id = c.authority.acting_for(who, q.user_id).user_id
+        if q.task_id is None:
             records = await blocking(request, c.status.recent, user_id)
             return envelope(200, "Task status retrieved", [status_view(r) for r in records])
-        record = await blocking(request, c.status.get, task_id, user_id)
+        record = await blocking(request, c.status.get, q.task_id, user_id)
         return envelope(200, "Task status retrieved", [status_view(record)])
 
-    @app.get("/product/get_memory/{memory_id}", summary="One memory by id")
-    async def get_memory_by_id(
-        request: Request,
-        c: Services,
-        who: Caller,
-        memory_id: Annotated[str, Path(min_length=1, max_length=200)],
-        user_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
-    ) -> JSONResponse:
-        item = await blocking(request, c.reader.get, memory_id, c.authority.acting_for(who, user_id))
+    @app.get("/product/get_memory/{memory_id}", summary="One memory by id", openapi_extra=BY_ID_DOC)
+    async def get_memory_by_id(request: Request, c: Services, who: Caller) -> JSONResponse:
+        q = read_params(request, MemoryIdParams)
+        item = await blocking(request, c.reader.get, q.memory_id, c.authority.acting_for(who, q.user_id))
         return envelope(200, "Memory retrieved successfully", item.public())
 
     @app.get(
         "/product/get_memory_history/{memory_id}",
         summary="One memory (any status) with its versions: merges, corrections, archivals and undos",
+        openapi_extra=BY_ID_DOC,
     )
-    async def get_memory_history(
-        request: Request,
-        c: Services,
-        who: Caller,
-        memory_id: Annotated[str, Path(min_length=1, max_length=200)],
-        user_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
-    ) -> JSONResponse:
-        item = await blocking(request, c.history.history, memory_id, c.authority.acting_for(who, user_id))
+    async def get_memory_history(request: Request, c: Services, who: Caller) -> JSONResponse:
+        q = read_params(request, MemoryIdParams)
+        item = await blocking(request, c.history.history, q.memory_id, c.authority.acting_for(who, q.user_id))
         data = {
             "memory_id": item.id,
             "status": item.metadata.status,

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from memcube.domain import limits, openmem
@@ -40,8 +40,9 @@ from memcube.domain.openmem import (
 )
 from memcube.domain.requests import AddRequest, check_id, to_command
 from memcube.wiring import Container
-from memcube_api.app import Caller, Services, _openapi_body, blocking, read_body, read_json
+from memcube_api.app import BY_ID_DOC, Caller, MemoryIdParams, Services, _openapi_body, blocking, read_body, read_json
 from memcube_api.errors import BadBody
+from memcube_api.params import Params, openapi_params, read_params
 
 F = TypeVar("F", bound=Callable[..., Any])
 TAG = "MemOS cloud API (memos.api.client.MemOSClient)"
@@ -113,6 +114,13 @@ class _Routes:
             app.add_api_route(base + path, fn, methods=[method], tags=[tag], **options)
 
 
+class UploadParams(Params):
+    """The SDK's form upload names its knowledge base (and the file type) in the query string."""
+
+    knowledgebase_id: str | None = Field(default=None, max_length=limits.MAX_ID_CHARS)
+    type: str | None = Field(default=None, max_length=32)
+
+
 def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one statement per route, as in `app`
     """Add the hosted API's routes to `app`; the body models, for the OpenAPI schema."""
     router = _Routes()
@@ -182,18 +190,13 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
         }
         return ok(f"Memories retrieved: page {page.page} of {data['pages']}", data)
 
-    @router.get("/get/memory/{memory_id}", summary="One memory by id (hosted API)")
-    async def get_memory_by_id(
-        request: Request,
-        c: Services,
-        who: Caller,
-        memory_id: Annotated[str, Path(min_length=1, max_length=200)],
-        user_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
-    ) -> JSONResponse:
-        if user_id or who is not None:
-            item = await blocking(request, c.reader.get, memory_id, c.authority.acting_for(who, user_id))
+    @router.get("/get/memory/{memory_id}", summary="One memory by id (hosted API)", openapi_extra=BY_ID_DOC)
+    async def get_memory_by_id(request: Request, c: Services, who: Caller) -> JSONResponse:
+        q = read_params(request, MemoryIdParams)
+        if q.user_id or who is not None:
+            item = await blocking(request, c.reader.get, q.memory_id, c.authority.acting_for(who, q.user_id))
         else:
-            item = await blocking(request, c.openmem.get_memory, memory_id, _caller(c, who))
+            item = await blocking(request, c.openmem.get_memory, q.memory_id, _caller(c, who))
         return ok("Memory retrieved", detail(item))
 
     @post_json("/delete/memory", DeleteMemoryBody, "Delete memories by ids, user, agent or filter (hosted API)")
@@ -222,15 +225,11 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
     @router.post(
         "/add/knowledgebase-file",
         summary="Add files to a knowledge base (hosted API): text, markdown, JSON or PDF, read in document mode",
-        openapi_extra=_file_upload_body(),
+        openapi_extra=_file_upload_body() | openapi_params(UploadParams),
     )
-    async def add_knowledgebase_file(
-        request: Request,
-        c: Services,
-        who: Caller,
-        knowledgebase_id: Annotated[str | None, Query(max_length=limits.MAX_ID_CHARS)] = None,
-        type: Annotated[str | None, Query(max_length=32)] = None,
-    ) -> JSONResponse:
+    async def add_knowledgebase_file(request: Request, c: Services, who: Caller) -> JSONResponse:
+        q = read_params(request, UploadParams)
+        knowledgebase_id, type = q.knowledgebase_id, q.type
         ctype = _content_type(request)
         if ctype not in {"multipart/form-data", "application/json"}:
             raise BadBody(
