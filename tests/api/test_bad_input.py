@@ -57,6 +57,17 @@ PNG = {"type": "file", "file": {"file_data": "data:image/png;base64,AAAA"}}
 HALF = "x" * (limits.MAX_CONTENT_BYTES // 2 + 1)
 PARTS = [{"type": "text", "text": "a"}] * (limits.MAX_PARTS_PER_MESSAGE + 1)
 CUBES = [f"kb-{i}" for i in range(limits.MAX_CUBES_PER_REQUEST + 1)]
+FULL_INFO = {f"k{i}": i for i in range(limits.MAX_INFO_KEYS)}
+_PER_MESSAGE = limits.MAX_PARTS_PER_MESSAGE
+MANY_PARTS_HISTORY = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "image_url", "image_url": {"url": f"https://x.test/{i}/{j}.png"}} for j in range(_PER_MESSAGE)
+        ],
+    }
+    for i in range(limits.MAX_MESSAGES * 2 // _PER_MESSAGE + 1)
+]  # each message within its limits, the flattened history over the queue's
 
 
 def said(content: Any = "x", **fields: Any) -> dict[str, Any]:
@@ -116,6 +127,8 @@ BAD = [
     Bad("info with too many keys", 422, "info", body=ok(info={f"k{i}": i for i in range(limits.MAX_INFO_KEYS + 1)})),
     Bad("info key shadowing an item field", 422, "info", body=ok(info={"memory": "x"})),
     Bad("deprecated source too long", 422, "source", body=ok(source="s" * 257)),
+    Bad("info full before source joins it", 422, "info", body=ok(info=FULL_INFO, source="web")),
+    Bad("chat_history parts over the limit", 422, "chat_history", body=ok(chat_history=MANY_PARTS_HISTORY)),
     # ids
     Bad("path characters in user_id", 422, "user_id", body=ok(user_id="alice/../bob")),
     Bad("user_id too long", 422, "user_id", body=ok(user_id="a" * (limits.MAX_ID_CHARS + 1))),

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from memcube.domain import limits
+from memcube.domain.ingest import Delivery
 from memcube.domain.openmem import PREFIX
 from memcube.wiring import Container
 from memcube_api.app import create_app
 from tests.api.conftest import assert_nothing_written, memory_container_with, serve
-from tests.lambda_support import call, invoke, queue_of, v2_event
+from tests.lambda_support import call, invoke, queue_of, store_of, v2_event
 from tests.pdfs import pdf_with_pages
 
 ROUTES = {
@@ -229,3 +230,21 @@ def test_with_keys_on_a_knowledge_base_is_its_creators(keyed: Container) -> None
     assert code == 200 and queue_of(keyed).sent[-1].user_id == "alice", added
     unmade = {"knowledgebase_id": "kb-nobody-made", "file": file["file"]}
     assert call("POST", PREFIX + "/add/knowledgebase-file", body=unmade, headers=alice)[0] == 403
+
+
+def test_deleting_files_of_two_knowledge_bases_one_forbidden_deletes_nothing(keyed: Container) -> None:
+    alice, bob = token(keyed, "alice"), token(keyed, "bob")
+    kbs = [
+        call("POST", PREFIX + "/create/knowledgebase", body={"knowledgebase_name": name}, headers=who)[1]["data"]["id"]
+        for name, who in (("Ops", alice), ("Bobs", bob))
+    ]
+    file = {"knowledgebase_id": kbs[0], "file": [{"content": "Pager duty rotates weekly.", "name": "ops.txt"}]}
+    code, added = call("POST", PREFIX + "/add/knowledgebase-file", body=file, headers=alice)
+    assert code == 200, added
+    for n, message in enumerate(queue_of(keyed).sent):
+        keyed.ingest.handle(Delivery(message.model_dump_json(), f"m{n}", 1, 5, group_id=message.cube_id))
+    assert len(list(store_of(keyed).iter_memories(kbs[0]))) == 1
+    both = {"file_ids": [added["data"][0]["id"], f"{kbs[1]}:{'0' * 24}"]}
+    code, refused = call("POST", PREFIX + "/delete/knowledgebase-file", body=both, headers=alice)
+    assert code == 403 and kbs[1] in refused["message"], refused
+    assert len(list(store_of(keyed).iter_memories(kbs[0]))) == 1  # all or nothing

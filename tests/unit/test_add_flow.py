@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from memcube.adapters.hash_embedder import HashEmbedder
 from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
@@ -135,6 +136,16 @@ def test_queue_outage_is_unavailable_and_a_retry_enqueues_the_waiting_task(world
     assert world.queue.sent == []
     assert world.submit(task_id="t-1") == "t-1"
     assert len(world.queue.sent) == 1
+
+
+def test_a_command_the_queue_schema_refuses_writes_no_task_and_no_user(world: World) -> None:
+    cmd = to_command(AddRequest.model_validate({"user_id": "carol", "messages": "I like tea", "task_id": "t-9"}))
+    over_full = cmd.model_copy(update={"info": {f"k{i}": i for i in range(65)}})
+    with pytest.raises(ValidationError, match="info"):
+        world.add.submit(over_full, Principal(user_id="carol"))
+    assert world.store.get_task("t-9") is None
+    assert not world.store.is_user("carol")
+    assert world.queue.sent == []
 
 
 def test_a_personal_cube_is_writable_only_by_its_user_and_all_or_nothing(world: World) -> None:

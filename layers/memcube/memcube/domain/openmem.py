@@ -41,7 +41,7 @@ from memcube.domain.deletion import CubeReceipt, DeleteMemoryRequest, DeletionSe
 from memcube.domain.errors import InvalidRequest, NotFound
 from memcube.domain.memories import MemoryReader
 from memcube.domain.model import MemoryItem, MemoryType, Principal, TaskState
-from memcube.domain.permissions import UserDirectory
+from memcube.domain.permissions import UserDirectory, authorize_write
 from memcube.domain.requests import (
     TEXT_FILE_TYPES,
     AddRequest,
@@ -556,6 +556,7 @@ class OpenMemService:
         by_cube: dict[str, list[str]] = {}
         for n, file_id in enumerate(dict.fromkeys(file_ids)):
             by_cube.setdefault(cube_of_file(file_id, f"file_ids[{n}]"), []).append(file_id)
+        authorize_write(principal, list(by_cube), self._users)  # all or nothing, before any delete
         cubes: list[CubeReceipt] = []
         for cube, ids in by_cube.items():
             req = DeleteMemoryRequest(user_id=principal.user_id, writable_cube_ids=[cube], file_ids=ids)

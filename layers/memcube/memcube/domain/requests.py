@@ -350,8 +350,12 @@ def to_command(req: AddRequest) -> AddCommand:
         )
     cubes = req.writable_cube_ids or ([req.mem_cube_id] if req.mem_cube_id else [req.user_id])
     info = dict(req.info or {})
-    if req.source:
-        info.setdefault("source", req.source)
+    if req.source and "source" not in info:
+        info["source"] = req.source
+        try:  # the request's info was checked before `source` joined it
+            check_info(info)
+        except ValueError as exc:
+            raise InvalidRequest(f"info: {exc} (with `source` added to it)") from exc
     raw = req.messages
     for field, text in (("messages", raw), ("memory_content", req.memory_content)):
         if isinstance(text, str) and len(text.encode()) > limits.MAX_CONTENT_BYTES:
@@ -365,6 +369,8 @@ def to_command(req: AddRequest) -> AddCommand:
             "messages: nothing to remember (no text in messages or memory_content); an add must carry text"
         )
     history = flatten(list(req.chat_history), "chat_history") if req.chat_history is not None else None
+    if history is not None and len(history) > limits.MAX_MESSAGES * 2:
+        raise InvalidRequest(f"chat_history: at most {limits.MAX_MESSAGES * 2} message parts, got {len(history)}")
     problem = size_problem(units)
     if problem is not None:
         raise InvalidRequest(f"messages: {problem}")

@@ -81,13 +81,16 @@ class AddService:
             async_mode=cmd.async_mode,
         )
         parts = [TaskPart(cube_id=c, mode=self._mode(cmd), updated_at=now) for c in cmd.cube_ids]
+        # Built before anything is written: a message the queue schema refuses is a 422, not a
+        # task left waiting forever.
+        messages = self._messages(cmd, task_id, cmd.cube_ids, now)
         self._users.register_user(principal.user_id)
         if not self._tasks.create_task(task, parts):
             raced = self._tasks.get_task(task_id)
             if raced is None:  # pragma: no cover - a task is never deleted between these calls
                 raise Unavailable("task store lost a task that was just created; retry")
             return self._replay(raced, cmd, digest)
-        self._enqueue(cmd, task_id, cmd.cube_ids, now)
+        self._send(messages)
         return Submission(TaskRecord(task=task, parts=parts), replay=False)
 
     def _mode(self, cmd: AddCommand) -> Literal["fast", "fine"]:
@@ -114,11 +117,11 @@ class AddService:
         # after the task was recorded): send it again; FIFO dedup and idempotent writes absorb it.
         waiting = [p.cube_id for p in record.parts if p.status is TaskState.WAITING]
         if waiting:
-            self._enqueue(cmd, record.task.task_id, waiting, record.task.created_at)
+            self._send(self._messages(cmd, record.task.task_id, waiting, record.task.created_at))
         return Submission(record, replay=True)
 
-    def _enqueue(self, cmd: AddCommand, task_id: str, cube_ids: list[str], submitted_at: str) -> None:
-        messages = [
+    def _messages(self, cmd: AddCommand, task_id: str, cube_ids: list[str], submitted_at: str) -> list[QueuedAdd]:
+        return [
             QueuedAdd(
                 task_id=task_id,
                 cube_id=cube,
@@ -136,6 +139,8 @@ class AddService:
             )
             for cube in cube_ids
         ]
+
+    def _send(self, messages: list[QueuedAdd]) -> None:
         try:
             self._queue.send(messages)
         except Exception as exc:
