@@ -42,6 +42,8 @@ def fine_rule(system: str, user: str) -> str:
     ask = json.loads(user)  # feedback
     decisions = [{"operation": "UPDATE", "id": r["id"], "memory": "The user lives in Porto.", "reason": "corrected"}
                  for r in ask["related"] if "Lisbon" in r["memory"]]  # fmt: skip
+    if "dog" in ask["feedback"]:
+        decisions.append({"operation": "ADD", "memory": "The user has a dog called Rex.", "key": "pet"})
     return json.dumps({"decisions": decisions})
 
 
@@ -79,6 +81,13 @@ SCENARIOS: dict[str, Scenario] = {
             {"role": "user", "content": "Wrong, I live in Porto now."}]},
         True,
     ),
+    "LLM feedback with two decisions": (
+        [{"user_id": "ann", "messages": "I live in Lisbon."}],
+        {"user_id": "ann", "task_id": "target", "is_feedback": True, "messages": [
+            {"role": "assistant", "content": "You live in Lisbon."},
+            {"role": "user", "content": "Wrong, I live in Porto now, with my dog Rex."}]},
+        True,
+    ),
 }  # fmt: skip
 
 CRASHES: dict[str, Callable[[], BaseException]] = {
@@ -114,6 +123,7 @@ def oracles() -> dict[str, tuple[Any, Any]]:
     assert sorted(kinds["feedback that supersedes"]) == ["archived", "updated"], kinds
     assert sorted(kinds["LLM judge supersedes (fine mode)"]) == ["archived", "updated"], kinds
     assert sorted(kinds["LLM feedback update"]) == ["archived", "updated"], kinds
+    assert sorted(kinds["LLM feedback with two decisions"]) == ["added", "archived", "updated"], kinds
     assert kinds["several memories"].count("added") >= 3, kinds
     return found
 

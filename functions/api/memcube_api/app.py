@@ -129,7 +129,7 @@ def status_view(record: TaskRecord) -> dict[str, Any]:
         "status": record.status.value,
         "user_id": record.task.user_id,
         "created_at": record.task.created_at,
-        "cubes": [p.model_dump(mode="json") for p in record.parts],
+        "cubes": [p.model_dump(mode="json", exclude={"feedback_plan"}) for p in record.parts],
     }
 
 

@@ -24,13 +24,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memcube.domain.llm_json import parse_reply
-from memcube.domain.model import MemoryItem, SourceMessage
+from memcube.domain.model import FeedbackStep, MemoryItem, SourceMessage
 from memcube.domain.organizer import Neighbour, Organizer, Placement
 from memcube.domain.reader import render
 from memcube.domain.similarity import tokens
 from memcube.ports import LLM
 
 RELATED = 5
+NewItem = Callable[[int, str, str, list[str]], MemoryItem]
 FEEDBACK_MARGIN = 0.1
 _STOP = frozenset(
     [
@@ -141,17 +142,47 @@ class FeedbackService:
         self._now = now
 
     def apply(
-        self, fb: FeedbackInput, new_item: Callable[[int, str, str, list[str]], MemoryItem], task_id: str
+        self,
+        fb: FeedbackInput,
+        new_item: NewItem,
+        task_id: str,
+        record_plan: Callable[[list[FeedbackStep]], None] = lambda _: None,
     ) -> Placement:
-        """Apply one feedback. `new_item(index, text, key, tags)` builds (and embeds) a new item."""
+        """Apply one feedback. `new_item(index, text, key, tags)` builds (and embeds) a new item;
+        `record_plan` durably records an LLM's steps before the first is applied (see `replay`)."""
         probe = new_item(0, fb.feedback.content.strip(), "", [])
         notes: list[str] = []
         related = self._organizer.neighbours(probe, [], floor=0.0, exclude_task=task_id, notes=notes)[:RELATED]
         if self._llm is not None:
-            placement = self._with_llm(fb, probe, related, new_item, task_id)
+            placement = self._with_llm(fb, probe, related, new_item, record_plan)
         else:
             placement = self._by_rule(probe, related, Placement())
         placement.notes[:0] = notes
+        return placement
+
+    def replay(
+        self,
+        plan: list[FeedbackStep],
+        new_item: NewItem,
+        stored: Callable[[int], MemoryItem | None],
+        items: Callable[[list[str]], list[MemoryItem]],
+        placement: Placement | None = None,
+    ) -> Placement:
+        """Apply `plan` step by step; a step whose item an earlier attempt stored (`stored(n)`)
+        is read back, not applied again; `items` reads the items an UPDATE supersedes."""
+        placement = placement or Placement()
+        for n, step in enumerate(plan, start=1):
+            earlier = stored(n)
+            if earlier is not None:
+                done = self._organizer.recovered(earlier)
+            elif step.operation == "UPDATE":
+                item = new_item(n, step.memory, step.key, step.tags)
+                done = self._organizer.supersede(item, items(step.replaces), Placement(), step.reasons)
+            else:
+                done = self._organizer.place(new_item(n, step.memory, step.key, step.tags), [])
+            placement.outcomes += done.outcomes
+            placement.changed += done.changed
+            placement.notes += done.notes
         return placement
 
     def _by_rule(self, probe: MemoryItem, related: list[Neighbour], placement: Placement) -> Placement:
@@ -178,8 +209,8 @@ class FeedbackService:
         fb: FeedbackInput,
         probe: MemoryItem,
         related: list[Neighbour],
-        new_item: Callable[[int, str, str, list[str]], MemoryItem],
-        task_id: str,
+        new_item: NewItem,
+        record_plan: Callable[[list[FeedbackStep]], None],
     ) -> Placement:
         assert self._llm is not None
         placement = Placement()
@@ -199,29 +230,20 @@ class FeedbackService:
         except (ValidationError, ValueError):
             placement.notes.append("feedback: the LLM reply was malformed; the no-LLM rule was used")
             return self._by_rule(probe, related, placement)
-        updates: dict[str, list[str]] = {}  # corrected text -> ids it replaces
-        reasons: dict[str, str] = {}
-        adds: list[Decision] = []
+        updates: dict[str, FeedbackStep] = {}  # by corrected text: one new item replaces every id it names
+        adds: list[FeedbackStep] = []
         for d in decisions:
             if d.operation == "NONE":
                 placement.notes.append(f"feedback: no change{': ' + d.reason if d.reason else ''}")
             elif d.operation == "UPDATE" and d.id in offered and d.memory.strip():
-                updates.setdefault(d.memory.strip(), []).append(d.id)
-                reasons[d.id] = f"feedback correction: {d.reason}".strip()
+                step = updates.setdefault(d.memory.strip(), FeedbackStep(operation="UPDATE", memory=d.memory.strip()))
+                step.replaces.append(d.id)
+                step.reasons[d.id] = f"feedback correction: {d.reason}".strip()
             elif d.operation == "UPDATE":
                 placement.notes.append(f"feedback: an UPDATE of {d.id!r}, which was not offered, was ignored")
             elif d.memory.strip():
-                adds.append(d)
-        n = 1
-        for text, ids in updates.items():
-            item = new_item(n, text, "", [])
-            n += 1
-            self._organizer.supersede(item, [offered[i] for i in ids], placement, reasons)
-        for d in adds:
-            item = new_item(n, d.memory.strip(), d.key, d.tags)
-            n += 1
-            merged = self._organizer.place(item, [])
-            placement.outcomes += merged.outcomes
-            placement.changed += merged.changed
-            placement.notes += merged.notes
-        return placement
+                adds.append(FeedbackStep(operation="ADD", memory=d.memory.strip(), key=d.key, tags=d.tags))
+        plan = [*updates.values(), *adds]
+        if plan:
+            record_plan(plan)
+        return self.replay(plan, new_item, lambda _: None, lambda ids: [offered[i] for i in ids], placement)

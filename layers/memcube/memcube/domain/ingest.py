@@ -34,6 +34,7 @@ from memcube.domain.messages import QueuedAdd, peek
 from memcube.domain.model import (
     ERASED_NOTE,
     DeadLetter,
+    FeedbackStep,
     MemoryItem,
     MemoryMetadata,
     MemoryOutcome,
@@ -237,7 +238,7 @@ class IngestService:
         if erased is not None and submitted <= erased:
             return self._cancel(msg, part)
         redelivery = part.attempts > 1  # an earlier attempt may have written: read it back, do not redo it
-        placement = self._feedback_part(msg, redelivery) if msg.is_feedback else self._organize(msg, redelivery)
+        placement = self._feedback_part(msg, part, redelivery) if msg.is_feedback else self._organize(msg, redelivery)
         outcomes = placement.outcomes
         written = list({i.id: i for i in placement.changed}.values())  # the last version of each
         if written:
@@ -259,6 +260,7 @@ class IngestService:
                 "error": None,
                 "updated_at": self._now(),
                 "finished_at": self._now(),
+                "feedback_plan": None,  # applied: its texts are kept nowhere but in the items
             }
         )
         self._tasks.put_task_part(msg.task_id, done)
@@ -384,9 +386,27 @@ class IngestService:
         vectors = self._embedder.embed([d.text for d in drafts])
         return [self._item(msg, d, v) for d, v in zip(drafts, vectors, strict=True)]
 
-    def _feedback_part(self, msg: QueuedAdd, redelivery: bool = False) -> Placement:
-        if redelivery:  # applied by an earlier attempt: report it from the store, never decide it again
-            ids = [item_id(msg.task_id, msg.cube_id, f"feedback.{n}") for n in range(FEEDBACK_IDS)]
+    def _feedback_part(self, msg: QueuedAdd, part: TaskPart, redelivery: bool = False) -> Placement:
+        ids = [item_id(msg.task_id, msg.cube_id, f"feedback.{n}") for n in range(FEEDBACK_IDS)]
+        fb = split_feedback(msg.messages, msg.chat_history or [])
+
+        def new_item(n: int, text: str, key: str, tags: list[str]) -> MemoryItem:
+            draft = Draft(
+                id=ids[n],
+                text=text,
+                key=key or " ".join(text.split())[:80],
+                tags=list(dict.fromkeys(["mode:feedback", *tags, *msg.custom_tags])),
+                memory_type="UserMemory",
+                sources=[fb.feedback] if fb is not None else [],
+            )
+            return self._embedded(msg, [draft])[0]
+
+        if part.feedback_plan is not None:  # an earlier attempt decided: apply the rest of that plan
+            earlier = self._earlier(msg, ids)
+            return self._feedback.replay(
+                part.feedback_plan, new_item, lambda n: earlier.get(ids[n]), self._memories.get_memories
+            )
+        if redelivery:  # applied by an earlier attempt without a plan (one item): report it from the store
             earlier = self._earlier(msg, ids)
             if earlier:
                 placement = Placement()
@@ -395,24 +415,15 @@ class IngestService:
                     placement.outcomes += step.outcomes
                     placement.changed += step.changed
                 return placement
-        fb = split_feedback(msg.messages, msg.chat_history or [])
         if fb is None:
             placement = self._organize(msg)
             placement.notes.append("feedback: no user message to read as feedback; stored as a normal add")
             return placement
 
-        def new_item(n: int, text: str, key: str, tags: list[str]) -> MemoryItem:
-            draft = Draft(
-                id=item_id(msg.task_id, msg.cube_id, f"feedback.{n}"),
-                text=text,
-                key=key or " ".join(text.split())[:80],
-                tags=list(dict.fromkeys(["mode:feedback", *tags, *msg.custom_tags])),
-                memory_type="UserMemory",
-                sources=[fb.feedback],
-            )
-            return self._embedded(msg, [draft])[0]
+        def record_plan(plan: list[FeedbackStep]) -> None:
+            self._tasks.put_task_part(msg.task_id, part.model_copy(update={"feedback_plan": plan}))
 
-        return self._feedback.apply(fb, new_item, msg.task_id)
+        return self._feedback.apply(fb, new_item, msg.task_id, record_plan)
 
     def _cancel(self, msg: QueuedAdd, part: TaskPart) -> TaskPart:
         now = self._now()

@@ -149,6 +149,23 @@ class MemoryOutcome(BaseModel):
     related_ids: list[str] = Field(default_factory=list)
 
 
+class FeedbackStep(BaseModel):
+    """One change an LLM decided for a feedback (its item is `feedback.<n>`, n from 1). The
+    steps are recorded on the part before the first is applied, so a redelivery after a crash
+    applies the rest of the same plan instead of asking again: a second reply, over a cube the
+    first steps already changed, could decide otherwise and lose or double a change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operation: Literal["ADD", "UPDATE"]
+    memory: str
+    key: str = ""
+    tags: list[str] = Field(default_factory=list)
+    replaces: list[str] = Field(default_factory=list)
+    """UPDATE: the ids the new item supersedes."""
+    reasons: dict[str, str] = Field(default_factory=dict)
+
+
 class TaskPart(BaseModel):
     """One target cube's share of a task: its own state, attempts and per-memory outcomes."""
 
@@ -164,6 +181,8 @@ class TaskPart(BaseModel):
     updated_at: str
     started_at: str | None = None
     finished_at: str | None = None
+    feedback_plan: list[FeedbackStep] | None = None
+    """Internal (never in a status response): a feedback's decided steps while it is applied."""
 
 
 class Task(BaseModel):
