@@ -138,6 +138,17 @@ def test_queue_outage_is_unavailable_and_a_retry_enqueues_the_waiting_task(world
     assert len(world.queue.sent) == 1
 
 
+def test_a_queue_outage_fails_a_task_whose_id_the_caller_never_learned(world: World) -> None:
+    world.queue.fail_next = 1
+    with pytest.raises(Unavailable, match="the add was not accepted: send it again"):
+        world.submit()
+    [task_id] = [t.task.task_id for t in world.store.list_tasks("alice", 10)]
+    record = world.store.get_task(task_id)
+    assert record is not None and record.status is TaskState.FAILED
+    assert "not queued" in (record.parts[0].error or ""), record
+    assert world.queue.sent == []
+
+
 def test_a_command_the_queue_schema_refuses_writes_no_task_and_no_user(world: World) -> None:
     cmd = to_command(AddRequest.model_validate({"user_id": "carol", "messages": "I like tea", "task_id": "t-9"}))
     over_full = cmd.model_copy(update={"info": {f"k{i}": i for i in range(65)}})

@@ -95,7 +95,9 @@ def test_add_message_sends_the_documented_call_as_a_product_add() -> None:
     )
     [request] = seen
     assert (request.method, request.url.path, request.headers["authorization"]) == ("POST", "/product/add", "Token k1")
-    assert json.loads(request.content) == {
+    sent = json.loads(request.content)
+    assert sent.pop("task_id").startswith("task-")  # made by the client: a retry is the same add
+    assert sent == {
         "user_id": "dev_1",
         "messages": "The audit process changed.",
         "async_mode": "async",
@@ -122,6 +124,16 @@ def test_a_sync_add_returns_the_memories_it_made() -> None:
     )
     [made] = client.add_message(user_id="a", messages="m", async_mode="sync").memories
     assert (made.memory_id, made.outcome) == ("m1", "added")
+
+
+def test_an_add_retried_after_a_lost_answer_resends_the_same_task_id() -> None:
+    client, _, seen = memos_client(httpx.Response(504, json={"code": 504, "message": "timeout"}),
+                                   httpx.Response(200, json=ACCEPTED), httpx.Response(200, json=ACCEPTED))  # fmt: skip
+    client.add_message(user_id="a", messages="m")
+    first, second = (json.loads(r.content)["task_id"] for r in seen)
+    assert first == second
+    client.add_message(user_id="a", messages="m")
+    assert json.loads(seen[-1].content)["task_id"] != first  # another call is another add
 
 
 def test_add_message_waits_out_a_429_as_the_server_asks() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from memcube.adapters.documents import FileTextReader
 from memcube.domain.deletion import DeleteMemoryRequest, DeletionService
-from memcube.domain.errors import InvalidRequest
+from memcube.domain.errors import InvalidRequest, UnreadableFile
 from memcube.domain.ingest import Verdict
 from memcube.domain.model import MemoryItem, Principal, SourceMessage, TaskState
 from memcube.domain.reader import CHUNK_TOKENS, count_tokens, document, read
@@ -135,6 +135,13 @@ def test_an_unreadable_pdf_is_dead_lettered_at_once_with_its_reason(world: World
     [letter] = world.store.list_dead_letters()
     assert letter.attempts == 1 and reason in letter.reason
     assert world.items() == []
+
+
+def test_a_pdf_whose_text_is_over_the_bound_is_refused_whatever_its_size() -> None:
+    pdf = pdf_with_pages([["A line of the report."] * 40] * 3)
+    assert "report" in FileTextReader().text(pdf, "application/pdf")
+    with pytest.raises(UnreadableFile, match="more than 1000 bytes of text; split it"):
+        FileTextReader(max_text_bytes=1000).text(pdf, "application/pdf")
 
 
 def test_the_same_file_again_is_a_duplicate_in_its_cube(world: World) -> None:

@@ -18,6 +18,7 @@ import hashlib
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -393,10 +394,12 @@ class MemOSClient:
         chat_history: list[dict[str, Any]] | None = None,
         **fields: Any,
     ) -> AddResult:
-        """`POST /product/add` (MemOS's APIADDRequest; other fields of it go in `fields`)."""
+        """`POST /product/add` (MemOS's APIADDRequest; other fields of it go in `fields`). Without
+        a `task_id` the client makes one, so a retry after a lost answer (a timeout, a 5xx) is
+        the same add, answered from its task, never a second one."""
         given = {
             "session_id": session_id,
-            "task_id": task_id,
+            "task_id": task_id or f"task-{uuid.uuid4().hex}",
             "writable_cube_ids": writable_cube_ids,
             "mode": mode,
             "custom_tags": custom_tags,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from memcube.domain.permissions import UserDirectory, authorize_write
 from memcube.domain.requests import AddCommand
 from memcube.ports import TaskQueue, TaskStore
 
+log = logging.getLogger(__name__)
 TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
 
 
@@ -90,8 +92,30 @@ class AddService:
             if raced is None:  # pragma: no cover - a task is never deleted between these calls
                 raise Unavailable("task store lost a task that was just created; retry")
             return self._replay(raced, cmd, digest)
-        self._send(messages)
+        try:
+            self._send(messages)
+        except Unavailable as exc:
+            if cmd.task_id is not None or idempotency_key is not None:
+                raise  # the caller can resend it: the waiting task is enqueued then
+            self._give_up(task_id, parts)
+            raise Unavailable(
+                f"{exc.message.split(';')[0]}; the add was not accepted: send it again "
+                "(with a task_id or an Idempotency-Key, a resend is safe to repeat)"
+            ) from exc
         return Submission(TaskRecord(task=task, parts=parts), replay=False)
+
+    def _give_up(self, task_id: str, parts: list[TaskPart]) -> None:
+        """A task whose id the caller never learned cannot be resent: mark it failed (not
+        accepted) so it does not show as waiting for good; the caller sends the add again."""
+        now = self._now()
+        reason = "not queued: the queue was unavailable and the add was refused (503); no memory is written"
+        for part in parts:
+            try:
+                self._tasks.put_task_part(
+                    task_id, part.model_copy(update={"status": TaskState.FAILED, "error": reason, "finished_at": now})
+                )
+            except Exception:  # the store may be down too: the 503 still goes out
+                log.warning("could not mark an unqueued task failed", extra={"task_id": task_id})
 
     def _mode(self, cmd: AddCommand) -> Literal["fast", "fine"]:
         """Fine when asked for, or by default (mode unset), and an LLM is configured; else fast."""
