@@ -39,7 +39,7 @@ def test_keys_are_the_same_with_and_without_numpy(monkeypatch: pytest.MonkeyPatc
     text = "user: [2025-06-01T09:00:00Z]: I moved to Lisbon last May and I work remotely for a Berlin startup."
     with_numpy = lsh_keys(text)
     similarity._lsh_keys.cache_clear()
-    monkeypatch.setattr(similarity, "_numpy", lambda: None)
+    monkeypatch.setattr(similarity, "numpy_or_none", lambda: None)
     try:
         assert lsh_keys(text) == with_numpy
     finally:

@@ -13,7 +13,7 @@ import re
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,10 @@ from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.filters import And, Filter, Or
 from memcube.domain.model import MemoryItem
 from memcube.domain.search import filter_doc
+from memcube.domain.similarity import CJK
 from memcube.ports import Hit
 
-_CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
+_CJK = re.compile(rf"([{CJK}])")
 
 
 def fts_text(text: str) -> str:
@@ -48,8 +49,18 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+TEXT_POSTINGS_BUDGET = 10_000
+"""The text half scores BM25 over the query's rarest words whose documents add up to at most
+this many (about 10 ms of FTS5 here). BM25's cost is every document matching any query word,
+and a common word matches most of a large index while adding almost nothing to any score (its
+IDF is near zero; over half the documents, FTS5 clamps it to 1e-6): such words are left to the
+vector half, as Elasticsearch's `common` terms query did. A word rarer than the budget is always
+scored, so a name or a rare term still finds its documents; below a few thousand documents in
+all, every word is scored."""
+
+
 class SqliteIndex:
-    def __init__(self, path: Path, text_budget: int | None = None) -> None:
+    def __init__(self, path: Path, text_budget: int = TEXT_POSTINGS_BUDGET) -> None:
         self._db = SqliteDb(path, SCHEMA, version=1)
         self._vectors = VectorCache()
         with self._db.tx() as cur:  # indexes made before filters (or model records) existed lack them
@@ -58,7 +69,7 @@ class SqliteIndex:
                 cur.execute("ALTER TABLE docs ADD COLUMN doc TEXT")
             cur.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             cur.execute("CREATE VIRTUAL TABLE IF NOT EXISTS docs_vocab USING fts5vocab(docs_text, 'row')")
-        self._frequencies = TermFrequencies(TEXT_POSTINGS_BUDGET if text_budget is None else text_budget)
+        self._frequencies = TermFrequencies(text_budget)
 
     def close(self) -> None:
         self._db.close()
@@ -210,9 +221,14 @@ class SqliteIndex:
 def _passing(cur: sqlite3.Cursor, where: str, params: list[Any]) -> Passes:
     """The filter as a question about a batch of rids (asked best first by the vector search)."""
 
+    everything: set[int] | None = None  # the same for every cube of the search: asked once
+
     def passes(rids: Sequence[int] | None) -> set[int]:
+        nonlocal everything
         if rids is None:
-            return {int(r["rid"]) for r in cur.execute(f"SELECT d.rid FROM docs d WHERE {where}", params)}
+            if everything is None:
+                everything = {int(r["rid"]) for r in cur.execute(f"SELECT d.rid FROM docs d WHERE {where}", params)}
+            return everything
         marks = ",".join("?" * len(rids))
         sql = f"SELECT d.rid FROM docs d WHERE d.rid IN ({marks}) AND {where}"
         return {int(r["rid"]) for r in cur.execute(sql, [*rids, *params])}
@@ -220,14 +236,6 @@ def _passing(cur: sqlite3.Cursor, where: str, params: list[Any]) -> Passes:
     return passes
 
 
-TEXT_POSTINGS_BUDGET = 10_000
-"""The text half scores BM25 over the query's rarest words whose documents add up to at most
-this many (about 10 ms of FTS5 here). BM25's cost is every document matching any query word,
-and a common word matches most of a large index while adding almost nothing to any score (its
-IDF is near zero; over half the documents, FTS5 clamps it to 1e-6): such words are left to the
-vector half, as Elasticsearch's `common` terms query did. A word rarer than the budget is always
-scored, so a name or a rare term still finds its documents; below a few thousand documents in
-all, every word is scored."""
 TERM_CACHE_SECONDS = 300.0
 TERM_CACHE_SIZE = 50_000
 _TOKEN = re.compile(r"[^\W_]+")
@@ -238,9 +246,8 @@ class TermFrequencies:
     word's posting list: milliseconds for a common word), cached for a few minutes: a frequency
     only decides which words the text half scores, so a slightly stale one is harmless."""
 
-    def __init__(self, budget: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, budget: int) -> None:
         self._budget = budget
-        self._clock = clock
         self._known: dict[str, tuple[int, float]] = {}
 
     def informative(self, cur: sqlite3.Cursor, words: Sequence[str]) -> list[str]:
@@ -262,7 +269,7 @@ class TermFrequencies:
         return min(self._term(cur, t) for t in tokens)
 
     def _term(self, cur: sqlite3.Cursor, term: str) -> int:
-        now = self._clock()
+        now = time.monotonic()
         known = self._known.get(term)
         if known is not None and now - known[1] < TERM_CACHE_SECONDS:
             return known[0]

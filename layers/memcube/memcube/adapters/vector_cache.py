@@ -73,6 +73,9 @@ class CubeVectors:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def rids(self) -> list[int]:
+        return list(self._slot)
+
     def put(self, rid: int, memory_id: str, vector: Vector) -> None:
         slot = self._slot.get(rid)
         if slot is None:
@@ -185,5 +188,6 @@ class VectorCache:
                 continue
             evicted = self._cubes.pop(cube_id)
             total -= len(evicted)
-            for rid in [r for r, c in self._cube_of.items() if c == cube_id]:
-                del self._cube_of[rid]
+            for rid in evicted.rids():  # a rid left behind by an earlier load is ignored by `forget`
+                if self._cube_of.get(rid) == cube_id:
+                    del self._cube_of[rid]

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from memcube.domain.model import MemoryType, SourceMessage
+from memcube.domain.similarity import CJK
 
 WINDOW_TOKENS = 1024
 OVERLAP_TOKENS = 200
@@ -31,8 +32,7 @@ _SENTENCE_BREAK = re.compile(r"((?<=[.!?;])\s+|(?<=[\u3002\uff01\uff1f\uff1b]))"
 """After a sentence's final punctuation: Latin before whitespace (so `3.14` stays whole), or CJK
 full-width, which needs no space."""
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_TOKEN = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+|[^\w\s]|_+", re.UNICODE)
+_TOKEN = re.compile(rf"[{CJK}]|[^\W_{CJK}]+|[^\w\s]|_+", re.UNICODE)
 """A CJK character, a run of other word characters (so `3号` is two tokens), a punctuation mark."""
 
 

@@ -112,16 +112,13 @@ class SearchService:
     def _rank(self, hits: list[Hit], req: SearchRequest, query_vector: list[float]) -> list[Scored]:
         items = {i.id: i for i in self._memories.get_memories([h.memory_id for h in hits])}
         best_text = max((h.text or 0.0 for h in hits), default=0.0) or 1.0
-        text_only = [items[h.memory_id].metadata.embedding for h in hits if h.cosine is None and h.memory_id in items]
+        live = [h for h in hits if h.memory_id in items and items[h.memory_id].metadata.status == "activated"]
+        text_only = [items[h.memory_id].metadata.embedding for h in live if h.cosine is None]
         to_query = iter(_query_cosines(query_vector, text_only))
         scored: list[Scored] = []
-        for hit in hits:
-            item = items.get(hit.memory_id)
-            if item is None:
-                continue  # the store is the truth: an index leftover is never returned
+        for hit in live:  # the store is the truth: an index leftover or a stale status is never returned
+            item = items[hit.memory_id]
             cosine = hit.cosine if hit.cosine is not None else next(to_query)
-            if item.metadata.status != "activated":
-                continue
             score = VECTOR_WEIGHT * max(cosine, 0.0) + TEXT_WEIGHT * ((hit.text or 0.0) / best_text)
             if req.session_id and item.metadata.session_id == req.session_id:
                 score += SESSION_BOOST
@@ -140,18 +137,31 @@ def _norm(v: list[float]) -> float:
 
 
 def _cosine(a: list[float], b: list[float] | None) -> float:
+    return _cosine_normed(a, b, _norm(a), _norm(b)) if b else 0.0
+
+
+def _cosine_normed(a: list[float], b: list[float] | None, na: float, nb: float) -> float:
+    """The cosine of `a` and `b` given their norms (0 across dimensions or for a zero vector)."""
     if not b or len(a) != len(b):
         return 0.0
-    na, nb = _norm(a), _norm(b)
     return sum(map(operator.mul, a, b)) / (na * nb) if na and nb else 0.0
 
 
 def _query_cosines(query: list[float], vectors: list[list[float] | None]) -> list[float]:
     """`_cosine(query, v)` for each of `vectors` (on numpy where it is installed)."""
     np = numpy_or_none()
-    if np is None or not vectors:
+    rows = [i for i, v in enumerate(vectors) if v and len(v) == len(query)]
+    if np is None or not rows:
         return [_cosine(query, v) for v in vectors]
-    return _similarities(np, [query, *[v or [] for v in vectors]])[0][1:]
+    q = np.asarray(query, dtype=np.float64)
+    m = np.asarray([vectors[i] for i in rows], dtype=np.float64)
+    norms = np.linalg.norm(m, axis=1) * np.linalg.norm(q)
+    dots = m @ q
+    cosines = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0).tolist()
+    out = [0.0] * len(vectors)
+    for i, cosine in zip(rows, cosines, strict=True):
+        out[i] = cosine
+    return out
 
 
 def _similarities(np: Any, vectors: list[list[float]]) -> list[list[float]]:
@@ -186,11 +196,7 @@ class _Embeddings:
         """`_cosine(vectors[i], vectors[j])` (to the last bit without numpy)."""
         if self._all is not None:
             return self._all[i][j]
-        a, b = self._vectors[i], self._vectors[j]
-        if not b or len(a) != len(b):
-            return 0.0
-        na, nb = self._norms[i], self._norms[j]
-        return sum(map(operator.mul, a, b)) / (na * nb) if na and nb else 0.0
+        return _cosine_normed(self._vectors[i], self._vectors[j], self._norms[i], self._norms[j])
 
 
 def _dedup_sim(scored: list[Scored], k: int) -> list[Scored]:

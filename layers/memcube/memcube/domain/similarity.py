@@ -34,7 +34,10 @@ at 0.3 0.09 (1 - (1 - J^4)^12), so candidates at the merge threshold are nearly 
 and unrelated items rarely cost a comparison."""
 
 _PRIME = (1 << 61) - 1
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+", re.UNICODE)
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+"""Kana, CJK ideographs and Hangul (a regex character-class body): every tokenizer here (the
+shingles, the reader's token count, the local index's full-text) takes these one at a time."""
+_TOKEN = re.compile(rf"[{CJK}]|[^\W_]+", re.UNICODE)
 _ROLE_PREFIX = re.compile(r"^(?:user|assistant|system|tool): \[[^\]]*\]: ", re.MULTILINE)
 
 
@@ -87,7 +90,7 @@ def _signature_numpy(base: Sequence[int]) -> list[int]:
     """`_signature_python` on numpy, exactly: with p = 2^61 - 1, (a*h + b) mod p where a and
     h (reduced mod p) are split into 32-bit halves so that every partial product fits 64 bits,
     and 2^61 = 1, 2^64 = 8 (mod p) fold the high parts back down. uint64 throughout."""
-    np = _numpy()
+    np = numpy_or_none()
     u = np.uint64
     prime, low32, low29 = u(_PRIME), u(0xFFFFFFFF), u((1 << 29) - 1)
 
@@ -106,16 +109,13 @@ def _signature_numpy(base: Sequence[int]) -> list[int]:
     return [int(v) for v in fold(products + b).min(axis=1)]
 
 
-_numpy = numpy_or_none  # the Lambda layer has no numpy: the pure-Python path is used there
-
-
 @lru_cache(maxsize=256)
 def _lsh_keys(text: str) -> tuple[str, ...]:
     grams = shingles(text)
     if not grams:
         return ()
     base = [int.from_bytes(hashlib.blake2b(g.encode(), digest_size=8).digest(), "little") for g in grams]
-    signature = _signature_numpy(base) if _numpy() is not None else _signature_python(base)
+    signature = _signature_numpy(base) if numpy_or_none() is not None else _signature_python(base)
     keys = []
     for band in range(BANDS):
         rows = signature[band * ROWS : (band + 1) * ROWS]
