@@ -153,10 +153,11 @@ def test_a_command_the_queue_schema_refuses_writes_no_task_and_no_user(world: Wo
     cmd = to_command(AddRequest.model_validate({"user_id": "carol", "messages": "I like tea", "task_id": "t-9"}))
     over_full = cmd.model_copy(update={"info": {f"k{i}": i for i in range(65)}})
     with pytest.raises(ValidationError, match="info"):
-        world.add.submit(over_full, Principal(user_id="carol"))
+        world.add.submit(over_full, Principal(user_id="carol"), "k-9")
     assert world.store.get_task("t-9") is None
     assert not world.store.is_user("carol")
     assert world.queue.sent == []
+    assert world.store.claim_idempotency_key("carol\x1fk-9", "t-10") == "t-10"  # the key was not bound
 
 
 def test_a_personal_cube_is_writable_only_by_its_user_and_all_or_nothing(world: World) -> None:

@@ -129,7 +129,7 @@ def status_view(record: TaskRecord) -> dict[str, Any]:
         "status": record.status.value,
         "user_id": record.task.user_id,
         "created_at": record.task.created_at,
-        "cubes": [p.model_dump(mode="json", exclude={"feedback_plan"}) for p in record.parts],
+        "cubes": [p.public() for p in record.parts],
     }
 
 
@@ -330,7 +330,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def delete_cube(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, DeleteCubeRequest)
-        receipt = await blocking(request, c.deleter.delete_cube, req, c.authority.acting_for(who, req.user_id))
+        receipt = await blocking(request, c.deleter.erase_cube, req.cube_id, c.authority.acting_for(who, req.user_id))
         return _receipt_response(receipt)
 
     @post_json(

@@ -152,7 +152,7 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
             "status": HOSTED_STATUS[record.status],
             "memory_views": openmem.memory_views(outcomes),
             "state": record.status.value,
-            "cubes": [p.model_dump(mode="json", exclude={"feedback_plan"}) for p in record.parts],
+            "cubes": [p.public() for p in record.parts],
         }
         return ok(f"Task {record.status.value}", data)
 

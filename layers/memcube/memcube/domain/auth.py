@@ -26,11 +26,10 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memcube.domain import limits
 from memcube.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from memcube.domain.limiting import Limits
 from memcube.domain.model import Principal, iso, utcnow
-from memcube.domain.requests import Id
+from memcube.domain.requests import Id, check_id
 
 Scope = Literal["user", "service", "admin"]
 PREFIX = "mck"
@@ -149,18 +148,20 @@ class VerifiedToken:
 
 @dataclass(frozen=True)
 class TokenRules:
-    """How a verified JWT maps to a principal: the user is the `user_claim` claim (`sub`, the
-    subject, by default); the token's OAuth scopes `service_scope` and `admin_scope` give the
-    service and admin rights an API key of that scope has."""
+    """How a verified JWT maps to a principal: the user is the `user_claim` claim; the token's
+    OAuth scopes `service_scope` and `admin_scope` give the service and admin rights an API key
+    of that scope has (the defaults are the `jwt_*` settings)."""
 
-    user_claim: str = "sub"
-    service_scope: str = "memcube/service"
-    admin_scope: str = "memcube/admin"
+    user_claim: str
+    service_scope: str
+    admin_scope: str
 
     def principal(self, token: VerifiedToken) -> Principal:
         user = token.claims.get(self.user_claim, "")
-        if not limits.ID_PATTERN.fullmatch(user) or len(user) > limits.MAX_ID_CHARS:
-            raise Unauthorized(f"Authorization: the token's {self.user_claim!r} claim is not a usable user id")
+        try:
+            check_id(user, "user")
+        except ValueError as exc:
+            raise Unauthorized(f"Authorization: the token's {self.user_claim!r} claim is not a usable user id") from exc
         scopes: set[str] = {"user"}
         if self.service_scope in token.scopes:
             scopes.add("service")
@@ -181,9 +182,11 @@ class Authority:
     which may act for any user.
     """
 
-    def __init__(self, keys: KeyService | None, limits: Limits | None = None, tokens: TokenRules | None = None) -> None:
+    def __init__(
+        self, keys: KeyService | None, limiter: Limits | None = None, tokens: TokenRules | None = None
+    ) -> None:
         self._keys = keys
-        self._limits = limits
+        self._limits = limiter
         self._tokens = tokens
 
     @property

@@ -149,9 +149,6 @@ class DeletionService:
             return self._select(cubes, _Selection(_matcher(flt, session)))
         return self._erase(cubes, user_id=req.user_id)
 
-    def delete_cube(self, req: DeleteCubeRequest, principal: Principal) -> Receipt:
-        return self.erase_cube(req.cube_id, principal)
-
     def erase_cube(self, cube_id: str, principal: Principal) -> Receipt:
         """Erase a whole cube, as its owner (or, for a cube nobody created while keys are off, anyone)."""
         authorize_owner(principal, cube_id, self._users)
@@ -256,18 +253,8 @@ class DeletionService:
             part = next((p for p in record.parts if p.cube_id == msg.cube_id), None) if record else None
             if part is None or part.status in {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED}:
                 continue
-            now = self._now()
-            self._tasks.put_task_part(
-                msg.task_id,
-                part.model_copy(
-                    update={
-                        "status": TaskState.CANCELLED,
-                        "notes": [*part.notes, ERASED_NOTE],
-                        "updated_at": now,
-                        "finished_at": now,
-                    }
-                ),
-            )
+            cancelled = part.finished(TaskState.CANCELLED, self._now(), notes=[*part.notes, ERASED_NOTE])
+            self._tasks.put_task_part(msg.task_id, cancelled)
 
 
 def _session(req: DeleteMemoryRequest) -> str | None:

@@ -180,9 +180,7 @@ class FeedbackService:
                 done = self._organizer.supersede(item, items(step.replaces), Placement(), step.reasons)
             else:
                 done = self._organizer.place(new_item(n, step.memory, step.key, step.tags), [])
-            placement.outcomes += done.outcomes
-            placement.changed += done.changed
-            placement.notes += done.notes
+            placement.add(done)
         return placement
 
     def _by_rule(self, probe: MemoryItem, related: list[Neighbour], placement: Placement) -> Placement:

@@ -49,7 +49,7 @@ from memcube.domain.model import (
 )
 from memcube.domain.organizer import Organizer, Placement, Thresholds
 from memcube.domain.permissions import UserDirectory, authorize_write
-from memcube.domain.reader import read
+from memcube.domain.reader import Window, read
 from memcube.ports import (
     LLM,
     DeadLetterSink,
@@ -252,16 +252,12 @@ class IngestService:
             self._memories.delete_memories(written)
             self._index.delete(msg.cube_id, [i.id for i in written])
             return self._cancel(msg, part)
-        done = part.model_copy(
-            update={
-                "status": TaskState.COMPLETED,
-                "outcomes": outcomes,
-                "notes": list(dict.fromkeys(part.notes + self._mode_notes(msg) + placement.notes)),
-                "error": None,
-                "updated_at": self._now(),
-                "finished_at": self._now(),
-                "feedback_plan": None,  # applied: its texts are kept nowhere but in the items
-            }
+        done = part.finished(
+            TaskState.COMPLETED,
+            self._now(),
+            outcomes=outcomes,
+            notes=list(dict.fromkeys(part.notes + self._mode_notes(msg) + placement.notes)),
+            error=None,
         )
         self._tasks.put_task_part(msg.task_id, done)
         if before is TaskState.FAILED:  # a redriven part that succeeded: its dead letter is resolved
@@ -286,9 +282,10 @@ class IngestService:
         return self._extractor is not None and msg.mode != "fast"
 
     def _organize(self, msg: QueuedAdd, redelivery: bool = False) -> Placement:
-        drafts, notes = self._drafts(msg)
+        windows = read(self._readable(msg.messages))  # once: a PDF's text is extracted here
+        drafts, notes = self._drafts(msg, windows)
         placement = Placement(notes=notes)
-        earlier = self._earlier(msg, self._candidate_ids(msg, drafts)) if redelivery else {}
+        earlier = self._earlier(msg, self._candidate_ids(msg, drafts, len(windows))) if redelivery else {}
         new = {i.id: i for i in self._embedded(msg, [d for d in drafts if d.id not in earlier])}
         for memory_id in dict.fromkeys([d.id for d in drafts] + list(earlier)):  # draft order, then the rest
             if memory_id in earlier:
@@ -296,17 +293,15 @@ class IngestService:
             else:
                 fresh = [i for i in placement.changed if i.metadata.status == "activated"]
                 step = self._organizer.place(new[memory_id], fresh)
-            placement.outcomes += step.outcomes
-            placement.changed += step.changed
-            placement.notes += step.notes
+            placement.add(step)
         return placement
 
-    def _candidate_ids(self, msg: QueuedAdd, drafts: list[Draft]) -> list[str]:
+    def _candidate_ids(self, msg: QueuedAdd, drafts: list[Draft], windows: int) -> list[str]:
         """Every item id this message can have written: its drafts' now, and in fine mode every id
         an earlier LLM reply could have used (a second reply may differ from the first)."""
         ids = [d.id for d in drafts]
         if self._fine(msg):
-            for i in range(len(read(self._readable(msg.messages)))):
+            for i in range(windows):
                 ids += [item_id(msg.task_id, msg.cube_id, i)]
                 ids += [item_id(msg.task_id, msg.cube_id, f"{i}.{j}") for j in range(MAX_ITEMS)]
         return list(dict.fromkeys(ids))
@@ -320,13 +315,13 @@ class IngestService:
         }
         return {i: found[i] for i in ids if i in found}
 
-    def _drafts(self, msg: QueuedAdd) -> tuple[list[Draft], list[str]]:
+    def _drafts(self, msg: QueuedAdd, windows: list[Window]) -> tuple[list[Draft], list[str]]:
         """One draft per window (fast), or the LLM's items per window (fine, falling back to the
         window's fast item when the reply is unusable)."""
         notes: list[str] = []
         drafts: list[Draft] = []
         custom = list(msg.custom_tags)
-        for i, win in enumerate(read(self._readable(msg.messages))):
+        for i, win in enumerate(windows):
             source: Literal["conversation", "file"] = "file" if win.from_file else "conversation"
             if self._extractor is not None and self._fine(msg):
                 result = self._extractor.extract(win, custom_tags=custom, now=_instant(msg.submitted_at or self._now()))
@@ -401,20 +396,16 @@ class IngestService:
             )
             return self._embedded(msg, [draft])[0]
 
+        earlier = self._earlier(msg, ids) if redelivery or part.feedback_plan is not None else {}
         if part.feedback_plan is not None:  # an earlier attempt decided: apply the rest of that plan
-            earlier = self._earlier(msg, ids)
             return self._feedback.replay(
                 part.feedback_plan, new_item, lambda n: earlier.get(ids[n]), self._memories.get_memories
             )
-        if redelivery:  # applied by an earlier attempt without a plan (one item): report it from the store
-            earlier = self._earlier(msg, ids)
-            if earlier:
-                placement = Placement()
-                for stored in earlier.values():
-                    step = self._organizer.recovered(stored)
-                    placement.outcomes += step.outcomes
-                    placement.changed += step.changed
-                return placement
+        if earlier:  # applied by an earlier attempt without a plan (one item): report it from the store
+            placement = Placement()
+            for stored in earlier.values():
+                placement.add(self._organizer.recovered(stored))
+            return placement
         if fb is None:
             placement = self._organize(msg)
             placement.notes.append("feedback: no user message to read as feedback; stored as a normal add")
@@ -426,16 +417,8 @@ class IngestService:
         return self._feedback.apply(fb, new_item, msg.task_id, record_plan)
 
     def _cancel(self, msg: QueuedAdd, part: TaskPart) -> TaskPart:
-        now = self._now()
-        cancelled = part.model_copy(
-            update={
-                "status": TaskState.CANCELLED,
-                "outcomes": [],
-                "notes": [*part.notes, ERASED_NOTE],
-                "error": None,
-                "updated_at": now,
-                "finished_at": now,
-            }
+        cancelled = part.finished(
+            TaskState.CANCELLED, self._now(), outcomes=[], notes=[*part.notes, ERASED_NOTE], error=None
         )
         self._tasks.put_task_part(msg.task_id, cancelled)
         self._telemetry.count("PartsCancelled")
@@ -549,12 +532,7 @@ class IngestService:
             part = self._own_part(task_id, cube_id, user_id)
         if task_id is None or part is None or part.status is TaskState.COMPLETED:
             return
-        self._tasks.put_task_part(
-            task_id,
-            part.model_copy(
-                update={"status": TaskState.FAILED, "error": reason, "updated_at": now, "finished_at": now}
-            ),
-        )
+        self._tasks.put_task_part(task_id, part.finished(TaskState.FAILED, now, error=reason))
 
 
 def _instant(text: str) -> str:

@@ -184,6 +184,17 @@ class TaskPart(BaseModel):
     feedback_plan: list[FeedbackStep] | None = None
     """Internal (never in a status response): a feedback's decided steps while it is applied."""
 
+    def finished(self, status: TaskState, at: str, **changes: Any) -> TaskPart:
+        """This part ended in `status` at `at`. A completed or cancelled part drops its feedback
+        plan (its texts are kept nowhere but in the items); a failed one keeps it for a redrive."""
+        plan = self.feedback_plan if status is TaskState.FAILED else None
+        update = {"status": status, "updated_at": at, "finished_at": at, "feedback_plan": plan}
+        return self.model_copy(update=update | changes)
+
+    def public(self) -> dict[str, Any]:
+        """The part as a status response shows it."""
+        return self.model_dump(mode="json", exclude={"feedback_plan"})
+
 
 class Task(BaseModel):
     model_config = ConfigDict(extra="forbid")

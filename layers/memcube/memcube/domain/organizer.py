@@ -82,6 +82,13 @@ class Placement:
     changed: list[MemoryItem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def add(self, step: Placement) -> Placement:
+        """Append what another step did (in order); returns self."""
+        self.outcomes += step.outcomes
+        self.changed += step.changed
+        self.notes += step.notes
+        return self
+
 
 class Judgement(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -327,10 +334,7 @@ class Organizer:
             # stands (this one may have seen the cube after that one changed it).
             stored = self._memories.get_memory(item.id)
             if stored is not None:
-                done = self.recovered(stored)
-                placement.outcomes += done.outcomes
-                placement.changed += done.changed
-                return placement
+                return placement.add(self.recovered(stored))
         placement.changed.append(item)
         if not stale:
             reason = "new content" if result.status == "created" else REDELIVERED

@@ -19,6 +19,10 @@ from memcube.domain.requests import AddCommand
 from memcube.ports import TaskQueue, TaskStore
 
 log = logging.getLogger(__name__)
+RESEND = "the task is recorded as waiting: retry the same request (same task_id) to enqueue it"
+NOT_ACCEPTED = (
+    "the add was not accepted: send it again (with a task_id or an Idempotency-Key, a resend is safe to repeat)"
+)
 TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
 
 
@@ -70,10 +74,15 @@ class AddService:
             raise InvalidRequest("mode: fine mode needs an LLM and none is configured; use mode=fast")
         digest = fingerprint(cmd)
         task_id = self._task_id(cmd, principal, idempotency_key)
+        now = self._now()
+        # Built before anything is written: a message the queue schema refuses is a 422, not a
+        # task left waiting forever (nor a bound Idempotency-Key).
+        messages = self._messages(cmd, task_id, cmd.cube_ids, now)
+        if idempotency_key is not None and cmd.task_id is not None:
+            self._claim(principal, idempotency_key, cmd.task_id)
         existing = self._tasks.get_task(task_id)
         if existing is not None:
             return self._replay(existing, cmd, digest)
-        now = self._now()
         task = Task(
             task_id=task_id,
             user_id=principal.user_id,
@@ -83,25 +92,20 @@ class AddService:
             async_mode=cmd.async_mode,
         )
         parts = [TaskPart(cube_id=c, mode=self._mode(cmd), updated_at=now) for c in cmd.cube_ids]
-        # Built before anything is written: a message the queue schema refuses is a 422, not a
-        # task left waiting forever.
-        messages = self._messages(cmd, task_id, cmd.cube_ids, now)
         self._users.register_user(principal.user_id)
         if not self._tasks.create_task(task, parts):
             raced = self._tasks.get_task(task_id)
             if raced is None:  # pragma: no cover - a task is never deleted between these calls
                 raise Unavailable("task store lost a task that was just created; retry")
             return self._replay(raced, cmd, digest)
-        try:
-            self._send(messages)
-        except Unavailable as exc:
-            if cmd.task_id is not None or idempotency_key is not None:
-                raise  # the caller can resend it: the waiting task is enqueued then
-            self._give_up(task_id, parts)
-            raise Unavailable(
-                f"{exc.message.split(';')[0]}; the add was not accepted: send it again "
-                "(with a task_id or an Idempotency-Key, a resend is safe to repeat)"
-            ) from exc
+        if cmd.task_id is not None or idempotency_key is not None:
+            self._send(messages, RESEND)  # on an outage the caller resends it: the waiting task is enqueued then
+        else:
+            try:
+                self._send(messages, NOT_ACCEPTED)
+            except Unavailable:
+                self._give_up(task_id, parts)
+                raise
         return Submission(TaskRecord(task=task, parts=parts), replay=False)
 
     def _give_up(self, task_id: str, parts: list[TaskPart]) -> None:
@@ -111,9 +115,7 @@ class AddService:
         reason = "not queued: the queue was unavailable and the add was refused (503); no memory is written"
         for part in parts:
             try:
-                self._tasks.put_task_part(
-                    task_id, part.model_copy(update={"status": TaskState.FAILED, "error": reason, "finished_at": now})
-                )
+                self._tasks.put_task_part(task_id, part.finished(TaskState.FAILED, now, error=reason))
             except Exception:  # the store may be down too: the 503 still goes out
                 log.warning("could not mark an unqueued task failed", extra={"task_id": task_id})
 
@@ -122,14 +124,15 @@ class AddService:
         return "fine" if cmd.mode != "fast" and self._fine_available else "fast"
 
     def _task_id(self, cmd: AddCommand, principal: Principal, key: str | None) -> str:
-        if key is None:
-            return cmd.task_id or f"task-{uuid.uuid4().hex}"
-        if cmd.task_id is None:
-            return task_id_for_key(principal.user_id, key)
-        bound = self._tasks.claim_idempotency_key(f"{principal.user_id}\x1f{key}", cmd.task_id)
-        if bound != cmd.task_id:
-            raise Conflict(f"Idempotency-Key: already used for task {bound!r}, not {cmd.task_id!r}")
-        return cmd.task_id
+        if cmd.task_id is not None:
+            return cmd.task_id
+        return f"task-{uuid.uuid4().hex}" if key is None else task_id_for_key(principal.user_id, key)
+
+    def _claim(self, principal: Principal, key: str, task_id: str) -> None:
+        """Bind an Idempotency-Key to the task_id sent with it (first binding wins)."""
+        bound = self._tasks.claim_idempotency_key(f"{principal.user_id}\x1f{key}", task_id)
+        if bound != task_id:
+            raise Conflict(f"Idempotency-Key: already used for task {bound!r}, not {task_id!r}")
 
     def _replay(self, record: TaskRecord, cmd: AddCommand, digest: str) -> Submission:
         if record.task.fingerprint != digest:
@@ -141,37 +144,33 @@ class AddService:
         # after the task was recorded): send it again; FIFO dedup and idempotent writes absorb it.
         waiting = [p.cube_id for p in record.parts if p.status is TaskState.WAITING]
         if waiting:
-            self._send(self._messages(cmd, record.task.task_id, waiting, record.task.created_at))
+            self._send(self._messages(cmd, record.task.task_id, waiting, record.task.created_at), RESEND)
         return Submission(record, replay=True)
 
     def _messages(self, cmd: AddCommand, task_id: str, cube_ids: list[str], submitted_at: str) -> list[QueuedAdd]:
-        return [
-            QueuedAdd(
-                task_id=task_id,
-                cube_id=cube,
-                user_id=cmd.user_id,
-                session_id=cmd.session_id,
-                mode=cmd.mode,  # as asked: the worker, which holds the LLM, decides and notes it
-                messages=cmd.messages,
-                chat_history=cmd.chat_history,
-                custom_tags=cmd.custom_tags,
-                info=cmd.info,
-                is_feedback=cmd.is_feedback,
-                manager_user_id=cmd.manager_user_id,
-                project_id=cmd.project_id,
-                submitted_at=submitted_at,
-            )
-            for cube in cube_ids
-        ]
+        """One message per cube: the first validated, the others its copies (cube ids are valid)."""
+        first = QueuedAdd(
+            task_id=task_id,
+            cube_id=cube_ids[0],
+            user_id=cmd.user_id,
+            session_id=cmd.session_id,
+            mode=cmd.mode,  # as asked: the worker, which holds the LLM, decides and notes it
+            messages=cmd.messages,
+            chat_history=cmd.chat_history,
+            custom_tags=cmd.custom_tags,
+            info=cmd.info,
+            is_feedback=cmd.is_feedback,
+            manager_user_id=cmd.manager_user_id,
+            project_id=cmd.project_id,
+            submitted_at=submitted_at,
+        )
+        return [first, *(first.model_copy(update={"cube_id": cube}) for cube in cube_ids[1:])]
 
-    def _send(self, messages: list[QueuedAdd]) -> None:
+    def _send(self, messages: list[QueuedAdd], advice: str) -> None:
         try:
             self._queue.send(messages)
         except Exception as exc:
-            raise Unavailable(
-                f"queue unavailable ({type(exc).__name__}); the task is recorded as waiting: "
-                "retry the same request (same task_id) to enqueue it"
-            ) from exc
+            raise Unavailable(f"queue unavailable ({type(exc).__name__}); {advice}") from exc
 
     def wait(self, task_id: str, timeout: float, poll: float = 0.02) -> TaskRecord:
         """Poll until the task is completed or failed, or `timeout` seconds pass."""
