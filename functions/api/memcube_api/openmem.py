@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from memcube.domain import limits, openmem
-from memcube.domain.auth import ACT_FOR_OTHERS
 from memcube.domain.deletion import Receipt
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.model import MemoryItem, Principal, TaskRecord, TaskState
@@ -143,9 +142,7 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
     @post_json("/get/status", StatusBody, "Status of a task (hosted API): running, completed or failed")
     async def get_status(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, StatusBody)
-        caller = _caller(c, who)
-        owner = None if caller is None or caller.scopes & ACT_FOR_OTHERS else caller.user_id
-        record = await blocking(request, c.status.get, body.task_id, owner)
+        record = await blocking(request, c.status.get, body.task_id, c.authority.task_owner(who))
         outcomes = [(o.memory_id, o.outcome) for p in record.parts for o in p.outcomes]
         data = {
             "task_id": record.task.task_id,
@@ -193,10 +190,8 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
     @router.get("/get/memory/{memory_id}", summary="One memory by id (hosted API)", openapi_extra=BY_ID_DOC)
     async def get_memory_by_id(request: Request, c: Services, who: Caller) -> JSONResponse:
         q = read_params(request, MemoryIdParams)
-        if q.user_id or who is not None:
-            item = await blocking(request, c.reader.get, q.memory_id, c.authority.acting_for(who, q.user_id))
-        else:
-            item = await blocking(request, c.openmem.get_memory, q.memory_id, _caller(c, who))
+        principal = c.authority.acting_for(who, q.user_id)  # with keys off and no user: read as its writer
+        item = await blocking(request, c.reader.get, q.memory_id, principal if q.user_id or who else None)
         return ok("Memory retrieved", detail(item))
 
     @post_json("/delete/memory", DeleteMemoryBody, "Delete memories by ids, user, agent or filter (hosted API)")
@@ -297,8 +292,8 @@ def _task_message(what: str, record: TaskRecord) -> str:
 
 def _caller(c: Container, who: Principal | None) -> Principal | None:
     """The key's principal, its request counted; None with keys off (no user named)."""
-    principal = c.authority.acting_for(who, None)
-    return None if who is None else principal
+    c.authority.acting_for(who, None)
+    return who
 
 
 def _knowledgebase_principal(c: Container, who: Principal | None, *, adding: bool = False) -> Principal:

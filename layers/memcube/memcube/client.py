@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 
@@ -39,7 +39,20 @@ class ApiError(Exception):
         self.data = data
 
 
-class MemcubeClient:
+class _Closes:
+    """`with client:` closes its connections on the way out."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class MemcubeClient(_Closes):
     def __init__(
         self,
         base_url: str,
@@ -57,12 +70,6 @@ class MemcubeClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> MemcubeClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     def request(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None) -> Any:
         """The envelope's `data` (`envelope` returns the whole envelope, with `task_id`)."""
@@ -106,7 +113,7 @@ class MemcubeClient:
         deadline = time.monotonic() + timeout
         while True:
             [task] = self.status(user_id, task_id)
-            if task["status"] in {"completed", "failed", "cancelled"} or time.monotonic() >= deadline:
+            if task["status"] in FINISHED or time.monotonic() >= deadline:
                 return task
             self._sleep(poll)
             poll = min(poll * 1.5, 2.0)
@@ -338,7 +345,7 @@ FILE_TYPES = {
 }
 
 
-class MemOSClient:
+class MemOSClient(_Closes):
     """The MemOS product API with the MemOS documentation's call shapes, against memcube.
 
         from memcube.client import MemOSClient
@@ -367,16 +374,9 @@ class MemOSClient:
         url = base_url or os.environ.get("MEMCUBE_URL") or "http://127.0.0.1:8000"
         key = api_key or os.environ.get("MEMCUBE_API_KEY") or None
         self._http = MemcubeClient(url, api_key=key, timeout=timeout, retries=retries, transport=transport, sleep=sleep)
-        self._sleep = sleep
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> MemOSClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     def add_message(
         self,
@@ -409,14 +409,12 @@ class MemOSClient:
         }
         body = {"user_id": user_id, "messages": messages, "async_mode": async_mode, "is_feedback": is_feedback}
         body |= {k: v for k, v in given.items() if v is not None}
-        answer = self._http.envelope("POST", "/product/add", body=body)
+        answer = self._http.add(body)
         data: list[dict[str, Any]] = answer.get("data") or []
-        result = AddResult(code=int(answer["code"]), message=str(answer["message"]), task_id=str(answer["task_id"]))
+        head = (int(answer["code"]), str(answer["message"]), str(answer["task_id"]))
         if async_mode == "async":
-            tasks = [CubeTask(cube_id=d["cube_id"], task_id=d["task_id"], status=d["status"]) for d in data]
-            return AddResult(result.code, result.message, result.task_id, tasks=tasks)
-        memories = [_added(d) for d in data if "memory_id" in d]
-        return AddResult(result.code, result.message, result.task_id, memories=memories)
+            return AddResult(*head, tasks=[CubeTask(d["cube_id"], d["task_id"], d["status"]) for d in data])
+        return AddResult(*head, memories=[_added(d) for d in data if "memory_id" in d])
 
     def add_file(
         self,
@@ -460,15 +458,10 @@ class MemOSClient:
 
     def wait(self, task_id: str, *, user_id: str, timeout: float = 120.0, poll: float = 0.2) -> TaskStatus:
         """Poll until the task is completed, failed or cancelled; `TaskTimeout` after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            [status] = self.get_task_status(task_id, user_id=user_id).data
-            if status.done:
-                return status
-            if time.monotonic() >= deadline:
-                raise TaskTimeout(status, timeout)
-            self._sleep(poll)
-            poll = min(poll * 1.5, 2.0)
+        status = _status(self._http.wait(user_id, task_id, timeout, poll))
+        if not status.done:
+            raise TaskTimeout(status, timeout)
+        return status
 
     def search(
         self,

@@ -19,7 +19,6 @@ from memcube.domain.history import HistoryService
 from memcube.domain.limiting import Limits
 from memcube.domain.memories import MemoryReader
 from memcube.domain.model import iso, utcnow
-from memcube.domain.openmem import OpenMemService
 from memcube.domain.search import SearchService
 from memcube.domain.tasks import AddService, StatusService
 from memcube.domain.transfer import TransferService
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
     from memcube.domain.ingest import IngestService
     from memcube.domain.maintenance import Maintenance
+    from memcube.domain.openmem import OpenMemService
     from memcube.ports import LLM, DeadLetterSink, DocumentReader, Embedder, SearchIndex, TaskQueue, Telemetry
 
 
@@ -256,7 +256,9 @@ class Container:
 
     @cached_property
     def openmem(self) -> OpenMemService:
-        return OpenMemService(self.store, self.store, self.reader, self.deleter, self.cubes)
+        from memcube.domain.openmem import OpenMemService  # the API's alone: the worker never loads it
+
+        return OpenMemService(self.store, self.store, self.deleter, self.cubes)
 
     @cached_property
     def transfer(self) -> TransferService:

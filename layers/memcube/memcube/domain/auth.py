@@ -211,6 +211,12 @@ class Authority:
                 self._limits.add(spender)
         return principal
 
+    def task_owner(self, caller: Principal | None) -> str | None:
+        """Whose tasks `caller` may read (None: anyone's, for a key that acts for others or with
+        keys off), after its request is counted."""
+        principal = self.acting_for(caller, None)
+        return None if caller is None or caller.scopes & ACT_FOR_OTHERS else principal.user_id
+
     def _resolve(self, caller: Principal | None, user_id: str | None) -> Principal:
         if caller is None:
             return Principal(user_id=user_id or "")

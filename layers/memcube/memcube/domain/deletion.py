@@ -138,8 +138,7 @@ class DeletionService:
         cubes = req.writable_cube_ids or [req.user_id]
         authorize_write(principal, cubes, self._users)
         if req.file_ids is not None:
-            files = set(req.file_ids)
-            return self._select(cubes, _Selection(lambda i: any(s.file_id in files for s in i.metadata.sources)))
+            return self._files(cubes, dict.fromkeys(cubes, req.file_ids))
         if req.filter is not None or session is not None:
             if req.filter == {} and session is None:
                 raise InvalidRequest(
@@ -148,6 +147,13 @@ class DeletionService:
             flt = compile_filter(req.filter)
             return self._select(cubes, _Selection(_matcher(flt, session)))
         return self._erase(cubes, user_id=req.user_id)
+
+    def delete_files(self, by_cube: dict[str, list[str]], principal: Principal) -> Receipt:
+        """Every memory of each cube's files (a file id names its cube); write on every cube is
+        checked first: all or nothing."""
+        cubes = list(by_cube)
+        authorize_write(principal, cubes, self._users)
+        return self._files(cubes, by_cube)
 
     def erase_cube(self, cube_id: str, principal: Principal) -> Receipt:
         """Erase a whole cube, as its owner (or, for a cube nobody created while keys are off, anyone)."""
@@ -182,11 +188,14 @@ class DeletionService:
         return True
 
     def _select(self, cubes: list[str], selection: _Selection) -> Receipt:
-        receipts = []
-        for cube in cubes:
-            chosen = [i for i in self._all_items(cube) if selection.predicate(i)]
-            receipts.append(self._remove(cube, self._with_lineage(cube, chosen)))
-        return Receipt(receipts, [])
+        return Receipt([self._select_in(cube, selection) for cube in cubes], [])
+
+    def _select_in(self, cube: str, selection: _Selection) -> CubeReceipt:
+        chosen = [i for i in self._all_items(cube) if selection.predicate(i)]
+        return self._remove(cube, self._with_lineage(cube, chosen))
+
+    def _files(self, cubes: list[str], by_cube: dict[str, list[str]]) -> Receipt:
+        return Receipt([self._select_in(cube, _of_files(set(by_cube[cube]))) for cube in cubes], [])
 
     def _with_lineage(self, cube_id: str, items: list[MemoryItem]) -> list[MemoryItem]:
         """The items plus the archived versions they replaced or absorbed, transitively: deleting
@@ -255,6 +264,10 @@ class DeletionService:
                 continue
             cancelled = part.finished(TaskState.CANCELLED, self._now(), notes=[*part.notes, ERASED_NOTE])
             self._tasks.put_task_part(msg.task_id, cancelled)
+
+
+def _of_files(files: set[str]) -> _Selection:
+    return _Selection(lambda i: any(s.file_id in files for s in i.metadata.sources))
 
 
 def _session(req: DeleteMemoryRequest) -> str | None:

@@ -26,13 +26,15 @@ class MemoryReader:
         self._memories = memories
         self._users = users
 
-    def get(self, memory_id: str, principal: Principal) -> MemoryItem:
+    def get(self, memory_id: str, principal: Principal | None) -> MemoryItem:
+        """One memory, read as `principal`, or with None (keys off, no user named, as MemOS
+        reads it) as the memory's writer."""
         item = self._memories.get_memory(memory_id)
         missing = NotFound(f"memory_id: {memory_id!r} not found")
         if item is None or item.metadata.status == "deleted":
             raise missing
         try:
-            authorize_read(principal, item.metadata.cube_id, self._users)
+            authorize_read(principal or Principal(user_id=item.metadata.user_id), item.metadata.cube_id, self._users)
         except Forbidden:
             raise missing from None  # another cube's memory answers like an unknown id: ids do not leak
         return item

@@ -38,12 +38,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from memcube.domain import limits
 from memcube.domain.cubes import CreateCubeRequest, CubeService
 from memcube.domain.deletion import CubeReceipt, DeleteMemoryRequest, DeletionService, Receipt
-from memcube.domain.errors import InvalidRequest, NotFound
-from memcube.domain.memories import MemoryReader
-from memcube.domain.model import MemoryItem, MemoryType, Principal, TaskState
-from memcube.domain.permissions import UserDirectory, authorize_write
+from memcube.domain.errors import InvalidRequest
+from memcube.domain.model import MemoryType, Principal, TaskState
+from memcube.domain.permissions import UserDirectory
 from memcube.domain.requests import (
-    TEXT_FILE_TYPES,
+    BINARY_FILE_TYPES,
+    DATA_URL,
+    MAX_FILE_DATA_CHARS,
+    URL_PREFIXES,
     AddRequest,
     ChatMessage,
     FileData,
@@ -55,6 +57,7 @@ from memcube.domain.requests import (
     check_id,
     check_info,
     check_tags,
+    readable,
 )
 from memcube.domain.search import SearchRequest
 from memcube.ports import MemoryStore
@@ -91,8 +94,6 @@ FILE_TYPES = {
 SUPPORTED = "text (.txt, .md, .csv, .xml, .html), JSON and PDF"
 _SLUG = re.compile(r"[^a-z0-9]+")
 _FILE_ID = re.compile(r"^(?P<cube>.+):(?P<digest>[0-9a-f]{24})$")
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<b64>;base64)?,", re.DOTALL)
-_MAX_CONTENT_CHARS = limits.MAX_FILE_BYTES * 4 // 3 + 256
 
 
 def _one_subject(value: str | list[str]) -> str:
@@ -103,13 +104,9 @@ def _one_subject(value: str | list[str]) -> str:
     return check_id(values[0], "id")
 
 
-def _cubes(value: list[str]) -> list[str]:
-    return check_cube_ids(value)
-
-
 Subject = Annotated[str | list[str], AfterValidator(_one_subject)]
 """One id, or a list holding one id; validated to that one id (a `str`)."""
-CubeIds = Annotated[list[str], AfterValidator(_cubes)]
+CubeIds = Annotated[list[str], AfterValidator(check_cube_ids)]
 Tags = Annotated[list[str], AfterValidator(check_tags)]
 
 
@@ -247,7 +244,7 @@ class DeleteKnowledgebaseBody(_Body):
 class KnowledgebaseFile(_Body):
     """One file of a JSON upload: `content` is a data URL (base64) or the file's text itself."""
 
-    content: str = Field(min_length=1, max_length=_MAX_CONTENT_CHARS)
+    content: str = Field(min_length=1, max_length=MAX_FILE_DATA_CHARS)
     name: str | None = Field(default=None, max_length=255)
     type: Literal["document", "skill"] | None = None
 
@@ -411,7 +408,7 @@ def mime_for(name: str, declared: str | None = None) -> str:
         mime = declared
     else:
         mime = FILE_TYPES.get(_suffix(name), "")
-    if not (mime.startswith("text/") or mime in TEXT_FILE_TYPES or mime == "application/pdf"):
+    if not readable(mime):
         shown = mime or f"unknown (name {name!r})"
         raise InvalidRequest(f"file: type {shown} is not supported; upload {SUPPORTED}")
     return mime
@@ -423,16 +420,16 @@ def json_upload(file: KnowledgebaseFile, n: int) -> Upload:
     if file.type == "skill":
         raise InvalidRequest(f"{where}.type: skill packages are not supported by memcube; upload documents")
     content = file.content
-    if content.startswith(("http://", "https://", "s3://", "file:")):
+    if content.startswith(URL_PREFIXES):
         raise InvalidRequest(f"{where}.content: URLs are not fetched; send the file inline as a base64 data URL")
-    match = _DATA_URL.match(content)
+    match = DATA_URL.match(content)
     name = file.name or f"file-{n + 1}.txt"
     if match is None:  # the file's text itself
-        mime = mime_for(name, FILE_TYPES.get(_suffix(name), "text/plain"))
-        if mime == "application/pdf":
+        mime = FILE_TYPES.get(_suffix(name), "text/plain")
+        if mime in BINARY_FILE_TYPES:
             raise InvalidRequest(f"{where}.content: send a PDF as a data URL (data:application/pdf;base64,...)")
         return Upload(name, content.encode(), mime)
-    payload = content[match.end() :]
+    payload = match.group("data")
     try:
         data = base64.b64decode(payload, validate=True) if match.group("b64") else unquote_to_bytes(payload)
     except (binascii.Error, ValueError) as exc:
@@ -471,8 +468,8 @@ def upload_request(knowledgebase_id: str, uploads: Sequence[Upload], user_id: st
 
 
 def _file_data(upload: Upload, n: int) -> str:
-    if upload.mime == "application/pdf":
-        return f"data:application/pdf;base64,{base64.b64encode(upload.data).decode()}"
+    if upload.mime in BINARY_FILE_TYPES:
+        return f"data:{upload.mime};base64,{base64.b64encode(upload.data).decode()}"
     try:
         return upload.data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -492,30 +489,19 @@ def knowledgebase_id_for(name: str) -> str:
 
 
 class OpenMemService:
-    """Reads and deletes by memory id for a caller that names no user, and knowledge bases."""
+    """Deletes by memory id for a caller that names no user, and knowledge bases."""
 
     def __init__(
         self,
         memories: MemoryStore,
         users: UserDirectory,
-        reader: MemoryReader,
         deleter: DeletionService,
         cubes: CubeService,
     ) -> None:
         self._memories = memories
         self._users = users
-        self._reader = reader
         self._deleter = deleter
         self._cubes = cubes
-
-    def get_memory(self, memory_id: str, principal: Principal | None) -> MemoryItem:
-        """One memory, read as `principal`, or (keys off, no user named) as its writer."""
-        if principal is None:
-            item = self._memories.get_memory(memory_id)
-            if item is None:
-                raise NotFound(f"memory_id: {memory_id!r} not found")
-            principal = Principal(user_id=item.metadata.user_id)
-        return self._reader.get(memory_id, principal)
 
     def delete_memories(self, memory_ids: list[str], principal: Principal | None) -> Receipt:
         """Delete by ids, as `principal`, or (keys off, no user named) each as its writer."""
@@ -556,12 +542,7 @@ class OpenMemService:
         by_cube: dict[str, list[str]] = {}
         for n, file_id in enumerate(dict.fromkeys(file_ids)):
             by_cube.setdefault(cube_of_file(file_id, f"file_ids[{n}]"), []).append(file_id)
-        authorize_write(principal, list(by_cube), self._users)  # all or nothing, before any delete
-        cubes: list[CubeReceipt] = []
-        for cube, ids in by_cube.items():
-            req = DeleteMemoryRequest(user_id=principal.user_id, writable_cube_ids=[cube], file_ids=ids)
-            cubes += self._deleter.delete(req, principal).cubes
-        return Receipt(cubes, [])
+        return self._deleter.delete_files(by_cube, principal)
 
 
 def memory_views(outcomes: Sequence[tuple[str, str]]) -> dict[str, list[str]]:

@@ -44,10 +44,17 @@ BINARY_FILE_TYPES = frozenset({"application/pdf"})
 decoded at once."""
 TEXT_FILE_TYPES = frozenset({"application/json", "application/x-ndjson"})
 """Non-`text/*` types that are text."""
-_MAX_FILE_DATA_CHARS = limits.MAX_FILE_BYTES * 4 // 3 + 256
+MAX_FILE_DATA_CHARS = limits.MAX_FILE_BYTES * 4 // 3 + 256
 """A file's `file_data` as base64 in a data URL."""
+URL_PREFIXES = ("http://", "https://", "s3://", "file:")
+"""File content that is a URL: never fetched."""
 
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<b64>;base64)?,(?P<data>.*)$", re.DOTALL)
+DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<b64>;base64)?,(?P<data>.*)$", re.DOTALL)
+
+
+def readable(mime: str) -> bool:
+    """A file type the reader takes: text, JSON, or a binary type it extracts text from (PDF)."""
+    return mime.startswith("text/") or mime in TEXT_FILE_TYPES or mime in BINARY_FILE_TYPES
 
 
 def check_id(value: str, field: str) -> str:
@@ -90,7 +97,7 @@ class ImagePart(_Strict):
 
 
 class FileData(_Strict):
-    file_data: str | None = Field(default=None, max_length=_MAX_FILE_DATA_CHARS)
+    file_data: str | None = Field(default=None, max_length=MAX_FILE_DATA_CHARS)
     file_id: str | None = Field(default=None, max_length=limits.MAX_ID_CHARS)
     filename: str | None = Field(default=None, max_length=255)
     path: str | None = None
@@ -464,15 +471,15 @@ def _file_body(file: FileData, where: str) -> tuple[str, str | None]:
     field = f"{where}.file.file_data"
     if data is None:
         raise InvalidRequest(f"{field}: required (the file's text, or a data URL of it, inline)")
-    if data.startswith(("http://", "https://", "s3://", "file:")):
+    if data.startswith(URL_PREFIXES):
         raise InvalidRequest(f"{field}: URLs are not fetched; send the file inline (its text, or a data URL)")
-    match = _DATA_URL.match(data)
+    match = DATA_URL.match(data)
     if not match:
         return data, None
     mime = (match.group("mime") or "text/plain").lower()
     if mime in BINARY_FILE_TYPES:
         return "", _binary_data_url(mime, match, field)
-    if not (mime.startswith("text/") or mime in TEXT_FILE_TYPES):
+    if not readable(mime):
         raise InvalidRequest(f"{field}: only text and PDF data URLs are read, got {mime}")
     try:
         raw = (
