@@ -258,7 +258,7 @@ class Container:
     def openmem(self) -> OpenMemService:
         from memcube.domain.openmem import OpenMemService  # the API's alone: the worker never loads it
 
-        return OpenMemService(self.store, self.store, self.deleter, self.cubes)
+        return OpenMemService(self.store, self.deleter, self.cubes)
 
     @cached_property
     def transfer(self) -> TransferService:

@@ -164,17 +164,24 @@ class DeletionService:
 
     # --- selective ---------------------------------------------------------------------------
 
-    def _by_ids(self, memory_ids: list[str], cubes: list[str] | None, principal: Principal) -> Receipt:
-        if cubes is not None:
+    def delete_as_writers(self, memory_ids: list[str]) -> Receipt:
+        """Delete by ids, each memory as the user who wrote it (the hosted API with keys off and
+        no user named, as MemOS deletes)."""
+        return self._by_ids(memory_ids, None, None)
+
+    def _by_ids(self, memory_ids: list[str], cubes: list[str] | None, principal: Principal | None) -> Receipt:
+        if cubes is not None and principal is not None:
             authorize_write(principal, cubes, self._users)  # all or nothing, before any delete
         found = {i.id: i for i in self._memories.get_memories(memory_ids)}
-        allowed: dict[str, bool] = {}
+        allowed: dict[tuple[str, str], bool] = {}
         by_cube: dict[str, list[MemoryItem]] = {}
         for item in found.values():
             cube = item.metadata.cube_id
-            if cube not in allowed:
-                allowed[cube] = (cube in cubes) if cubes is not None else self._may_write(principal, cube)
-            if allowed[cube]:
+            who = principal or Principal(user_id=item.metadata.user_id)
+            if (cube, who.user_id) not in allowed:
+                may = (cube in cubes) if cubes is not None else self._may_write(who, cube)
+                allowed[cube, who.user_id] = may
+            if allowed[cube, who.user_id]:
                 by_cube.setdefault(cube, []).append(item)
         deleted = {i.id for items in by_cube.values() for i in items}
         receipts = [self._remove(cube, self._with_lineage(cube, items)) for cube, items in by_cube.items()]

@@ -37,7 +37,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from memcube.domain import limits
 from memcube.domain.cubes import CreateCubeRequest, CubeService
-from memcube.domain.deletion import CubeReceipt, DeleteMemoryRequest, DeletionService, Receipt
+from memcube.domain.deletion import DeleteMemoryRequest, DeletionService, Receipt
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.model import MemoryType, Principal, TaskState
 from memcube.domain.permissions import UserDirectory
@@ -60,7 +60,6 @@ from memcube.domain.requests import (
     readable,
 )
 from memcube.domain.search import SearchRequest
-from memcube.ports import MemoryStore
 
 PREFIX = "/api/openmem/v1"
 """Where the hosted API lives in the SDK's default base URL; memcube serves it there (and at the root)."""
@@ -493,34 +492,19 @@ class OpenMemService:
 
     def __init__(
         self,
-        memories: MemoryStore,
         users: UserDirectory,
         deleter: DeletionService,
         cubes: CubeService,
     ) -> None:
-        self._memories = memories
         self._users = users
         self._deleter = deleter
         self._cubes = cubes
 
     def delete_memories(self, memory_ids: list[str], principal: Principal | None) -> Receipt:
         """Delete by ids, as `principal`, or (keys off, no user named) each as its writer."""
-        if principal is not None:
-            return self._deleter.delete(
-                DeleteMemoryRequest(user_id=principal.user_id, memory_ids=memory_ids), principal
-            )
-        writers: dict[str, list[str]] = {}
-        for item in self._memories.get_memories(memory_ids):
-            writers.setdefault(item.metadata.user_id, []).append(item.id)
-        cubes: list[CubeReceipt] = []
-        deleted: set[str] = set()
-        for writer, ids in writers.items():
-            receipt = self._deleter.delete(
-                DeleteMemoryRequest(user_id=writer, memory_ids=ids), Principal(user_id=writer)
-            )
-            cubes += receipt.cubes
-            deleted |= set(ids) - set(receipt.not_found)
-        return Receipt(cubes, [i for i in dict.fromkeys(memory_ids) if i not in deleted])
+        if principal is None:
+            return self._deleter.delete_as_writers(memory_ids)
+        return self._deleter.delete(DeleteMemoryRequest(user_id=principal.user_id, memory_ids=memory_ids), principal)
 
     def create_knowledgebase(self, body: CreateKnowledgebaseBody, principal: Principal | None) -> str:
         """A new knowledge-base cube owned by `principal`; with keys off (no principal) an open
