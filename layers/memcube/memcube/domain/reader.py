@@ -17,9 +17,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from memcube.domain.model import MemoryType, SourceMessage
 from memcube.domain.similarity import CJK
+
+T = TypeVar("T")
 
 WINDOW_TOKENS = 1024
 OVERLAP_TOKENS = 200
@@ -119,32 +122,38 @@ def _lines(units: list[SourceMessage], limit: int, overlap: int) -> list[_Line]:
 def windows(units: list[SourceMessage], limit: int = WINDOW_TOKENS, overlap: int = OVERLAP_TOKENS) -> list[Window]:
     """Pack rendered lines into windows; each new window repeats the previous window's last
     lines (up to `overlap` tokens) so a fact spanning the boundary is kept whole in one memory."""
-    lines = _lines(units, limit, overlap)
-    out: list[Window] = []
-    current: list[_Line] = []
+    return [_window(group) for group in _pack(_lines(units, limit, overlap), lambda line: line.tokens, limit, overlap)]
+
+
+def _pack(items: list[T], tokens: Callable[[T], int], limit: int, overlap: int) -> list[list[T]]:
+    """`items` in order, in groups of at most `limit` tokens; each group after the first starts
+    with the previous group's last items that fit in `overlap` tokens (and leave room for the next)."""
+    out: list[list[T]] = []
+    current: list[T] = []
     size = 0
-    fresh = 0  # lines in `current` not already emitted in the previous window
-    for line in lines:
-        if current and size + line.tokens > limit:
-            out.append(_window(current))
-            current, size = _tail(current, overlap, limit - line.tokens)
+    fresh = 0  # items in `current` not already in the previous group
+    for item in items:
+        if current and size + tokens(item) > limit:
+            out.append(current)
+            current, size = _tail(current, tokens, min(overlap, limit - tokens(item)))
             fresh = 0
-        current.append(line)
-        size += line.tokens
+        current.append(item)
+        size += tokens(item)
         fresh += 1
     if current and fresh:
-        out.append(_window(current))
+        out.append(current)
     return out
 
 
-def _tail(lines: list[_Line], overlap: int, room: int) -> tuple[list[_Line], int]:
-    kept: list[_Line] = []
+def _tail(items: list[T], tokens: Callable[[T], int], room: int) -> tuple[list[T], int]:
+    """The last items, in order, that fit in `room` tokens."""
+    kept: list[T] = []
     size = 0
-    for line in reversed(lines):
-        if size + line.tokens > min(overlap, room):
+    for item in reversed(items):
+        if size + tokens(item) > room:
             break
-        kept.insert(0, line)
-        size += line.tokens
+        kept.insert(0, item)
+        size += tokens(item)
     return kept, size
 
 
@@ -164,19 +173,8 @@ def _window(lines: list[_Line]) -> Window:
 def document(unit: SourceMessage, limit: int = CHUNK_TOKENS, overlap: int = CHUNK_OVERLAP_TOKENS) -> list[Window]:
     """One file in chunks of at most `limit` tokens; each chunk repeats the previous chunk's last
     pieces (up to `overlap` tokens) so a passage spanning the boundary is kept whole in one."""
-    texts: list[str] = []
-    current: list[tuple[str, int]] = []
-    size = fresh = 0
-    for piece in _fit(unit.content, limit, [_paragraphs, _text_lines, _sentences]):
-        if current and size + piece[1] > limit:
-            texts.append(_joined(current))
-            current, size = _carried(current, min(overlap, limit - piece[1]))
-            fresh = 0
-        current.append(piece)
-        size += piece[1]
-        fresh += 1
-    if current and fresh:
-        texts.append(_joined(current))
+    pieces = _fit(unit.content, limit, [_paragraphs, _text_lines, _sentences])
+    texts = [_joined(group) for group in _pack(pieces, lambda piece: piece[1], limit, overlap)]
     name = unit.filename or unit.file_id
     out = []
     for n, text in enumerate(texts, 1):
@@ -184,18 +182,6 @@ def document(unit: SourceMessage, limit: int = CHUNK_TOKENS, overlap: int = CHUN
         title = f"{name} (part {n} of {len(texts)})" if name and len(texts) > 1 else name
         out.append(Window(text=text, sources=[source], memory_type="LongTermMemory", title=title))
     return out
-
-
-def _carried(pieces: list[tuple[str, int]], room: int) -> tuple[list[tuple[str, int]], int]:
-    """The last pieces, in order, that fit in `room` tokens: the next chunk's overlap."""
-    kept: list[tuple[str, int]] = []
-    size = 0
-    for piece in reversed(pieces):
-        if size + piece[1] > room:
-            break
-        kept.insert(0, piece)
-        size += piece[1]
-    return kept, size
 
 
 def _fit(text: str, limit: int, splitters: list[Callable[[str], list[str]]]) -> list[tuple[str, int]]:
