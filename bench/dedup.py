@@ -41,6 +41,11 @@ class TimedEmbedder:
     def dimension(self) -> int:
         return int(self._inner.dimension)
 
+    @property
+    def max_tokens(self) -> int | None:
+        limit: int | None = self._inner.max_tokens
+        return limit
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         start = time.perf_counter()
         try:

@@ -93,7 +93,7 @@ def test_a_conversation_and_a_file_in_one_add_are_read_apart() -> None:
     chat = SourceMessage(type="chat", role="user", content="Please file the attached policy.")
     file = SourceMessage(type="file", role="user", content="Policy text.", file_id="f1", filename="p.txt")
     [talk, doc] = read([chat, file])
-    assert talk.text == "user: []: Please file the attached policy." and not talk.from_file
+    assert talk.text == "user: Please file the attached policy." and not talk.from_file
     assert doc.text == "Policy text." and doc.from_file and doc.key == "p.txt"
 
 

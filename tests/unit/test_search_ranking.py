@@ -10,7 +10,7 @@ import pytest
 
 from memcube.domain import search
 from memcube.domain.model import MemoryItem, MemoryMetadata
-from memcube.domain.search import MMR_LAMBDA, SIM_DEDUP, Scored, _dedup_sim, _mmr
+from memcube.domain.search import MMR_FLOOR, MMR_LAMBDA, SIM_DEDUP, Scored, _dedup_sim, _mmr
 
 
 def _cosine(a: list[float], b: list[float] | None) -> float:
@@ -29,7 +29,8 @@ def textbook_mmr(scored: list[Scored], k: int) -> list[Scored]:
             redundancy = max(
                 (_cosine(s.item.metadata.embedding or [], p.item.metadata.embedding) for p in picked), default=0.0
             )
-            return MMR_LAMBDA * s.relativity - (1 - MMR_LAMBDA) * redundancy
+            repeated = max(redundancy - MMR_FLOOR, 0.0) / (1 - MMR_FLOOR)  # alike is not repeated
+            return MMR_LAMBDA * s.relativity - (1 - MMR_LAMBDA) * repeated
 
         best = max(pool, key=gain)
         picked.append(best)

@@ -305,12 +305,13 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def search(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, SearchRequest)
-        results = await blocking(request, c.searcher.search, req, c.authority.acting_for(who, req.user_id))
+        answer = await blocking(request, c.searcher.search, req, c.authority.acting_for(who, req.user_id))
         text_mem = [
             _cube_memories(r.cube_id, [_with_relativity(s.item, s.relativity) for s in r.memories], len(r.memories))
-            for r in results
+            for r in answer.cubes
         ]
         data = {"text_mem": text_mem, "pref_mem": [], "tool_mem": [], "skill_mem": [], "act_mem": [], "para_mem": []}
+        data["notes"] = answer.notes
         return envelope(200, "Search completed successfully", data)
 
     @post_json(

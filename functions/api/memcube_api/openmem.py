@@ -157,8 +157,8 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
     async def search_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, SearchMemoryBody)
         req = openmem.search_request(body)
-        results = await blocking(request, c.searcher.search, req, c.authority.acting_for(who, req.user_id))
-        scored = sorted((s for r in results for s in r.memories), key=lambda s: (-s.relativity, s.item.id))
+        answer = await blocking(request, c.searcher.search, req, c.authority.acting_for(who, req.user_id))
+        scored = sorted((s for r in answer.cubes for s in r.memories), key=lambda s: (-s.relativity, s.item.id))
         data = {
             "memory_detail_list": [detail(s.item, s.relativity) for s in scored],
             "preference_detail_list": [],

@@ -179,8 +179,28 @@ class Embedder(Protocol):
     @property
     def dimension(self) -> int: ...
 
+    @property
+    def max_tokens(self) -> int | None:
+        """The longest text (in the reader's `count_tokens`) the model reads whole; None when any
+        length is read. The reader cuts memories to fit it, so no stored text is left out of its
+        vector; an adapter given a longer text anyway must still read all of it (in parts)."""
+        ...
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One vector per text, computed in one batch."""
+        ...
+
+
+class Reranker(Protocol):
+    """Scores search candidates against the query with a model that reads both together (a
+    cross-encoder), which ranks more exactly than comparing two separate vectors."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
+        """A relevance score in [0, 1] per document, in their order; `Unavailable` when the model
+        cannot answer (the search then keeps its own order and says so)."""
         ...
 
 

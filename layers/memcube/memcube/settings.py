@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
 
+    reranker: Literal["none", "llm", "http", "bedrock"] | None = None
+    """What `rerank: true` on a search uses. `http`: a Cohere-style `POST {reranker_base_url}/rerank`
+    (Cohere, Jina, vLLM, Hugging Face TEI, LiteLLM); `bedrock`: Bedrock's Rerank API
+    (`reranker_model`, default amazon.rerank-v1:0); `llm`: the configured LLM. Default: `llm` when
+    an LLM is configured, else `none` (a search then says it was not reranked)."""
+    reranker_model: str | None = None
+    reranker_base_url: str | None = None
+    reranker_api_key: SecretStr | None = None
+
     near_duplicate_jaccard: float = Field(default=0.7, gt=0, le=1)
     """Organizer: word-shingle Jaccard similarity at or above which a new item is merged into an
     existing one (lexical, so consistent the moment an item is written)."""
@@ -128,6 +137,10 @@ class Settings(BaseSettings):
             raise ValueError(f"MEMCUBE_LLM={self.llm} needs MEMCUBE_LLM_MODEL")
         if self.llm == "openai" and not self.llm_base_url:
             raise ValueError("MEMCUBE_LLM=openai needs MEMCUBE_LLM_BASE_URL (e.g. http://localhost:11434/v1)")
+        if self.reranker == "http" and not (self.reranker_base_url and self.reranker_model):
+            raise ValueError("MEMCUBE_RERANKER=http needs MEMCUBE_RERANKER_BASE_URL and MEMCUBE_RERANKER_MODEL")
+        if self.reranker == "llm" and self.llm == "none":
+            raise ValueError("MEMCUBE_RERANKER=llm needs an LLM (MEMCUBE_LLM)")
         if self.embedder == "openai" and not (self.embedding_base_url and self.embedding_model):
             raise ValueError("MEMCUBE_EMBEDDER=openai needs MEMCUBE_EMBEDDING_BASE_URL and MEMCUBE_EMBEDDING_MODEL")
         return self

@@ -30,7 +30,16 @@ if TYPE_CHECKING:
     from memcube.domain.ingest import IngestService
     from memcube.domain.maintenance import Maintenance
     from memcube.domain.openmem import OpenMemService
-    from memcube.ports import LLM, DeadLetterSink, DocumentReader, Embedder, SearchIndex, TaskQueue, Telemetry
+    from memcube.ports import (
+        LLM,
+        DeadLetterSink,
+        DocumentReader,
+        Embedder,
+        Reranker,
+        SearchIndex,
+        TaskQueue,
+        Telemetry,
+    )
 
 
 class Container:
@@ -248,7 +257,28 @@ class Container:
 
     @cached_property
     def searcher(self) -> SearchService:
-        return SearchService(self.store, self.index, self.embedder, self.store)
+        return SearchService(self.store, self.index, self.embedder, self.store, reranker=self.reranker, llm=self.llm)
+
+    @cached_property
+    def reranker(self) -> Reranker | None:
+        """The rerank model searches use (`MEMCUBE_RERANKER`); by default the LLM, if one is
+        configured. Built on the first search, so the API imports no model client before."""
+        s = self.settings
+        if s.reranker == "http":
+            from memcube.adapters.http_reranker import HttpReranker
+
+            assert s.reranker_base_url and s.reranker_model  # settings validate both
+            key = s.reranker_api_key.get_secret_value() if s.reranker_api_key else None
+            return HttpReranker(s.reranker_base_url, s.reranker_model, api_key=key)
+        if s.reranker == "bedrock":
+            from memcube.adapters.bedrock import BedrockReranker
+
+            return BedrockReranker(s.reranker_model or "amazon.rerank-v1:0")
+        if s.reranker in {"llm", None} and self.llm is not None:
+            from memcube.domain.llm_search import LLMReranker
+
+            return LLMReranker(self.llm)
+        return None
 
     @cached_property
     def deleter(self) -> DeletionService:

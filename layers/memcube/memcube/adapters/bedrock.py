@@ -30,6 +30,9 @@ JSON_INSTRUCTION = (
 """Appended to the system prompt when JSON is asked for: Converse has no JSON mode."""
 
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
+MAX_TOKENS = 4096
+"""Titan v2 reads 8,192 tokens (50,000 characters): half that in the reader's count leaves room
+for word pieces of any script."""
 
 
 def _describe(error: Exception) -> str:
@@ -44,9 +47,13 @@ def _describe(error: Exception) -> str:
 
 
 class _LazyClient:
-    """One `bedrock-runtime` client, built on first use (thread-safe: boto3's session is not)."""
+    """One Bedrock client (`bedrock-runtime` unless told), built on first use (thread-safe:
+    boto3's session is not)."""
 
-    def __init__(self, region: str | None, timeout: float, max_retries: int, client: Any) -> None:
+    def __init__(
+        self, region: str | None, timeout: float, max_retries: int, client: Any, service: str = "bedrock-runtime"
+    ) -> None:
+        self._service = service
         self._region = region
         self._config = Config(
             read_timeout=timeout,
@@ -60,7 +67,7 @@ class _LazyClient:
         with self._lock:
             if self._client is None:
                 session = boto3.Session()
-                self._client = session.client("bedrock-runtime", region_name=self._region, config=self._config)
+                self._client = session.client(self._service, region_name=self._region, config=self._config)
             return self._client
 
 
@@ -138,6 +145,10 @@ class TitanEmbedder:
     def dimension(self) -> int:
         return self._dimension
 
+    @property
+    def max_tokens(self) -> int | None:
+        return MAX_TOKENS
+
     def _runtime(self) -> Any:
         return self._client.get()
 
@@ -180,3 +191,51 @@ class TitanEmbedder:
         # Titan normalizes already; normalizing again only removes rounding drift.
         norm = math.sqrt(sum(float(v) * float(v) for v in vector))
         return [float(v) / norm for v in vector] if norm > 0 else [float(v) for v in vector]
+
+
+class BedrockReranker:
+    """`Reranker` through Bedrock's Rerank API (`bedrock-agent-runtime`), with Amazon's or
+    Cohere's rerank model: one call scores every candidate against the query."""
+
+    def __init__(
+        self,
+        model_id: str = "amazon.rerank-v1:0",
+        *,
+        region: str | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 2,
+        client: Any = None,
+    ) -> None:
+        self._model = model_id
+        self._region = region
+        self._client = _LazyClient(region, timeout, max_retries, client, service="bedrock-agent-runtime")
+
+    @property
+    def model_id(self) -> str:
+        return f"bedrock:{self._model}"
+
+    def _arn(self) -> str:
+        region = self._region or self._client.get().meta.region_name
+        return f"arn:aws:bedrock:{region}::foundation-model/{self._model}"
+
+    def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
+        if not documents:
+            return []
+        sources = [
+            {"type": "INLINE", "inlineDocumentSource": {"type": "TEXT", "textDocument": {"text": d}}} for d in documents
+        ]
+        config = {"numberOfResults": len(documents), "modelConfiguration": {"modelArn": self._arn()}}
+        try:
+            response = self._client.get().rerank(
+                queries=[{"type": "TEXT", "textQuery": {"text": query}}],
+                sources=sources,
+                rerankingConfiguration={"type": "BEDROCK_RERANKING_MODEL", "bedrockRerankingConfiguration": config},
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise Unavailable(f"Bedrock rerank model {self._model}: {_describe(error)}") from error
+        scores = [0.0] * len(documents)
+        for result in response.get("results", []):
+            index = result.get("index")
+            if isinstance(index, int) and 0 <= index < len(documents):
+                scores[index] = float(result.get("relevanceScore", 0.0))
+        return scores

@@ -28,6 +28,10 @@ class HashEmbedder:
     def dimension(self) -> int:
         return self._dimension
 
+    @property
+    def max_tokens(self) -> int | None:
+        return None  # every word of any text is hashed
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return [self._one(t) for t in texts]
 

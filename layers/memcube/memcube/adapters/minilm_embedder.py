@@ -18,6 +18,12 @@ MODEL_ID = "minilm-l6-v2-384"
 """Recorded in every item and index built with this model: never change it for the same model."""
 DIMENSION = 384
 BATCH_SIZE = 64
+MAX_PIECES = 254
+"""The model reads 256 word pieces (`max_seq_length`), two of them [CLS] and [SEP]."""
+MAX_TOKENS = 220
+"""What the reader may put in one text (its own token count): English runs about 1.03-1.15 word
+pieces a token, so a window of 220 fits in 254 pieces. A text that still runs longer (compound
+words, codes, other scripts) is not cut: `embed` splits it and averages the parts' vectors."""
 _FALLBACK = [1.0] + [0.0] * (DIMENSION - 1)
 """The vector of a text the model gives nothing for: still unit length, as the contract wants
 (MiniLM itself embeds "" through its [CLS]/[SEP] tokens, so this is a guard, not a path)."""
@@ -71,6 +77,10 @@ class MiniLMEmbedder:
     def dimension(self) -> int:
         return DIMENSION
 
+    @property
+    def max_tokens(self) -> int:
+        return MAX_TOKENS
+
     def warm(self) -> None:
         """Load the model now (it otherwise loads on the first `embed`)."""
         _load()
@@ -80,15 +90,36 @@ class MiniLMEmbedder:
             return []
         model = _load()
         with _encode_lock:
+            parts = [_parts(model.tokenizer, text) for text in texts]
+            flat = [p for ps in parts for p in ps]
             matrix = model.encode(
-                list(texts),
-                batch_size=BATCH_SIZE,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
+                flat, batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
-        vectors: list[list[float]] = matrix.tolist()
-        for n, vector in enumerate(vectors):
-            if sum(v * v for v in vector) < 0.25:  # unit length or (for no tokens at all) zero
-                vectors[n] = list(_FALLBACK)
+        vectors: list[list[float]] = []
+        start = 0
+        for ps in parts:
+            rows = matrix[start : start + len(ps)]
+            start += len(ps)
+            vector = rows[0] if len(rows) == 1 else _unit(rows.mean(axis=0))
+            vectors.append(vector.tolist() if float((vector * vector).sum()) >= 0.25 else list(_FALLBACK))
         return vectors
+
+
+def _parts(tokenizer: Any, text: str) -> list[str]:
+    """`text` whole when the model reads all of it, else consecutive spans of at most
+    `MAX_PIECES` word pieces (cut at piece boundaries), so no part of it is truncated away."""
+    if len(text) < MAX_PIECES:  # a piece is at least one character: short texts always fit
+        return [text]
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    if len(offsets) <= MAX_PIECES:
+        return [text]
+    return [
+        text[offsets[i][0] : offsets[min(i + MAX_PIECES, len(offsets)) - 1][1]]
+        for i in range(0, len(offsets), MAX_PIECES)
+    ]
+
+
+def _unit(vector: Any) -> Any:
+    """The mean of unit vectors, back to unit length (a zero mean stays zero: the fallback)."""
+    norm = float((vector * vector).sum()) ** 0.5
+    return vector / norm if norm else vector

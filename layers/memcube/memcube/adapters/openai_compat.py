@@ -23,6 +23,10 @@ from memcube.domain.errors import LLMUnavailable, Unavailable
 _PROVIDER = "OpenAI-compatible"
 _MAX_DETAIL = 300
 """Characters of the provider's error message kept in ours (a task part is not a log)."""
+MAX_TOKENS = 2048
+"""OpenAI's embedding models read 8,191 tokens; servers of smaller models (BERT-sized: 512) less.
+2048 of the reader's tokens is what a memory ever needs (its windows and chunks are smaller), so
+only a document chunk on a 512-token model could run over, and such a server reports it."""
 
 
 def _safe_url(url: str) -> str:
@@ -164,6 +168,10 @@ class OpenAICompatibleEmbedder:
     @property
     def dimension(self) -> int:
         return self._dimension
+
+    @property
+    def max_tokens(self) -> int | None:
+        return MAX_TOKENS
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         vectors: list[list[float]] = []

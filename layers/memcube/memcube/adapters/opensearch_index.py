@@ -36,6 +36,7 @@ from typing import Any, Literal
 from memcube.domain.errors import EmbeddingMismatch, IndexUnavailable
 from memcube.domain.filters import And, Filter, Or
 from memcube.domain.model import MemoryItem
+from memcube.domain.search import event_span
 from memcube.ports import Hit
 
 Service = Literal["es", "aoss"]
@@ -65,6 +66,7 @@ def mapping(dimension: int) -> dict[str, Any]:
                 "info": {"type": "flat_object"},
                 "created_at": {"type": "date"},
                 "updated_at": {"type": "date"},
+                "event_time": {"type": "date"},
                 "embedding": {
                     "type": "knn_vector",
                     "dimension": dimension,
@@ -92,6 +94,7 @@ def document(item: MemoryItem) -> dict[str, Any]:
         "info": meta.info,
         "created_at": meta.created_at,
         "updated_at": meta.updated_at,
+        "event_time": event_span(item),
     }
     if meta.embedding:
         doc["embedding"] = meta.embedding
@@ -262,8 +265,11 @@ class OpenSearchIndex:
         return {"refresh": "wait_for"} if self._managed else {}
 
     def bootstrap(self) -> bool:
-        """Create the index with its mapping if it does not exist; True if created."""
+        """Create the index with its mapping if it does not exist; True if created. An index made
+        before a field existed gets the field (adding a field is all a mapping allows in place)."""
         if self.client.indices.exists(index=self._index):
+            added = {"event_time": mapping(self._dimension)["mappings"]["properties"]["event_time"]}
+            self.client.indices.put_mapping(index=self._index, body={"properties": added})
             return False
         self.client.indices.create(index=self._index, body=mapping(self._dimension))
         return True

@@ -3,7 +3,9 @@
 A filter is `{"and": [f, ...]}`, `{"or": [f, ...]}`, or leaves `{field: value}` (equality) and
 `{field: {op: value}}` with op in eq, ne, gt, gte, lt, lte, in, nin, contains. Fields are item
 fields (`memory_type`, `session_id`, `user_id`, `key`, `tags`, `custom_tags`, `created_at`,
-`updated_at`) or info keys (`info.<key>`, or a bare key that is not an item field, as MemOS allows).
+`updated_at`, `event_time`) or info keys (`info.<key>`, or a bare key that is not an item field,
+as MemOS allows). `event_time` takes gt/gte/lt/lte and a time in any form `chat_time` takes: a
+memory matches when its span of event times overlaps the bound (`search.event_span`).
 
 Keys and values are checked here, before any adapter sees them: a key is an identifier, a value
 a scalar (or a short list of scalars for in/nin), so no backend query can be injected through a
@@ -18,12 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from memcube.domain.errors import InvalidRequest
+from memcube.domain.model import iso
+from memcube.domain.when import parse_time
 
 Scalar = str | int | float | bool
 Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains"]
 OPS: frozenset[str] = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains"})
 ITEM_FIELDS = frozenset(
-    {"memory_type", "session_id", "user_id", "key", "tags", "custom_tags", "created_at", "updated_at"}
+    {"memory_type", "session_id", "user_id", "key", "tags", "custom_tags", "created_at", "updated_at", "event_time"}
 )
 LIST_FIELDS = frozenset({"tags", "custom_tags"})
 INFO_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
@@ -100,7 +104,20 @@ def _leaf(key: Any, value: Any, where: str, counter: list[int]) -> Cond:
         if not isinstance(operand, list) or not operand or len(operand) > MAX_LIST:
             raise InvalidRequest(f"{where}.{op}: must be a list of 1-{MAX_LIST} values")
         return Cond(field, op, tuple(_scalar(v, f"{where}.{op}") for v in operand))
+    if field == "event_time":
+        return Cond(field, op, _instant(operand, f"{where}.{op}" if op != "eq" else where, op))
     return Cond(field, op, _scalar(operand, f"{where}.{op}" if op != "eq" else where))
+
+
+def _instant(value: Any, where: str, op: str) -> str:
+    """An `event_time` bound in any form `chat_time` takes, as the ISO 8601 instant that event
+    times are stored in (so every backend compares them as equals)."""
+    if op not in {"gt", "gte", "lt", "lte"}:
+        raise InvalidRequest(f"{where}: event_time takes gt, gte, lt or lte (a span is compared by its ends)")
+    instant = parse_time(value) if isinstance(value, str) else None
+    if instant is None:
+        raise InvalidRequest(f"{where}: {str(value)[:40]!r} is not a time with a year (e.g. 2023-05-08T13:56:00Z)")
+    return iso(instant)
 
 
 def _field(key: Any, where: str) -> str:

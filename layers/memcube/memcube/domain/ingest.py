@@ -49,7 +49,8 @@ from memcube.domain.model import (
 )
 from memcube.domain.organizer import Organizer, Placement, Thresholds
 from memcube.domain.permissions import UserDirectory, authorize_write
-from memcube.domain.reader import Window, read
+from memcube.domain.reader import Sizes, Window, read
+from memcube.domain.when import event_times
 from memcube.ports import (
     LLM,
     DeadLetterSink,
@@ -282,7 +283,8 @@ class IngestService:
         return self._extractor is not None and msg.mode != "fast"
 
     def _organize(self, msg: QueuedAdd, redelivery: bool = False) -> Placement:
-        windows = read(self._readable(msg.messages))  # once: a PDF's text is extracted here
+        sizes = Sizes.for_embedder(self._embedder.max_tokens)  # every memory's text reaches its vector
+        windows = read(self._readable(msg.messages), sizes)  # once: a PDF's text is extracted here
         drafts, notes = self._drafts(msg, windows)
         placement = Placement(notes=notes)
         earlier = self._earlier(msg, self._candidate_ids(msg, drafts, len(windows))) if redelivery else {}
@@ -480,6 +482,7 @@ class IngestService:
 
     def _item(self, msg: QueuedAdd, draft: Draft, vector: list[float]) -> MemoryItem:
         now = self._now()
+        start, end = event_times(s.chat_time for s in draft.sources)
         return MemoryItem(
             id=draft.id,
             memory=draft.text,
@@ -501,6 +504,8 @@ class IngestService:
                 updated_at=now,
                 content_hash=content_hash(draft.text),
                 task_id=msg.task_id,
+                event_time=start,
+                event_time_end=end,
                 manager_user_id=msg.manager_user_id,
                 project_id=msg.project_id,
             ),

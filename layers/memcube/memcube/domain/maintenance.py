@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from memcube.domain.errors import Conflict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import MemoryItem
+from memcube.domain.reader import count_tokens
 from memcube.ports import Embedder, MemoryStore, SearchIndex, TaskStore
 
 
@@ -112,12 +113,21 @@ class Maintenance:
     def _current(self, items: list[MemoryItem]) -> list[MemoryItem]:
         """The items with the embedder's vectors: those of another model embedded again in one
         batch and rewritten in the store (same version: the memory itself did not change), so
-        search's reranking and dedup compare vectors of one model. An item another writer changed
+        search's reranking and dedup compare vectors of one model. So are items longer than the
+        model reads at once (`Embedder.max_tokens`): stored before embedders read a long text in
+        parts, their vectors may stand for its beginning only. An item another writer changed
         meanwhile keeps the store's version; the next reindex embeds it again."""
         embedder = self._embedder
         if embedder is None:
             return items
-        stale = [i for i in items if i.metadata.embedding_model != embedder.model_id or not i.metadata.embedding]
+        limit = embedder.max_tokens
+
+        def stale_vector(item: MemoryItem) -> bool:
+            meta = item.metadata
+            long = limit is not None and count_tokens(item.memory) > limit
+            return meta.embedding_model != embedder.model_id or not meta.embedding or long
+
+        stale = [i for i in items if stale_vector(i)]
         if not stale:
             return items
         fresh: dict[str, MemoryItem] = {}

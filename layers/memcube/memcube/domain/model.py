@@ -93,6 +93,11 @@ class MemoryMetadata(BaseModel):
     merged_from: list[str] = Field(default_factory=list)
     content_hash: str
     task_id: str
+    event_time: str | None = None
+    """When the memory's events happened (UTC, ISO 8601): its earliest message's `chat_time` that
+    names an instant (`domain.when`); None when none does."""
+    event_time_end: str | None = None
+    """Its latest message's time: with `event_time`, the span that `event_time` filters test."""
     manager_user_id: str | None = None
     project_id: str | None = None
 

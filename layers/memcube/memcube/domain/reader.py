@@ -1,11 +1,19 @@
-"""Fast-mode reader, as MemOS does it: render each message as `role: [chat_time]: content`,
-pack the lines into windows of about 1024 tokens with about 200 tokens of overlap, and make one
-memory per window.
+"""Fast-mode reader: render each message as `role: content`, pack the lines into windows that
+the embedder reads whole, and make one memory per window.
+
+MemOS packs windows of 1024 tokens with 200 of overlap. memcube cuts smaller windows on purpose
+(`Sizes`): a memory is what a search gives back and what an agent pays for in its context, and
+all-MiniLM-L6-v2 reads only its first 256 word pieces, so three quarters of a 1024-token window
+never reached its vector. Windows of about 224 tokens without overlap held the most evidence
+per word on the LoCoMo development half (BENCHMARKS.md, "Recall"), and never exceed what the
+configured embedder reads (`Embedder.max_tokens`). A message's time is written once, as a
+`[2023-05-08 13:56]` line, where it changes, not on every line (a missing time is simply
+absent; a time that does not parse is shown as sent).
 
 Files are read in **document mode** (MemOS's doc reader): each file's text is split into chunks
-of about 512 tokens with about 128 tokens of overlap, at the largest boundary that fits
-(paragraph, line, sentence, then tokens), one memory per chunk, whose source is the file (its
-id and name) and that chunk.
+of about 512 tokens with about 128 tokens of overlap (less where the embedder reads less), at the
+largest boundary that fits (paragraph, line, sentence, then tokens), one memory per chunk, whose
+source is the file (its id and name) and that chunk.
 
 Tokens are counted by a small, dependency-free rule (a CJK character, a run of word characters,
 or one punctuation mark is one token). It tracks BPE counts closely enough for window sizing
@@ -21,14 +29,38 @@ from typing import TypeVar
 
 from memcube.domain.model import MemoryType, SourceMessage
 from memcube.domain.similarity import CJK
+from memcube.domain.when import shown
 
 T = TypeVar("T")
 
-WINDOW_TOKENS = 1024
-OVERLAP_TOKENS = 200
+WINDOW_TOKENS = 224
+"""A chat window's size: the most evidence per word on LoCoMo's development half (see above)."""
+OVERLAP_TOKENS = 0
+"""Chat windows do not overlap: a repeated turn costs an agent's context twice."""
 CHUNK_TOKENS = 512
 CHUNK_OVERLAP_TOKENS = 128
 KEY_CHARS = 80
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How the reader cuts text, fitted to what the embedder reads (`Embedder.max_tokens`)."""
+
+    window: int = WINDOW_TOKENS
+    overlap: int = OVERLAP_TOKENS
+    chunk: int = CHUNK_TOKENS
+    chunk_overlap: int = CHUNK_OVERLAP_TOKENS
+
+    @classmethod
+    def for_embedder(cls, max_tokens: int | None) -> Sizes:
+        """Windows and chunks no longer than `max_tokens` (None: the embedder reads any length);
+        a chunk's overlap stays a quarter of it, as MemOS's 128 of 512."""
+        if max_tokens is None:
+            return cls()
+        window = min(WINDOW_TOKENS, max_tokens)
+        chunk = min(CHUNK_TOKENS, max_tokens)
+        return cls(window=window, overlap=0, chunk=chunk, chunk_overlap=min(CHUNK_OVERLAP_TOKENS, chunk // 4))
+
 
 _PARAGRAPH_BREAK = re.compile(r"(\n\s*\n)")
 _SENTENCE_BREAK = re.compile(r"((?<=[.!?;])\s+|(?<=[\u3002\uff01\uff1f\uff1b]))")
@@ -44,10 +76,17 @@ def count_tokens(text: str) -> int:
 
 
 def render(unit: SourceMessage) -> str:
-    """One line per message; raw parts (no role) are rendered as their text alone."""
+    """One message as a line for an LLM prompt, `role: [time]: content` (no brackets without a
+    time); raw parts (no role) are their text alone."""
     if unit.role is None:
         return unit.content
-    return f"{unit.role}: [{unit.chat_time or ''}]: {unit.content}"
+    when = f"[{unit.chat_time}]: " if unit.chat_time else ""
+    return f"{unit.role}: {when}{unit.content}"
+
+
+def _line(unit: SourceMessage) -> str:
+    """One message as a line of a memory: its time goes on a `[time]` line of its own."""
+    return unit.content if unit.role is None else f"{unit.role}: {unit.content}"
 
 
 @dataclass(frozen=True)
@@ -81,13 +120,15 @@ class Window:
         return any(s.type == "file" for s in self.sources)
 
 
-def read(units: list[SourceMessage]) -> list[Window]:
+def read(units: list[SourceMessage], sizes: Sizes | None = None) -> list[Window]:
     """The windows of a message: its conversation (every unit but files) in chat windows, then
     each file in document chunks, in order. Files must already be text (the worker reads binary
     ones first)."""
+    sizes = sizes or Sizes()
     talk = [u for u in units if u.type != "file"]
     files = [u for u in units if u.type == "file"]
-    return windows(talk) + [chunk for f in files for chunk in document(f)]
+    chunks = [c for f in files for c in document(f, sizes.chunk, sizes.chunk_overlap)]
+    return windows(talk, sizes.window, sizes.overlap) + chunks
 
 
 def _split_long(text: str, limit: int, overlap: int) -> list[str]:
@@ -109,7 +150,7 @@ def _lines(units: list[SourceMessage], limit: int, overlap: int) -> list[_Line]:
     for unit in units:
         if not unit.content.strip():
             continue
-        text = render(unit)
+        text = _line(unit)
         tokens = count_tokens(text)
         if tokens <= limit:
             lines.append(_Line(text, tokens, unit))
@@ -120,9 +161,25 @@ def _lines(units: list[SourceMessage], limit: int, overlap: int) -> list[_Line]:
 
 
 def windows(units: list[SourceMessage], limit: int = WINDOW_TOKENS, overlap: int = OVERLAP_TOKENS) -> list[Window]:
-    """Pack rendered lines into windows; each new window repeats the previous window's last
-    lines (up to `overlap` tokens) so a fact spanning the boundary is kept whole in one memory."""
-    return [_window(group) for group in _pack(_lines(units, limit, overlap), lambda line: line.tokens, limit, overlap)]
+    """Pack rendered lines into windows of at most `limit` tokens, `[time]` lines included; with
+    an `overlap`, each new window repeats the previous window's last lines (up to `overlap`
+    tokens) so a fact spanning the boundary is kept whole in one memory."""
+    time_line = max((count_tokens(f"[{shown(u.chat_time)}]") for u in units if u.chat_time), default=0)
+    room = max(limit - time_line, 1)
+    lines = _lines(units, room, min(overlap, room // 2))
+    return [_window(group) for group in _pack(lines, _with_time_line(lines), room, overlap)]
+
+
+def _with_time_line(lines: list[_Line]) -> Callable[[_Line], int]:
+    """A line's tokens, plus its `[time]` line where its time differs from the line before it
+    (a window's first line may need one too: the longest time line is kept free for it)."""
+    extra: dict[int, int] = {}
+    previous: str | None = None
+    for line in lines:
+        when = line.source.chat_time
+        extra[id(line)] = count_tokens(f"[{shown(when)}]") if when and when != previous else 0
+        previous = when
+    return lambda line: line.tokens + extra[id(line)]
 
 
 def _pack(items: list[T], tokens: Callable[[T], int], limit: int, overlap: int) -> list[list[T]]:
@@ -163,8 +220,16 @@ def _window(lines: list[_Line]) -> Window:
         if not sources or sources[-1] is not line.source:
             sources.append(line.source)
     only_user = all(s.role == "user" for s in sources)
+    rendered: list[str] = []
+    previous: str | None = None
+    for line in lines:
+        when = line.source.chat_time
+        if when and when != previous:
+            rendered.append(f"[{shown(when)}]")
+        previous = when
+        rendered.append(line.text)
     return Window(
-        text="\n".join(line.text for line in lines),
+        text="\n".join(rendered),
         sources=sources,
         memory_type="UserMemory" if only_user else "LongTermMemory",
     )

@@ -1,45 +1,102 @@
 """Search (MemOS's `/product/search`): hybrid ranking over the index, items read from the store.
 
-Ranking, for each candidate the index returns (its top vector and top text matches, both already
-confined to the readable cubes, `activated` items and the filter):
+Each candidate the index returns (its top vector and top text matches, confined to the readable
+cubes, `activated` items and the filter) is scored
 
-    relativity = 0.7 * max(cosine, 0) + 0.3 * text / max(text) + 0.05 * (same session)
+    relativity = VECTOR_WEIGHT * calibrated(cosine) + TEXT_WEIGHT * text / max(text)
+                 (+ SESSION_BOOST in the asked session, + TIME_BOOST in the asked period)
 
-`relativity` (MemOS's threshold, default 0.45) drops weak hits; `dedup` then removes near-copies
-(`sim`: cosine > 0.92 to a kept hit) or diversifies (`mmr`, lambda 0.7). Items are read back
-from the store (the system of record), so a hit the index still holds for a deleted item is
-dropped, and embeddings are never returned.
+`calibrated` maps the embedder's cosine onto 0-1 between what unrelated texts and close
+paraphrases score with that model (`CosineScale`): raw cosines mean different things per model
+(MiniLM gives a relevant pair 0.3 where other models give 0.8), so one `relativity` threshold
+could not serve them all. The scales and weights were fitted on the development half of LoCoMo
+(BENCHMARKS.md, "Recall"), so that the default `relativity` of 0.45 keeps the hits that hold
+evidence and drops results of questions asked of an unrelated cube.
+
+The request's switches, as MemOS documents them: `mode: fine` (and `mixture`) has the LLM
+rewrite the query into a few searches whose candidates join the original's; `rerank` has the
+configured rerank model (or the LLM) score the best candidates against the query, its score
+becoming their relativity; `search_memory_type` confines the search to one memory type;
+`threshold` is the least raw cosine a hit may have; `reference_time` is the "now" that
+"yesterday" or "last month" in the query are read against. Whatever could not be done (no
+LLM, no rerank model, a model that failed) is said in the answer's `notes`. `internet_search`
+is refused: memcube searches memories only.
+
+`dedup` then removes near-copies (`sim`: cosine > 0.92 to a kept hit) or diversifies (`mmr`:
+a hit is penalized only for what it repeats of a kept one, cosine above `MMR_FLOOR`). Items are
+read back from the store (the system of record), so a hit the index still holds for a deleted
+item is dropped, and embeddings are never returned.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from memcube.domain import limits
 from memcube.domain.accel import numpy_or_none
-from memcube.domain.errors import InvalidRequest
-from memcube.domain.filters import Filter, compile_filter
-from memcube.domain.model import MemoryItem, Principal
+from memcube.domain.errors import DomainError, InvalidRequest
+from memcube.domain.filters import And, Cond, Filter, compile_filter
+from memcube.domain.llm_search import rewrite_query
+from memcube.domain.model import MemoryItem, MemoryType, Principal, utcnow
 from memcube.domain.permissions import UserDirectory, authorize_read
 from memcube.domain.requests import Id, check_cube_ids
-from memcube.ports import Embedder, Hit, MemoryStore, SearchIndex
+from memcube.domain.when import Span, parse_time, query_span
+from memcube.ports import LLM, Embedder, Hit, MemoryStore, Reranker, SearchIndex
 
-VECTOR_WEIGHT = 0.7
-TEXT_WEIGHT = 0.3
+VECTOR_WEIGHT = 0.6
+TEXT_WEIGHT = 0.4
 SESSION_BOOST = 0.05
+TIME_BOOST = 0.1
 SIM_DEDUP = 0.92
 MMR_LAMBDA = 0.7
+MMR_FLOOR = 0.8
+"""MMR counts only the similarity above this cosine as repetition: windows of one conversation
+are alike (cosine 0.4-0.7) without repeating each other, and penalizing that cost recall."""
 CANDIDATES_PER_RESULT = 4
+RERANKED_PER_RESULT = 3
+MAX_RERANKED = 50
+
+
+@dataclass(frozen=True)
+class CosineScale:
+    """What a cosine means for one embedding model: `unrelated` is what texts about different
+    things typically score, `related` what a passage that answers the query typically scores."""
+
+    unrelated: float
+    related: float
+
+    def calibrated(self, cosine: float) -> float:
+        return min(max((cosine - self.unrelated) / (self.related - self.unrelated), 0.0), 1.0)
+
+
+COSINE_SCALES = {
+    "minilm-l6-v2-384": CosineScale(unrelated=0.0, related=0.5),
+}
+"""Per model id prefix; fitted on LoCoMo's development half (BENCHMARKS.md, "Recall"): with
+MiniLM at 0.0-0.5, relativity 0.45 kept 98% of the top-10 hits that hold evidence and dropped
+44% of the top-10 results of questions asked of another conversation's cube (0.1-0.6 dropped
+more noise, 77%, but also 9% of the evidence)."""
+DEFAULT_SCALE = CosineScale(unrelated=0.0, related=0.5)
+"""For a model not measured here: the MiniLM scale, which suits the sentence-embedding family."""
+
+
+def cosine_scale(model_id: str) -> CosineScale:
+    return next((v for k, v in COSINE_SCALES.items() if model_id.startswith(k)), DEFAULT_SCALE)
+
+
+SearchMemoryType = Literal["All"] | MemoryType
 
 
 class SearchRequest(BaseModel):
-    """MemOS's APISearchRequest (the preference/tool/skill/internet switches are accepted; memcube
-    keeps text memories only, so they change nothing)."""
+    """MemOS's APISearchRequest. The preference, tool and skill switches select memory kinds
+    that memcube does not extract yet: their lists come back empty."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -54,7 +111,7 @@ class SearchRequest(BaseModel):
     dedup: Literal["no", "sim", "mmr"] = "mmr"
     rerank: bool = True
     filter: dict[str, Any] | None = None
-    search_memory_type: str = Field(default="All", max_length=64)
+    search_memory_type: SearchMemoryType = "All"
     include_preference: bool = True
     pref_top_k: int = Field(default=6, ge=0, le=100)
     search_tool_memory: bool = True
@@ -62,17 +119,37 @@ class SearchRequest(BaseModel):
     include_skill_memory: bool = True
     skill_mem_top_k: int = Field(default=3, ge=0, le=100)
     internet_search: bool = False
-    threshold: float | None = None
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     reference_time: str | None = Field(default=None, max_length=64)
     chat_history: list[dict[str, Any]] | None = Field(default=None, max_length=limits.MAX_MESSAGES)
     neighbor_discovery: bool = False
     source: str | None = Field(default=None, max_length=256)
-    context_format: str = Field(default="memory", max_length=32)
+    context_format: Literal["memory"] = "memory"
 
     @field_validator("readable_cube_ids")
     @classmethod
     def _cubes(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else check_cube_ids(value)
+
+    @field_validator("reference_time")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and parse_time(value) is None:
+            raise ValueError("not a time with a year (e.g. 2023-05-08T13:56:00Z or 8 May 2023)")
+        return value
+
+    @model_validator(mode="after")
+    def _refusals(self) -> SearchRequest:
+        if self.internet_search:
+            raise ValueError("internet_search: memcube searches memories only, never the internet (send false)")
+        if self.neighbor_discovery:
+            raise ValueError("neighbor_discovery: memcube keeps no memory graph to walk (send false)")
+        if self.chat_history and self.mode == "fast":
+            raise ValueError(
+                "chat_history: it is read by mode fine or mixture, where the LLM rewrites the query with it; "
+                "in fast mode send the query alone"
+            )
+        return self
 
     def cube_ids(self) -> list[str]:
         return self.readable_cube_ids or ([self.mem_cube_id] if self.mem_cube_id else [self.user_id])
@@ -90,46 +167,128 @@ class CubeResult:
     memories: list[Scored]
 
 
+@dataclass(frozen=True)
+class SearchAnswer:
+    """The hits per cube, and what the search could not do as asked (no LLM, no rerank model)."""
+
+    cubes: list[CubeResult]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Candidate:
+    item: MemoryItem
+    cosine: float
+    score: float
+
+
 class SearchService:
-    def __init__(self, memories: MemoryStore, index: SearchIndex, embedder: Embedder, users: UserDirectory) -> None:
+    def __init__(
+        self,
+        memories: MemoryStore,
+        index: SearchIndex,
+        embedder: Embedder,
+        users: UserDirectory,
+        *,
+        reranker: Reranker | None = None,
+        llm: LLM | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._memories = memories
         self._index = index
         self._embedder = embedder
         self._users = users
+        self._llm = llm
+        self._reranker = reranker
+        self._scale = cosine_scale(embedder.model_id)
+        self._now = now
 
-    def search(self, req: SearchRequest, principal: Principal) -> list[CubeResult]:
+    def search(self, req: SearchRequest, principal: Principal) -> SearchAnswer:
         cubes = req.cube_ids()
         for cube in cubes:
             authorize_read(principal, cube, self._users)
         flt = compile_filter(req.filter)
+        if req.search_memory_type != "All":
+            kind = Cond("memory_type", "eq", req.search_memory_type)
+            flt = kind if flt is None else And((flt, kind))
         if not req.query.strip():
             raise InvalidRequest("query: must contain text")
-        [vector] = self._embedder.embed([req.query])
-        hits = self._index.search(cubes, req.query, vector, flt, req.top_k * CANDIDATES_PER_RESULT)
-        ranked = self._rank(hits, req, vector)
-        return [CubeResult(c, [s for s in ranked if s.item.metadata.cube_id == c]) for c in cubes]
+        notes: list[str] = []
+        reference = parse_time(req.reference_time) or self._now()
+        period = query_span(req.query, reference)
+        found: dict[str, _Candidate] = {}
+        for query in self._queries(req, notes):
+            [vector] = self._embedder.embed([query])
+            hits = self._index.search(cubes, query, vector, flt, req.top_k * CANDIDATES_PER_RESULT)
+            for candidate in self._score(hits, req, vector, period):
+                known = found.get(candidate.item.id)
+                if known is None or candidate.score > known.score:
+                    found[candidate.item.id] = candidate
+        ranked = sorted(found.values(), key=lambda c: (-c.score, c.item.id))
+        if req.threshold is not None:
+            ranked = [c for c in ranked if c.cosine >= req.threshold]
+        ranked = self._reranked(req, ranked, notes) if req.rerank else ranked
+        scored = [Scored(c.item, round(min(c.score, 1.0), 4)) for c in ranked if c.score >= req.relativity]
+        if req.dedup == "sim":
+            scored = _dedup_sim(scored, req.top_k)
+        elif req.dedup == "mmr":
+            scored = _mmr(scored, req.top_k)
+        else:
+            scored = scored[: req.top_k]
+        return SearchAnswer([CubeResult(c, [s for s in scored if s.item.metadata.cube_id == c]) for c in cubes], notes)
 
-    def _rank(self, hits: list[Hit], req: SearchRequest, query_vector: list[float]) -> list[Scored]:
+    def _queries(self, req: SearchRequest, notes: list[str]) -> list[str]:
+        """The query, and in fine or mixture mode the LLM's rewrites of it."""
+        if req.mode == "fast":
+            return [req.query]
+        if self._llm is None:
+            notes.append(f"mode {req.mode}: no LLM is configured to rewrite the query; it was searched as given")
+            return [req.query]
+        try:
+            return [req.query, *rewrite_query(self._llm, req.query, req.chat_history or [])]
+        except (ValueError, DomainError) as exc:
+            notes.append(f"mode {req.mode}: the LLM could not rewrite the query ({exc}); it was searched as given")
+            return [req.query]
+
+    def _score(self, hits: list[Hit], req: SearchRequest, vector: list[float], period: Span | None) -> list[_Candidate]:
         items = {i.id: i for i in self._memories.get_memories([h.memory_id for h in hits])}
         best_text = max((h.text or 0.0 for h in hits), default=0.0) or 1.0
         live = [h for h in hits if h.memory_id in items and items[h.memory_id].metadata.status == "activated"]
         text_only = [items[h.memory_id].metadata.embedding for h in live if h.cosine is None]
-        to_query = iter(_query_cosines(query_vector, text_only))
-        scored: list[Scored] = []
+        to_query = iter(_query_cosines(vector, text_only))
+        out: list[_Candidate] = []
         for hit in live:  # the store is the truth: an index leftover or a stale status is never returned
             item = items[hit.memory_id]
             cosine = hit.cosine if hit.cosine is not None else next(to_query)
-            score = VECTOR_WEIGHT * max(cosine, 0.0) + TEXT_WEIGHT * ((hit.text or 0.0) / best_text)
+            score = VECTOR_WEIGHT * self._scale.calibrated(cosine) + TEXT_WEIGHT * ((hit.text or 0.0) / best_text)
             if req.session_id and item.metadata.session_id == req.session_id:
                 score += SESSION_BOOST
-            if score >= req.relativity:
-                scored.append(Scored(item, round(min(score, 1.0), 4)))
-        scored.sort(key=lambda s: (-s.relativity, s.item.id))
-        if req.dedup == "sim":
-            return _dedup_sim(scored, req.top_k)
-        if req.dedup == "mmr":
-            return _mmr(scored, req.top_k)
-        return scored[: req.top_k]
+            if period is not None and _during(item, period):
+                score += TIME_BOOST
+            out.append(_Candidate(item, cosine, score))
+        return out
+
+    def _reranked(self, req: SearchRequest, ranked: list[_Candidate], notes: list[str]) -> list[_Candidate]:
+        """The best candidates scored again by the rerank model, whose score becomes their
+        relativity; the rest keep their order below them."""
+        if self._reranker is None:
+            notes.append("rerank: no rerank model or LLM is configured; results are in hybrid-score order")
+            return ranked
+        head = ranked[: min(MAX_RERANKED, req.top_k * RERANKED_PER_RESULT)]
+        try:
+            scores = self._reranker.rerank(req.query, [c.item.memory for c in head])
+        except DomainError as exc:
+            notes.append(f"rerank: {exc.message}; results are in hybrid-score order")
+            return ranked
+        rescored = [_Candidate(c.item, c.cosine, s) for c, s in zip(head, scores, strict=True)]
+        rescored.sort(key=lambda c: (-c.score, c.item.id))
+        return rescored + ranked[len(head) :]
+
+
+def _during(item: MemoryItem, period: Span) -> bool:
+    meta = item.metadata
+    span = parse_time(meta.event_time), parse_time(meta.event_time_end or meta.event_time)
+    return span[0] is not None and span[1] is not None and Span(span[0], span[1]).overlaps(period)
 
 
 def _norm(v: list[float]) -> float:
@@ -212,8 +371,8 @@ def _dedup_sim(scored: list[Scored], k: int) -> list[Scored]:
 
 def _mmr(scored: list[Scored], k: int) -> list[Scored]:
     """Maximal marginal relevance: relevance, minus redundancy with what is already picked (the
-    highest cosine to a picked item, kept up to date as items are picked: one cosine per
-    candidate and pick)."""
+    highest cosine to a picked item above `MMR_FLOOR`, kept up to date as items are picked: one
+    cosine per candidate and pick)."""
     vectors = _Embeddings(scored)
     pool = list(range(len(scored)))
     redundancy = [-math.inf] * len(scored)
@@ -221,7 +380,8 @@ def _mmr(scored: list[Scored], k: int) -> list[Scored]:
     while pool and len(picked) < k:
 
         def gain(i: int) -> float:
-            return MMR_LAMBDA * scored[i].relativity - (1 - MMR_LAMBDA) * (redundancy[i] if picked else 0.0)
+            repeated = max(redundancy[i] - MMR_FLOOR, 0.0) / (1 - MMR_FLOOR) if picked else 0.0
+            return MMR_LAMBDA * scored[i].relativity - (1 - MMR_LAMBDA) * repeated
 
         best = max(pool, key=gain)
         picked.append(best)
@@ -243,8 +403,17 @@ def filter_doc(item: MemoryItem) -> dict[str, Any]:
         "custom_tags": meta.custom_tags,
         "created_at": meta.created_at,
         "updated_at": meta.updated_at,
+        "event_time": event_span(item),
         "info": meta.info,
     }
 
 
-__all__ = ["CubeResult", "Filter", "Hit", "Scored", "SearchRequest", "SearchService", "filter_doc"]
+def event_span(item: MemoryItem) -> list[str]:
+    """The memory's event time as the filter sees it, its first and last instant: a condition
+    holds if either end satisfies it, so `gt`/`gte` test the span's end and `lt`/`lte` its start
+    (a memory whose span overlaps the asked period matches). Empty without an event time."""
+    meta = item.metadata
+    return list(dict.fromkeys(t for t in (meta.event_time, meta.event_time_end) if t))
+
+
+__all__ = ["CubeResult", "Filter", "Hit", "Scored", "SearchAnswer", "SearchRequest", "SearchService", "filter_doc"]

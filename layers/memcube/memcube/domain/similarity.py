@@ -38,12 +38,15 @@ CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 """Kana, CJK ideographs and Hangul (a regex character-class body): every tokenizer here (the
 shingles, the reader's token count, the local index's full-text) takes these one at a time."""
 _TOKEN = re.compile(rf"[{CJK}]|[^\W_]+", re.UNICODE)
-_ROLE_PREFIX = re.compile(r"^(?:user|assistant|system|tool): \[[^\]]*\]: ", re.MULTILINE)
+_ROLE_PREFIX = re.compile(r"^(?:(?:user|assistant|system|tool): (?:\[[^\]\n]*\]: )?|\[[^\]\n]*\]$)", re.MULTILINE)
+"""A line's `role: ` prefix (with the `[time]: ` of windows stored before times had lines of
+their own) and a window's `[time]` lines."""
 
 
 def tokens(text: str) -> list[str]:
     """Lower-cased words, with each CJK character its own token (Chinese has no spaces), and the
-    fast reader's `role: [time]: ` prefixes removed so two renderings of one message match."""
+    fast reader's `role: ` prefixes and `[time]` lines removed, so two renderings of one message
+    match."""
     text = _ROLE_PREFIX.sub("", unicodedata.normalize("NFKC", text))
     return _TOKEN.findall(text.lower())
 
