@@ -7,7 +7,11 @@ history, the same all-MiniLM-L6-v2 files as memcube, no LLM call). The job file 
 mem0 stores each message as its own memory, embedded alone. Each message carries its turn's
 `dia_id` as its `name`, which mem0 keeps as the memory's `actor_id` (only metadata: it is not
 embedded and not part of the text), so a result maps back to the turn it came from. Then every
-question is one `Memory.search(question, user_id=<conversation>, limit=30)`.
+question is one `Memory.search(question, top_k=30, filters={"user_id": <conversation>})` (mem0 2.x
+spells `user_id=..., limit=30` so), with mem0's own defaults otherwise: its ranking (the vector
+search, plus its keyword and entity scores when their optional packages are installed: the venv
+of `bench/mem0-requirements.txt` has neither fastembed nor spaCy, so mem0 ranks by the vector
+alone, as a plain `pip install mem0ai` does) and score threshold 0.1.
 
 Prints one JSON object: the ingest (messages, seconds from the first add to the last return,
 memories stored), the search seconds of each question, and per question the results in rank
@@ -75,7 +79,7 @@ def main() -> None:
     seconds, results = [], []
     for q in job["questions"]:
         t0 = time.perf_counter()
-        found = memory.search(q["query"], user_id=q["user_id"], limit=job["limit"])
+        found = memory.search(q["query"], top_k=job["limit"], filters={"user_id": q["user_id"]})
         seconds.append(time.perf_counter() - t0)
         texts = by_text[q["user_id"]]
         results.append([{"memory": r["memory"], "dia_ids": dia_ids(r, texts)} for r in found["results"]])

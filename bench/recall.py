@@ -38,12 +38,13 @@ Side by side, on the same questions and the same turn texts:
   `infer=False` stores, without mem0);
 - `turn BM25`: each turn scored with Okapi BM25 (k1 1.2, b 0.75, Lucene's idf), top 30;
 - `mem0`: mem0 open source, `Memory.add(session, user_id=conv, run_id=session, infer=False)` per
-  session with the same model files, `Memory.search(question, user_id=conv, limit=30)`, in its own
-  venv (`bench/mem0_recall.py`); its ingest messages/s on the same data gives the ratio
-  memcube / mem0 (the issue's goal: at least 3).
+  session with the same model files, `Memory.search(question, top_k=30, filters={"user_id": conv})`
+  with mem0's defaults otherwise (its own ranking, threshold 0.1), in its own venv
+  (`bench/mem0_recall.py`); its ingest messages/s on the same data gives the ratio memcube / mem0
+  (the issue's goal: at least 3).
 
-Evidence lists are read as LoCoMo writes them: a few entries hold several ids ("D8:6; D9:17") and
-are split; ids that name no turn of the conversation (a few typos such as "D:11:26") are dropped
+Evidence lists are read as LoCoMo writes them: a few entries hold several ids separated by ";" or
+spaces and are split; ids that name no turn of the conversation (a few malformed ones) are dropped
 and counted in the results; a question left with no evidence is not asked.
 
 Writes `bench/results/recall.json`; `bench.report` renders it into BENCHMARKS.md with the goals of
