@@ -3,7 +3,9 @@
     python -m bench                     # everything, full size (about 25 minutes on 2 cores)
     python -m bench --quick             # fewer rounds and smaller cubes (about 6 minutes)
     python -m bench --only coldstart search
-    python -m bench --only recall       # LoCoMo recall (data: ../shared/data/locomo-dev, see BENCHMARKS.md)
+    python -m bench --only recall       # recall on LoCoMo's dev half (data: see BENCHMARKS.md; about
+                                        # 10 minutes on a quiet machine, 29 under a load of 10, most of
+                                        # it mem0's ingest); --quick: one conversation
     python -m bench --smoke             # tiny sizes, model-free embedder, no mem0: checks that
                                         # the scripts run (the test suite does this), saves nothing
 

@@ -85,7 +85,9 @@ CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 HITS = (1, 5, 10)
 BUDGETS = (500, 1000, 2000)
 TOP = 30
-"""Results per question for the turn-level baselines and mem0."""
+"""Results per question for the turn-level baselines and mem0 (`--top`). 30 turns are about 700
+words, so at this depth their recall within 1,000 and 2,000 words is capped by the depth, not the
+budget; a deeper `--top` fills those budgets too."""
 DEFAULT_VARIANTS = ('{"top_k": 30, "relativity": 0, "dedup": "no"}',)
 
 
@@ -312,8 +314,8 @@ class BM25:
         return sorted(range(len(s)), key=lambda i: (-s[i], i))[:k]
 
 
-def turn_baselines(data: Dataset, embedder_kind: str, threads: int) -> dict[str, Any]:
-    """Each turn alone: dense (the same embedder, cosine) and BM25, top 30 per question."""
+def turn_baselines(data: Dataset, embedder_kind: str, threads: int, top: int = TOP) -> dict[str, Any]:
+    """Each turn alone: dense (the same embedder, cosine) and BM25, the `top` best per question."""
     import numpy as np
 
     from memcube.settings import Settings
@@ -339,9 +341,9 @@ def turn_baselines(data: Dataset, embedder_kind: str, threads: int) -> dict[str,
     for q, vector in zip(data.questions, queries, strict=True):
         turns = by_conv[q.conv]
         cosines = matrices[q.conv] @ vector / (np.linalg.norm(matrices[q.conv], axis=1) * np.linalg.norm(vector))
-        order = np.argsort(-cosines, kind="stable")[:TOP]
+        order = np.argsort(-cosines, kind="stable")[:top]
         dense.append([(frozenset([turns[i].dia_id]), words(turns[i].content)) for i in order])
-        lexical.append([(frozenset([turns[i].dia_id]), words(turns[i].content)) for i in bm25[q.conv].top(q.text, TOP)])
+        lexical.append([(frozenset([turns[i].dia_id]), words(turns[i].content)) for i in bm25[q.conv].top(q.text, top)])
     return {
         "turn dense": dense,
         "turn BM25": lexical,
@@ -514,7 +516,7 @@ def memcube_search(client: Any, data: Dataset, variants: dict[str, dict[str, Any
 # --- mem0 ----------------------------------------------------------------------------------------
 
 
-def mem0_job(data: Dataset) -> dict[str, Any]:
+def mem0_job(data: Dataset, top: int = TOP) -> dict[str, Any]:
     """What `bench/mem0_recall.py` replays and asks: the same sessions, turn texts and questions."""
 
     def turns(session: Session) -> list[dict[str, str]]:
@@ -528,14 +530,14 @@ def mem0_job(data: Dataset) -> dict[str, Any]:
         for c in data.conversations
     ]
     questions = [{"user_id": q.conv, "query": q.text} for q in data.questions]
-    return {"conversations": conversations, "questions": questions, "limit": TOP}
+    return {"conversations": conversations, "questions": questions, "limit": top}
 
 
-def mem0_run(data: Dataset, threads: int) -> dict[str, Any]:
+def mem0_run(data: Dataset, threads: int, top: int = TOP) -> dict[str, Any]:
     """mem0 open source in its own venv (`bench/mem0_recall.py`): ingest, then every question."""
     with tempfile.TemporaryDirectory(prefix="bench-recall-mem0-") as tmp:
         job = Path(tmp) / "job.json"
-        job.write_text(json.dumps(mem0_job(data)))
+        job.write_text(json.dumps(mem0_job(data, top)))
         argv = [str(MEM0_PYTHON), str(ROOT / "bench" / "mem0_recall.py"), "--job", str(job), "--data-dir", tmp]
         done = subprocess.run(argv, env=child_env(threads), capture_output=True, text=True, check=False, cwd=ROOT)
     if done.returncode != 0:
@@ -594,7 +596,13 @@ def goals(systems: dict[str, dict[str, Any]], ingest: dict[str, Any], latency: d
 
 
 def run(
-    data: Dataset, *, embedder: str, threads: int, variants: Sequence[dict[str, Any]], with_mem0: bool
+    data: Dataset,
+    *,
+    embedder: str,
+    threads: int,
+    variants: Sequence[dict[str, Any]],
+    with_mem0: bool,
+    top: int = TOP,
 ) -> dict[str, Any]:
     named = {"memcube defaults": {}} | {f"memcube {json.dumps(v)}": v for v in variants}
     log(
@@ -607,12 +615,12 @@ def run(
         searched = memcube_search(client, data, named)
     answers: dict[str, list[Ranked]] = dict(searched["answers"])
     log("recall: turn-level baselines")
-    baselines = turn_baselines(data, embedder, threads)
+    baselines = turn_baselines(data, embedder, threads, top)
     answers["turn dense"], answers["turn BM25"] = baselines["turn dense"], baselines["turn BM25"]
     latency = dict(searched["latency"])
     if with_mem0:
         log("recall: mem0")
-        mem0 = mem0_run(data, threads)
+        mem0 = mem0_run(data, threads, top)
         answers["mem0"] = mem0["answers"]
         latency["mem0"] = summary(mem0["search_seconds"])
         ingest["mem0"] = {k: mem0["ingest"][k] for k in ("messages", "elapsed_s", "messages_per_s", "memories_stored")}
@@ -628,6 +636,7 @@ def run(
         "embedder": embedder,
         "torch_threads": threads,
         "variants": named,
+        "baseline_top": top,
         "ingest": ingest,
         "systems": systems,
         "baseline_seconds": baselines["seconds"],
@@ -655,6 +664,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help=f"a 'best settings' variant, JSON search fields (repeatable; default {DEFAULT_VARIANTS[0]})",
     )
     parser.add_argument("--embedder", default="minilm", help="memcube's and the dense baseline's (hash: no model)")
+    parser.add_argument("--top", type=int, default=TOP, help="results per question of the turn baselines and mem0")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--no-mem0", action="store_true", help="without mem0 (its venv is not needed)")
     parser.add_argument("--no-save", action="store_true")
@@ -676,7 +686,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = load_locomo(path, args.conversations)
 
     def recall() -> dict[str, Any]:
-        return run(data, embedder=args.embedder, threads=args.torch_threads, variants=variants, with_mem0=with_mem0)
+        return run(
+            data,
+            embedder=args.embedder,
+            threads=args.torch_threads,
+            variants=variants,
+            with_mem0=with_mem0,
+            top=args.top,
+        )
 
     return measured("recall", command, recall, keep=not args.no_save)
 

@@ -202,10 +202,11 @@ def _system_label(name: str, f: dict[str, Any]) -> str:
     if name.startswith("memcube "):
         fields = ", ".join(f"{k} {json.dumps(v)}" for k, v in f["variants"][name].items())
         return f"memcube, best settings ({fields})"
+    top = f.get("baseline_top", 30)
     return {
-        "turn dense": f"each turn embedded alone (`{f['embedder']}`), cosine, top 30",
-        "turn BM25": "each turn scored with BM25 (k1 1.2, b 0.75), top 30",
-        "mem0": "mem0 open source (`infer=False`, same model), limit 30",
+        "turn dense": f"each turn embedded alone (`{f['embedder']}`), cosine, top {top}",
+        "turn BM25": f"each turn scored with BM25 (k1 1.2, b 0.75), top {top}",
+        "mem0": f"mem0 open source (`infer=False`, same model), limit {top}",
     }.get(name, name)
 
 
@@ -248,6 +249,13 @@ def recall(r: dict[str, Any]) -> list[str]:
             f"| {_system_label(name, f)} | {o['recall@500']:.2f} | {o['recall@1000']:.2f} | {o['recall@2000']:.2f} "
             f"| {o['hit@1']:.2f} | {o['hit@5']:.2f} | {o['hit@10']:.2f} | {o['words_top10_median']:,.0f} | {when} |"
         )
+    top = f.get("baseline_top", 30)
+    turn_words = max(s["overall"]["words_top10_median"] for n, s in f["systems"].items() if n.startswith("turn"))
+    lines += [
+        "",
+        f"The turn-level rows and mem0 return {top} results, about {turn_words * top / 10:,.0f} words: their "
+        "recall within a budget larger than that is capped by the depth, not the budget (`--top` ranks deeper).",
+    ]
     categories = list(d["questions_by_category"])
     lines += [
         "",
