@@ -3,6 +3,9 @@
     python -m bench                     # everything, full size (about 25 minutes on 2 cores)
     python -m bench --quick             # fewer rounds and smaller cubes (about 6 minutes)
     python -m bench --only coldstart search
+    python -m bench --only recall       # recall on LoCoMo's dev half (data: see BENCHMARKS.md; about
+                                        # 10 minutes on a quiet machine, 29 under a load of 10, most of
+                                        # it mem0's ingest); --quick: one conversation
     python -m bench --smoke             # tiny sizes, model-free embedder, no mem0: checks that
                                         # the scripts run (the test suite does this), saves nothing
 
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ORDER = ("coldstart", "add_overhead", "ingest", "dedup", "search")
+ORDER = ("coldstart", "add_overhead", "ingest", "dedup", "search", "recall")
 
 
 def plans(mode: str) -> dict[str, list[str]]:
@@ -32,6 +35,8 @@ def plans(mode: str) -> dict[str, list[str]]:
             "ingest": ["--sessions", "3", "--rounds", "1", "--embedder", "hash", "--no-mem0"],
             "dedup": ["--sizes", "20", "60", "--adds", "2", "--embedder", "hash"],
             "search": ["--sizes", "20", "60", "--searches", "3", "--embedder", "hash"],
+            # a generated two-conversation LoCoMo-shaped file: no data, no model, no mem0
+            "recall": ["--synthetic", "--embedder", "hash", "--no-mem0"],
         }
     if mode == "quick":
         return {
@@ -40,14 +45,22 @@ def plans(mode: str) -> dict[str, list[str]]:
             "ingest": ["--sessions", "40", "--rounds", "2"],
             "dedup": ["--sizes", "1000", "10000", "--adds", "12"],
             "search": ["--sizes", "10000", "--searches", "80"],
+            "recall": ["--conversations", "1"],
         }
     return {name: [] for name in ORDER}
 
 
 def runner(name: str) -> Callable[[list[str]], dict[str, Any]]:
-    from bench import add_overhead, coldstart, dedup, ingest, search
+    from bench import add_overhead, coldstart, dedup, ingest, recall, search
 
-    modules = {"coldstart": coldstart, "add_overhead": add_overhead, "ingest": ingest, "dedup": dedup, "search": search}
+    modules = {
+        "coldstart": coldstart,
+        "add_overhead": add_overhead,
+        "ingest": ingest,
+        "dedup": dedup,
+        "search": search,
+        "recall": recall,
+    }
     main: Callable[[list[str]], dict[str, Any]] = modules[name].main
     return main
 

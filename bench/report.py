@@ -24,6 +24,7 @@ TITLES = {
     "ingest": "Ingest throughput",
     "dedup": "Dedup scaling",
     "search": "Search latency",
+    "recall": "Recall (LoCoMo dev half)",
 }
 Results = dict[str, dict[str, Any]]
 
@@ -195,6 +196,85 @@ def search(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _system_label(name: str, f: dict[str, Any]) -> str:
+    if name == "memcube defaults":
+        return "memcube, request defaults"
+    if name.startswith("memcube "):
+        fields = ", ".join(f"{k} {json.dumps(v)}" for k, v in f["variants"][name].items())
+        return f"memcube, best settings ({fields})"
+    top = f.get("baseline_top", 30)
+    return {
+        "turn dense": f"each turn embedded alone (`{f['embedder']}`), cosine, top {top}",
+        "turn BM25": f"each turn scored with BM25 (k1 1.2, b 0.75), top {top}",
+        "mem0": f"mem0 open source (`infer=False`, same model), limit {top}",
+    }.get(name, name)
+
+
+def recall(r: dict[str, Any]) -> list[str]:
+    f = r["figures"]
+    d = f["data"]
+    cats = ", ".join(f"{k} {v}" for k, v in d["questions_by_category"].items())
+    dropped = d["evidence_ids_naming_no_turn"]
+    lines = [
+        f"Data: `{Path(d['file']).name}` (sha256 {d['sha256'][:12]}...), {d['conversations']} conversations, "
+        f"{d['sessions']} sessions, {d['turns']} turns; {d['questions']} questions asked ({cats}; category 5 "
+        f"and {d['questions_without_evidence']} without evidence not asked; {dropped} evidence ids that name "
+        f"no turn dropped). Embedder `{f['embedder']}`, torch threads {f['torch_threads']}.",
+        "",
+    ]
+    ing = f["ingest"]
+    mc = ing["memcube"]
+    stored = sum(mc["memories_stored"].values())
+    text = (
+        f"Ingest of the same {mc['messages']} turns ({mc['adds']} adds, one per session): memcube "
+        f"**{mc['messages_per_s']:.0f} messages/s** ({mc['elapsed_s']:.1f} s, {stored} memories stored)"
+    )
+    if "mem0" in ing:
+        m0 = ing["mem0"]
+        text += (
+            f", mem0 `infer=False` **{m0['messages_per_s']:.0f} messages/s** ({m0['elapsed_s']:.1f} s, "
+            f"{m0['memories_stored']} memories): **{ing['ratio memcube/mem0']:.2f}x**"
+        )
+    lines += [text + ".", ""]
+    lines += [
+        "| | recall @500 words | @1,000 | @2,000 | hit@1 | hit@5 | hit@10 | words in top 10 (median) "
+        "| search p50 / p99 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in f["systems"].items():
+        o = s["overall"]
+        lat = s.get("search_latency")
+        when = f"{_ms(lat['p50_ms'])} / {_ms(lat['p99_ms'])}" if lat else "-"
+        lines.append(
+            f"| {_system_label(name, f)} | {o['recall@500']:.2f} | {o['recall@1000']:.2f} | {o['recall@2000']:.2f} "
+            f"| {o['hit@1']:.2f} | {o['hit@5']:.2f} | {o['hit@10']:.2f} | {o['words_top10_median']:,.0f} | {when} |"
+        )
+    top = f.get("baseline_top", 30)
+    turn_words = max(s["overall"]["words_top10_median"] for n, s in f["systems"].items() if n.startswith("turn"))
+    lines += [
+        "",
+        f"The turn-level rows and mem0 return {top} results, about {turn_words * top / 10:,.0f} words: their "
+        "recall within a budget larger than that is capped by the depth, not the budget (`--top` ranks deeper).",
+    ]
+    categories = list(d["questions_by_category"])
+    lines += [
+        "",
+        "Per category, recall within 1,000 words / hit@10:",
+        "",
+        "| | " + " | ".join(f"{c} ({d['questions_by_category'][c]})" for c in categories) + " |",
+        "|---|" + "---:|" * len(categories),
+    ]
+    for name, s in f["systems"].items():
+        cells = []
+        for c in categories:
+            b = s["by_category"].get(c)
+            cells.append(f"{b['recall@1000']:.2f} / {b['hit@10']:.2f}" if b else "-")
+        lines.append(f"| {_system_label(name, f)} | " + " | ".join(cells) + " |")
+    lines += ["", "Goals of the recall issue, on this run:", "", "| goal | target | measured | |", "|---|---|---|---|"]
+    lines += [f"| {g['goal']} | {g['target']} | {g['measured']} | {_yes(g['met'])} |" for g in f["goals"]]
+    return lines
+
+
 def before_after(before: Results, after: Results) -> list[str]:
     """The headline figures of each benchmark, before the fixes and now."""
 
@@ -267,7 +347,14 @@ def render(r: Results, before: Results | None = None) -> str:
     if not r:
         return "(no results yet: run `make bench`)\n"
     sections = ["### Goals", "", *goals(r), "", "### Machine and load", "", *machine_section(r)]
-    writers = {"coldstart": coldstart, "add_overhead": add_overhead, "ingest": ingest, "dedup": dedup, "search": search}
+    writers = {
+        "coldstart": coldstart,
+        "add_overhead": add_overhead,
+        "ingest": ingest,
+        "dedup": dedup,
+        "search": search,
+        "recall": recall,
+    }
     for name, title in TITLES.items():
         if name in r:
             sections += ["", f"### {title}", "", f"`{r[name]['command']}`", "", *writers[name](r[name])]

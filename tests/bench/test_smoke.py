@@ -32,4 +32,6 @@ def test_every_benchmark_runs_at_a_tiny_size_and_the_report_renders() -> None:
     for section in ("### Goals", "### Cold start", "### Add overhead", "### Ingest throughput", "### Dedup scaling"):
         assert section in done.stdout
     assert "### Search latency" in done.stdout
+    assert "### Recall (LoCoMo dev half)" in done.stdout
+    assert "| memcube, request defaults |" in done.stdout  # the recall table, from the synthetic file
     assert _committed_results() == before  # the smoke run wrote its figures elsewhere
