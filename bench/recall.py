@@ -34,11 +34,11 @@ and overall:
 
 Side by side, on the same questions and the same turn texts:
 
-- `turn dense`: each turn embedded alone with the same embedder, cosine, top 30 (what mem0
+- `turn dense`: each turn embedded alone with the same embedder, cosine, top `TOP` (what mem0
   `infer=False` stores, without mem0);
-- `turn BM25`: each turn scored with Okapi BM25 (k1 1.2, b 0.75, Lucene's idf), top 30;
+- `turn BM25`: each turn scored with Okapi BM25 (k1 1.2, b 0.75, Lucene's idf), top `TOP`;
 - `mem0`: mem0 open source, `Memory.add(session, user_id=conv, run_id=session, infer=False)` per
-  session with the same model files, `Memory.search(question, top_k=30, filters={"user_id": conv})`
+  session with the same model files, `Memory.search(question, top_k=TOP, filters={"user_id": conv})`
   with mem0's defaults otherwise (its own ranking, threshold 0.1), in its own venv
   (`bench/mem0_recall.py`); its ingest messages/s on the same data gives the ratio memcube / mem0
   (the issue's goal: at least 3).
@@ -84,10 +84,11 @@ DEFAULT_DATA = "../shared/data/locomo-dev/locomo-dev.json"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 HITS = (1, 5, 10)
 BUDGETS = (500, 1000, 2000)
-TOP = 30
-"""Results per question for the turn-level baselines and mem0 (`--top`). 30 turns are about 700
-words, so at this depth their recall within 1,000 and 2,000 words is capped by the depth, not the
-budget; a deeper `--top` fills those budgets too."""
+TOP = 150
+"""Results per question for the turn-level baselines and mem0 (`--top`): 150 turns are about
+3,500 words, so each baseline fills every budget and its recall is limited by its ranking, never
+by how deep it was asked (30 turns, about 700 words, would cap its recall within 1,000 and 2,000
+words and flatter memcube)."""
 DEFAULT_VARIANTS = ('{"top_k": 30, "relativity": 0, "dedup": "no"}',)
 
 
