@@ -438,8 +438,16 @@ def session_body(conv: Conversation, session: Session, **extra: Any) -> dict[str
 
 def memcube_ingest(client: Any, data: Dataset) -> dict[str, Any]:
     # Warm up: the model loads and the worker runs once, in a cube of its own, before the clock.
-    warm = {"user_id": "bench-warm-up", "async_mode": "sync", "messages": [{"role": "user", "content": "warm up"}]}
-    _ok(client.post("/product/add", json=warm))
+    warm = {"user_id": "bench-warm-up", "messages": [{"role": "user", "content": "warm up"}]}
+    warm_task = _ok(client.post("/product/add", json=warm))["task_id"]
+    while True:  # the model may load slower than a sync add waits on a busy machine: poll instead
+        params = {"user_id": "bench-warm-up", "task_id": warm_task}
+        state = _ok(client.get("/product/scheduler/status", params=params))["data"][0]["status"]
+        if state == "completed":
+            break
+        if state in {"failed", "cancelled"}:
+            raise RuntimeError(f"the warm-up add ended {state}")
+        time.sleep(0.2)
     tasks: list[tuple[str, str]] = []
     start = time.perf_counter()
     for conv in data.conversations:

@@ -82,7 +82,7 @@ def test_sync_add_round_trip_returns_the_memories_with_their_outcome(embedded_ap
     [memory] = reply.data
     assert set(memory) == {"memory", "memory_id", "memory_type", "cube_id", "outcome", "reason"}
     assert (memory["cube_id"], memory["outcome"]) == ("alice", "added")
-    assert "user: [2025-06-01T09:00:00Z]: I moved to Lisbon" in memory["memory"]
+    assert "[2025-06-01 09:00]\nuser: I moved to Lisbon" in memory["memory"]
     # The sample by-id event names the deterministic id of this memory (task, cube, window 0).
     by_id = load_event("api_get_memory_by_id.json")
     assert by_id["pathParameters"]["memory_id"] == memory["memory_id"]

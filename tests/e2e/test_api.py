@@ -47,10 +47,12 @@ def test_readme_round_trip_add_status_read_back(server: Server) -> None:
     item = body["data"]
     assert item["id"] == memory_id
     assert item["memory"].splitlines() == [
-        "user: [2025-06-01T09:00:00Z]: I moved to Lisbon last May.",
-        "assistant: []: Lisbon! Do you still work remotely?",
-        "user: []: Yes, for a Berlin startup.",
+        "[2025-06-01 09:00]",
+        "user: I moved to Lisbon last May.",
+        "assistant: Lisbon! Do you still work remotely?",
+        "user: Yes, for a Berlin startup.",
     ]
+    assert (item["metadata"]["event_time"], item["metadata"]["event_time_end"]) == ("2025-06-01T09:00:00.000Z",) * 2
     meta = item["metadata"]
     assert [(s["role"], s["chat_time"], s["content"]) for s in meta["sources"]] == [
         (m["role"], m.get("chat_time"), m["content"]) for m in CONVERSATION

@@ -176,8 +176,8 @@ def _with_time_line(lines: list[_Line]) -> Callable[[_Line], int]:
     extra: dict[int, int] = {}
     previous: str | None = None
     for line in lines:
-        when = line.source.chat_time
-        extra[id(line)] = count_tokens(f"[{shown(when)}]") if when and when != previous else 0
+        when = shown(line.source.chat_time) if line.source.chat_time else None
+        extra[id(line)] = count_tokens(f"[{when}]") if when and when != previous else 0
         previous = when
     return lambda line: line.tokens + extra[id(line)]
 
@@ -223,9 +223,9 @@ def _window(lines: list[_Line]) -> Window:
     rendered: list[str] = []
     previous: str | None = None
     for line in lines:
-        when = line.source.chat_time
-        if when and when != previous:
-            rendered.append(f"[{shown(when)}]")
+        when = shown(line.source.chat_time) if line.source.chat_time else None
+        if when and when != previous:  # as shown: two seconds of one minute read as one time
+            rendered.append(f"[{when}]")
         previous = when
         rendered.append(line.text)
     return Window(
