@@ -80,5 +80,8 @@ def test_top_k_and_relativity_bound_the_answer(api: Container) -> None:
         add(f"Alice visited museum number {n} in Porto.")
     _, few = search(query="museum Porto", top_k=2, dedup="no")
     assert len(found(few)) == 2
-    _, none = search(query="museum Porto", relativity=1.0)
+    _, bounded = search(query="museum Porto", relativity=0.9)
+    scores = [m["metadata"]["relativity"] for c in bounded["data"]["text_mem"] for m in c["memories"]]
+    assert all(s >= 0.9 for s in scores)
+    _, none = search(query="quantum chromodynamics lecture", relativity=0.45)
     assert found(none) == []

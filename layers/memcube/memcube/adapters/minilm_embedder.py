@@ -90,7 +90,8 @@ class MiniLMEmbedder:
             return []
         model = _load()
         with _encode_lock:
-            parts = [_parts(model.tokenizer, text) for text in texts]
+            tokenizer = getattr(model, "tokenizer", None)
+            parts = [_parts(tokenizer, text) if tokenizer is not None else [text] for text in texts]
             flat = [p for ps in parts for p in ps]
             matrix = model.encode(
                 flat, batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False

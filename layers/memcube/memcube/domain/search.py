@@ -73,7 +73,9 @@ class CosineScale:
     related: float
 
     def calibrated(self, cosine: float) -> float:
-        return min(max((cosine - self.unrelated) / (self.related - self.unrelated), 0.0), 1.0)
+        """0 at `unrelated` and below, 1 at `related`, and above 1 beyond it: strong matches keep
+        their order (relativity itself is capped at 1 where it is shown and compared)."""
+        return max((cosine - self.unrelated) / (self.related - self.unrelated), 0.0)
 
 
 COSINE_SCALES = {
