@@ -214,3 +214,27 @@ def test_the_hosted_memos_routes_hold_another_user_to_the_same_rules(stack: Stac
     assert code == 200 and deleted["message"] == "Deleted 0 memories", deleted
 
     assert {c: snapshot(stack, c) for c in ("alice", kb)} == before
+
+
+def test_a_users_cube_is_theirs_from_their_key_and_a_service_key_cannot_act_as_a_knowledge_base(
+    stack: Stack,
+) -> None:
+    # Given carol has a key and has written nothing; alice owns kb-alice
+    alice, carol = User(stack, "alice"), User(stack, "carol")
+    _, service_key = stack.container.keys.create("ingest-bot", "service")
+    assert alice.post("/product/create_cube", cube_id="kb-alice")[0] == 200
+    alice.sync_add("The kb-alice vault code rotates every Monday.", ["kb-alice"])
+    # When alice claims carol's id and a service key acts as the knowledge base's id
+    assert alice.post("/product/create_cube", cube_id="carol")[0] == 409
+    code, _ = alice.post("/product/add", writable_cube_ids=["carol"], messages="Carol's account is DE00 ATTACKER")
+    assert code == 403
+    as_kb = {"authorization": f"Token {service_key}"}
+    code, _ = call("POST", "/product/search", body={"user_id": "kb-alice", "query": "vault"}, headers=as_kb)
+    assert code == 403
+    # Then carol's cube holds nothing of alice's and kb-alice stays alice's
+    assert stack.container.store.get_cube("carol") is None
+    assert snapshot(stack, "carol") == []
+    code, payload = alice.search(["kb-alice"], "vault code")
+    assert code == 200 and "vault code" in str(payload["data"])
+    assert carol.search(None, "account")[0] == 200
+    assert alice.post("/product/delete_cube", cube_id="kb-alice")[0] == 200

@@ -90,6 +90,25 @@ def dead_letters(data_dir: Path | None) -> None:
         container.close()
 
 
+@main.command("audit-cubes")
+@_data_dir_option
+def audit_cubes(data_dir: Path | None) -> None:
+    """Report cubes planted in users' personal cube ids (data written before a user existed from
+    their key): one JSON object per finding; exit 1 if there is any. Changes nothing."""
+    from memcube.domain.cubes import planted_cubes
+
+    container = _container(data_dir)
+    try:
+        findings = planted_cubes(container.store, container.store, container.store.iter_memories(None))
+    finally:
+        container.close()
+    for finding in findings:
+        click.echo(json.dumps(finding))
+    click.echo(f"{len(findings)} finding(s)", err=True)
+    if findings:
+        raise SystemExit(1)
+
+
 @main.group()
 def keys() -> None:
     """API keys (operators): create, list, revoke. Stored as salted digests; shown once."""
