@@ -214,3 +214,51 @@ def test_audit_cubes_reports_another_users_memories_in_a_personal_cube(keyed: Co
             "memory_ids": ["planted-1"],
         }
     ]
+
+
+# --- task ids are per user (finding 3) --------------------------------------------------------
+
+
+def test_the_same_business_task_id_from_two_users_is_two_tasks(keyed: Container) -> None:
+    alice, bob = As(keyed, "alice"), As(keyed, "bob")
+    # Given bob takes the task id alice will use (he learned it somewhere)
+    code, payload = bob.add(["bob"], "Bob waters the plants on Fridays.", task_id="alice-task-1")
+    assert code == 200, payload
+    # When alice adds with it: no 409, no oracle, not pre-empted
+    code, payload = alice.add(["alice"], "Alice's locker code is 4512.", task_id="alice-task-1")
+    assert code == 200, payload
+    assert payload["task_id"] == "alice-task-1"
+    # Then each sees their own task under the same business id
+    for user, text in ((alice, "locker"), (bob, "plants")):
+        code, status = call(
+            "GET", "/product/scheduler/status", query=f"user_id={user.user}&task_id=alice-task-1", headers=user.headers
+        )
+        assert code == 200, status
+        [task] = status["data"]
+        assert (task["task_id"], task["user_id"], task["status"]) == ("alice-task-1", user.user, "completed")
+        assert any(text in m for m in user.search(text))
+
+
+def test_a_users_conflicting_reuse_of_their_own_task_id_is_409(keyed: Container) -> None:
+    alice = As(keyed, "alice")
+    assert alice.add(["alice"], "Alice likes green tea.", task_id="t-1")[0] == 200
+    assert alice.add(["alice"], "Alice likes green tea.", task_id="t-1")[0] == 200  # the same add: a replay
+    code, payload = alice.add(["alice"], "Something else entirely.", task_id="t-1")
+    assert code == 409 and "task_id: 't-1'" in payload["message"]
+
+
+def test_memory_ids_cannot_be_computed_from_a_known_task_id(keyed: Container) -> None:
+    import uuid
+
+    from memcube.domain.ingest import ITEM_NAMESPACE
+    from memcube.domain.tasks import scoped_task_id
+
+    alice = As(keyed, "alice")
+    code, payload = alice.add(["alice"], "Alice's bank PIN is 9931.", task_id="known-task")
+    assert code == 200, payload
+    [memory] = payload["data"]
+    guesses = {
+        str(uuid.uuid5(ITEM_NAMESPACE, f"{task}/alice/0"))
+        for task in ("known-task", scoped_task_id("alice", "known-task"))
+    }
+    assert memory["memory_id"] not in guesses

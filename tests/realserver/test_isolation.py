@@ -238,3 +238,25 @@ def test_a_users_cube_is_theirs_from_their_key_and_a_service_key_cannot_act_as_a
     assert code == 200 and "vault code" in str(payload["data"])
     assert carol.search(None, "account")[0] == 200
     assert alice.post("/product/delete_cube", cube_id="kb-alice")[0] == 200
+
+
+def test_task_ids_are_per_user_and_their_memory_ids_are_not_derivable(stack: Stack) -> None:
+    import uuid
+
+    from memcube.domain.ingest import ITEM_NAMESPACE
+
+    alice, bob = User(stack, "alice"), User(stack, "bob")
+    # Given bob adds first with the task id alice will use
+    code, payload = bob.post("/product/add", messages="Bob waters the plants.", task_id="alice-task-1")
+    assert code == 200, payload
+    # When alice adds with it: her own task, no 409
+    code, payload = alice.post("/product/add", messages="Alice's locker code is 4512.", task_id="alice-task-1")
+    assert code == 200 and payload["task_id"] == "alice-task-1", payload
+    assert alice.wait("alice-task-1") == "completed" and bob.wait("alice-task-1") == "completed"
+    # Then her memory's id is not computable from the task id, and a conflicting reuse of her own is 409
+    [item] = list(stack.container.store.iter_memories("alice"))
+    assert item.id != str(uuid.uuid5(ITEM_NAMESPACE, "alice-task-1/alice/0"))
+    code, _ = alice.post("/product/add", messages="Something else.", task_id="alice-task-1")
+    assert code == 409
+    bobs = [i.memory for i in stack.container.store.iter_memories("bob")]
+    assert len(bobs) == 1 and "Bob waters the plants." in bobs[0]
