@@ -95,6 +95,9 @@ class MemoryMetadata(BaseModel):
     task_id: str
     manager_user_id: str | None = None
     project_id: str | None = None
+    original_user_id: str | None = None
+    """Provenance of an imported item: the author its export named, when someone else imported
+    it (as that importer claims it; `user_id`, the writer, is the importer)."""
 
 
 class MemoryItem(BaseModel):
