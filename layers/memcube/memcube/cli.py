@@ -4,7 +4,6 @@ operator commands work on the storage directly; the user commands (`cli_user`) t
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -239,7 +238,9 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
             f"refusing to listen on {host} without authentication: set MEMCUBE_AUTH=keys and create keys "
             "with `memcube keys create --user <id>` (or listen on 127.0.0.1)"
         )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from memcube import logfmt
+
+    log_config = logfmt.configure()  # refusals with their fields; no credential in any URL logged
     try:
         lock = lock_data_dir(settings.data_dir)
     except DataDirLocked as exc:
@@ -257,7 +258,7 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
     # lifespan shutdown (the worker finishes its in-flight message there), not after run().
     app = create_app(lambda: container, on_shutdown=[worker.stop, container.close])
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config)
     finally:
         lock.close()
 
