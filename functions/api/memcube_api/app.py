@@ -200,6 +200,8 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         version="0.1.0",
         summary="MemOS-compatible memory service: add, task status, read back, search.",
         lifespan=lifespan,
+        # A path with a trailing slash is 404, not a 307 whose Location is built from the Host header.
+        redirect_slashes=False,
     )
     install(app)
     app.state.container = container
