@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from memcube.domain.auth import Authority, VerifiedToken
+from memcube.domain.auth import Authority, TokenRules, VerifiedToken
 from memcube.domain.errors import Conflict, Forbidden
 from memcube.domain.model import Principal
 from memcube.embedded import EmbeddedWorker
@@ -91,14 +91,10 @@ def test_a_grant_by_a_non_owner_is_the_same_403_for_a_missing_and_an_existing_cu
 
 
 def test_a_jwt_subject_exists_from_its_first_request_before_it_writes(keyed: Container) -> None:
-    # Given a token user who has only read (the Authority registers a verified subject)
-    authority = Authority(keyed.keys, None, None, keyed.store)
-    token = VerifiedToken(claims={"sub": "dora"}, scopes=())
-    from memcube.domain.auth import TokenRules
-
+    # Given a token user whose only request was a read (the Authority registers a verified subject)
     rules = TokenRules("sub", "memcube/service", "memcube/admin")
-    caller = rules.principal(token)
-    authority.acting_for(caller, None)
+    caller = rules.principal(VerifiedToken(claims={"sub": "dora"}, scopes=()))
+    Authority(keyed.keys, None, rules, keyed.store).acting_for(caller, None)
     # Then nobody can create a cube with the subject's id
     code, _ = As(keyed, "alice").post("/product/create_cube", cube_id="dora")
     assert code == 409

@@ -69,7 +69,9 @@ class UserDirectory(Protocol):
 
 
 def allowed(principal: Principal, cube_id: str, users: UserDirectory, need: Need) -> bool:
-    if cube_id == principal.user_id:
+    # A principal named like a knowledge base (a direct producer's message, say) is not its owner:
+    # the cube is personal only when its id is a user's, or when no knowledge base has it.
+    if cube_id == principal.user_id and (users.is_user(cube_id) or users.get_cube(cube_id) is None):
         return True
     if users.is_user(cube_id):
         return False  # someone else's personal cube
