@@ -181,6 +181,8 @@ class TokenRules:
 
 
 ACT_FOR_OTHERS = frozenset({"service", "admin"})
+KNOWN_USERS_KEPT = 100_000
+"""Users an Authority remembers as registered (a cache of store reads; cleared when full)."""
 
 
 class Authority:
@@ -245,6 +247,8 @@ class Authority:
                     "a knowledge base is read and written through grants"
                 )
             self._users.register_user(user_id)
+        if len(self._known) >= KNOWN_USERS_KEPT:  # a service key may act for any number of users
+            self._known.clear()
         self._known.add(user_id)
 
     def task_owner(self, caller: Principal | None) -> str | None:
