@@ -260,3 +260,21 @@ def test_task_ids_are_per_user_and_their_memory_ids_are_not_derivable(stack: Sta
     assert code == 409
     bobs = [i.memory for i in stack.container.store.iter_memories("bob")]
     assert len(bobs) == 1 and "Bob waters the plants." in bobs[0]
+
+
+def test_control_characters_in_a_search_query_are_no_5xx_and_an_import_is_the_importers(stack: Stack) -> None:
+    """Issue 17, findings 6 and 5, on both deployments: a NUL in a query is a query, not a 500;
+    an import is written by the importer, the exported author kept as provenance."""
+    alice, bob = User(stack, "alice"), User(stack, "bob")
+    alice.sync_add("Alice's bank PIN is 9931.")
+    for query in ("PIN\u0000", "\u0000", 'PIN" \u0001\u001f'):
+        for path, body in (("/product/search", {"query": query}), ("/search/memory", {"query": query})):
+            code, payload = alice.post(path, **body)
+            assert code < 500, (path, query, payload)
+    assert alice.post("/product/create_cube", cube_id="kb-shared", writers=["bob"])[0] == 200
+    code, payload = alice.post("/product/export_memory", cube_id="alice")
+    assert code == 200, payload
+    code, payload = bob.post("/product/import_memory", cube_id="kb-shared", items=payload["data"]["items"])
+    assert code == 200, payload
+    [imported] = list(stack.container.store.iter_memories("kb-shared"))
+    assert (imported.metadata.user_id, imported.metadata.original_user_id) == ("bob", "alice")
