@@ -25,6 +25,17 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MemcubeTests")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
+def by_id_event(memory_id: str, name: str = "api_get_memory_by_id.json") -> dict[str, Any]:
+    """A sample by-id event naming `memory_id` (memory ids are random per task: the samples' own id
+    names no memory of a test's store)."""
+    event = load_event(name)
+    old = event["pathParameters"]["memory_id"]
+    event["rawPath"] = event["rawPath"].replace(old, memory_id)
+    event["requestContext"]["http"]["path"] = event["requestContext"]["http"]["path"].replace(old, memory_id)
+    event["pathParameters"]["memory_id"] = memory_id
+    return event
+
+
 def load_event(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((EVENTS / name).read_text())
     return data

@@ -3,13 +3,16 @@ every PDF reader knows, so nothing is embedded), with a correct cross-reference 
 
 from __future__ import annotations
 
+import zlib
+
 
 def _escaped(line: str) -> str:
     return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def pdf_with_pages(pages: list[list[str]]) -> bytes:
-    """A valid PDF 1.4 whose pages show these lines of (Latin-1) text."""
+def pdf_with_pages(pages: list[list[str]], *, compressed: bool = False) -> bytes:
+    """A valid PDF 1.4 whose pages show these lines of (Latin-1) text (its content streams
+    Flate-compressed if `compressed`)."""
     count = len(pages)
     objects: list[bytes] = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
@@ -19,12 +22,13 @@ def pdf_with_pages(pages: list[list[str]]) -> bytes:
     ]  # fmt: skip
     for i, lines in enumerate(pages):
         text = "BT /F1 12 Tf 14 TL 72 720 Td " + " ".join(f"({_escaped(line)}) Tj T*" for line in lines) + " ET"
-        stream = text.encode("latin-1")
+        stream = zlib.compress(text.encode("latin-1"), 9) if compressed else text.encode("latin-1")
+        flate = b" /Filter /FlateDecode" if compressed else b""
         objects.append(
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
             f"/Contents {5 + 2 * i} 0 R >>".encode()
         )
-        objects.append(b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream")
+        objects.append(b"<< /Length " + str(len(stream)).encode() + flate + b" >>\nstream\n" + stream + b"\nendstream")
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for n, body in enumerate(objects, 1):

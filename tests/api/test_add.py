@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from memcube.domain.model import TaskState
+from memcube.domain.tasks import scoped_task_id
 from memcube.wiring import Container
 from tests.api.conftest import (
     invoke,
@@ -19,7 +20,7 @@ from tests.api.conftest import (
     serve,
     store_of,
 )
-from tests.conftest import load_event
+from tests.conftest import by_id_event, load_event
 
 
 def async_event(**changes: Any) -> dict[str, Any]:
@@ -83,10 +84,7 @@ def test_sync_add_round_trip_returns_the_memories_with_their_outcome(embedded_ap
     assert set(memory) == {"memory", "memory_id", "memory_type", "cube_id", "outcome", "reason"}
     assert (memory["cube_id"], memory["outcome"]) == ("alice", "added")
     assert "[2025-06-01 09:00]\nuser: I moved to Lisbon" in memory["memory"]
-    # The sample by-id event names the deterministic id of this memory (task, cube, window 0).
-    by_id = load_event("api_get_memory_by_id.json")
-    assert by_id["pathParameters"]["memory_id"] == memory["memory_id"]
-    fetched = invoke(by_id)
+    fetched = invoke(by_id_event(memory["memory_id"]))
     assert fetched.status == 200
     assert fetched.data["memory"] == memory["memory"]
 
@@ -200,9 +198,9 @@ def test_queue_outage_is_503_and_resending_the_same_request_enqueues_it(api: Con
     assert (down.status, down.body["code"]) == (503, 503)
     assert "retry the same request" in down.message
     assert queue_of(api).sent == []
-    record = store_of(api).get_task("t-out")
+    record = store_of(api).get_task(scoped_task_id("alice", "t-out"))
     assert record is not None
     assert record.status is TaskState.WAITING
     retried = post_add(body)
     assert retried.status == 200
-    assert [(m.task_id, m.cube_id) for m in queue_of(api).sent] == [("t-out", "alice")]
+    assert [(m.task_id, m.cube_id) for m in queue_of(api).sent] == [(scoped_task_id("alice", "t-out"), "alice")]

@@ -160,3 +160,28 @@ def test_refusals_are_logged_with_the_caller_and_reason_but_never_the_credential
     assert "not this API key's user" in refused[1].reason  # type: ignore[attr-defined]
     logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert mallory.split("_", 2)[2] not in logged and forged.split("_", 2)[2] not in logged
+
+
+def test_a_trailing_slash_is_a_404_not_a_redirect_built_from_the_host_header() -> None:
+    from fastapi.testclient import TestClient
+
+    from memcube_api.app import create_app
+    from tests.api.conftest import memory_container_with
+
+    container = memory_container_with(auth="keys")
+    client = TestClient(create_app(lambda: container))
+    answer = client.post("/product/add/", json={}, headers={"host": "evil.example"}, follow_redirects=False)
+    assert answer.status_code == 404 and "location" not in answer.headers
+    assert answer.json()["code"] == 404
+
+
+def test_the_api_description_routes_answer_without_a_key_and_hold_no_data() -> None:
+    """Deliberate (SECURITY.md S1): /docs, /redoc and /openapi.json describe the API only."""
+    from fastapi.testclient import TestClient
+
+    from memcube_api.app import create_app
+    from tests.api.conftest import memory_container_with
+
+    client = TestClient(create_app(lambda: memory_container_with(auth="keys")))
+    assert [client.get(p).status_code for p in ("/docs", "/redoc", "/openapi.json")] == [200, 200, 200]
+    assert "paths" in client.get("/openapi.json").json()

@@ -74,3 +74,18 @@ def test_api_keys_still_work_beside_tokens(gated: Container) -> None:
         headers={"authorization": f"Token {plaintext}"},
     )
     assert invoke(event).status == 200
+
+
+def test_a_token_subject_exists_from_its_first_request_so_its_cube_cannot_be_claimed(gated: Container) -> None:
+    def as_token(sub: str, path: str, **body: Any) -> Any:
+        event = v2_event("POST", path, body={"user_id": sub, **body})
+        event["requestContext"]["apiId"] = JWT_API
+        event["requestContext"]["authorizer"] = {"jwt": {"claims": {"sub": sub}, "scopes": None}}
+        return invoke(event)
+
+    # Given dora's first request through the JWT API is a search (she has written nothing)
+    assert as_token("dora", "/product/search", query="tea").status == 200
+    # When mallory's token tries to create a cube with dora's id, Then it is taken
+    reply = as_token("mallory", "/product/create_cube", cube_id="dora")
+    assert reply.status == 409, reply.body
+    assert store_of(gated).get_cube("dora") is None

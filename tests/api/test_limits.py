@@ -49,3 +49,10 @@ def test_the_daily_add_quota_is_counted_per_principal(limited: Container) -> Non
 def test_a_service_key_is_one_principal_whoever_it_acts_for(limited: Container) -> None:
     bot = key(limited, "bot", "service")
     assert [search(bot, user) for user in ("u1", "u2", "u3", "u4")] == [200, 200, 200, 429]
+
+
+def test_requests_refused_for_another_users_id_count_against_the_limit(limited: Container) -> None:
+    """Probing other users' ids is rate limited like any request (issue 17, finding 8)."""
+    alice = key(limited, "alice")
+    assert [search(alice, "bob") for _ in range(3)] == [403, 403, 403]
+    assert search(alice) == 429

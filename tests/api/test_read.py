@@ -7,9 +7,10 @@ import json
 import pytest
 
 from memcube.domain.model import FeedbackStep
+from memcube.domain.tasks import scoped_task_id
 from memcube.wiring import Container
 from tests.api.conftest import invoke, post_add, v2_event
-from tests.conftest import load_event
+from tests.conftest import by_id_event, load_event
 from tests.lambda_support import call, store_of
 
 
@@ -74,12 +75,12 @@ def test_status_without_a_task_id_lists_only_the_users_tasks_newest_first(api: C
 
 
 def test_get_memory_by_id_returns_the_item_with_memos_fields_and_no_embedding(embedded_api: Container) -> None:
-    invoke(load_event("api_add_sync.json"))
-    reply = invoke(load_event("api_get_memory_by_id.json"))
+    [added] = invoke(load_event("api_add_sync.json")).data
+    reply = invoke(by_id_event(added["memory_id"]))
     assert reply.status == 200
     assert reply.message == "Memory retrieved successfully"
     item = reply.data
-    assert item["id"] == load_event("api_get_memory_by_id.json")["pathParameters"]["memory_id"]
+    assert item["id"] == added["memory_id"]
     meta = item["metadata"]
     assert "embedding" not in meta
     assert (meta["user_id"], meta["cube_id"], meta["session_id"], meta["status"]) == (
@@ -90,7 +91,7 @@ def test_get_memory_by_id_returns_the_item_with_memos_fields_and_no_embedding(em
     )
     assert meta["custom_tags"] == ["relocation", "travel"]
     assert meta["info"] == {"app_id": "demo-app", "source_doc_id": "chat-42"}
-    assert meta["task_id"] == "sync-task-1"
+    assert meta["task_id"] == scoped_task_id("alice", "sync-task-1")  # the stored id: scoped to its user
     assert [(s["role"], s["chat_time"], s["message_id"]) for s in meta["sources"]] == [
         ("user", "2025-06-01T09:00:00Z", "m-1"),
         ("assistant", "2025-06-01T09:00:04Z", "m-2"),

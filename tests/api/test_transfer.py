@@ -25,6 +25,15 @@ def export(user: str, cube: str, **extra: object) -> tuple[int, dict[str, object
     return call("POST", "/product/export_memory", body={"user_id": user, "cube_id": cube, **extra})
 
 
+def exported_items(user: str, cube: str) -> list[dict[str, object]]:
+    code, payload = export(user, cube)
+    assert code == 200, payload
+    data = payload["data"]
+    assert isinstance(data, dict)
+    items: list[dict[str, object]] = data["items"]
+    return items
+
+
 def test_export_pages_follow_the_cursor_to_the_end(api: Container) -> None:
     for n in range(5):
         add(f"fact number {n}")
@@ -44,10 +53,7 @@ def test_export_pages_follow_the_cursor_to_the_end(api: Container) -> None:
 
 def test_an_invalid_item_is_a_422_naming_it_and_nothing_is_imported(api: Container) -> None:
     add("Alice likes tea.")
-    _, payload = export("alice", "alice")
-    data = payload["data"]
-    assert isinstance(data, dict)
-    [item] = data["items"]
+    [item] = exported_items("alice", "alice")
     broken = {**item, "metadata": {**item["metadata"], "memory_type": "NotAType"}}
     good = {**item, "id": "another-id"}
     code, reply = call(
@@ -63,3 +69,28 @@ def test_another_users_personal_cube_can_be_neither_exported_nor_imported_into(a
     assert export("alice", "bob")[0] == 403
     code, _ = call("POST", "/product/import_memory", body={"user_id": "alice", "cube_id": "bob", "items": [{}]})
     assert code == 403
+
+
+def test_an_import_is_written_by_the_importer_and_keeps_the_author_as_provenance(api: Container) -> None:
+    # Given an export of alice's memory, and bob, a writer of the shared cube kb
+    add("Alice approved the budget.")
+    [item] = exported_items("alice", "alice")
+    assert item["metadata"]["user_id"] == "alice"  # type: ignore[index]  # an export line is JSON
+    # When bob imports it (marked as alice's) into kb
+    code, reply = call("POST", "/product/import_memory", body={"user_id": "bob", "cube_id": "kb", "items": [item]})
+    assert code == 200, reply
+    # Then it is bob's, with alice as its original author, and bob's erasure removes it
+    [stored] = api.store.iter_memories("kb")
+    assert (stored.metadata.user_id, stored.metadata.original_user_id) == ("bob", "alice")
+    code, _ = call("POST", "/product/delete_memory", body={"user_id": "bob", "writable_cube_ids": ["kb"]})
+    assert code == 200
+    assert list(api.store.iter_memories("kb")) == []
+
+
+def test_a_users_own_import_keeps_them_as_writer_with_no_provenance(api: Container) -> None:
+    add("Alice likes tea.")
+    items = exported_items("alice", "alice")
+    code, reply = call("POST", "/product/import_memory", body={"user_id": "alice", "cube_id": "kb", "items": items})
+    assert code == 200, reply
+    [stored] = api.store.iter_memories("kb")
+    assert (stored.metadata.user_id, stored.metadata.original_user_id) == ("alice", None)

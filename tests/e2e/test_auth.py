@@ -54,3 +54,28 @@ def test_serving_beyond_loopback_without_keys_is_refused(tmp_path: Path) -> None
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, check=False)
     assert done.returncode == 1
     assert "refusing to listen on 0.0.0.0 without authentication: set MEMCUBE_AUTH=keys" in done.stderr
+
+
+def test_refusals_are_logged_with_their_fields_and_a_key_in_a_url_never_is(serve: ServeFactory, tmp_path: Path) -> None:
+    import httpx
+
+    data = tmp_path / "data"
+    key = operator(data, "keys", "create", "--user", "alice").stdout.strip()
+    secret = key.split("_")[2]
+    server = serve(data_dir=data, env={"MEMCUBE_AUTH": "keys", "PYTHONUNBUFFERED": "1"})
+    # A key sent in the query string (refused: keys go in the Authorization header), and a 403
+    answer = httpx.get(f"{server.url}/product/scheduler/status?user_id=alice&api_key={key}", timeout=10)
+    assert answer.status_code == 401
+    answer = httpx.post(
+        f"{server.url}/product/search",
+        json={"user_id": "bob", "query": "tea"},
+        headers={"Authorization": f"Token {key}"},
+        timeout=10,
+    )
+    assert answer.status_code == 403
+    log = server.output()
+    assert secret not in log
+    assert "api_key=***" in log  # uvicorn's access line, redacted
+    [refused] = [line for line in log.splitlines() if "request refused" in line and "status=403" in line]
+    for field in ("method='POST'", "path='/product/search'", "caller=", "alice", "reason=", "user_id: 'bob' is not"):
+        assert field in refused, (field, refused)

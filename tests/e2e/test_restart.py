@@ -14,6 +14,7 @@ import pytest
 from memcube.domain.ingest import content_hash
 from memcube.domain.reader import windows
 from memcube.domain.requests import AddRequest, to_command
+from memcube.domain.tasks import scoped_task_id
 from tests.e2e.conftest import MEMCUBE, ServeFactory, free_port
 
 pytestmark = pytest.mark.e2e
@@ -54,8 +55,8 @@ def test_adds_accepted_without_workers_complete_after_kill9_and_restart(serve: S
         assert "repeated request" in server.add_ok(body)["message"]
     for cube in cubes:
         items = server.items(cube, "dee")
-        assert sorted(i["metadata"]["task_id"] for i in items) == sorted(
-            b["task_id"] for b in bodies if b["writable_cube_ids"] == [cube]
+        assert sorted(i["metadata"]["task_id"] for i in items) == sorted(  # the stored ids, scoped to dee
+            scoped_task_id("dee", b["task_id"]) for b in bodies if b["writable_cube_ids"] == [cube]
         ), items
         assert len({i["metadata"]["content_hash"] for i in items}) == 5
 

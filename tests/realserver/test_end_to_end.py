@@ -361,3 +361,21 @@ def test_erasing_a_cube_leaves_nothing_of_it_stored_or_searchable(stack: Stack) 
     _, again = stack.add({"user_id": "gil", "messages": "Gil starts over."})  # the cube is usable again
     assert stack.wait("gil", again["task_id"])["status"] == "completed"
     assert stack.cube_total("gil", "gil") == 1
+
+
+def test_a_small_pdf_that_inflates_to_megabytes_fails_its_task_naming_the_limit(stack: Stack) -> None:
+    """A decompression bomb (issue 17, finding 4) is refused by the worker while it inflates the
+    page, before parsing it: the task fails at once, naming the limit."""
+    import base64
+
+    from tests.pdfs import pdf_with_pages
+
+    bomb = pdf_with_pages([["A" * 200] * 40_000], compressed=True)  # 8 MB of page text in some KB
+    url = "data:application/pdf;base64," + base64.b64encode(bomb).decode()
+    code, accepted = stack.add(
+        {"user_id": "alice", "messages": [{"type": "file", "file": {"file_data": url, "filename": "bomb.pdf"}}]}
+    )
+    assert code == 200, accepted
+    task = stack.wait("alice", accepted["task_id"])
+    assert task["status"] == "failed", task
+    assert "bomb.pdf: " in task["cubes"][0]["error"] and "the limit per stream" in task["cubes"][0]["error"]

@@ -214,3 +214,67 @@ def test_the_hosted_memos_routes_hold_another_user_to_the_same_rules(stack: Stac
     assert code == 200 and deleted["message"] == "Deleted 0 memories", deleted
 
     assert {c: snapshot(stack, c) for c in ("alice", kb)} == before
+
+
+def test_a_users_cube_is_theirs_from_their_key_and_a_service_key_cannot_act_as_a_knowledge_base(
+    stack: Stack,
+) -> None:
+    # Given carol has a key and has written nothing; alice owns kb-alice
+    alice, carol = User(stack, "alice"), User(stack, "carol")
+    _, service_key = stack.container.keys.create("ingest-bot", "service")
+    assert alice.post("/product/create_cube", cube_id="kb-alice")[0] == 200
+    alice.sync_add("The kb-alice vault code rotates every Monday.", ["kb-alice"])
+    # When alice claims carol's id and a service key acts as the knowledge base's id
+    assert alice.post("/product/create_cube", cube_id="carol")[0] == 409
+    code, _ = alice.post("/product/add", writable_cube_ids=["carol"], messages="Carol's account is DE00 ATTACKER")
+    assert code == 403
+    as_kb = {"authorization": f"Token {service_key}"}
+    code, _ = call("POST", "/product/search", body={"user_id": "kb-alice", "query": "vault"}, headers=as_kb)
+    assert code == 403
+    # Then carol's cube holds nothing of alice's and kb-alice stays alice's
+    assert stack.container.store.get_cube("carol") is None
+    assert snapshot(stack, "carol") == []
+    code, payload = alice.search(["kb-alice"], "vault code")
+    assert code == 200 and "vault code" in str(payload["data"])
+    assert carol.search(None, "account")[0] == 200
+    assert alice.post("/product/delete_cube", cube_id="kb-alice")[0] == 200
+
+
+def test_task_ids_are_per_user_and_their_memory_ids_are_not_derivable(stack: Stack) -> None:
+    import uuid
+
+    from memcube.domain.ingest import ITEM_NAMESPACE
+
+    alice, bob = User(stack, "alice"), User(stack, "bob")
+    # Given bob adds first with the task id alice will use
+    code, payload = bob.post("/product/add", messages="Bob waters the plants.", task_id="alice-task-1")
+    assert code == 200, payload
+    # When alice adds with it: her own task, no 409
+    code, payload = alice.post("/product/add", messages="Alice's locker code is 4512.", task_id="alice-task-1")
+    assert code == 200 and payload["task_id"] == "alice-task-1", payload
+    assert alice.wait("alice-task-1") == "completed" and bob.wait("alice-task-1") == "completed"
+    # Then her memory's id is not computable from the task id, and a conflicting reuse of her own is 409
+    [item] = list(stack.container.store.iter_memories("alice"))
+    assert item.id != str(uuid.uuid5(ITEM_NAMESPACE, "alice-task-1/alice/0"))
+    code, _ = alice.post("/product/add", messages="Something else.", task_id="alice-task-1")
+    assert code == 409
+    bobs = [i.memory for i in stack.container.store.iter_memories("bob")]
+    assert len(bobs) == 1 and "Bob waters the plants." in bobs[0]
+
+
+def test_control_characters_in_a_search_query_are_no_5xx_and_an_import_is_the_importers(stack: Stack) -> None:
+    """Issue 17, findings 6 and 5, on both deployments: a NUL in a query is a query, not a 500;
+    an import is written by the importer, the exported author kept as provenance."""
+    alice, bob = User(stack, "alice"), User(stack, "bob")
+    alice.sync_add("Alice's bank PIN is 9931.")
+    for query in ("PIN\u0000", "\u0000", 'PIN" \u0001\u001f'):
+        for path, body in (("/product/search", {"query": query}), ("/search/memory", {"query": query})):
+            code, payload = alice.post(path, **body)
+            assert code < 500, (path, query, payload)
+    assert alice.post("/product/create_cube", cube_id="kb-shared", writers=["bob"])[0] == 200
+    code, payload = alice.post("/product/export_memory", cube_id="alice")
+    assert code == 200, payload
+    code, payload = bob.post("/product/import_memory", cube_id="kb-shared", items=payload["data"]["items"])
+    assert code == 200, payload
+    [imported] = list(stack.container.store.iter_memories("kb-shared"))
+    assert (imported.metadata.user_id, imported.metadata.original_user_id) == ("bob", "alice")

@@ -5,6 +5,7 @@ duplicates can be delivered on purpose), a seeded workload, and snapshots to com
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
 from memcube.domain.maintenance import Maintenance
+from memcube.domain.tasks import AddService, scoped_task_id
 from memcube.settings import Settings
 from memcube.wiring import Container
 from tests.lambda_support import call, serving
@@ -48,7 +50,11 @@ class Stack:
         self.store = Faulty(InMemoryStore())
         self.index = Faulty(InMemoryIndex())
         self.queue = InMemoryQueue()
-        self.container = Container(Settings(**settings), store=self.store, index=self.index, queue=self.queue, llm=llm)
+        # Memory ids are derived from a random salt per task; here from the task id, so runs compare.
+        add = AddService(self.store, self.store, self.queue, fine_available=llm is not None, salt=_salt_of)
+        self.container = Container(
+            Settings(**settings), store=self.store, index=self.index, queue=self.queue, llm=llm, add=add
+        )
         self.sqs = Sqs(4 * max_receive_count)  # the queue's redrive limit sits well above the worker's attempts
 
     @contextmanager
@@ -204,11 +210,17 @@ def workload(adds: int, seed: int = 7, cubes: int = 4) -> list[dict[str, Any]]:
     return bodies
 
 
-def outcomes(stack: Stack, task_ids: list[str]) -> dict[str, list[tuple[str, str, list[tuple[str, str, list[str]]]]]]:
-    """Each task's parts: cube, status, and (outcome, memory id, related ids) per memory."""
+def _salt_of(task_id: str) -> str:
+    return hashlib.sha256(task_id.encode()).hexdigest()[:32]
+
+
+def outcomes(
+    stack: Stack, task_ids: list[str], user_id: str
+) -> dict[str, list[tuple[str, str, list[tuple[str, str, list[str]]]]]]:
+    """Each of the user's tasks' parts: cube, status, and (outcome, memory id, related ids) per memory."""
     out = {}
     for task_id in task_ids:
-        record = stack.memory.get_task(task_id)
+        record = stack.memory.get_task(scoped_task_id(user_id, task_id))
         assert record is not None, task_id
         out[task_id] = [
             (p.cube_id, p.status.value, [(o.outcome, o.memory_id, sorted(o.related_ids)) for o in p.outcomes])

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
 from memcube.wiring import Container
 from memcube_api.app import create_app
@@ -139,7 +140,10 @@ HOSTILE = [
     "<script>alert(1)</script>", "{{7*7}}${7*7}", '{"$gt": ""}', "\u0000", "a\u0000b", "\u202etxt.exe", "\ufeff",
     "\u200b\u200c\u200d", "𝕳𝖊𝖑𝖑𝖔 🧠🔥", "\u0301\u0301\u0301", "\r\n\r\nHTTP/1.1 200 OK", "%00%0d%0a", " ", "",
     "x" * 10_000, "null", "true", "-1", "1e309", "NaN", "ＡＬＩＣＥ", "alice\n", "alice\t", "ALICE", "al ice",
+    "PIN\u0000", '"PIN\u0000', "\u0001\u001f\u007f", "a\u001bb", 'x" OR "y', "NEAR(a b)", "a*", "^a", "-a", "a:b",
 ]  # fmt: skip
+CONTROL = ["PIN\u0000", "\u0000", "a\u0000b", '"PIN\u0000', "\u0001\u001f\u007f", "a\u001bb", "tab\there", "\r\n"]
+"""Control characters (a NUL ended the full-text query early on the embedded index: a 500)."""
 WRONG_TYPES: list[Any] = [None, True, 0, -1, 10**30, 1.5, "x", [], [1, "a"], {}, {"a": [{}]}, "x" * 900_000]
 RAW_BODIES: list[tuple[str, bytes, str]] = [
     ("broken JSON", b'{"user_id": "alice", ', "application/json"),
@@ -332,3 +336,35 @@ def test_fuzzed_requests_from_the_schema_never_get_a_5xx_and_rejections_write_no
     figures.record("6 bad input", operations=len(OPERATIONS), corpus_requests=COUNTS["corpus"],
                    fuzzed_requests=COUNTS["fuzzed"], rejected=COUNTS["rejected"], accepted=COUNTS["accepted"],
                    server_errors=0)  # fmt: skip
+
+
+SEARCHES = [
+    ("/product/search", {"user_id": "alice"}),
+    ("/search/memory", {"user_id": "alice"}),
+    ("/api/openmem/v1/search/memory", {"user_id": "alice"}),
+]
+
+
+@pytest.mark.parametrize(("path", "base"), SEARCHES, ids=[p for p, _ in SEARCHES])
+def test_hostile_and_control_strings_in_a_search_query_never_get_a_5xx_on_the_embedded_index(
+    tmp_path: Any, path: str, base: dict[str, Any]
+) -> None:
+    container = Container(Settings(backend="embedded", embedder="hash", data_dir=tmp_path / "data"))
+    try:
+        worker = EmbeddedWorker(container)
+        worker.start()
+        with TestClient(create_app(lambda: container), raise_server_exceptions=False) as client:
+            seeded = client.post(
+                "/product/add",
+                json={"user_id": "alice", "messages": "My PIN\u0000 is 9931.\u0001", "async_mode": "sync"},
+            )
+            assert seeded.status_code == 200, seeded.text
+            worker.stop()
+            for query in [*CONTROL, *HOSTILE]:
+                if not query.strip():
+                    continue
+                answer = client.post(path, json=base | {"query": query})
+                assert answer.status_code < 500, (query, answer.text[:300])
+                assert set(answer.json()) >= {"code", "message", "data"}, answer.text[:300]
+    finally:
+        container.close()

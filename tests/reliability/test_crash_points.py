@@ -18,6 +18,7 @@ from memcube.cli import main
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import TaskState
+from memcube.domain.tasks import scoped_task_id
 from memcube.settings import Settings
 from memcube.wiring import Container
 from tests.reliability.conftest import Figures
@@ -117,7 +118,7 @@ def oracles() -> dict[str, tuple[Any, Any]]:
     found = {}
     for name, scenario in SCENARIOS.items():
         stack, _ = run(scenario, None, "hard")
-        found[name] = (outcomes(stack, ["target"]), holdings(stack))
+        found[name] = (outcomes(stack, ["target"], "ann"), holdings(stack))
     kinds = {name: [k for _, _, memories in o["target"] for k, _, _ in memories] for name, (o, _) in found.items()}
     assert kinds["merge into an existing item"] == ["merged"], kinds
     assert sorted(kinds["feedback that supersedes"]) == ["archived", "updated"], kinds
@@ -136,11 +137,11 @@ def test_a_crash_at_each_step_then_redelivery_gives_the_crash_free_result(
 ) -> None:
     stack, fault = run(SCENARIOS[name], point, kind)
     assert fault is not None and fault.fired, f"the crash point was never reached: {point}"
-    result, held = outcomes(stack, ["target"]), holdings(stack)
+    result, held = outcomes(stack, ["target"], "ann"), holdings(stack)
     assert result == oracles[name][0], dumps({"got": result, "want": oracles[name][0]})
     assert held == oracles[name][1]
     assert stack.differences() == 0  # store and index agree, versions included
-    record = stack.memory.get_task("target")
+    record = stack.memory.get_task(scoped_task_id("ann", "target"))
     assert record is not None and record.status is TaskState.COMPLETED
     assert record.parts[0].error is None
     assert stack.memory.list_dead_letters() == []
@@ -228,7 +229,7 @@ def test_an_llm_that_answers_differently_on_redelivery_orphans_nothing() -> None
     with stack.serving():
         stack.add({"user_id": "ann", "task_id": "target", "messages": "I lived in Lisbon, then in Porto."})
         stack.sqs.drain_all()
-    [part] = outcomes(stack, ["target"])["target"]
+    [part] = outcomes(stack, ["target"], "ann")["target"]
     assert part[1] == "completed"
     assert [kind for kind, _, _ in part[2]] == ["added", "added"]
     assert sorted(i.memory for i in stack.memory.iter_memories()) == [

@@ -33,7 +33,7 @@ def oracle(bodies: list[dict[str, Any]]) -> tuple[Any, Any]:
         submitted(stack, bodies)
         stack.sqs.drain_all()
         assert stack.sqs.crashes == 0
-        return outcomes(stack, [b["task_id"] for b in bodies]), holdings(stack)
+        return outcomes(stack, [b["task_id"] for b in bodies], "ops"), holdings(stack)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def expected(bodies: list[dict[str, Any]]) -> tuple[Any, Any]:
 
 
 def check(stack: Stack, bodies: list[dict[str, Any]], expected: tuple[Any, Any]) -> None:
-    result, held = outcomes(stack, [b["task_id"] for b in bodies]), holdings(stack)
+    result, held = outcomes(stack, [b["task_id"] for b in bodies], "ops"), holdings(stack)
     mismatched = {t: (result[t], expected[0][t]) for t in result if result[t] != expected[0][t]}
     assert not mismatched, dumps(mismatched)
     assert held == expected[1]

@@ -12,6 +12,7 @@ import pytest
 
 from memcube.domain.maintenance import redrive_dead_letters
 from memcube.domain.model import MemoryItem
+from memcube.domain.tasks import scoped_task_id
 from tests.reliability.conftest import Figures
 from tests.reliability.faults import Crash
 from tests.reliability.harness import Stack
@@ -19,6 +20,7 @@ from tests.worker.conftest import _Waiting, producer_body
 
 pytestmark = pytest.mark.reliability
 
+OPS_TASK = scoped_task_id("ops", "t-kb-3-0")  # the stored id of ops' task "t-kb-3-0"
 POISON: dict[str, tuple[str, str, str]] = {
     # kind: (group, body, what the reason says)
     "broken JSON": ("kb-1", '{"v": 1, "task_id": "p1"', "invalid queued message: body: Invalid JSON"),
@@ -28,7 +30,7 @@ POISON: dict[str, tuple[str, str, str]] = {
                         "invalid queued message: v"),
     "wrong FIFO group": ("kb-1", producer_body("p4", "kb-2", "ops", "x"), "MessageGroupId 'kb-1' is not the"),
     "another user's personal cube": ("ann", producer_body("p5", "ann", "mallory", "x"), "may not write ['ann']"),
-    "joins another user's task": ("kb-3", producer_body("t-kb-3-0", "kb-3", "mallory", "x"), "belongs to another user"),
+    "joins another user's task": ("kb-3", producer_body(OPS_TASK, "kb-3", "mallory", "x"), "belongs to another user"),
 }  # fmt: skip
 
 
@@ -66,7 +68,7 @@ def test_poison_of_every_kind_is_dead_lettered_with_its_reason_and_blocks_no_cub
         assert all(stack.status("ops", t)["status"] == "completed" for t in good)
         assert stack.sqs.redriven == []  # every poison acknowledged at once: none waits for the redrive policy
         assert all("mallory" not in i.metadata.user_id for i in stack.memory.iter_memories())
-        hijacked = stack.memory.get_task("t-kb-3-0")
+        hijacked = stack.memory.get_task(OPS_TASK)
         assert hijacked is not None and hijacked.status.value == "completed"
     figures.record("4 poison", poison_kinds=len(POISON), dead_lettered_with_reason=len(POISON),
                    good_adds_completed=len(good), deliveries=deliveries)  # fmt: skip

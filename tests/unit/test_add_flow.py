@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from memcube.adapters.hash_embedder import HashEmbedder
 from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, Unavailable
-from memcube.domain.ingest import Delivery, IngestService, Verdict
+from memcube.domain.ingest import Delivery, IngestService, Verdict, item_id
 from memcube.domain.model import Principal, TaskState
 from memcube.domain.requests import AddRequest, to_command
 from memcube.domain.tasks import AddService
@@ -26,7 +26,7 @@ class World:
 
     def submit(self, key: str | None = None, **body: Any) -> str:
         cmd = to_command(AddRequest.model_validate({"user_id": "alice", "messages": "I like tea", **body}))
-        return self.add.submit(cmd, Principal(user_id=cmd.user_id), key).task_id
+        return self.add.submit(cmd, Principal(user_id=cmd.user_id), key).public_id
 
     def drain(self, attempt: int = 1) -> list[Verdict]:
         sent, self.queue.sent = self.queue.sent, []
@@ -218,3 +218,14 @@ def test_a_queued_message_for_a_forbidden_cube_is_rejected_by_the_worker(world: 
     assert world.store.list_memories("alice", 0, 10)[1] == 1
     [letter] = world.store.list_dead_letters()
     assert "may not write" in letter.reason
+
+
+def test_a_redelivered_message_rewrites_the_same_memory_ids_of_its_salted_task(world: World) -> None:
+    world.submit(task_id="biz-1")
+    [message] = world.queue.sent
+    assert message.id_salt  # the API's tasks derive their memory ids from a random salt too
+    world.queue.sent = [message, message]  # a redelivery repeats the message whole
+    world.drain()
+    items = list(world.store.iter_memories("alice"))
+    assert len(items) == 1
+    assert items[0].id == item_id(message.item_seed, "alice", 0)

@@ -124,7 +124,9 @@ def test_a_pdf_is_read_on_the_worker_and_its_text_stored_in_chunks(world: World)
     [
         (b"%PDF-1.4\nnot really a pdf", "the PDF cannot be read"),
         (pdf_with_pages([[]]), "the PDF has no text layer"),
+        (pdf_with_pages([["A" * 200] * 40_000], compressed=True), "the limit per stream"),
     ],
+    ids=["not a pdf", "no text", "decompression bomb"],
 )
 def test_an_unreadable_pdf_is_dead_lettered_at_once_with_its_reason(world: World, data: bytes, reason: str) -> None:
     task_id = world.add_files({"file_data": pdf_url(data), "file_id": "kb-docs:bad", "filename": "scan.pdf"})
@@ -205,3 +207,42 @@ print("pypdf modules:", sorted(m for m in sys.modules if m.split(".")[0] == "pyp
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "pypdf modules: []"
+
+
+def test_a_small_pdf_whose_page_inflates_past_the_stream_bound_is_refused_before_it_is_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a PDF of a few KB whose one Flate page holds megabytes of text (a decompression bomb)
+    bomb = pdf_with_pages([["A" * 200] * 40_000], compressed=True)
+    assert len(bomb) < 100_000
+    from pypdf import PageObject
+
+    def never(*_: object, **__: object) -> str:
+        raise AssertionError("the page was parsed")
+
+    monkeypatch.setattr(PageObject, "extract_text", never)
+    # When it is read with a bound per stream, Then it is refused naming the limit, unparsed
+    with pytest.raises(
+        UnreadableFile, match="page 1 has a content stream of more than 1000000 bytes once decompressed"
+    ):
+        FileTextReader(max_stream_bytes=1_000_000).text(bomb, "application/pdf")
+
+
+def test_all_content_streams_of_a_pdf_share_one_bound() -> None:
+    pdf = pdf_with_pages([["A line of the report."] * 40] * 3, compressed=True)
+    assert "report" in FileTextReader().text(pdf, "application/pdf")
+    with pytest.raises(UnreadableFile, match="content streams hold more than 2000 bytes once decompressed"):
+        FileTextReader(max_content_bytes=2000).text(pdf, "application/pdf")
+
+
+def test_reading_a_pdf_stops_at_its_time_budget_naming_it() -> None:
+    pdf = pdf_with_pages([["A line of the report."] * 40] * 3, compressed=True)
+    ticks = iter(range(1_000_000))  # a clock that advances one second each time it is read
+    with pytest.raises(UnreadableFile, match="more than its time budget of 5 s"):
+        FileTextReader(budget_seconds=5, clock=lambda: float(next(ticks))).text(pdf, "application/pdf")
+
+
+def test_a_content_stream_in_a_filter_that_can_inflate_unboundedly_is_not_read() -> None:
+    pdf = pdf_with_pages([["A line."]]).replace(b"<< /Length", b"<< /Filter /LZWDecode /Length", 1)
+    with pytest.raises(UnreadableFile, match="compressed with /LZWDecode, which is not read"):
+        FileTextReader().text(pdf, "application/pdf")

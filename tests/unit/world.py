@@ -96,7 +96,7 @@ class World:
 
     def submit(self, messages: Any, user: str = "alice", **body: Any) -> str:
         cmd = to_command(AddRequest.model_validate({"user_id": user, "messages": messages, **body}))
-        return self.add.submit(cmd, Principal(user_id=user), None).task_id
+        return self.add.submit(cmd, Principal(user_id=user), None).public_id
 
     def deliver(self, *, times: int = 1) -> list[Verdict]:
         """Hand the queued messages to the worker, each `times` times (a redelivery after a

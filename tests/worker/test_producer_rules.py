@@ -11,6 +11,7 @@ from memcube.adapters.inmemory import InMemoryQueue
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import Principal, TaskState
 from memcube.domain.requests import AddRequest, to_command
+from memcube.domain.tasks import scoped_task_id
 from memcube.wiring import Container
 from tests.conftest import load_event
 from tests.worker.conftest import failures, invoke_worker, producer_body, sqs_event, sqs_record, store_of
@@ -67,7 +68,7 @@ def test_invalid_message_for_its_users_waiting_task_fails_that_part_with_the_rea
     msg = api_task(worker, "t-api")
     broken = json.loads(msg.model_dump_json()) | {"messages": "not a list"}
     assert failures(invoke_worker(sqs_event(sqs_record(json.dumps(broken), group="alice", seq=1)))) == []
-    record = store_of(worker).get_task("t-api")
+    record = store_of(worker).get_task(scoped_task_id("alice", "t-api"))
     assert record is not None
     assert record.status is TaskState.FAILED
     assert (record.parts[0].error or "").startswith("invalid queued message: messages")
@@ -78,7 +79,7 @@ def test_invalid_message_from_another_user_cannot_fail_someone_elses_task(worker
     forged = json.loads(msg.model_dump_json()) | {"user_id": "mallory", "messages": "not a list"}
     assert failures(invoke_worker(sqs_event(sqs_record(json.dumps(forged), group="alice", seq=1)))) == []
     assert len(store_of(worker).list_dead_letters()) == 1
-    record = store_of(worker).get_task("t-api")
+    record = store_of(worker).get_task(scoped_task_id("alice", "t-api"))
     assert record is not None
     assert record.status is TaskState.WAITING
     assert record.parts[0].error is None

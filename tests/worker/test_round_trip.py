@@ -11,6 +11,7 @@ import pytest
 
 from memcube.adapters.inmemory import InMemoryQueue
 from memcube.domain.model import MemoryItem
+from memcube.domain.tasks import scoped_task_id
 from memcube.wiring import Container
 from tests.api.conftest import invoke, post_add, v2_event
 from tests.conftest import load_event
@@ -109,5 +110,5 @@ def test_a_cubes_adds_are_applied_in_order_across_a_retry(worker: Container, mon
     fifo = FifoQueue(worker.settings.max_receive_count)
     forward(worker, fifo)
     assert fifo.drain() == 2
-    assert applied == ["t-1", "t-2", "t-3"]
+    assert applied == [scoped_task_id("alice", f"t-{n}") for n in (1, 2, 3)]
     assert all(status(f"t-{n}")["status"] == "completed" for n in (1, 2, 3))

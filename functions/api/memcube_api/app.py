@@ -125,7 +125,7 @@ def _with_relativity(item: MemoryItem, relativity: float) -> dict[str, Any]:
 
 def status_view(record: TaskRecord) -> dict[str, Any]:
     return {
-        "task_id": record.task.task_id,
+        "task_id": record.task.public_id,
         "status": record.status.value,
         "user_id": record.task.user_id,
         "created_at": record.task.created_at,
@@ -200,6 +200,8 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         version="0.1.0",
         summary="MemOS-compatible memory service: add, task status, read back, search.",
         lifespan=lifespan,
+        # A path with a trailing slash is 404, not a 307 whose Location is built from the Host header.
+        redirect_slashes=False,
     )
     install(app)
     app.state.container = container
@@ -417,14 +419,14 @@ def _add(c: Container, req: AddRequest, principal: Principal, idempotency_key: s
     sub = c.add.submit(cmd, principal, idempotency_key)
     again = " (repeated request: the existing task is returned)" if sub.replay else ""
     if cmd.async_mode == "async":
-        data = [{"cube_id": p.cube_id, "task_id": sub.task_id, "status": p.status.value} for p in sub.record.parts]
-        return envelope(200, f"Memory add task accepted{again}", data, task_id=sub.task_id)
+        data = [{"cube_id": p.cube_id, "task_id": sub.public_id, "status": p.status.value} for p in sub.record.parts]
+        return envelope(200, f"Memory add task accepted{again}", data, task_id=sub.public_id)
     record = c.add.wait(sub.task_id, c.settings.sync_timeout_seconds)
     return _sync_response(c, record, again)
 
 
 def _sync_response(c: Container, record: TaskRecord, again: str) -> JSONResponse:
-    task_id = record.task.task_id
+    task_id = record.task.public_id
     if record.status is TaskState.CANCELLED:
         return envelope(
             409,

@@ -83,7 +83,7 @@ def detail(item: MemoryItem, relativity: float | None = None) -> dict[str, Any]:
 def task_data(record: TaskRecord) -> dict[str, Any]:
     return {
         "success": record.status not in FAILED,
-        "task_id": record.task.task_id,
+        "task_id": record.task.public_id,
         "status": HOSTED_STATUS[record.status],
     }
 
@@ -145,7 +145,7 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
         record = await blocking(request, c.status.get, body.task_id, c.authority.task_owner(who))
         outcomes = [(o.memory_id, o.outcome) for p in record.parts for o in p.outcomes]
         data = {
-            "task_id": record.task.task_id,
+            "task_id": record.task.public_id,
             "status": HOSTED_STATUS[record.status],
             "memory_views": openmem.memory_views(outcomes),
             "state": record.status.value,
@@ -250,12 +250,12 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
                 "name": upload.name,
                 "sizeMB": upload.size_mb,
                 "status": status,
-                "task_id": record.task.task_id,
+                "task_id": record.task.public_id,
                 "knowledgebase_id": kb,
             }
             for file_id, upload in zip(file_ids, uploads, strict=True)
         ]
-        return ok(f"{len(data)} file(s) accepted into {kb}: task {record.task.task_id}", data)
+        return ok(f"{len(data)} file(s) accepted into {kb}: task {record.task.public_id}", data)
 
     @post_json("/delete/knowledgebase-file", DeleteKnowledgebaseFilesBody, "Delete knowledge-base files by id")
     async def delete_knowledgebase_file(request: Request, c: Services, who: Caller) -> JSONResponse:
@@ -287,7 +287,8 @@ def _accept(c: Container, req: AddRequest, principal: Principal) -> TaskRecord:
 
 def _task_message(what: str, record: TaskRecord) -> str:
     errors = "; ".join(f"{p.cube_id}: {p.error}" for p in record.parts if p.error)
-    return f"{what}: task {record.task.task_id} is {HOSTED_STATUS[record.status]}" + (f" ({errors})" if errors else "")
+    suffix = f" ({errors})" if errors else ""
+    return f"{what}: task {record.task.public_id} is {HOSTED_STATUS[record.status]}{suffix}"
 
 
 def _caller(c: Container, who: Principal | None) -> Principal | None:

@@ -4,7 +4,6 @@ operator commands work on the storage directly; the user commands (`cli_user`) t
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +87,25 @@ def dead_letters(data_dir: Path | None) -> None:
             click.echo(letter.model_dump_json(exclude={"body"}))
     finally:
         container.close()
+
+
+@main.command("audit-cubes")
+@_data_dir_option
+def audit_cubes(data_dir: Path | None) -> None:
+    """Report cubes planted in users' personal cube ids (data written before a user existed from
+    their key): one JSON object per finding; exit 1 if there is any. Changes nothing."""
+    from memcube.domain.cubes import planted_cubes
+
+    container = _container(data_dir)
+    try:
+        findings = planted_cubes(container.store, container.store, container.store.iter_memories(None))
+    finally:
+        container.close()
+    for finding in findings:
+        click.echo(json.dumps(finding))
+    click.echo(f"{len(findings)} finding(s)", err=True)
+    if findings:
+        raise SystemExit(1)
 
 
 @main.group()
@@ -220,7 +238,9 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
             f"refusing to listen on {host} without authentication: set MEMCUBE_AUTH=keys and create keys "
             "with `memcube keys create --user <id>` (or listen on 127.0.0.1)"
         )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from memcube import logfmt
+
+    log_config = logfmt.configure()  # refusals with their fields; no credential in any URL logged
     try:
         lock = lock_data_dir(settings.data_dir)
     except DataDirLocked as exc:
@@ -238,7 +258,7 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
     # lifespan shutdown (the worker finishes its in-flight message there), not after run().
     app = create_app(lambda: container, on_shutdown=[worker.stop, container.close])
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config)
     finally:
         lock.close()
 

@@ -191,11 +191,11 @@ class Container:
 
     @cached_property
     def keys(self) -> KeyService:
-        return KeyService(self.store)
+        return KeyService(self.store, self.store)
 
     @cached_property
     def cubes(self) -> CubeService:
-        return CubeService(self.store)
+        return CubeService(self.store, self.store)
 
     @cached_property
     def authority(self) -> Authority:
@@ -206,7 +206,7 @@ class Container:
         tokens = None
         if s.jwt_api_id:  # only a Lambda event from that API carries a verified token
             tokens = TokenRules(s.jwt_user_claim, s.jwt_service_scope, s.jwt_admin_scope)
-        return Authority(self.keys if s.auth_mode == "keys" else None, limits, tokens)
+        return Authority(self.keys if s.auth_mode == "keys" else None, limits, tokens, self.store)
 
     @cached_property
     def add(self) -> AddService:

@@ -38,6 +38,21 @@ def fts_text(text: str) -> str:
     return _CJK.sub(r" \1 ", text)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def fts_phrase(word: str) -> str:
+    """One word as an FTS5 phrase: quotes doubled, control characters (a NUL ends FTS5's query
+    string early: "unterminated string") turned to spaces; '' when nothing is left."""
+    cleaned = " ".join(_CONTROL.sub(" ", word).split())
+    return '"' + cleaned.replace('"', '""') + '"' if cleaned else ""
+
+
+def fts_match(words: Sequence[str], operator: str) -> str:
+    """The words as FTS5 phrases joined by `operator` (' ' is AND); '' if none is left."""
+    return operator.join(p for p in (fts_phrase(w) for w in words) if p)
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
     rid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, cube_id TEXT NOT NULL,
@@ -207,7 +222,9 @@ class SqliteIndex:
         words = [w for w in query.split() if w.strip()]
         if not words:
             return []
-        match = " ".join('"' + " ".join(fts_text(w).split()).replace('"', '""') + '"' for w in words)
+        match = fts_match([fts_text(w) for w in words], " ")
+        if not match:
+            return []
         with self._db.read() as cur:
             rows = cur.execute(
                 "SELECT d.id FROM docs_text t JOIN docs d ON d.rid = t.rowid "
@@ -301,7 +318,9 @@ def _best_text(
     and only its best rows are tested: when at least `limit` pass, they are the answer (a
     passing document outside the best rows scores no higher than every row inside them).
     Otherwise (the cubes hold few of the best matches) every match is tested, as before."""
-    match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+    match = fts_match(words, " OR ")
+    if not match:
+        return []
     wanted = limit * TEXT_OVERSAMPLE
     best = cur.execute(
         "SELECT rowid, -bm25(docs_text) AS score FROM docs_text WHERE docs_text MATCH ? "

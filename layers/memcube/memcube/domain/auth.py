@@ -26,9 +26,10 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memcube.domain.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
+from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from memcube.domain.limiting import Limits
 from memcube.domain.model import Principal, iso, utcnow
+from memcube.domain.permissions import UserDirectory
 from memcube.domain.requests import Id, check_id
 
 Scope = Literal["user", "service", "admin"]
@@ -94,14 +95,23 @@ def parse_authorization(header: str | None) -> tuple[str, str]:
 
 
 class KeyService:
-    def __init__(self, keys: KeyStore, now: Callable[[], str] = lambda: iso(utcnow())) -> None:
+    def __init__(
+        self, keys: KeyStore, users: UserDirectory | None = None, now: Callable[[], str] = lambda: iso(utcnow())
+    ) -> None:
         self._keys = keys
+        self._users = users
         self._now = now
 
     def create(self, user_id: str, scope: Scope = "user", label: str = "") -> tuple[ApiKey, str]:
-        """A new key and its plaintext (shown once, never stored)."""
+        """A new key and its plaintext (shown once, never stored). Its user exists from now on
+        (registered before the key is stored), so nobody can claim the user's personal cube id
+        before the user's first write; a knowledge base's id cannot become a user."""
         if not user_id:
             raise InvalidRequest("user_id: a key needs the user it acts for")
+        if self._users is not None:
+            if not self._users.is_user(user_id) and self._users.get_cube(user_id) is not None:
+                raise Conflict(f"user_id: {user_id!r} is a knowledge base's id; a user cannot have it")
+            self._users.register_user(user_id)
         for _ in range(3):  # a 64-bit id collides essentially never; the store refuses a repeat
             key_id, secret, salt = secrets.token_hex(8), secrets.token_urlsafe(32), secrets.token_hex(16)
             key = ApiKey(
@@ -171,6 +181,8 @@ class TokenRules:
 
 
 ACT_FOR_OTHERS = frozenset({"service", "admin"})
+KNOWN_USERS_KEPT = 100_000
+"""Users an Authority remembers as registered (a cache of store reads; cleared when full)."""
 
 
 class Authority:
@@ -183,11 +195,17 @@ class Authority:
     """
 
     def __init__(
-        self, keys: KeyService | None, limiter: Limits | None = None, tokens: TokenRules | None = None
+        self,
+        keys: KeyService | None,
+        limiter: Limits | None = None,
+        tokens: TokenRules | None = None,
+        users: UserDirectory | None = None,
     ) -> None:
         self._keys = keys
         self._limits = limiter
         self._tokens = tokens
+        self._users = users
+        self._known: set[str] = set()  # users seen registered: a user never stops being one
 
     @property
     def enabled(self) -> bool:
@@ -202,14 +220,36 @@ class Authority:
 
     def acting_for(self, caller: Principal | None, user_id: str | None, *, adding: bool = False) -> Principal:
         """The principal a request acts as, after its rate limit (and, for an add, its quota) is
-        counted against the key's principal (with keys off, the body's user)."""
-        principal = self._resolve(caller, user_id)
+        counted against the key's principal (with keys off, the body's user). A refused
+        `user_id` counts too, so probing other users' ids is rate limited like any request.
+
+        With credentials (a key or a verified token), the principal is registered as a user
+        before anything else happens: a JWT subject or a user a service key acts for exists from
+        its first request, and its personal cube id can no longer be created by anyone. A
+        knowledge base's id is never a user: acting as one is 403."""
         if self._limits is not None:
-            spender = (caller or principal).user_id
+            spender = caller.user_id if caller is not None else (user_id or "")
             self._limits.request(spender)
             if adding:
                 self._limits.add(spender)
+        principal = self._resolve(caller, user_id)
+        if caller is not None:
+            self._admit(principal.user_id)
         return principal
+
+    def _admit(self, user_id: str) -> None:
+        if self._users is None or user_id in self._known:
+            return
+        if not self._users.is_user(user_id):
+            if self._users.get_cube(user_id) is not None:
+                raise Forbidden(
+                    f"user_id: {user_id!r} is a knowledge base's id, not a user; "
+                    "a knowledge base is read and written through grants"
+                )
+            self._users.register_user(user_id)
+        if len(self._known) >= KNOWN_USERS_KEPT:  # a service key may act for any number of users
+            self._known.clear()
+        self._known.add(user_id)
 
     def task_owner(self, caller: Principal | None) -> str | None:
         """Whose tasks `caller` may read (None: anyone's, for a key that acts for others or with

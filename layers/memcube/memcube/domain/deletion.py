@@ -146,7 +146,7 @@ class DeletionService:
                 )
             flt = compile_filter(req.filter)
             return self._select(cubes, _Selection(_matcher(flt, session)))
-        return self._erase(cubes, user_id=req.user_id)
+        return self._erase(cubes, erasing=req.user_id)
 
     def delete_files(self, by_cube: dict[str, list[str]], principal: Principal) -> Receipt:
         """Every memory of each cube's files (a file id names its cube); write on every cube is
@@ -158,7 +158,7 @@ class DeletionService:
     def erase_cube(self, cube_id: str, principal: Principal) -> Receipt:
         """Erase a whole cube, as its owner (or, for a cube nobody created while keys are off, anyone)."""
         authorize_owner(principal, cube_id, self._users)
-        receipt = self._erase([cube_id], user_id=None)
+        receipt = self._erase([cube_id], erasing=None)
         self._users.delete_cube(cube_id)  # its grants go with it; the id is free again
         return receipt
 
@@ -237,11 +237,13 @@ class DeletionService:
 
     # --- erasure -----------------------------------------------------------------------------
 
-    def _erase(self, cubes: list[str], user_id: str | None) -> Receipt:
+    def _erase(self, cubes: list[str], erasing: str | None) -> Receipt:
         at = self._now()
         letters = self._tasks.list_dead_letters()
         receipts = []
         for cube in cubes:
+            # A user's personal cube is theirs alone: their erasure takes all of it, whoever wrote.
+            user_id = None if cube == erasing else erasing
             self._memories.mark_erased(cube, user_id, at)  # first: nothing submitted before may write after
             discarded = self._queue.discard(cube, user_id)
             if discarded is not None:

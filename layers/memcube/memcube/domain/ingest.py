@@ -304,8 +304,8 @@ class IngestService:
         ids = [d.id for d in drafts]
         if self._fine(msg):
             for i in range(windows):
-                ids += [item_id(msg.task_id, msg.cube_id, i)]
-                ids += [item_id(msg.task_id, msg.cube_id, f"{i}.{j}") for j in range(MAX_ITEMS)]
+                ids += [item_id(msg.item_seed, msg.cube_id, i)]
+                ids += [item_id(msg.item_seed, msg.cube_id, f"{i}.{j}") for j in range(MAX_ITEMS)]
         return list(dict.fromkeys(ids))
 
     def _earlier(self, msg: QueuedAdd, ids: list[str]) -> dict[str, MemoryItem]:
@@ -333,7 +333,7 @@ class IngestService:
                         notes.append(f"window {i}: the LLM found nothing worth remembering")
                     drafts += [
                         Draft(
-                            id=item_id(msg.task_id, msg.cube_id, f"{i}.{j}"),
+                            id=item_id(msg.item_seed, msg.cube_id, f"{i}.{j}"),
                             text=x.value,
                             key=x.key,
                             tags=list(dict.fromkeys(["mode:fine", *x.tags, *custom])),
@@ -348,7 +348,7 @@ class IngestService:
                 notes.append(f"window {i}: {result}; its fast item was stored instead")
             drafts.append(
                 Draft(
-                    id=item_id(msg.task_id, msg.cube_id, i),
+                    id=item_id(msg.item_seed, msg.cube_id, i),
                     text=win.text,
                     key=win.key,
                     tags=["mode:fast", *custom],
@@ -384,7 +384,7 @@ class IngestService:
         return [self._item(msg, d, v) for d, v in zip(drafts, vectors, strict=True)]
 
     def _feedback_part(self, msg: QueuedAdd, part: TaskPart, redelivery: bool = False) -> Placement:
-        ids = [item_id(msg.task_id, msg.cube_id, f"feedback.{n}") for n in range(FEEDBACK_IDS)]
+        ids = [item_id(msg.item_seed, msg.cube_id, f"feedback.{n}") for n in range(FEEDBACK_IDS)]
         fb = split_feedback(msg.messages, msg.chat_history or [])
 
         def new_item(n: int, text: str, key: str, tags: list[str]) -> MemoryItem:

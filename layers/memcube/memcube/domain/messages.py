@@ -40,6 +40,8 @@ class QueuedAdd(BaseModel):
     manager_user_id: Id | None = None
     project_id: Id | None = None
     submitted_at: str | None = None
+    id_salt: str = Field(default="", pattern=r"^[0-9a-f]{0,64}$")
+    """The task's random id salt (the API sets it; a direct producer may leave it empty)."""
 
     @field_validator("info")
     @classmethod
@@ -59,6 +61,12 @@ class QueuedAdd(BaseModel):
         if problem is not None:
             raise ValueError(problem)
         return value
+
+    @property
+    def item_seed(self) -> str:
+        """What this message's memory ids are derived from: the task id and its salt, fixed for
+        the task, so a redelivery rewrites the same items and nobody else can compute them."""
+        return f"{self.task_id}#{self.id_salt}" if self.id_salt else self.task_id
 
     @property
     def group_id(self) -> str:

@@ -100,6 +100,9 @@ class MemoryMetadata(BaseModel):
     """Its latest message's time: with `event_time`, the span that `event_time` filters test."""
     manager_user_id: str | None = None
     project_id: str | None = None
+    original_user_id: str | None = None
+    """Provenance of an imported item: the author its export named, when someone else imported
+    it (as that importer claims it; `user_id`, the writer, is the importer)."""
 
 
 class MemoryItem(BaseModel):
@@ -211,6 +214,17 @@ class Task(BaseModel):
     created_at: str
     origin: Literal["api", "producer"] = "api"
     async_mode: Literal["async", "sync"] = "async"
+    client_task_id: str | None = None
+    """The caller's business task id, when it sent one: `task_id` is then derived from it and the
+    user (`tasks.scoped_task_id`), so two users' equal business ids are two tasks."""
+    id_salt: str = ""
+    """Random, chosen when the task is created: its memory ids are derived from it too, so they
+    cannot be computed from a task id another user may know."""
+
+    @property
+    def public_id(self) -> str:
+        """The task id the caller sees and sends back: its own, or the one generated for it."""
+        return self.client_task_id or self.task_id
 
 
 class TaskRecord(BaseModel):

@@ -1,8 +1,11 @@
 """The one place that decides whether a principal may read, write or own a cube.
 
 - A **personal cube** (cube id equal to a user id) belongs to that user alone; another user's
-  personal cube is never readable or writable (a cube id is personal when a user with that id is
-  known: every principal is registered on its first add).
+  personal cube is never readable or writable. A cube id is personal when a user with that id is
+  known, and a user is known from their identity, not their first write: from the moment their
+  API key is made, and for a JWT subject or a user a service key acts for, from their first
+  request (`auth.Authority`). A knowledge base's id is never a user's (`cubes.CubeService.create`
+  refuses a user's id, and acting as a knowledge base's id is refused).
 - A **knowledge-base cube** is created with an owner (`POST /product/create_cube`); the owner
   grants `read` or `write` to other users. Write implies read. Only the owner (or an admin key)
   grants, revokes and deletes the cube.
@@ -66,7 +69,9 @@ class UserDirectory(Protocol):
 
 
 def allowed(principal: Principal, cube_id: str, users: UserDirectory, need: Need) -> bool:
-    if cube_id == principal.user_id:
+    # A principal named like a knowledge base (a direct producer's message, say) is not its owner:
+    # the cube is personal only when its id is a user's, or when no knowledge base has it.
+    if cube_id == principal.user_id and (users.is_user(cube_id) or users.get_cube(cube_id) is None):
         return True
     if users.is_user(cube_id):
         return False  # someone else's personal cube

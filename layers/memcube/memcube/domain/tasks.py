@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -34,7 +35,12 @@ class Submission:
 
     @property
     def task_id(self) -> str:
+        """The stored task's id (scoped to its user)."""
         return self.record.task.task_id
+
+    @property
+    def public_id(self) -> str:
+        return self.record.task.public_id
 
 
 def fingerprint(cmd: AddCommand) -> str:
@@ -42,6 +48,12 @@ def fingerprint(cmd: AddCommand) -> str:
     different body is a conflict, not a replay."""
     body = cmd.model_dump(mode="json", exclude={"task_id"})
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def scoped_task_id(user_id: str, task_id: str) -> str:
+    """The stored id of a caller's business task id: one namespace per user, so another user's
+    equal task id is another task (no 409, no oracle, no pre-empting)."""
+    return "t-" + hashlib.sha256(f"{user_id}\x1f{task_id}".encode()).hexdigest()[:32]
 
 
 def task_id_for_key(user_id: str, key: str) -> str:
@@ -59,8 +71,10 @@ class AddService:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], str] = lambda: iso(utcnow()),
+        salt: Callable[[str], str] = lambda _task_id: secrets.token_hex(16),
     ) -> None:
         self._now = now
+        self._salt = salt
         self._tasks = tasks
         self._users = users
         self._queue = queue
@@ -75,9 +89,10 @@ class AddService:
         digest = fingerprint(cmd)
         task_id = self._task_id(cmd, principal, idempotency_key)
         now = self._now()
+        salt = self._salt(task_id)
         # Built before anything is written: a message the queue schema refuses is a 422, not a
         # task left waiting forever (nor a bound Idempotency-Key).
-        messages = self._messages(cmd, task_id, cmd.cube_ids, now)
+        messages = self._messages(cmd, task_id, cmd.cube_ids, now, salt)
         if idempotency_key is not None and cmd.task_id is not None:
             self._claim(principal, idempotency_key, cmd.task_id)
         existing = self._tasks.get_task(task_id)
@@ -90,6 +105,8 @@ class AddService:
             fingerprint=digest,
             created_at=now,
             async_mode=cmd.async_mode,
+            client_task_id=cmd.task_id,
+            id_salt=salt,
         )
         parts = [TaskPart(cube_id=c, mode=self._mode(cmd), updated_at=now) for c in cmd.cube_ids]
         self._users.register_user(principal.user_id)
@@ -125,7 +142,7 @@ class AddService:
 
     def _task_id(self, cmd: AddCommand, principal: Principal, key: str | None) -> str:
         if cmd.task_id is not None:
-            return cmd.task_id
+            return scoped_task_id(principal.user_id, cmd.task_id)
         return f"task-{uuid.uuid4().hex}" if key is None else task_id_for_key(principal.user_id, key)
 
     def _claim(self, principal: Principal, key: str, task_id: str) -> None:
@@ -137,17 +154,20 @@ class AddService:
     def _replay(self, record: TaskRecord, cmd: AddCommand, digest: str) -> Submission:
         if record.task.fingerprint != digest:
             raise Conflict(
-                f"task_id: {record.task.task_id!r} was already used for a different add; "
+                f"task_id: {record.task.public_id!r} was already used for a different add; "
                 "use a new task_id (or resend the identical request to get its status)"
             )
         # A part still waiting may never have reached the queue (the first attempt failed
         # after the task was recorded): send it again; FIFO dedup and idempotent writes absorb it.
         waiting = [p.cube_id for p in record.parts if p.status is TaskState.WAITING]
         if waiting:
-            self._send(self._messages(cmd, record.task.task_id, waiting, record.task.created_at), RESEND)
+            task = record.task
+            self._send(self._messages(cmd, task.task_id, waiting, task.created_at, task.id_salt), RESEND)
         return Submission(record, replay=True)
 
-    def _messages(self, cmd: AddCommand, task_id: str, cube_ids: list[str], submitted_at: str) -> list[QueuedAdd]:
+    def _messages(
+        self, cmd: AddCommand, task_id: str, cube_ids: list[str], submitted_at: str, salt: str
+    ) -> list[QueuedAdd]:
         """One message per cube: the first validated, the others its copies (cube ids are valid)."""
         first = QueuedAdd(
             task_id=task_id,
@@ -163,6 +183,7 @@ class AddService:
             manager_user_id=cmd.manager_user_id,
             project_id=cmd.project_id,
             submitted_at=submitted_at,
+            id_salt=salt,
         )
         return [first, *(first.model_copy(update={"cube_id": cube}) for cube in cube_ids[1:])]
 
@@ -195,7 +216,10 @@ class StatusService:
         return self._tasks.list_tasks(user_id, self.LIST_LIMIT)
 
     def get(self, task_id: str, user_id: str | None) -> TaskRecord:
-        record = self._tasks.get_task(task_id)
+        """The task the user knows as `task_id`: its own business id first, then an id the
+        service generated (`task-…`, `idem-…`)."""
+        record = self._tasks.get_task(scoped_task_id(user_id, task_id)) if user_id else None
+        record = record or self._tasks.get_task(task_id)
         # Another user's task answers exactly like an unknown one: ids do not leak.
         if record is None or (user_id is not None and record.task.user_id != user_id):
             raise NotFound(f"task_id: {task_id!r} not found")

@@ -5,7 +5,9 @@ stored, except the embedding: vectors belong to one embedding model, so an impor
 again with the importing server's embedder. Importing an export into the same cube id (after an
 erasure, or on a new deployment) restores the items with their ids, so exporting again gives the
 same lines. Into another cube, each item gets a new id derived from the old one and the target
-cube (ids are global), and its `cube_id` is the target's.
+cube (ids are global), and its `cube_id` is the target's. The importer is every imported item's
+writer (`user_id`): an item the export names as another user's keeps that author as provenance
+(`original_user_id`), so nobody can import items that show as, or count as, someone else's.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class TransferService:
 
     def import_items(self, req: ImportRequest, principal: Principal) -> ImportResult:
         authorize_write(principal, [req.cube_id], self._users)
-        items = [self._placed(raw, n, req.cube_id) for n, raw in enumerate(req.items)]  # all valid, or none written
+        items = [self._placed(raw, n, req.cube_id, principal.user_id) for n, raw in enumerate(req.items)]  # all or none
         vectors = self._embedder.embed([i.memory for i in items])
         result = ImportResult()
         written: list[MemoryItem] = []
@@ -93,7 +95,7 @@ class TransferService:
         return result
 
     @staticmethod
-    def _placed(raw: dict[str, Any], n: int, cube_id: str) -> MemoryItem:
+    def _placed(raw: dict[str, Any], n: int, cube_id: str, importer: str) -> MemoryItem:
         raw = {**raw, "metadata": {**(raw.get("metadata") or {})}}
         raw["metadata"].pop("embedding", None)
         raw["metadata"].pop("relativity", None)  # present when a search result is imported
@@ -103,6 +105,9 @@ class TransferService:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise InvalidRequest(f"items[{n}].{where}: {first['msg']}") from None
+        if item.metadata.user_id != importer:  # the importer writes it; the author named is provenance
+            item.metadata.original_user_id = item.metadata.original_user_id or item.metadata.user_id
+            item.metadata.user_id = importer
         if item.metadata.cube_id != cube_id:  # links to other versions move with them
             meta = item.metadata
             item = item.model_copy(update={"id": _moved(cube_id, item.id)})
