@@ -149,3 +149,14 @@ def test_minilm_loads_nothing_until_asked(monkeypatch: pytest.MonkeyPatch) -> No
     embedder = MiniLMEmbedder()
     assert (embedder.model_id, embedder.dimension) == ("minilm-l6-v2-384", 384)
     assert embedder.embed([]) == []
+
+
+def test_minilm_reads_a_text_longer_than_its_256_word_pieces_whole(minilm: MiniLMEmbedder) -> None:
+    """The model truncates at 256 word pieces; the adapter embeds the rest too (in parts,
+    averaged), so words past the limit still move the vector."""
+    head = "My cat sleeps on the windowsill every afternoon. " * 40  # well past 256 pieces alone
+    [head_only, with_tail, head_again] = minilm.embed([head, head + "Quantum chromodynamics lectures. " * 40, head])
+    cosine = sum(a * b for a, b in zip(head_only, with_tail, strict=True))
+    assert cosine < 0.98  # a truncating embedder would give the same vector (cosine 1.0)
+    assert head_only == head_again
+    assert abs(sum(v * v for v in with_tail) - 1.0) < 1e-5

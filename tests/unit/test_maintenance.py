@@ -113,3 +113,32 @@ def test_redrive_replays_dead_letters_once_fixed_and_is_safe_to_repeat(tmp_path:
     runner = CliRunner().invoke(main, ["redrive", "--data-dir", str(tmp_path)])
     assert "re-enqueued 0 dead letters; 1 can never succeed" in runner.output
     container.close()
+
+
+class ShortReader:
+    """An embedder that reads 8 tokens at once and counts what it is asked to embed."""
+
+    model_id = "short-reader"
+    dimension = 3
+    max_tokens = 8
+
+    def __init__(self) -> None:
+        self.embedded: list[str] = []
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        self.embedded += texts
+        return [[1.0, 0.0, 0.0] for _ in texts]
+
+
+def test_reindex_re_embeds_memories_longer_than_the_model_reads_at_once() -> None:
+    """Stored before embedders read long texts in parts, such a memory's vector may stand for its
+    start only: reindex embeds it again whole, and leaves short ones of the same model alone."""
+    store, index = InMemoryStore(), InMemoryIndex()
+    short, long = item(1), memory("m2", "a window of many words " * 10, cube="c1")
+    for stored in (short, long):
+        stored.metadata.embedding_model = "short-reader"
+        store.put_memory(stored)
+    embedder = ShortReader()
+    assert Maintenance(store, index, embedder).reindex() == 2
+    assert embedder.embedded == [long.memory]
+    assert store.get_memory("m2").metadata.embedding == [1.0, 0.0, 0.0]  # type: ignore[union-attr]
