@@ -96,14 +96,16 @@ def test_reference_time_reads_yesterday_in_the_query_against_it(api: Container) 
     later = add("We went swimming in the lake.", chat_time="2023-05-09T10:00:00Z")
     _, on_the_tenth = search(query="what did we do yesterday?", reference_time="10 May 2023")
     _, on_the_second = search(query="what did we do yesterday?", reference_time="2023-05-02")
-    assert [m["id"] for m in hits(on_the_tenth)][0] == later
-    assert [m["id"] for m in hits(on_the_second)][0] == earlier
+    assert next(m["id"] for m in hits(on_the_tenth)) == later
+    assert next(m["id"] for m in hits(on_the_second)) == earlier
 
 
 def test_rerank_without_a_rerank_model_or_llm_says_it_was_not_reranked(api: Container) -> None:
     add("I collect vintage maps of Lisbon.")
     _, reranked = search(query="maps")
-    assert any("rerank" in note and "not" in note.lower() or "no rerank" in note for note in reranked["data"]["notes"])
+    assert any(
+        ("rerank" in note and "not" in note.lower()) or "no rerank" in note for note in reranked["data"]["notes"]
+    )
     _, plain = search(query="maps", rerank=False)
     assert plain["data"]["notes"] == []
 
@@ -124,7 +126,7 @@ def test_rerank_orders_by_the_rerank_models_scores_which_become_the_relativity(t
             lisbon = add("Maps of Lisbon hang in my hall.")
             porto = add("A map of Porto hangs in the kitchen.")
             _, plain = search(query="maps of Lisbon", rerank=False)
-            assert [m["id"] for m in hits(plain)][0] == lisbon
+            assert next(m["id"] for m in hits(plain)) == lisbon
             _, reranked = search(query="maps of Lisbon")
             assert [m["id"] for m in hits(reranked)] == [porto, lisbon]
             assert [m["metadata"]["relativity"] for m in hits(reranked)] == [0.9, 0.2]
@@ -133,7 +135,7 @@ def test_rerank_orders_by_the_rerank_models_scores_which_become_the_relativity(t
             assert [m["id"] for m in hits(above)] == [porto]
             reranker.fail = True
             _, degraded = search(query="maps of Lisbon")
-            assert [m["id"] for m in hits(degraded)][0] == lisbon
+            assert next(m["id"] for m in hits(degraded)) == lisbon
             assert any("503" in note for note in degraded["data"]["notes"])
     finally:
         worker.stop()
@@ -155,7 +157,7 @@ def test_event_time_filters_select_memories_whose_span_overlaps_the_bound(api: C
     assert [m["id"] for m in hits(after)] == [june]
     _, before = search(query="we went", filter={"event_time": {"lt": "2023-06-01"}})
     assert [m["id"] for m in hits(before)] == [may]
-    [item] = [m for m in hits(before)]
+    [item] = list(hits(before))
     assert item["metadata"]["event_time"] == "2023-05-08T13:56:00.000Z"
     code, payload = search(query="we went", filter={"event_time": {"gte": "june"}})
     assert code == 422 and "event_time" in payload["message"]
