@@ -312,8 +312,8 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
             _cube_memories(r.cube_id, [_with_relativity(s.item, s.relativity) for s in r.memories], len(r.memories))
             for r in answer.cubes
         ]
-        data = {"text_mem": text_mem, "pref_mem": [], "tool_mem": [], "skill_mem": [], "act_mem": [], "para_mem": []}
-        data["notes"] = answer.notes
+        data: dict[str, Any] = {"text_mem": text_mem, "pref_mem": [], "tool_mem": [], "skill_mem": []}
+        data |= {"act_mem": [], "para_mem": [], "notes": answer.notes}
         return envelope(200, "Search completed successfully", data)
 
     @post_json(
