@@ -159,3 +159,21 @@ def python() -> str:
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def child_env(threads: int, *, fresh: bool = False) -> dict[str, str]:
+    """The environment of a contender's process: offline model loading, `threads` for torch and
+    BLAS, the repository importable; `fresh` drops the caller's MEMCUBE_* settings (a default
+    `memcube serve`)."""
+    env = {k: v for k, v in os.environ.items() if not (fresh and k.startswith("MEMCUBE_"))}
+    env |= {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "MEM0_TELEMETRY": "False",
+        "PYTHONPATH": str(ROOT),
+    }
+    return env

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import CACHE, ROOT, log, measured, python
+from bench.common import CACHE, ROOT, child_env, log, measured, python
 from bench.corpus import from_jsonl, generate, to_jsonl
 
 MEM0_PYTHON = ROOT / ".tools" / "bench-mem0-venv" / "bin" / "python"
@@ -92,21 +91,6 @@ def memcube_run(corpus: Path, data_dir: Path, embedder: str, user: str = "alice"
         "memories_stored": stored,
         "outcomes": outcomes,
     }
-
-
-def child_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env |= {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "MEM0_TELEMETRY": "False",
-        "PYTHONPATH": str(ROOT),
-    }
-    return env
 
 
 def run_child(system: str, corpus: Path, embedder: str, threads: int) -> dict[str, Any]:

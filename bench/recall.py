@@ -76,7 +76,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import CACHE, ROOT, log, measured, python, summary
+from bench.common import CACHE, ROOT, child_env, log, measured, python, summary
 
 MEM0_PYTHON = ROOT / ".tools" / "bench-mem0-venv" / "bin" / "python"
 DEFAULT_DATA = "../shared/data/locomo-dev/locomo-dev.json"
@@ -361,21 +361,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def child_env(threads: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMCUBE_")}  # a fresh default
-    env |= {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "MEM0_TELEMETRY": "False",
-        "PYTHONPATH": str(ROOT),
-    }
-    return env
-
-
 @contextmanager
 def memcube_server(embedder: str, threads: int) -> Iterator[Any]:
     """A fresh `memcube serve` on a free port and a temporary data dir; yields an httpx client."""
@@ -387,7 +372,7 @@ def memcube_server(embedder: str, threads: int) -> Iterator[Any]:
         cli = [str(script)] if script.exists() else [python(), "-c", "from memcube.cli import main; main()"]
         argv = [*cli, "serve", "--port", str(port), "--data-dir", str(Path(tmp) / "data")]
         logfile = Path(tmp) / "serve.log"
-        env = child_env(threads) | {"MEMCUBE_EMBEDDER": embedder}
+        env = child_env(threads, fresh=True) | {"MEMCUBE_EMBEDDER": embedder}
         with logfile.open("w") as out:
             proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
@@ -548,7 +533,9 @@ def mem0_run(data: Dataset, threads: int, top: int = TOP) -> dict[str, Any]:
         job = Path(tmp) / "job.json"
         job.write_text(json.dumps(mem0_job(data, top)))
         argv = [str(MEM0_PYTHON), str(ROOT / "bench" / "mem0_recall.py"), "--job", str(job), "--data-dir", tmp]
-        done = subprocess.run(argv, env=child_env(threads), capture_output=True, text=True, check=False, cwd=ROOT)
+        done = subprocess.run(
+            argv, env=child_env(threads, fresh=True), capture_output=True, text=True, check=False, cwd=ROOT
+        )
     if done.returncode != 0:
         raise RuntimeError(f"mem0 failed:\n{done.stderr[-3000:]}")
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
