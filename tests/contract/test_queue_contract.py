@@ -168,6 +168,20 @@ def test_a_message_leased_when_its_process_died_runs_alone_and_is_blamed_only_fo
     assert [(n, d.blamed) for n, d in zip(names(rest), rest, strict=True)] == [(("a", "t1"), None), (("c", "t3"), None)]
 
 
+def test_suspects_held_back_wait_while_the_other_cubes_go_on(consuming_queue: ConsumingQueue) -> None:
+    """Right after a restart (the grace before suspects run) only the cubes without a suspect move."""
+    q = consuming_queue
+    q.send([queued("t1", "a"), queued("t2", "b")])
+    q.receive(1, LEASE)
+    q.release_all_leases()
+    q.send([queued("t3", "a")])
+    both = q.receive(10, LEASE, suspects=False)
+    assert names(both) == [("b", "t2")]  # a's suspect waits, and t3 behind it
+    q.ack(both[0].seq)
+    [suspect] = q.receive(10, LEASE)
+    assert names([suspect]) == [("a", "t1")]
+
+
 def test_a_suspect_waits_for_the_messages_in_flight_and_then_runs_alone(consuming_queue: ConsumingQueue) -> None:
     q = consuming_queue
     q.send([queued("t1", "a"), queued("t2", "b"), queued("t3", "c")])

@@ -192,13 +192,18 @@ class Deployment:
         self.kills.with_messages_leased += int(leased > 0)
 
 
+def wait_ready(server: Server) -> None:
+    """Until the worker logs that it takes messages (it loads the model first)."""
+    deadline = time.monotonic() + 180
+    while "worker ready" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.05)
+
+
 def ready_after(deployment: Deployment) -> float:
     """Seconds from spawn to the worker taking messages, on this machine now."""
     start = time.monotonic()
-    server = deployment.up()
-    while "worker ready" not in server.output():
-        assert time.monotonic() - start < 180, server.output()
-        time.sleep(0.05)
+    wait_ready(deployment.up())
     return time.monotonic() - start
 
 
@@ -211,12 +216,17 @@ def random_moments(deployment: Deployment, replay: Replay, rng: random.Random, s
 
 def during_start_up(deployment: Deployment, replay: Replay, rng: random.Random, start_up: float) -> None:
     """One kill mid-replay (work in flight), then every restart killed while it is starting:
-    anywhere from process start to just after the worker would be ready."""
+    at a random moment before its worker is ready, or within a second after (its first
+    messages in flight, as when a liveness probe kills a slow start again and again)."""
     time.sleep(rng.uniform(*PLAN.alive))
     deployment.kill9()
     for _ in range(PLAN.kills):
-        deployment.spawn()
-        time.sleep(rng.uniform(0.2, 1.1) * start_up)
+        server = deployment.spawn()
+        if rng.random() < 0.5:
+            time.sleep(rng.uniform(0.2, 0.9) * start_up)
+        else:
+            wait_ready(server)
+            time.sleep(rng.uniform(0.0, 1.0))
         deployment.kill9()
     deployment.up()
 

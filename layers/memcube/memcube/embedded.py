@@ -51,7 +51,9 @@ class EmbeddedWorker:
     """Worker threads that lease only once they can work: `start` returns at once and a starter
     thread first makes the worker ready (stores open, the embedding model loaded, which takes
     seconds for the local model), so a kill during start-up finds nothing leased and costs no
-    message an attempt. `stop` waits for the messages in hand, briefly, and hands back the rest
+    message an attempt. Messages in flight at the last death (suspects) run alone, and only
+    `suspect_grace_seconds` after ready: a kill soon after each start is not a lone run.
+    `stop` waits for the messages in hand, briefly, and hands back the rest
     unblamed (see `SqliteQueue`)."""
 
     def __init__(self, container: Container) -> None:
@@ -63,6 +65,8 @@ class EmbeddedWorker:
         self._held_lock = threading.Lock()
         self.ready = threading.Event()
         """Set once the workers have started taking messages."""
+        self._suspects_from = float("inf")
+        """When suspects (messages in flight at the last death) may run: a grace after ready."""
 
     def start(self) -> None:
         released = self._c.local_queue.release_all_leases()
@@ -79,6 +83,7 @@ class EmbeddedWorker:
             log.exception("the worker could not get ready; starting anyway")
         if self._stop.is_set():
             return
+        self._suspects_from = time.monotonic() + self._c.settings.suspect_grace_seconds
         for n in range(self._c.settings.workers):
             thread = threading.Thread(target=self._run, name=f"memcube-worker-{n}", daemon=True)
             thread.start()
@@ -116,7 +121,8 @@ class EmbeddedWorker:
     def run_once(self) -> bool:
         """Take one message (if any) and settle it; True if there was one."""
         settings = self._c.settings
-        got = self._c.local_queue.receive(1, settings.lease_seconds)
+        suspects = time.monotonic() >= self._suspects_from
+        got = self._c.local_queue.receive(1, settings.lease_seconds, suspects=suspects)
         if not got:
             return False
         msg = got[0]

@@ -88,17 +88,19 @@ class SqliteQueue:
         if self._on_send is not None:
             self._on_send()
 
-    def receive(self, max_messages: int, lease_seconds: float) -> list[Received]:
+    def receive(self, max_messages: int, lease_seconds: float, *, suspects: bool = True) -> list[Received]:
         """Lease up to `max_messages` group heads that are visible and not already leased; a
-        suspect only alone (see the module's docstring), before any other message."""
+        suspect only alone (see the module's docstring), before any other message. With
+        `suspects=False` suspects are not handed out yet (their cubes wait) and the rest are."""
         now = self._clock()
+        only_clean = "" if suspects else "AND s.seq IS NULL "
         with self._db.tx() as cur:
             rows = cur.execute(
                 "SELECT m.seq, m.message_id, m.group_id, m.body, m.attempts, s.blamed FROM messages m "
                 "JOIN (SELECT group_id, MIN(seq) AS head FROM messages GROUP BY group_id) h "
                 "ON m.seq = h.head LEFT JOIN suspects s ON s.seq = m.seq "
                 "WHERE m.visible_at <= ? AND (m.leased_until IS NULL OR m.leased_until <= ?) "
-                "ORDER BY s.seq IS NULL, m.seq LIMIT ?",
+                f"{only_clean}ORDER BY s.seq IS NULL, m.seq LIMIT ?",
                 (now, now, max_messages),
             ).fetchall()
             if rows and rows[0]["blamed"] is not None:  # a suspect is waiting: it runs alone, first
