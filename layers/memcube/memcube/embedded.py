@@ -103,6 +103,7 @@ class EmbeddedWorker:
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._held_lock:
             unfinished = list(self._held.values())
+            self._held.clear()  # a thread that still finishes one leaves it to the next start
         if unfinished:
             self._c.local_queue.release(unfinished)
             log.info("stopped with %d messages unfinished: handed back, not blamed", len(unfinished))
