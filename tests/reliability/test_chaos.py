@@ -8,11 +8,12 @@ run's items, and nothing may be stored twice."""
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,14 @@ class Plan:
 
 
 PLAN = (
-    Plan(adds=272, cubes=10, clients=4, kills=5, seeds=(1, 2, 3), embedder="minilm", alive=(1.0, 10.0))
+    Plan(adds=272, cubes=10, clients=4, kills=5, seeds=(1, 2, 3), alive=(1.0, 10.0),
+         embedder=os.environ.get("MEMCUBE_CHAOS_EMBEDDER", "minilm"))
     if FULL
     else Plan(adds=40, cubes=5, clients=3, kills=5, seeds=(1,), embedder="hash", alive=(0.0, 0.6))
-)
+)  # fmt: skip
+LONG = 0.25 if PLAN.embedder == "hash" else 0.05
+"""The share of long conversations: enough work in flight for the kills to find, at the speed of
+the embedder (the local model embeds a few hundred windows a second on 2 cores)."""
 
 WORDS = tuple(
     a + b for a in ("ka", "lo", "mi", "ne", "ru", "so", "ti") for b in ("ber", "dan", "fel", "gor", "lin", "mur")
@@ -73,7 +78,7 @@ def workload(seed: int) -> list[dict[str, Any]]:
         if len(earlier) >= 2 and rng.random() < 0.1:
             bodies.append(rng.choice(earlier) | {"task_id": task_id})
             continue
-        long = rng.random() < 0.25  # a long conversation: seconds of work, so kills find work in flight
+        long = rng.random() < LONG  # a long conversation: seconds of work, so kills find work in flight
         messages = [
             {
                 "role": "user" if turn % 2 == 0 else "assistant",
@@ -146,6 +151,8 @@ class Kills:
 class Deployment:
     """`memcube serve` on one data dir and port, killed and restarted by the test."""
 
+    live: list[Server] = []
+
     def __init__(self, tmp_path: Path, name: str) -> None:
         self.tmp_path = tmp_path
         self.data = tmp_path / name
@@ -165,6 +172,7 @@ class Deployment:
         self.spawned += 1
         self.spawned_at = time.time()
         self.server = Server(self.data, 2, log, self.env, port=self.port)
+        Deployment.live.append(self.server)
         return self.server
 
     def up(self) -> Server:
@@ -274,6 +282,14 @@ def outcomes(task: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
 
 
 CLEAN: dict[int, Result] = {}
+
+
+@pytest.fixture(autouse=True)
+def no_server_left() -> Iterator[None]:
+    """A failed run leaves no `memcube serve` behind (they would eat the shared cores)."""
+    yield
+    while Deployment.live:
+        Deployment.live.pop().kill()
 
 
 @pytest.mark.timeout(7200 if FULL else 240)
