@@ -13,6 +13,7 @@ import pytest
 
 from memcube.domain import limits
 from memcube.domain.ingest import Delivery
+from memcube.domain.model import TaskState
 from memcube.domain.openmem import PREFIX
 from memcube.wiring import Container
 from memcube_api.app import create_app
@@ -62,6 +63,25 @@ def test_an_accepted_add_answers_code_0_with_the_hosted_task_shape(api: Containe
     assert body["code"] == 0 and body["data"]["success"] is True and body["data"]["status"] == "running"
     [queued] = queue_of(api).sent
     assert (queued.task_id, queued.cube_id, queued.custom_tags) == (body["data"]["task_id"], "alice", ["sport"])
+
+
+def test_a_failed_hosted_add_resent_with_its_idempotency_key_runs_again(api: Container) -> None:
+    body, key = {"messages": "I swim.", "user_id": "alice"}, {"Idempotency-Key": "sdk-add-1"}
+    code, first = call("POST", PREFIX + "/add/message", body=body, headers=key)
+    assert code == 200, first
+    task_id = first["data"]["task_id"]
+    store = store_of(api)
+    record = store.get_task(task_id)
+    assert record is not None
+    store.put_task_part(task_id, record.parts[0].finished(TaskState.FAILED, "2026-12-04T00:00:00Z", error="died"))
+
+    code, again = call("POST", PREFIX + "/add/message", body=body, headers=key)
+    assert code == 200, again
+    assert (again["data"]["task_id"], again["data"]["status"]) == (task_id, "running")
+    assert [(m.task_id, m.run) for m in queue_of(api).sent] == [(task_id, 0), (task_id, 1)]
+    code, status = call("POST", PREFIX + "/get/status", body={"task_id": task_id})
+    [part] = status["data"]["cubes"]
+    assert (part["status"], [(r["status"], r["error"]) for r in part["runs"]]) == ("waiting", [("failed", "died")])
 
 
 BAD = [

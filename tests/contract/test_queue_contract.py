@@ -134,9 +134,66 @@ def test_release_all_leases_makes_leased_messages_receivable_again(
     leased = q.receive(2, LEASE)
     assert names(leased) == [("a", "t1"), ("b", "t2")]
     assert q.release_all_leases() == 2
-    again = q.receive(10, LEASE)
+    again: list[Delivery] = []
+    for _ in range(3):  # the two released (suspects) come first, each alone; then the rest
+        got = q.receive(10, LEASE)
+        again += got
+        for d in got:
+            q.ack(d.seq)
     assert [(d.seq, d.attempts) for d in again] == [(leased[0].seq, 2), (leased[1].seq, 2), (again[2].seq, 1)]
     assert names(again)[2] == ("c", "t3")
+
+
+def test_a_message_leased_when_its_process_died_runs_alone_and_is_blamed_only_for_a_death_then(
+    consuming_queue: ConsumingQueue,
+) -> None:
+    """Restart safety without poison blindness: a process killed with two messages in flight
+    blames neither; each then runs alone, and a second death during that lone run is its own
+    (or an outside one); a run that ends clears the suspicion."""
+    q = consuming_queue
+    q.send([queued("t1", "a"), queued("t2", "b"), queued("t3", "c")])
+    assert [d.blamed for d in q.receive(2, LEASE)] == [None, None]
+    q.release_all_leases()  # killed with a and b in flight
+    [first] = q.receive(10, LEASE)
+    assert (names([first]), first.blamed) == ([("a", "t1")], False)
+    assert q.receive(10, LEASE) == []  # nothing runs beside a suspect
+    q.release_all_leases()  # killed again, with only t1 running
+    [again] = q.receive(10, LEASE)
+    assert (names([again]), again.blamed) == ([("a", "t1")], True)
+    q.retry_later(again.seq, 0)  # it ran to an end: no longer a suspect
+    [suspect] = q.receive(10, LEASE)
+    assert (names([suspect]), suspect.blamed) == ([("b", "t2")], False)
+    q.ack(suspect.seq)
+    rest = q.receive(10, LEASE)
+    assert [(n, d.blamed) for n, d in zip(names(rest), rest, strict=True)] == [(("a", "t1"), None), (("c", "t3"), None)]
+
+
+def test_suspects_held_back_wait_while_the_other_cubes_go_on(consuming_queue: ConsumingQueue) -> None:
+    """Right after a restart (the grace before suspects run) only the cubes without a suspect move."""
+    q = consuming_queue
+    q.send([queued("t1", "a"), queued("t2", "b")])
+    q.receive(1, LEASE)
+    q.release_all_leases()
+    q.send([queued("t3", "a")])
+    both = q.receive(10, LEASE, suspects=False)
+    assert names(both) == [("b", "t2")]  # a's suspect waits, and t3 behind it
+    q.ack(both[0].seq)
+    [suspect] = q.receive(10, LEASE)
+    assert names([suspect]) == [("a", "t1")]
+
+
+def test_a_suspect_waits_for_the_messages_in_flight_and_then_runs_alone(consuming_queue: ConsumingQueue) -> None:
+    q = consuming_queue
+    q.send([queued("t1", "a"), queued("t2", "b"), queued("t3", "c")])
+    first, second = q.receive(2, LEASE)
+    q.release([first.seq])  # handed back (a stop) while t2 is still in flight
+    assert q.receive(10, LEASE) == []  # the suspect waits for t2, and t3 waits behind the suspect
+    q.ack(second.seq)
+    [alone] = q.receive(10, LEASE)
+    assert (names([alone]), alone.blamed) == ([("a", "t1")], False)  # a stop blames nobody
+    assert q.receive(10, LEASE) == []
+    q.ack(alone.seq)
+    assert names(q.receive(10, LEASE)) == [("c", "t3")]
 
 
 def test_receive_hands_out_at_most_max_messages_and_one_per_group(consuming_queue: ConsumingQueue) -> None:
@@ -212,9 +269,12 @@ def test_messages_leases_counts_and_dedup_survive_reopening(
     restarted.send([queued("t1", "a"), queued("t3", "b")])
     assert restarted.depth() == 3  # still deduplicated
     assert restarted.release_all_leases() == 2  # what the embedded runner does on start
-    again = restarted.receive(10, LEASE)
-    assert [(n, d.attempts) for n, d in zip(names(again), again, strict=True)] == [(("a", "t1"), 2), (("b", "t3"), 2)]
-    restarted.ack(again[0].seq)
+    [again] = restarted.receive(10, LEASE)  # a message leased at the death runs alone
+    assert (names([again]), again.attempts) == ([("a", "t1")], 2)
+    restarted.ack(again.seq)
+    [other] = restarted.receive(10, LEASE)
+    assert (names([other]), other.attempts) == ([("b", "t3")], 2)
+    restarted.ack(other.seq)
     assert names(restarted.receive(10, LEASE)) == [("a", "t2")]
 
 

@@ -29,11 +29,18 @@ TERMINAL = frozenset({"completed", "failed"})
 class Server:
     """One `memcube serve` subprocess."""
 
-    def __init__(self, data_dir: Path, workers: int, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        workers: int,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.workers = workers
         self.log_path = log_path
-        self.port = free_port()
+        self.port = port or free_port()  # a fixed port: restarts a client finds at the same address
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.url, timeout=30)
         cmd = [str(MEMCUBE), "serve", "--host", "127.0.0.1", "--port", str(self.port)]

@@ -13,7 +13,7 @@ from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, Unavailab
 from memcube.domain.ingest import Delivery, IngestService, Verdict, item_id
 from memcube.domain.model import Principal, TaskState
 from memcube.domain.requests import AddRequest, to_command
-from memcube.domain.tasks import AddService
+from memcube.domain.tasks import AddService, Submission
 
 
 class World:
@@ -25,8 +25,11 @@ class World:
         self.ingest = IngestService(self.store, self.store, self.store, self.index, HashEmbedder(64))
 
     def submit(self, key: str | None = None, **body: Any) -> str:
+        return self.send(key, **body).public_id
+
+    def send(self, key: str | None = None, **body: Any) -> Submission:
         cmd = to_command(AddRequest.model_validate({"user_id": "alice", "messages": "I like tea", **body}))
-        return self.add.submit(cmd, Principal(user_id=cmd.user_id), key).public_id
+        return self.add.submit(cmd, Principal(user_id=cmd.user_id), key)
 
     def drain(self, attempt: int = 1) -> list[Verdict]:
         sent, self.queue.sent = self.queue.sent, []
@@ -108,6 +111,53 @@ def test_repeating_a_task_id_returns_the_same_task_and_stores_nothing_new(world:
     assert world.submit(task_id="biz-1") == "biz-1"
     assert world.queue.sent == []  # completed parts are not enqueued again
     assert world.store.list_memories("alice", 0, 10)[1] == 1
+
+
+def fail_the_index(world: World) -> None:
+    def broken(_: object) -> None:
+        raise TimeoutError("index down")
+
+    world.index.upsert = broken  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("resend", [{"task_id": "biz-1"}, {"key": "req-1"}], ids=["task_id", "idempotency_key"])
+def test_a_failed_add_resent_runs_again_as_a_new_run_of_the_same_task(world: World, resend: dict[str, Any]) -> None:
+    task_id = world.submit(**resend)
+    fail_the_index(world)
+    [msg] = world.queue.sent
+    world.queue.sent = []
+    assert world.ingest.handle(Delivery(msg.model_dump_json(), "m1", 1, 1)) is Verdict.DONE  # given up at once
+    failed = world.store.get_task(task_id)
+    assert failed is not None and failed.status is TaskState.FAILED
+    assert len(world.store.list_dead_letters()) == 1
+    del world.index.upsert  # the index is back
+
+    sub = world.send(**resend)
+    assert (sub.task_id, sub.replay, sub.retried) == (task_id, True, True)
+    [again] = world.queue.sent
+    assert (again.run, again.dedup_id != msg.dedup_id) == (1, True)  # a new message, not a duplicate of the first
+    assert world.store.list_dead_letters() == []  # the caller took the retry over from the operator
+    assert world.drain() == [Verdict.DONE]
+    record = world.store.get_task(task_id)
+    assert record is not None and record.status is TaskState.COMPLETED
+    [part] = record.parts
+    assert [(r.status, r.attempts) for r in part.runs] == [(TaskState.FAILED, 1)]
+    assert part.runs[0].error is not None and "index down" in part.runs[0].error
+    assert (part.attempts, [o.outcome for o in part.outcomes]) == (1, ["added"])
+    assert world.store.list_memories("alice", 0, 10)[1] == 1  # what the failed run stored is not doubled
+
+    assert world.submit(**resend) == task_id  # completed: returned as it is
+    assert world.queue.sent == []
+
+
+def test_resending_an_add_still_running_returns_it_as_it_is(world: World) -> None:
+    world.submit(task_id="biz-1")
+    fail_the_index(world)
+    assert world.drain() == [Verdict.RETRY]  # in progress, waiting for its retry
+    sub = world.send(task_id="biz-1")
+    assert (sub.replay, sub.retried, sub.record.status) == (True, False, TaskState.IN_PROGRESS)
+    assert (sub.record.parts[0].attempts, sub.record.parts[0].runs) == (1, [])
+    assert world.queue.sent == []
 
 
 def test_reusing_a_task_id_for_a_different_add_is_a_conflict(world: World) -> None:

@@ -288,3 +288,25 @@ def test_a_record_is_not_started_with_too_little_of_the_invocation_left(worker: 
     for task_id, _ in BATCH_TASKS:
         record = store.get_task(task_id)
         assert record is not None and record.parts[0].attempts == 1
+
+
+def test_a_worker_that_cannot_get_ready_starts_no_record(worker: Container) -> None:
+    """Readiness before the first record: a cold start that cannot load its model (or reach its
+    stores) fails the invocation with every record unstarted, so SQS redelivers the batch and no
+    part records an attempt that was never made; once ready, the batch runs once."""
+    from memcube_worker.handler import lambda_handler
+    from tests.lambda_support import FakeLambdaContext
+
+    def not_ready() -> None:
+        raise RuntimeError("model not loadable")
+
+    event = load_event("sqs_fifo_batch.json")
+    with pytest.MonkeyPatch.context() as cold:
+        cold.setattr(worker, "warm_worker", not_ready)
+        with pytest.raises(RuntimeError, match="model not loadable"):
+            lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    store = store_of(worker)
+    assert all(store.get_task(task_id) is None for task_id, _ in BATCH_TASKS)
+    assert invoke_worker(event) == {"batchItemFailures": []}
+    records = [store.get_task(task_id) for task_id, _ in BATCH_TASKS]
+    assert [r.parts[0].attempts if r else None for r in records] == [1] * len(BATCH_TASKS)

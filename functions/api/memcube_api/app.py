@@ -418,6 +418,8 @@ def _add(c: Container, req: AddRequest, principal: Principal, idempotency_key: s
     cmd = to_command(req)
     sub = c.add.submit(cmd, principal, idempotency_key)
     again = " (repeated request: the existing task is returned)" if sub.replay else ""
+    if sub.retried:
+        again = " (repeated request: the task had failed and runs again)"
     if cmd.async_mode == "async":
         data = [{"cube_id": p.cube_id, "task_id": sub.public_id, "status": p.status.value} for p in sub.record.parts]
         return envelope(200, f"Memory add task accepted{again}", data, task_id=sub.public_id)

@@ -41,7 +41,7 @@ from memcube.domain.requests import AddRequest, check_id, to_command
 from memcube.wiring import Container
 from memcube_api.app import BY_ID_DOC, Caller, MemoryIdParams, Services, _openapi_body, blocking, read_body, read_json
 from memcube_api.errors import BadBody
-from memcube_api.params import Params, openapi_params, read_params
+from memcube_api.params import Params, idempotency_key, openapi_params, read_params
 
 F = TypeVar("F", bound=Callable[..., Any])
 TAG = "MemOS cloud API (memos.api.client.MemOSClient)"
@@ -271,15 +271,18 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
 
 
 async def _add(request: Request, c: Container, who: Principal | None, req: AddRequest, what: str) -> JSONResponse:
+    key = idempotency_key(request)
     principal = c.authority.acting_for(who, req.user_id, adding=True)
-    record = await blocking(request, _accept, c, req, principal)
+    record = await blocking(request, _accept, c, req, principal, key)
     return ok(_task_message(what, record), task_data(record))
 
 
-def _accept(c: Container, req: AddRequest, principal: Principal) -> TaskRecord:
-    """Record and queue the add; a sync one is waited for (up to the sync timeout)."""
+def _accept(c: Container, req: AddRequest, principal: Principal, key: str | None = None) -> TaskRecord:
+    """Record and queue the add; a sync one is waited for (up to the sync timeout). With an
+    `Idempotency-Key` (the hosted body has no task id) a resend is the same task, and a resend
+    of a failed one runs it again."""
     cmd = to_command(req)
-    sub = c.add.submit(cmd, principal)
+    sub = c.add.submit(cmd, principal, key)
     if cmd.async_mode == "sync":
         return c.add.wait(sub.task_id, c.settings.sync_timeout_seconds)
     return sub.record

@@ -2,10 +2,20 @@
 
 `skip_group_on_error=True`: a failing message fails itself and the later messages of its own
 cube (FIFO order requires that) while the other cubes in the batch go on.
+
+Readiness: the worker is made ready (stores, index, embedding model) in the init phase of a cold
+start and again, if that failed, before the batch's first record, so no record is started while
+the function is still starting. If it cannot get ready the invocation fails with no record
+started: SQS redelivers the batch (its receive count grows; the SQS redrive policy bounds that),
+and no part records an attempt. A record is started only with `record_budget_seconds` of the
+invocation left, so a function timeout during a record means the record's own work ran out the
+time (dependencies answer within their client timeouts, far below the budget): the next
+delivery charges it as an attempt that never finished.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
@@ -52,10 +62,24 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         raise RetryLater(f"message {record.message_id} will be retried (attempt {attempt})")
 
 
+def _init() -> None:
+    """The cold start's init phase (module import in the Lambda runtime): get ready there, where
+    a slow model load or connection does not eat an invocation's time with records leased."""
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        try:
+            container_from_env().warm_worker()
+        except Exception:  # retried before the first record; the invocation fails there if it still cannot
+            logger.exception("worker not ready at init")
+
+
+_init()
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer().capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True, raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    container_from_env().warm_worker()  # before any record is started; repeats cost nothing once warm
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -4,7 +4,6 @@ operator commands work on the storage directly; the user commands (`cli_user`) t
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -247,11 +246,8 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
         raise click.ClickException(str(exc)) from exc
     container = Container(settings)
     _match_index_to_embedder(container)
-    warm = getattr(container.embedder, "warm", None)
-    if warm is not None:  # load the local model while the server starts, not on the first add
-        threading.Thread(target=warm, name="embedder-warm-up", daemon=True).start()
     worker = EmbeddedWorker(container)
-    worker.start()
+    worker.start()  # loads the model in the background while the API starts; takes messages once ready
     auth = "API keys required" if settings.auth_mode == "keys" else "no authentication (loopback only)"
     click.echo(f"memcube: data in {settings.data_dir.resolve()}, API on http://{host}:{port}, {auth}")
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down, so the cleanup runs in the app's

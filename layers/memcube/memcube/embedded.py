@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -47,26 +48,65 @@ def backoff(attempt: int) -> float:
 
 
 class EmbeddedWorker:
+    """Worker threads that lease only once they can work: `start` returns at once and a starter
+    thread first makes the worker ready (stores open, the embedding model loaded, which takes
+    seconds for the local model), so a kill during start-up finds nothing leased and costs no
+    message an attempt. Messages in flight at the last death (suspects) run alone, and only
+    `suspect_grace_seconds` after ready: a kill soon after each start is not a lone run.
+    `stop` waits for the messages in hand, briefly, and hands back the rest
+    unblamed (see `SqliteQueue`)."""
+
     def __init__(self, container: Container) -> None:
         self._c = container
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._held: dict[str, int] = {}
+        """The message (queue seq) each worker thread is running, by thread name."""
+        self._held_lock = threading.Lock()
+        self.ready = threading.Event()
+        """Set once the workers have started taking messages."""
+        self._suspects_from = float("inf")
+        """When suspects (messages in flight at the last death) may run: a grace after ready."""
 
     def start(self) -> None:
         released = self._c.local_queue.release_all_leases()
         if released:
-            log.info("released %d messages leased by a previous process", released)
+            log.info("released %d messages leased by a previous process (now suspects, run alone)", released)
+        starter = threading.Thread(target=self._start_when_ready, name="memcube-worker-start", daemon=True)
+        starter.start()
+        self._threads.append(starter)
+
+    def _start_when_ready(self) -> None:
+        try:
+            self._c.warm_worker()
+        except Exception:  # the first message retries what failed here, and reports it in its status
+            log.exception("the worker could not get ready; starting anyway")
+        if self._stop.is_set():
+            return
+        self._suspects_from = time.monotonic() + self._c.settings.suspect_grace_seconds
         for n in range(self._c.settings.workers):
             thread = threading.Thread(target=self._run, name=f"memcube-worker-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.ready.set()
+        log.info("worker ready: %d threads taking messages", self._c.settings.workers)
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Take no new message, wait up to `timeout` seconds in all for those in hand, and hand
+        back those still running (the process is about to exit: their work is cut short, and
+        redone from what it stored, by the next start)."""
         self._stop.set()
         with self._c.wakeup:
             self._c.wakeup.notify_all()
-        for thread in self._threads:
-            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._held_lock:
+            unfinished = list(self._held.values())
+            self._held.clear()  # a thread that still finishes one leaves it to the next start
+        if unfinished:
+            self._c.local_queue.release(unfinished)
+            log.info("stopped with %d messages unfinished: handed back, not blamed", len(unfinished))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -82,17 +122,25 @@ class EmbeddedWorker:
     def run_once(self) -> bool:
         """Take one message (if any) and settle it; True if there was one."""
         settings = self._c.settings
-        got = self._c.local_queue.receive(1, settings.lease_seconds)
+        suspects = time.monotonic() >= self._suspects_from
+        got = self._c.local_queue.receive(1, settings.lease_seconds, suspects=suspects)
         if not got:
             return False
         msg = got[0]
+        me = threading.current_thread().name
+        with self._held_lock:
+            self._held[me] = msg.seq
         try:
-            verdict = self._c.ingest.handle(
-                Delivery(msg.body, msg.message_id, msg.attempts, settings.max_receive_count, msg.group_id)
+            delivery = Delivery(
+                msg.body, msg.message_id, msg.attempts, settings.max_receive_count, msg.group_id, msg.blamed
             )
+            verdict = self._c.ingest.handle(delivery)
         except Exception:
             log.exception("ingest raised outside its own handling; will retry")
             verdict = Verdict.RETRY
+        with self._held_lock:
+            if self._held.pop(me, None) is None:
+                return True  # handed back by `stop` meanwhile: the next start runs it again
         if verdict is Verdict.DONE:
             self._c.local_queue.ack(msg.seq)
         else:

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=900.0, gt=0)
     """Embedded queue visibility timeout (SQS: the queue's VisibilityTimeout)."""
 
+    suspect_grace_seconds: float = Field(default=5.0, ge=0, le=600)
+    """Embedded worker: a message that was in flight when the process died (a suspect) runs
+    alone only once the restarted worker has been taking messages this long, so kills that come
+    again and again while the server is starting (a liveness probe, a crash loop elsewhere)
+    never land on a suspect's lone run, the only death blamed on a message."""
+
     record_budget_seconds: float = Field(default=120.0, ge=0, le=900)
     """Worker Lambda: a message is only started with at least this much of the invocation left
     (fine mode calls an LLM per window); later ones of the batch go back to the queue unstarted."""

@@ -244,6 +244,16 @@ class Container:
             documents=self.documents,
         )
 
+    def warm_worker(self) -> None:
+        """Make the worker ready to process a message at once: its stores, index and services
+        built, and the embedding model loaded (seconds for a local model). Called before the
+        first message is taken, so a worker never holds a message while it is still starting
+        (a kill then would cost that message an attempt it never made). Safe to repeat."""
+        _ = self.ingest
+        warm = getattr(self.embedder, "warm", None)  # only local models have something to load
+        if callable(warm):
+            warm()
+
     @cached_property
     def documents(self) -> DocumentReader:
         """Reads binary files (PDF) on the worker side; pypdf loads on the first PDF."""

@@ -129,6 +129,12 @@ class Delivery:
     max_attempts: int
     group_id: str | None = None
     """The FIFO group the message travelled in; it must be the message's cube."""
+    blamed: bool | None = None
+    """How the queue saw this message's previous receipt end, when it never finished: True if its
+    worker died while running it alone (the message is the likely cause), False if the death is
+    not the message's (its process died with other messages in flight, or was stopped). None
+    when the queue cannot tell (SQS): a Lambda invocation runs one record at a time and starts it
+    only when ready and with its record budget left, so a death during it is charged to it."""
 
 
 class IngestService:
@@ -182,7 +188,9 @@ class IngestService:
             self._dead_letter(delivery, reason, msg)
             return Verdict.DONE
         try:
-            self.process(msg, max_attempts=delivery.max_attempts, message_id=delivery.message_id)
+            self.process(
+                msg, max_attempts=delivery.max_attempts, message_id=delivery.message_id, blamed=delivery.blamed
+            )
         except PermanentError as exc:
             self._dead_letter(delivery, exc.message, msg)
             return Verdict.DONE
@@ -194,7 +202,7 @@ class IngestService:
             if part is not None and pending is not None:  # what is stored, even though not yet searchable
                 notes = list(dict.fromkeys(part.notes + pending.notes))
                 part = part.model_copy(update={"outcomes": pending.outcomes, "notes": notes})
-            attempts = part.attempts if part is not None and part.attempts > 0 else delivery.attempt
+            attempts = part.charged_attempts() if part is not None and part.attempts > 0 else delivery.attempt
             if attempts >= delivery.max_attempts:
                 if pending is not None:
                     reason += "; `memcube redrive` indexes them once the index is back"
@@ -202,9 +210,9 @@ class IngestService:
                 return Verdict.DONE
             if part is not None and part.status is not TaskState.COMPLETED:
                 # Keep the latest failure visible in the status while the message waits for a retry.
-                self._tasks.put_task_part(
-                    msg.task_id, part.model_copy(update={"error": f"retrying: {reason}", "updated_at": self._now()})
-                )
+                # The worker survived the attempt: it ended, and it was no crash of the worker.
+                update = {"error": f"retrying: {reason}", "updated_at": self._now(), "running": False, "crashes": 0}
+                self._tasks.put_task_part(msg.task_id, part.model_copy(update=update))
             self._telemetry.count("PartsRetried")
             return Verdict.RETRY
         return Verdict.DONE
@@ -221,24 +229,33 @@ class IngestService:
             return None
         return next((p for p in record.parts if p.cube_id == cube_id), None)
 
-    def process(self, msg: QueuedAdd, *, max_attempts: int | None = None, message_id: str | None = None) -> TaskPart:
+    def process(
+        self,
+        msg: QueuedAdd,
+        *,
+        max_attempts: int | None = None,
+        message_id: str | None = None,
+        blamed: bool | None = None,
+    ) -> TaskPart:
         """Run one cube's part of a task to completion (or raise). With `max_attempts`, a part
-        whose recorded attempts all started and never finished (the worker was killed or timed
-        out in each: a message that crashes it) is given up on with that reason. A message
-        already dead-lettered under this `message_id` (redelivered because the worker stopped
-        before the queue heard it was done) is not run again; a redriven one (a new message) is."""
+        whose last attempts all started and never finished, each charged to it (`blamed`: its
+        worker died while running it alone, or timed out on it: a message that crashes it), is
+        given up on with that reason. A message already dead-lettered under this `message_id`
+        (redelivered because the worker stopped before the queue heard it was done) is not run
+        again; a redriven one (a new message) is."""
         try:
             scopes = frozenset() if self._open_cubes else frozenset({"user"})  # keys on: held to created cubes
             authorize_write(Principal(user_id=msg.user_id, scopes=scopes), [msg.cube_id], self._users)
         except Forbidden as exc:
             raise PermanentError(exc.message) from exc
-        before, part, submitted = self._start(msg, max_attempts, message_id)
+        before, part, submitted = self._start(msg, max_attempts, message_id, blamed)
         if part.status in {TaskState.COMPLETED, TaskState.CANCELLED, TaskState.FAILED}:
             return part  # a redelivery of finished (or given-up) work: nothing to redo
         erased = self._memories.erased_at(msg.cube_id, msg.user_id)
         if erased is not None and submitted <= erased:
             return self._cancel(msg, part)
-        redelivery = part.attempts > 1  # an earlier attempt may have written: read it back, do not redo it
+        # An earlier attempt (or an earlier run the caller retried) may have written: read it back, do not redo it.
+        redelivery = part.attempts > 1 or bool(part.runs)
         placement = self._feedback_part(msg, part, redelivery) if msg.is_feedback else self._organize(msg, redelivery)
         outcomes = placement.outcomes
         written = list({i.id: i for i in placement.changed}.values())  # the last version of each
@@ -261,7 +278,7 @@ class IngestService:
             error=None,
         )
         self._tasks.put_task_part(msg.task_id, done)
-        if before is TaskState.FAILED:  # a redriven part that succeeded: its dead letter is resolved
+        if before is TaskState.FAILED or part.runs:  # a redriven or retried part succeeded: its dead letter is resolved
             mine = (msg.task_id, msg.cube_id)
             resolved = [d for d in self._tasks.list_dead_letters() if (d.task_id, d.cube_id) == mine]
             if resolved:
@@ -427,11 +444,17 @@ class IngestService:
         return cancelled
 
     def _start(
-        self, msg: QueuedAdd, max_attempts: int | None = None, message_id: str | None = None
+        self,
+        msg: QueuedAdd,
+        max_attempts: int | None = None,
+        message_id: str | None = None,
+        blamed: bool | None = None,
     ) -> tuple[TaskState, TaskPart, str]:
         """The part's state before this attempt, the part marked in progress (or left as it is:
         finished, or given up on under this very message id), and when its task was submitted
-        (for erasure marks)."""
+        (for erasure marks). An earlier attempt that never ended is counted here: as a crash of
+        this message if it is to blame (see `Delivery.blamed`), else as interrupted, which never
+        counts toward giving up."""
         now = self._now()
         record = self._tasks.get_task(msg.task_id)
         if record is None:  # a direct producer: the task starts with its first message
@@ -462,15 +485,24 @@ class IngestService:
             and any(d.message_id == message_id for d in self._tasks.list_dead_letters())
         ):
             return part.status, part, submitted
-        if part.status is TaskState.IN_PROGRESS and max_attempts is not None and part.attempts >= max_attempts:
+        if part.status is TaskState.FAILED:  # redriven: its earlier crashes were the cause it failed for
+            part = part.model_copy(update={"crashes": 0, "running": False})
+        if part.running:  # the last attempt never ended: its worker died or timed out
+            if blamed is False:
+                part = part.model_copy(update={"interrupted": part.interrupted + 1, "crashes": 0})
+            else:
+                part = part.model_copy(update={"crashes": part.crashes + 1})
+        if part.status is TaskState.IN_PROGRESS and max_attempts is not None and part.crashes >= max_attempts:
             last = f"; the last error seen: {part.error.removeprefix('retrying: ')}" if part.error else ""
+            self._tasks.put_task_part(msg.task_id, part)
             raise PermanentError(
-                f"gave up after {part.attempts} attempts that never finished (the worker was stopped or "
-                f"timed out during each){last}"
+                f"gave up after {part.crashes} attempts that never finished (each time the worker died or "
+                f"timed out while running this message alone){last}"
             )
         started = part.model_copy(
             update={
                 "status": TaskState.IN_PROGRESS,
+                "running": True,
                 "attempts": part.attempts + 1,
                 "started_at": part.started_at or now,
                 "updated_at": now,

@@ -42,6 +42,9 @@ class QueuedAdd(BaseModel):
     submitted_at: str | None = None
     id_salt: str = Field(default="", pattern=r"^[0-9a-f]{0,64}$")
     """The task's random id salt (the API sets it; a direct producer may leave it empty)."""
+    run: int = Field(default=0, ge=0, le=1000)
+    """0 for a task's first run; n for the caller's n-th retry of a failed part (a new message,
+    not a duplicate of the failed run's)."""
 
     @field_validator("info")
     @classmethod
@@ -75,8 +78,10 @@ class QueuedAdd(BaseModel):
 
     @property
     def dedup_id(self) -> str:
-        """The same task never enqueues the same cube twice (SQS FIFO dedup window: 5 minutes)."""
-        return hashlib.sha256(f"{self.task_id}\x1f{self.cube_id}".encode()).hexdigest()
+        """The same task never enqueues the same cube twice in one run (SQS FIFO dedup window: 5
+        minutes); a retry of a failed part is a new run, and so a new message."""
+        again = f"\x1f{self.run}" if self.run else ""
+        return hashlib.sha256(f"{self.task_id}\x1f{self.cube_id}{again}".encode()).hexdigest()
 
 
 def peek(body: str, field: str) -> str | None:

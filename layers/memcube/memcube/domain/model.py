@@ -174,6 +174,19 @@ class FeedbackStep(BaseModel):
     reasons: dict[str, str] = Field(default_factory=dict)
 
 
+class PartRun(BaseModel):
+    """An earlier run of a task part that ended failed, kept when its caller retried the add
+    (the status history): what it tried and why it stopped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: TaskState
+    error: str | None = None
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
 class TaskPart(BaseModel):
     """One target cube's share of a task: its own state, attempts and per-memory outcomes."""
 
@@ -191,17 +204,48 @@ class TaskPart(BaseModel):
     finished_at: str | None = None
     feedback_plan: list[FeedbackStep] | None = None
     """Internal (never in a status response): a feedback's decided steps while it is applied."""
+    running: bool = False
+    """An attempt has started and not yet ended (done, handed back, or given up): seen by the
+    next delivery, it means that attempt's worker died or timed out."""
+    crashes: int = 0
+    """Consecutive attempts whose worker died while running this message and nothing else that
+    could have caused it (the crash-loop guard gives up at the attempt limit)."""
+    interrupted: int = 0
+    """Attempts cut short by a worker death not charged to this message (an external kill, a
+    deploy, a death while other messages ran too): they never count toward giving up."""
+    runs: list[PartRun] = Field(default_factory=list)
+    """Earlier runs that failed and were retried by the caller, oldest first."""
 
     def finished(self, status: TaskState, at: str, **changes: Any) -> TaskPart:
         """This part ended in `status` at `at`. A completed or cancelled part drops its feedback
         plan (its texts are kept nowhere but in the items); a failed one keeps it for a redrive."""
         plan = self.feedback_plan if status is TaskState.FAILED else None
-        update = {"status": status, "updated_at": at, "finished_at": at, "feedback_plan": plan}
+        update = {"status": status, "updated_at": at, "finished_at": at, "feedback_plan": plan, "running": False}
         return self.model_copy(update=update | changes)
+
+    def charged_attempts(self) -> int:
+        """Attempts that count toward giving up: every attempt but those a worker death not
+        caused by this message cut short."""
+        return self.attempts - self.interrupted
+
+    def retried(self, at: str) -> TaskPart:
+        """A failed part run again at its caller's request: the failed run goes to `runs` and
+        the part waits for a fresh set of attempts (the items it stored stay, under the same ids)."""
+        run = PartRun(
+            status=self.status, error=self.error, attempts=self.attempts,
+            started_at=self.started_at, finished_at=self.finished_at,
+        )  # fmt: skip
+        return self.model_copy(
+            update={
+                "status": TaskState.WAITING, "error": None, "attempts": 0, "crashes": 0, "interrupted": 0,
+                "running": False, "outcomes": [], "started_at": None, "finished_at": None, "updated_at": at,
+                "runs": [*self.runs, run],
+            }
+        )  # fmt: skip
 
     def public(self) -> dict[str, Any]:
         """The part as a status response shows it."""
-        return self.model_dump(mode="json", exclude={"feedback_plan"})
+        return self.model_dump(mode="json", exclude={"feedback_plan", "running"})
 
 
 class Task(BaseModel):

@@ -32,6 +32,8 @@ class Submission:
     record: TaskRecord
     replay: bool
     """True when this request repeated an accepted one (same task id or Idempotency-Key)."""
+    retried: bool = False
+    """True when the repeated add had failed and runs again (a new run of the same task)."""
 
     @property
     def task_id(self) -> str:
@@ -92,7 +94,7 @@ class AddService:
         salt = self._salt(task_id)
         # Built before anything is written: a message the queue schema refuses is a 422, not a
         # task left waiting forever (nor a bound Idempotency-Key).
-        messages = self._messages(cmd, task_id, cmd.cube_ids, now, salt)
+        messages = self._messages(cmd, task_id, cmd.cube_ids, now, salt=salt)
         if idempotency_key is not None and cmd.task_id is not None:
             self._claim(principal, idempotency_key, cmd.task_id)
         existing = self._tasks.get_task(task_id)
@@ -157,18 +159,41 @@ class AddService:
                 f"task_id: {record.task.public_id!r} was already used for a different add; "
                 "use a new task_id (or resend the identical request to get its status)"
             )
+        if record.status is TaskState.FAILED:
+            return self._retry(record, cmd)
         # A part still waiting may never have reached the queue (the first attempt failed
         # after the task was recorded): send it again; FIFO dedup and idempotent writes absorb it.
-        waiting = [p.cube_id for p in record.parts if p.status is TaskState.WAITING]
+        waiting = [p for p in record.parts if p.status is TaskState.WAITING]
         if waiting:
             task = record.task
-            self._send(self._messages(cmd, task.task_id, waiting, task.created_at, task.id_salt), RESEND)
+            for run, cubes in _by_run(waiting).items():
+                self._send(self._messages(cmd, task.task_id, cubes, task.created_at, salt=task.id_salt, run=run), RESEND)
         return Submission(record, replay=True)
 
+    def _retry(self, record: TaskRecord, cmd: AddCommand) -> Submission:
+        """The caller re-sent an add whose task failed: each failed part runs again as a new run
+        of the same task (the failed run stays in the part's `runs`); the items it stored are
+        kept and read back, never doubled. Completed parts stay as they are."""
+        task, now = record.task, self._now()
+        task_id = task.task_id
+        parts = [p.retried(now) if p.status is TaskState.FAILED else p for p in record.parts]
+        again = [p for p in parts if p.status is TaskState.WAITING and p.runs]
+        for part in again:
+            self._tasks.put_task_part(task_id, part)
+        stale = {(task_id, p.cube_id) for p in again}
+        letters = [d for d in self._tasks.list_dead_letters() if (d.task_id, d.cube_id) in stale]
+        if letters:  # the caller took the retry over: the operator's redrive must not run it a third time
+            self._tasks.delete_dead_letters(letters)
+        for run, cubes in _by_run(again).items():
+            self._send(self._messages(cmd, task_id, cubes, task.created_at, salt=task.id_salt, run=run), RESEND)
+        log.info("a failed task retried by its caller", extra={"task_id": task_id})
+        return Submission(TaskRecord(task=record.task, parts=parts), replay=True, retried=True)
+
     def _messages(
-        self, cmd: AddCommand, task_id: str, cube_ids: list[str], submitted_at: str, salt: str
+        self, cmd: AddCommand, task_id: str, cube_ids: list[str], submitted_at: str, *, salt: str, run: int = 0
     ) -> list[QueuedAdd]:
-        """One message per cube: the first validated, the others its copies (cube ids are valid)."""
+        """One message per cube: the first validated, the others its copies (cube ids are valid).
+        `run` counts the caller's retries of a failed part: a retry is a new message."""
         first = QueuedAdd(
             task_id=task_id,
             cube_id=cube_ids[0],
@@ -184,6 +209,7 @@ class AddService:
             project_id=cmd.project_id,
             submitted_at=submitted_at,
             id_salt=salt,
+            run=run,
         )
         return [first, *(first.model_copy(update={"cube_id": cube}) for cube in cube_ids[1:])]
 
@@ -204,6 +230,14 @@ class AddService:
                 return record
             self._sleep(poll)
             poll = min(poll * 1.5, 0.25)
+
+
+def _by_run(parts: list[TaskPart]) -> dict[int, list[str]]:
+    """Cube ids of waiting parts by their run (parts of one task retried a different number of times)."""
+    runs: dict[int, list[str]] = {}
+    for part in parts:
+        runs.setdefault(len(part.runs), []).append(part.cube_id)
+    return runs
 
 
 class StatusService:
