@@ -167,7 +167,9 @@ class AddService:
         if waiting:
             task = record.task
             for run, cubes in _by_run(waiting).items():
-                self._send(self._messages(cmd, task.task_id, cubes, task.created_at, salt=task.id_salt, run=run), RESEND)
+                self._send(
+                    self._messages(cmd, task.task_id, cubes, task.created_at, salt=task.id_salt, run=run), RESEND
+                )
         return Submission(record, replay=True)
 
     def _retry(self, record: TaskRecord, cmd: AddCommand) -> Submission:
