@@ -122,7 +122,8 @@ def fail_the_index(world: World) -> None:
 
 @pytest.mark.parametrize("resend", [{"task_id": "biz-1"}, {"key": "req-1"}], ids=["task_id", "idempotency_key"])
 def test_a_failed_add_resent_runs_again_as_a_new_run_of_the_same_task(world: World, resend: dict[str, Any]) -> None:
-    task_id = world.submit(**resend)
+    first = world.send(**resend)
+    task_id = first.task_id  # as stored (a business task_id is kept per user)
     fail_the_index(world)
     [msg] = world.queue.sent
     world.queue.sent = []
@@ -146,7 +147,7 @@ def test_a_failed_add_resent_runs_again_as_a_new_run_of_the_same_task(world: Wor
     assert (part.attempts, [o.outcome for o in part.outcomes]) == (1, ["added"])
     assert world.store.list_memories("alice", 0, 10)[1] == 1  # what the failed run stored is not doubled
 
-    assert world.submit(**resend) == task_id  # completed: returned as it is
+    assert world.submit(**resend) == first.public_id  # completed: returned as it is
     assert world.queue.sent == []
 
 
