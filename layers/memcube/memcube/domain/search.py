@@ -43,7 +43,6 @@ from memcube.domain import limits
 from memcube.domain.accel import numpy_or_none
 from memcube.domain.errors import DomainError, InvalidRequest
 from memcube.domain.filters import And, Cond, Filter, compile_filter
-from memcube.domain.llm_search import rewrite_query
 from memcube.domain.model import MemoryItem, MemoryType, Principal, utcnow
 from memcube.domain.permissions import UserDirectory, authorize_read
 from memcube.domain.requests import Id, check_cube_ids
@@ -246,6 +245,8 @@ class SearchService:
         if self._llm is None:
             notes.append(f"mode {req.mode}: no LLM is configured to rewrite the query; it was searched as given")
             return [req.query]
+        from memcube.domain.llm_search import rewrite_query  # fine mode only: not on the cold start
+
         try:
             return [req.query, *rewrite_query(self._llm, req.query, req.chat_history or [])]
         except (ValueError, DomainError) as exc:

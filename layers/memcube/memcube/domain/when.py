@@ -15,8 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from dateutil import parser as _dateutil
-
 from memcube.domain.model import iso
 
 _DEFAULTS = (datetime(2001, 1, 1), datetime(2002, 2, 2))
@@ -28,6 +26,8 @@ def parse_time(text: str | None) -> datetime | None:
     """The instant `text` names (UTC), or None when it names none with a year."""
     if not text or len(text) > MAX_TEXT:
         return None
+    from dateutil import parser as _dateutil  # on first use: the API's cold start never pays for it
+
     try:
         first, second = (_dateutil.parse(text, default=d, fuzzy=True) for d in _DEFAULTS)
     except (ValueError, OverflowError):
