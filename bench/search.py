@@ -79,7 +79,7 @@ def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5) -> dict
             found = container.searcher.search(request, principal)
             elapsed = time.perf_counter() - start
             embed_seconds.setdefault(key, []).append(timed.last)
-            hits.setdefault(key, []).append(sum(len(r.memories) for r in found))
+            hits.setdefault(key, []).append(sum(len(r.memories) for r in found.cubes))
             return elapsed
 
         topic = {"info.topic": "travel"}
