@@ -131,6 +131,21 @@ def add(
     if (text is None) == (file is None):
         raise click.UsageError("give TEXT or --file (one of them)")
     bodies = list(conversations(file)) if file else [{"messages": text}]
+    defaults = _add_defaults(user_id, cubes, session_id, tags)
+    with _client(url, api_key) as client:
+        task_ids = _submit(client, [defaults | body for body in bodies])
+        if not wait:
+            click.echo("\n".join(task_ids))
+            return
+        tasks = _wait_for(client, user_id, task_ids)
+    if not _summarize(tasks):
+        raise SystemExit(1)
+
+
+def _add_defaults(
+    user_id: str, cubes: tuple[str, ...], session_id: str | None, tags: tuple[str, ...]
+) -> dict[str, Any]:
+    """The add fields the options set for every conversation (a conversation's own fields win)."""
     defaults: dict[str, Any] = {"user_id": user_id, "async_mode": "async"}
     if cubes:
         defaults["writable_cube_ids"] = list(cubes)
@@ -138,20 +153,29 @@ def add(
         defaults["session_id"] = session_id
     if tags:
         defaults["custom_tags"] = list(tags)
+    return defaults
+
+
+def _submit(client: MemcubeClient, bodies: list[dict[str, Any]]) -> list[str]:
     task_ids: list[str] = []
-    with _client(url, api_key) as client:
-        with _progress(len(bodies), "submitting") as bar:
-            for body in bodies:
-                task_ids.append(client.add(defaults | body)["task_id"])
-                bar.update(1)
-        if not wait:
-            click.echo("\n".join(task_ids))
-            return
-        tasks = []
-        with _progress(len(task_ids), "processing") as bar:
-            for task_id in task_ids:
-                tasks.append(client.wait(user_id, task_id))
-                bar.update(1)
+    with _progress(len(bodies), "submitting") as bar:
+        for body in bodies:
+            task_ids.append(client.add(body)["task_id"])
+            bar.update(1)
+    return task_ids
+
+
+def _wait_for(client: MemcubeClient, user_id: str, task_ids: list[str]) -> list[dict[str, Any]]:
+    tasks = []
+    with _progress(len(task_ids), "processing") as bar:
+        for task_id in task_ids:
+            tasks.append(client.wait(user_id, task_id))
+            bar.update(1)
+    return tasks
+
+
+def _summarize(tasks: list[dict[str, Any]]) -> bool:
+    """Print the tasks' states, their outcomes and every part not completed; False if a task failed."""
     states = Counter(t["status"] for t in tasks)
     outcomes = Counter(o["outcome"] for t in tasks for part in t["cubes"] for o in part["outcomes"])
     click.echo(f"{len(tasks)} tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
@@ -162,8 +186,7 @@ def add(
                 click.echo(
                     f"  {task['task_id']} {part['cube_id']}: {part['status']} {part.get('error') or ''}".rstrip()
                 )
-    if states.get("failed"):
-        raise SystemExit(1)
+    return not states.get("failed")
 
 
 @click.command()

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Literal
+from typing import Literal, NoReturn
 
 from pydantic import ValidationError
 
@@ -43,6 +43,7 @@ from memcube.domain.model import (
     SourceMessage,
     Task,
     TaskPart,
+    TaskRecord,
     TaskState,
     iso,
     utcnow,
@@ -68,6 +69,8 @@ log = logging.getLogger(__name__)
 ITEM_NAMESPACE = uuid.UUID("5b0c2f5e-8f0e-4f43-9d3a-6c0b3f7e2a11")
 FEEDBACK_IDS = 22
 """Feedback item ids a task may use: the probe (`feedback.0`) and one per LLM decision (at most 20)."""
+FINISHED = frozenset({TaskState.COMPLETED, TaskState.CANCELLED, TaskState.FAILED})
+"""Part states a delivery leaves as they are: done, cancelled by an erasure, or given up on."""
 
 
 def content_hash(text: str) -> str:
@@ -243,29 +246,19 @@ class IngestService:
         given up on with that reason. A message already dead-lettered under this `message_id`
         (redelivered because the worker stopped before the queue heard it was done) is not run
         again; a redriven one (a new message) is."""
-        try:
-            scopes = frozenset() if self._open_cubes else frozenset({"user"})  # keys on: held to created cubes
-            authorize_write(Principal(user_id=msg.user_id, scopes=scopes), [msg.cube_id], self._users)
-        except Forbidden as exc:
-            raise PermanentError(exc.message) from exc
+        self._authorize(msg)
         before, part, submitted = self._start(msg, max_attempts, message_id, blamed)
-        if part.status in {TaskState.COMPLETED, TaskState.CANCELLED, TaskState.FAILED}:
+        if part.status in FINISHED:
             return part  # a redelivery of finished (or given-up) work: nothing to redo
         erased = self._memories.erased_at(msg.cube_id, msg.user_id)
-        if erased is not None and submitted <= erased:
+        if _covers(erased, submitted):
             return self._cancel(msg, part)
         # An earlier attempt (or an earlier run the caller retried) may have written: read it back, do not redo it.
         redelivery = part.attempts > 1 or bool(part.runs)
         placement = self._feedback_part(msg, part, redelivery) if msg.is_feedback else self._organize(msg, redelivery)
-        outcomes = placement.outcomes
-        written = list({i.id: i for i in placement.changed}.values())  # the last version of each
-        if written:
-            try:
-                self._index.upsert(written)
-            except Exception as exc:
-                raise IndexingPending(outcomes, placement.notes, exc) from exc
+        written = self._index_changed(placement)
         later = self._memories.erased_at(msg.cube_id, msg.user_id)
-        if later is not None and later != erased and submitted <= later:
+        if later != erased and _covers(later, submitted):
             # The cube was erased while this part ran: the eraser may have missed these writes.
             self._memories.delete_memories(written)
             self._index.delete(msg.cube_id, [i.id for i in written])
@@ -273,22 +266,47 @@ class IngestService:
         done = part.finished(
             TaskState.COMPLETED,
             self._now(),
-            outcomes=outcomes,
+            outcomes=placement.outcomes,
             notes=list(dict.fromkeys(part.notes + self._mode_notes(msg) + placement.notes)),
             error=None,
         )
         self._tasks.put_task_part(msg.task_id, done)
         if before is TaskState.FAILED or part.runs:  # a redriven or retried part succeeded: its dead letter is resolved
-            mine = (msg.task_id, msg.cube_id)
-            resolved = [d for d in self._tasks.list_dead_letters() if (d.task_id, d.cube_id) == mine]
-            if resolved:
-                self._tasks.delete_dead_letters(resolved)
+            self._resolve_dead_letters(msg)
+        self._count_completed(placement.outcomes)
+        return done
+
+    def _authorize(self, msg: QueuedAdd) -> None:
+        """The API's write rules, checked again: a message that may not write its cube never will."""
+        try:
+            scopes = frozenset() if self._open_cubes else frozenset({"user"})  # keys on: held to created cubes
+            authorize_write(Principal(user_id=msg.user_id, scopes=scopes), [msg.cube_id], self._users)
+        except Forbidden as exc:
+            raise PermanentError(exc.message) from exc
+
+    def _index_changed(self, placement: Placement) -> list[MemoryItem]:
+        """Index the last version of every item the placement wrote; returns them. A failure here
+        leaves the store writes done: the part waits for a retry (`IndexingPending`)."""
+        written = list({i.id: i for i in placement.changed}.values())  # the last version of each
+        if written:
+            try:
+                self._index.upsert(written)
+            except Exception as exc:
+                raise IndexingPending(placement.outcomes, placement.notes, exc) from exc
+        return written
+
+    def _resolve_dead_letters(self, msg: QueuedAdd) -> None:
+        mine = (msg.task_id, msg.cube_id)
+        resolved = [d for d in self._tasks.list_dead_letters() if (d.task_id, d.cube_id) == mine]
+        if resolved:
+            self._tasks.delete_dead_letters(resolved)
+
+    def _count_completed(self, outcomes: list[MemoryOutcome]) -> None:
         self._telemetry.count("PartsCompleted")
         for outcome in ("added", "duplicate", "merged", "updated", "archived"):
             n = sum(1 for o in outcomes if o.outcome == outcome)
             if n:
                 self._telemetry.count(f"Memories{outcome.capitalize()}", n)
-        return done
 
     def _mode_notes(self, msg: QueuedAdd) -> list[str]:
         if msg.mode == "fine" and self._extractor is None:
@@ -456,8 +474,34 @@ class IngestService:
         this message if it is to blame (see `Delivery.blamed`), else as interrupted, which never
         counts toward giving up."""
         now = self._now()
+        record = self._task_record(msg, now)
+        submitted = _instant(record.task.created_at)
+        part = next((p for p in record.parts if p.cube_id == msg.cube_id), None)
+        if part is None:
+            part = TaskPart(cube_id=msg.cube_id, updated_at=now)
+        if self._settled(part, message_id):
+            return part.status, part, submitted
+        part = _charge_unfinished(part, blamed)
+        if part.status is TaskState.IN_PROGRESS and max_attempts is not None and part.crashes >= max_attempts:
+            self._give_up_on_crashes(msg, part)
+        started = part.model_copy(
+            update={
+                "status": TaskState.IN_PROGRESS,
+                "running": True,
+                "attempts": part.attempts + 1,
+                "started_at": part.started_at or now,
+                "updated_at": now,
+                "mode": "fine" if self._fine(msg) else "fast",
+            }
+        )
+        self._tasks.put_task_part(msg.task_id, started)
+        return part.status, started, submitted
+
+    def _task_record(self, msg: QueuedAdd, now: str) -> TaskRecord:
+        """The message's task, created here for a direct producer (the task starts with its first
+        message); a task of another user is refused for good."""
         record = self._tasks.get_task(msg.task_id)
-        if record is None:  # a direct producer: the task starts with its first message
+        if record is None:
             task = Task(
                 task_id=msg.task_id,
                 user_id=msg.user_id,
@@ -473,44 +517,26 @@ class IngestService:
                 raise RuntimeError("task record vanished after creation")
         elif record.task.user_id != msg.user_id:
             raise PermanentError(f"task {msg.task_id!r} belongs to another user; a queued message may not join it")
-        submitted = _instant(record.task.created_at)
-        part = next((p for p in record.parts if p.cube_id == msg.cube_id), None)
-        if part is None:
-            part = TaskPart(cube_id=msg.cube_id, updated_at=now)
+        return record
+
+    def _settled(self, part: TaskPart, message_id: str | None) -> bool:
+        """Finished (completed or cancelled), or given up on under this very message id: left as it is."""
         if part.status in {TaskState.COMPLETED, TaskState.CANCELLED}:
-            return part.status, part, submitted
-        if (
+            return True
+        return (
             part.status is TaskState.FAILED
             and message_id is not None
             and any(d.message_id == message_id for d in self._tasks.list_dead_letters())
-        ):
-            return part.status, part, submitted
-        if part.status is TaskState.FAILED:  # redriven: its earlier crashes were the cause it failed for
-            part = part.model_copy(update={"crashes": 0, "running": False})
-        if part.running:  # the last attempt never ended: its worker died or timed out
-            if blamed is False:
-                part = part.model_copy(update={"interrupted": part.interrupted + 1, "crashes": 0})
-            else:
-                part = part.model_copy(update={"crashes": part.crashes + 1})
-        if part.status is TaskState.IN_PROGRESS and max_attempts is not None and part.crashes >= max_attempts:
-            last = f"; the last error seen: {part.error.removeprefix('retrying: ')}" if part.error else ""
-            self._tasks.put_task_part(msg.task_id, part)
-            raise PermanentError(
-                f"gave up after {part.crashes} attempts that never finished (each time the worker died or "
-                f"timed out while running this message alone){last}"
-            )
-        started = part.model_copy(
-            update={
-                "status": TaskState.IN_PROGRESS,
-                "running": True,
-                "attempts": part.attempts + 1,
-                "started_at": part.started_at or now,
-                "updated_at": now,
-                "mode": "fine" if self._fine(msg) else "fast",
-            }
         )
-        self._tasks.put_task_part(msg.task_id, started)
-        return part.status, started, submitted
+
+    def _give_up_on_crashes(self, msg: QueuedAdd, part: TaskPart) -> NoReturn:
+        """Record the crashes counted and give up: every recent attempt died while running this message."""
+        last = f"; the last error seen: {part.error.removeprefix('retrying: ')}" if part.error else ""
+        self._tasks.put_task_part(msg.task_id, part)
+        raise PermanentError(
+            f"gave up after {part.crashes} attempts that never finished (each time the worker died or "
+            f"timed out while running this message alone){last}"
+        )
 
     def _item(self, msg: QueuedAdd, draft: Draft, vector: list[float]) -> MemoryItem:
         now = self._now()
@@ -570,6 +596,25 @@ class IngestService:
         if task_id is None or part is None or part.status is TaskState.COMPLETED:
             return
         self._tasks.put_task_part(task_id, part.finished(TaskState.FAILED, now, error=reason))
+
+
+def _charge_unfinished(part: TaskPart, blamed: bool | None) -> TaskPart:
+    """The part with an earlier attempt that never ended counted: as a crash of this message if it
+    is to blame (see `Delivery.blamed`), else as interrupted. A redriven part starts afresh: its
+    earlier crashes were the cause it failed for."""
+    if part.status is TaskState.FAILED:
+        part = part.model_copy(update={"crashes": 0, "running": False})
+    if part.running:  # the last attempt never ended: its worker died or timed out
+        if blamed is False:
+            part = part.model_copy(update={"interrupted": part.interrupted + 1, "crashes": 0})
+        else:
+            part = part.model_copy(update={"crashes": part.crashes + 1})
+    return part
+
+
+def _covers(mark: str | None, submitted: str) -> bool:
+    """Whether an erasure mark covers a task submitted at `submitted`."""
+    return mark is not None and submitted <= mark
 
 
 def _instant(text: str) -> str:

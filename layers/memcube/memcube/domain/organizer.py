@@ -192,12 +192,7 @@ class Organizer:
         neighbours = [
             n for n in self.neighbours(item, fresh, floor=floor, notes=placement.notes) if n.item.id != item.id
         ]
-        numbers = numbers_in(item.memory)
-        near = [
-            n
-            for n in neighbours
-            if (n.jaccard >= self._t.jaccard or n.cosine >= self._t.cosine) and numbers_in(n.item.memory) == numbers
-        ]
+        near = self._near_duplicates(item, neighbours)
         exact = next((n for n in near if n.item.metadata.content_hash == item.metadata.content_hash), None)
         if exact is not None:
             placement.outcomes.append(_duplicate(item, exact.item.id))
@@ -207,6 +202,22 @@ class Organizer:
             if near:
                 return self._merge(item, near[0], "near duplicate " + _similarity(near[0]), placement)
             return self.supersede(item, [], placement)
+        return self._follow(judged, item, neighbours, placement)
+
+    def _near_duplicates(self, item: MemoryItem, neighbours: list[Neighbour]) -> list[Neighbour]:
+        """The neighbours past a near-duplicate threshold that state the same numbers as `item`."""
+        numbers = numbers_in(item.memory)
+        return [
+            n
+            for n in neighbours
+            if (n.jaccard >= self._t.jaccard or n.cosine >= self._t.cosine) and numbers_in(n.item.memory) == numbers
+        ]
+
+    def _follow(
+        self, judged: dict[str, tuple[str, str]], item: MemoryItem, neighbours: list[Neighbour], placement: Placement
+    ) -> Placement:
+        """Apply the LLM judge's relations: merge into the most similar redundant neighbour, else
+        store `item` superseding the contradictory ones (none: a plain add)."""
         redundant = [n for n in neighbours if judged.get(n.item.id, ("", ""))[0] == "redundant"]
         if redundant:
             best = redundant[0]
