@@ -12,7 +12,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=te
 SAM_PYENV ?= 3.12.1:3.11.7
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint template system-deps test-servers test-clients reliability clean bench
+.PHONY: run test unit lint complexity template system-deps test-servers test-clients reliability clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "memcube needs Python 3.11+ (set PYTHON=...)")'
@@ -24,10 +24,22 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/memcube serve $(ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) complexity
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# No function of the shipped code above C (cyclomatic complexity 20). Left out by path for now, as
+# xenon cannot name a function: the files of the three still above C (to_command,
+# SearchService.search, InMemoryIndex.search), which other branches of issue 15 split; drop each
+# entry once its branch is merged.
+COMPLEXITY_PENDING := layers/memcube/memcube/domain/requests.py,layers/memcube/memcube/domain/search.py,layers/memcube/memcube/adapters/inmemory.py
+complexity: $(STAMP)
+	$(VENV)/bin/xenon --max-absolute C --exclude '$(COMPLEXITY_PENDING)' layers functions
+
+# The unit tier alone (no network, no servers): seconds, for the edit-test loop.
+unit: $(STAMP)
+	$(VENV)/bin/pytest -m unit tests/unit
 
 $(SAM_STAMP):
 	$(PYTHON) -m venv $(SAM_VENV)
@@ -54,8 +66,11 @@ test-servers: $(STAMP) system-deps
 test-clients: $(STAMP)
 	PYTHONPATH=. $(VENV)/bin/python -c 'from tests.sdk.venv import install_memos_sdk; install_memos_sdk()'
 
-test: lint template test-servers test-clients
-	$(VENV)/bin/pytest
+# Lint and the unit tier first, so their failures show before SAM, Java, npm and LocalStack are
+# installed; then every other tier.
+test: lint unit
+	$(MAKE) template test-servers test-clients
+	$(VENV)/bin/pytest -m 'not unit'
 
 # Benchmarks (bench/, BENCHMARKS.md): installs what they need (mem0 open source, and a venv with
 # just the Lambda functions' packages, in their own venvs under .tools/), runs them all and rewrites

@@ -1,4 +1,6 @@
-"""Shared fixtures: containers on in-memory and embedded (SQLite) adapters, event loaders."""
+"""Shared fixtures: containers on in-memory and embedded (SQLite) adapters, event loaders; and the
+tiers: each test is marked with its folder (`pytest -m unit` runs tests/unit), and the unit tier
+runs without the network."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3  # noqa: F401 - it probes for IPv6 with a socket when imported: before the unit tier blocks sockets
 from fastapi.testclient import TestClient
 
 from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
@@ -17,12 +20,27 @@ from memcube.settings import Settings
 from memcube.wiring import Container
 from memcube_api.app import create_app
 
-EVENTS = Path(__file__).resolve().parent.parent / "events"
+TESTS = Path(__file__).resolve().parent
+EVENTS = TESTS.parent / "events"
 
 # Lambda handlers run in-process: no X-Ray daemon, metrics in a test namespace.
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "MemcubeTests")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, the folder it lives in (tests/unit -> `unit`), so a marker
+    cannot drift from the folder; a folder with no marker registered in pyproject.toml fails the
+    run (--strict-markers). Unit tests cannot open network sockets (pytest-socket); unix sockets
+    stay open, since asyncio's event loops (the TestClient's) need a socket pair."""
+    for item in items:
+        parts = item.path.relative_to(TESTS).parts
+        if len(parts) < 2:
+            continue
+        item.add_marker(parts[0])
+        if parts[0] == "unit":
+            item.add_marker(pytest.mark.disable_socket)
 
 
 def by_id_event(memory_id: str, name: str = "api_get_memory_by_id.json") -> dict[str, Any]:

@@ -8,11 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.e2e.conftest import ServeFactory, Server
-
-pytestmark = pytest.mark.e2e
 
 # The README's conversation, verbatim.
 CONVERSATION: list[dict[str, Any]] = [

@@ -6,11 +6,7 @@ import itertools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
-
 from tests.e2e.conftest import Server
-
-pytestmark = pytest.mark.e2e
 
 CUBES = [f"kb-{n}" for n in range(6)]
 PER_CUBE = 12

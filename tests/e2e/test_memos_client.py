@@ -13,8 +13,6 @@ from tests.e2e.conftest import ServeFactory
 from tests.e2e.test_memos_sdk import create_key
 from tests.pdfs import pdf_with_pages
 
-pytestmark = pytest.mark.e2e
-
 
 def test_the_documented_add_message_calls_run_on_the_embedded_default(serve: ServeFactory) -> None:
     server = serve()  # as `make run` starts it: keys off

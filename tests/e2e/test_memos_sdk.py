@@ -20,7 +20,6 @@ from tests.e2e.conftest import Server
 from tests.pdfs import pdf_with_pages
 from tests.sdk.bridge import SdkBridge
 
-pytestmark = pytest.mark.e2e
 PREFIX = "/api/openmem/v1"
 
 

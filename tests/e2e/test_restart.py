@@ -9,15 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from memcube.domain.ingest import content_hash
 from memcube.domain.reader import windows
 from memcube.domain.requests import AddRequest, to_command
 from memcube.domain.tasks import scoped_task_id
 from tests.e2e.conftest import MEMCUBE, ServeFactory, free_port
-
-pytestmark = pytest.mark.e2e
 
 
 def note(n: int, cube: str) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from tests.reliability.conftest import FIGURES
 from tests.reliability.harness import _salt_of
 from tests.reliability.test_chaos import words
 
-pytestmark = [pytest.mark.realserver, pytest.mark.reliability]
+pytestmark = pytest.mark.reliability
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("MEMCUBE_CHAOS_SEED", "1"))

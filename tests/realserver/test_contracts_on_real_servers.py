@@ -41,8 +41,6 @@ from tests.contract.test_queue_contract import (  # noqa: F401 - collected here 
 )
 from tests.realserver.conftest import Queues
 
-pytestmark = pytest.mark.realserver
-
 
 def _drain_sqs(queues: Queues) -> list[QueuedAdd]:
     """Receive everything, one group head at a time as FIFO allows, deleting as Lambda would."""

@@ -14,8 +14,6 @@ from memcube.domain.model import TaskState
 from tests.contract.support import task
 from tests.contract.test_store_contract import *  # noqa: F403 - the shared store contract, run here too
 
-pytestmark = pytest.mark.realserver
-
 
 @pytest.fixture
 def store(dynamodb: Any, table: str) -> DynamoStore:

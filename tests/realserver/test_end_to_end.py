@@ -35,8 +35,6 @@ from tests.realserver.conftest import CREDS, External, Queues
 from tests.realserver.poller import Poller
 from tests.realserver.servers import Running
 
-pytestmark = pytest.mark.realserver
-
 CONVERSATION = [
     {"role": "user", "content": "I moved to Lisbon last May.", "chat_time": "2025-06-01T09:00:00Z"},
     {"role": "assistant", "content": "Do you still work remotely?", "chat_time": "2025-06-01T09:00:05Z"},

@@ -19,8 +19,6 @@ from memcube.domain.model import SourceMessage
 from tests.lambda_support import call
 from tests.realserver.test_end_to_end import Stack, aws_stack_of, embedded_stack
 
-pytestmark = pytest.mark.realserver
-
 SECRET = "Alice's locker code is 4512 and her bank PIN is 9931."
 
 

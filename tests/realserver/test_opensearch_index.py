@@ -10,8 +10,6 @@ import pytest
 from memcube.adapters.opensearch_index import IndexWriteError, OpenSearchIndex, mapping
 from tests.contract.support import memory
 
-pytestmark = pytest.mark.realserver
-
 
 @pytest.fixture
 def index(osmem_clone: Any) -> Iterator[OpenSearchIndex]:

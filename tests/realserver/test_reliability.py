@@ -38,7 +38,7 @@ from tests.realserver.test_end_to_end import Stack, aws_stack
 from tests.reliability.conftest import FIGURES, SCALE
 from tests.reliability.load import check_load, run_load
 
-pytestmark = [pytest.mark.realserver, pytest.mark.reliability]
+pytestmark = pytest.mark.reliability
 
 
 @contextmanager

@@ -12,8 +12,6 @@ from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import SourceMessage
 from tests.realserver.conftest import Queues
 
-pytestmark = pytest.mark.realserver
-
 
 def msg(task_id: str, cube: str, text: str = "a fact") -> QueuedAdd:
     return QueuedAdd(task_id=task_id, cube_id=cube, user_id="u1", messages=[SourceMessage(type="text", content=text)])

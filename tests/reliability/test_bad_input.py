@@ -27,8 +27,6 @@ from memcube.wiring import Container
 from memcube_api.app import create_app
 from tests.reliability.conftest import FULL, SCALE, Figures
 
-pytestmark = pytest.mark.reliability
-
 SCHEMA = create_app(lambda: None).openapi()  # type: ignore[arg-type, return-value]
 COMPONENTS: dict[str, Any] = SCHEMA.get("components", {}).get("schemas", {})
 OPERATIONS = [(method.upper(), path, op) for path, ops in SCHEMA["paths"].items() for method, op in ops.items()]

@@ -26,7 +26,7 @@ from tests.e2e.conftest import Server
 from tests.net import free_port
 from tests.reliability.conftest import FULL, Figures
 
-pytestmark = [pytest.mark.reliability, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 USER = "rex"
 LEASE_SECONDS = Settings().lease_seconds

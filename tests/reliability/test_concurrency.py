@@ -13,7 +13,7 @@ import pytest
 from tests.reliability.conftest import Figures, Scale, Serve
 from tests.reliability.load import check_load, run_load
 
-pytestmark = [pytest.mark.reliability, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 
 def identical_adds_at_once(

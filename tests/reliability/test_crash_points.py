@@ -25,8 +25,6 @@ from tests.reliability.conftest import Figures
 from tests.reliability.faults import CRASH_POINTS, Crash, CrashPoint, Fault, Faulty
 from tests.reliability.harness import CONVERSATION, RuleLLM, Stack, _edited, _long, dumps, holdings, outcomes
 
-pytestmark = pytest.mark.reliability
-
 
 def fine_rule(system: str, user: str) -> str:
     """Extraction: one fact per city named; the judge: another city contradicts; feedback: UPDATE."""

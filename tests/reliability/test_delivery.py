@@ -18,8 +18,6 @@ from tests.reliability.faults import Fault
 from tests.reliability.harness import Stack, dumps, holdings, kinds_in, outcomes, workload
 from tests.worker.conftest import _Waiting
 
-pytestmark = pytest.mark.reliability
-
 
 def submitted(stack: Stack, bodies: list[dict[str, Any]]) -> list[_Waiting]:
     for body in bodies:

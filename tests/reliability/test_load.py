@@ -11,7 +11,7 @@ import pytest
 from tests.reliability.conftest import Figures, Scale, Serve
 from tests.reliability.load import check_load, run_load
 
-pytestmark = [pytest.mark.reliability, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 
 def test_a_sustained_run_of_adds_over_many_cubes_completes_every_task_exactly(

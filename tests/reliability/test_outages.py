@@ -25,8 +25,6 @@ from tests.reliability.faults import Faulty
 from tests.reliability.harness import Stack
 from tests.reliability.test_crash_points import fine_rule
 
-pytestmark = pytest.mark.reliability
-
 CUBES = ["kb-a", "kb-b", "kb-c"]
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from memcube.domain.maintenance import redrive_dead_letters
 from memcube.domain.model import MemoryItem
 from memcube.domain.tasks import scoped_task_id
@@ -17,8 +15,6 @@ from tests.reliability.conftest import Figures
 from tests.reliability.faults import Crash
 from tests.reliability.harness import Stack
 from tests.worker.conftest import _Waiting, producer_body
-
-pytestmark = pytest.mark.reliability
 
 OPS_TASK = scoped_task_id("ops", "t-kb-3-0")  # the stored id of ops' task "t-kb-3-0"
 POISON: dict[str, tuple[str, str, str]] = {

@@ -17,7 +17,7 @@ from tests.e2e.conftest import MEMCUBE
 from tests.e2e.test_restart import lines
 from tests.reliability.conftest import Figures, Scale, Serve
 
-pytestmark = [pytest.mark.reliability, pytest.mark.e2e]
+pytestmark = pytest.mark.e2e
 
 
 def test_repeated_kill9_with_work_queued_and_in_flight_loses_and_doubles_nothing(

@@ -26,8 +26,6 @@ from memcube.domain.model import Task, TaskPart, TaskState
 from tests.aws_support import create_table
 from tests.reliability.conftest import Figures
 
-pytestmark = pytest.mark.reliability
-
 
 class _Raw(BytesIO):
     def stream(self, **_: Any) -> Iterator[bytes]:
