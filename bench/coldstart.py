@@ -25,6 +25,7 @@ backend's settings, `LAMBDA_TASK_ROOT`, so powertools behaves as on Lambda) but 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -125,7 +126,7 @@ def run(rounds: int, python: str, *, details: bool = True) -> dict[str, Any]:
         for cmd in argv.values():
             whole_process(cmd, env)
     log(f"cold start: {len(argv)} contenders x {rounds} rounds, interleaved")
-    samples = interleaved({name: (lambda c=cmd: whole_process(c, env)) for name, cmd in argv.items()}, rounds)
+    samples = interleaved({name: functools.partial(whole_process, cmd, env) for name, cmd in argv.items()}, rounds)
     stats = {name: summary(s) for name, s in samples.items()}
     floor = stats["python"]["p50_ms"]
 

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ def summary(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-def interleaved(contenders: dict[str, Callable[[], float]], rounds: int, *, seed: int = 1) -> dict[str, list[float]]:
+def interleaved(contenders: Mapping[str, Callable[[], float]], rounds: int, *, seed: int = 1) -> dict[str, list[float]]:
     """Run each contender once per round, in a shuffled order each round; each call returns its
     own measured seconds (so set-up outside the timed part is not counted)."""
     rng = random.Random(seed)

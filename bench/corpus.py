@@ -21,6 +21,7 @@ import random
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 
 def _words(text: str, sep: str | None = None) -> tuple[str, ...]:
@@ -113,7 +114,7 @@ REWORDS = (
 
 @dataclass(frozen=True)
 class Message:
-    role: str
+    role: Literal["user", "assistant"]
     content: str
     chat_time: str
     message_id: str
@@ -151,7 +152,7 @@ def _session(n: int, start: datetime, rng: random.Random, turns: tuple[int, int]
     at = start
     for k in range(rng.randint(*turns)):
         # Two speakers: the user opens, the assistant answers; a user now and then sends two lines.
-        role = "user" if k % 2 == 0 or rng.random() < 0.15 else "assistant"
+        role: Literal["user", "assistant"] = "user" if k % 2 == 0 or rng.random() < 0.15 else "assistant"
         lines = USER_LINES if role == "user" else ASSISTANT_LINES
         text = _fill(rng.choice(lines), rng)
         if role == "user" and rng.random() < 0.35:

@@ -15,6 +15,7 @@ Goal: add at 100k / add at 1k < 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 import time
@@ -79,7 +80,7 @@ def open_cube(data_dir: Path, embedder: str) -> tuple[Any, Any, TimedEmbedder]:
     from memcube.settings import Settings
     from memcube.wiring import Container
 
-    settings = Settings(backend="embedded", data_dir=data_dir, embedder=embedder, workers=0)
+    settings = Settings(backend="embedded", data_dir=data_dir, embedder=embedder, workers=0)  # type: ignore[arg-type]  # validated
     base = Container(settings)
     timed = TimedEmbedder(base.embedder)
     container = Container(settings, embedder=timed)
@@ -118,7 +119,7 @@ def run(sizes: list[int], adds: int, embedder: str, warmup: int = 2) -> dict[str
             embed_seconds.setdefault(name, []).append(timed.last)
             return elapsed
 
-        contenders = {name: (lambda n=name: one_add(n)) for name in cubes}
+        contenders = {name: functools.partial(one_add, name) for name in cubes}
         warm = interleaved(contenders, warmup, seed=4)  # the first add of a process opens the cube
         first = {name: round(s[0] * 1000, 1) for name, s in warm.items()}
         embed_seconds.clear()

@@ -48,7 +48,7 @@ def memcube_run(corpus: Path, data_dir: Path, embedder: str, user: str = "alice"
     from memcube.wiring import Container
 
     sessions = from_jsonl(corpus.read_text())
-    container = Container(Settings(backend="embedded", data_dir=data_dir, embedder=embedder))
+    container = Container(Settings(backend="embedded", data_dir=data_dir, embedder=embedder))  # type: ignore[arg-type]  # validated
     container.embedder.embed(["warm up the model"])  # load and warm before the clock starts
     _ = container.store, container.index, container.local_queue  # open the databases
     worker = EmbeddedWorker(container)
@@ -87,7 +87,7 @@ def memcube_run(corpus: Path, data_dir: Path, embedder: str, user: str = "alice"
     return {
         "system": "memcube",
         "elapsed_s": elapsed,
-        "messages": sum(len(b["messages"]) for b in bodies),  # type: ignore[arg-type]
+        "messages": sum(len(b["messages"]) for b in bodies),
         "memories_stored": stored,
         "outcomes": outcomes,
     }

@@ -215,7 +215,11 @@ def synthetic_locomo(path: Path) -> Path:
             for n in range(1, 7):
                 speaker = a if n % 2 else b
                 subject = subjects[(s + n) % len(subjects)]
-                turn = {"speaker": speaker, "dia_id": f"D{s}:{n}", "text": f"Talking about my {subject}, day {s}.{n}."}
+                turn: dict[str, Any] = {
+                    "speaker": speaker,
+                    "dia_id": f"D{s}:{n}",
+                    "text": f"Talking about my {subject}, day {s}.{n}.",
+                }
                 if n == 3:
                     turn |= {"img_url": ["http://example.invalid/x.jpg"], "blip_caption": f"a photo of {subject}"}
                 turns.append(turn)
@@ -251,7 +255,7 @@ def score(ranked: Ranked, evidence: frozenset[str]) -> dict[str, float]:
     for k in HITS:
         out[f"hit@{k}"] = float(any(ids & evidence for ids, _ in ranked[:k]))
     for budget in BUDGETS:
-        used, covered = 0, set()
+        used, covered = 0, set[str]()
         for ids, weight in ranked:
             if used + weight > budget:
                 continue  # does not fit whole: skipped, the next is tried
@@ -600,7 +604,7 @@ def run(
     with_mem0: bool,
     top: int = TOP,
 ) -> dict[str, Any]:
-    named = {"memcube defaults": {}} | {f"memcube {json.dumps(v)}": v for v in variants}
+    named: dict[str, dict[str, Any]] = {"memcube defaults": {}} | {f"memcube {json.dumps(v)}": v for v in variants}
     log(
         f"recall: {data.notes['conversations']} conversations, {data.notes['turns']} turns, "
         f"{data.notes['questions']} questions; memcube serve ({embedder})"

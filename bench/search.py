@@ -13,6 +13,7 @@ Goal: p99 < 50 ms at 100k.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import tempfile
@@ -83,8 +84,8 @@ def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5) -> dict
             return elapsed
 
         topic = {"info.topic": "travel"}
-        contenders = {name: (lambda n=name: one_search(n, None)) for name in cubes}
-        contenders |= {f"{name}/filtered": (lambda n=name: one_search(n, topic)) for name in cubes}
+        contenders = {name: functools.partial(one_search, name, None) for name in cubes}
+        contenders |= {f"{name}/filtered": functools.partial(one_search, name, topic) for name in cubes}
         first = {name: round(s[0] * 1000, 1) for name, s in interleaved(contenders, warmup, seed=6).items()}
         embed_seconds.clear()
         hits.clear()

@@ -153,7 +153,7 @@ def call(
 def invoke_worker(event: dict[str, Any]) -> dict[str, Any]:
     from memcube_worker.handler import lambda_handler
 
-    result: dict[str, Any] = lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    result: dict[str, Any] = lambda_handler(event, FakeLambdaContext())
     return result
 
 

@@ -18,7 +18,7 @@ def api(embedded_container: Container) -> Iterator[Container]:
 
 
 def add(text: str, *, user: str = "alice", tags: list[str] | None = None, info: dict[str, Any] | None = None) -> str:
-    body = {"user_id": user, "messages": text, "async_mode": "sync", "mode": "fast"}
+    body: dict[str, Any] = {"user_id": user, "messages": text, "async_mode": "sync", "mode": "fast"}
     body |= {"custom_tags": tags or [], "info": info or {}}
     code, payload = call("POST", "/product/add", body=body)
     assert code == 200, payload

@@ -318,6 +318,7 @@ def _raw_storage_holds(stack: Stack, token: str) -> list[str]:
         ddb = c.store.client
         for page in ddb.get_paginator("scan").paginate(TableName=c.settings.table_name):
             places += [f"dynamodb {i['pk']['S']}/{i['sk']['S']}" for i in page["Items"] if token in repr(i)]
+        assert isinstance(c.index, OpenSearchIndex)
         docs = c.index.client.search(index=c.settings.opensearch_index, body={"query": {"match_all": {}}, "size": 1000})
         places += [f"opensearch {h['_id']}" for h in docs["hits"]["hits"] if token in json.dumps(h["_source"])]
         return places

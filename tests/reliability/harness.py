@@ -218,7 +218,7 @@ def outcomes(
     stack: Stack, task_ids: list[str], user_id: str
 ) -> dict[str, list[tuple[str, str, list[tuple[str, str, list[str]]]]]]:
     """Each of the user's tasks' parts: cube, status, and (outcome, memory id, related ids) per memory."""
-    out = {}
+    out: dict[str, list[tuple[str, str, list[tuple[str, str, list[str]]]]]] = {}
     for task_id in task_ids:
         record = stack.memory.get_task(scoped_task_id(user_id, task_id))
         assert record is not None, task_id

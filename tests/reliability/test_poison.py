@@ -6,6 +6,7 @@ is fixed completes them once, and redriving again changes nothing."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from memcube.domain.maintenance import redrive_dead_letters
@@ -36,7 +37,7 @@ class Forwarded:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
 
-    def send_raw(self, entries: list[tuple[str, str, str]]) -> None:
+    def send_raw(self, entries: Sequence[tuple[str, str, str]]) -> None:
         for group, dedup, body in entries:
             self.stack.sqs.send(body, group, dedup)
 

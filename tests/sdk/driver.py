@@ -73,7 +73,7 @@ def _check(method: str, result: Any, raw: list[dict[str, Any]]) -> str:
     for exchange in raw:
         body = exchange["body"]
         if method == "get_task_status":  # the SDK's own normalization before it validates
-            body = MemOSClient._normalize_task_status_response(body, result.data.task_id)
+            body = MemOSClient._normalize_task_status_response(body, result.data.task_id)  # type: ignore[attr-defined]
         model.model_validate(body)
     return model.__name__
 

@@ -117,7 +117,7 @@ def fail_the_index(world: World) -> None:
     def broken(_: object) -> None:
         raise TimeoutError("index down")
 
-    world.index.upsert = broken  # type: ignore[method-assign]
+    world.index.upsert = broken  # type: ignore[method-assign, assignment]
 
 
 @pytest.mark.parametrize("resend", [{"task_id": "biz-1"}, {"key": "req-1"}], ids=["task_id", "idempotency_key"])
@@ -234,7 +234,7 @@ def test_transient_failure_retries_then_dead_letters_with_the_reason(world: Worl
     def broken(_: object) -> None:
         raise TimeoutError("index down")
 
-    world.index.upsert = broken  # type: ignore[method-assign]
+    world.index.upsert = broken  # type: ignore[method-assign, assignment]
     body = msg.model_dump_json()
     assert world.ingest.handle(Delivery(body, "m", 1, 3)) is Verdict.RETRY
     record = world.store.get_task(task_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -125,7 +126,7 @@ class ShortReader:
     def __init__(self) -> None:
         self.embedded: list[str] = []
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
         self.embedded += texts
         return [[1.0, 0.0, 0.0] for _ in texts]
 

@@ -22,7 +22,7 @@ def _cosine(a: list[float], b: list[float] | None) -> float:
 
 
 def textbook_mmr(scored: list[Scored], k: int) -> list[Scored]:
-    pool, picked = list(scored), []
+    pool, picked = list(scored), list[Scored]()
     while pool and len(picked) < k:
 
         def gain(s: Scored) -> float:

@@ -85,7 +85,7 @@ def test_the_least_recently_searched_cubes_are_dropped_over_the_row_budget() -> 
 
 def test_rows_of_another_length_are_not_cached() -> None:
     cache = VectorCache()
-    cube = cache.load("a", 2, [(1, "ok", _unit(1.0, 0.0).tobytes()), (2, "short", b"\x00" * 4), (3, "none", None)])  # type: ignore[list-item]
+    cube = cache.load("a", 2, [(1, "ok", _unit(1.0, 0.0).tobytes()), (2, "short", b"\x00" * 4), (3, "none", None)])
     assert [i for i, _ in cube.top(_unit(1.0, 0.0), 5, None)] == ["ok"]
 
 

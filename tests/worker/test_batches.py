@@ -280,7 +280,7 @@ def test_a_record_is_not_started_with_too_little_of_the_invocation_left(worker: 
 
     event = load_event("sqs_fifo_batch.json")
     late = FakeLambdaContext(remaining_ms=int(worker.settings.record_budget_seconds * 1000) - 1)
-    result = lambda_handler(event, late)  # type: ignore[arg-type]
+    result = lambda_handler(event, late)
     assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == sorted(message_ids(event))
     store = store_of(worker)
     assert all(store.get_task(task_id) is None for task_id, _ in BATCH_TASKS)  # nothing was started
@@ -304,7 +304,7 @@ def test_a_worker_that_cannot_get_ready_starts_no_record(worker: Container) -> N
     with pytest.MonkeyPatch.context() as cold:
         cold.setattr(worker, "warm_worker", not_ready)
         with pytest.raises(RuntimeError, match="model not loadable"):
-            lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+            lambda_handler(event, FakeLambdaContext())
     store = store_of(worker)
     assert all(store.get_task(task_id) is None for task_id, _ in BATCH_TASKS)
     assert invoke_worker(event) == {"batchItemFailures": []}
