@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex, InMemoryQueue, open_stores
 from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
 from memcube.wiring import Container
@@ -51,7 +51,7 @@ def memory_container() -> Container:
     """In-memory ports: the queue only records what was sent (no worker runs)."""
     return Container(
         Settings(backend="memory"),
-        store=InMemoryStore(),
+        stores=open_stores(),
         queue=InMemoryQueue(),
         index=InMemoryIndex(),
     )

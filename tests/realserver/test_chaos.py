@@ -310,7 +310,7 @@ def test_sigkilled_pollers_fail_no_add_and_change_no_item(deployments: dict[str,
     for cube_items in chaos_items.values():
         hashes = [i[2] for i in cube_items]
         assert len(hashes) == len(set(hashes)), "two items with one content in a cube"
-    assert chaos.api.store.list_dead_letters() == []
+    assert chaos.api.dead_letters.list_dead_letters() == []
     assert dlq_depth(chaos) == 0
     assert chaos.kills == KILLS
     parts = [p for p in chaos_parts.values() if p is not None]

@@ -250,9 +250,9 @@ def test_poison_message_from_a_producer_is_dead_lettered_and_blocks_no_cube(stac
     _, accepted = stack.add(good)
     assert stack.wait("dee", accepted["task_id"])["status"] == "completed"
     deadline = time.monotonic() + 20
-    while not stack.container.store.list_dead_letters() and time.monotonic() < deadline:
+    while not stack.container.dead_letters.list_dead_letters() and time.monotonic() < deadline:
         time.sleep(0.1)
-    [letter] = stack.container.store.list_dead_letters()
+    [letter] = stack.container.dead_letters.list_dead_letters()
     assert letter.reason.startswith("invalid queued message")
     assert letter.task_id == "poison-1"
     if isinstance(stack.container.queue, SqsQueue):  # also parked in the SQS DLQ, reason attached
@@ -290,7 +290,7 @@ def test_a_failing_cube_is_retried_then_failed_with_its_reason_while_other_cubes
         "are stored but not yet searchable; `memcube redrive` indexes them once the index is back"
     )
     assert [o["outcome"] for o in part["outcomes"]] == ["added"]
-    [letter] = stack.container.store.list_dead_letters()
+    [letter] = stack.container.dead_letters.list_dead_letters()
     assert letter.task_id == broken["task_id"]
 
 

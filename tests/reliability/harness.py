@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex, InMemoryQueue, InMemoryStore
 from memcube.domain.maintenance import Maintenance
 from memcube.domain.tasks import AddService, scoped_task_id
 from memcube.settings import Settings
@@ -220,7 +220,7 @@ def outcomes(
     """Each of the user's tasks' parts: cube, status, and (outcome, memory id, related ids) per memory."""
     out = {}
     for task_id in task_ids:
-        record = stack.memory.get_task(scoped_task_id(user_id, task_id))
+        record = stack.memory.tasks.get_task(scoped_task_id(user_id, task_id))
         assert record is not None, task_id
         out[task_id] = [
             (p.cube_id, p.status.value, [(o.outcome, o.memory_id, sorted(o.related_ids)) for o in p.outcomes])
@@ -247,7 +247,7 @@ def holdings(stack: Stack) -> Held:
                 i.metadata.version,
                 tuple(sorted(i.metadata.tags)),
             )
-            for i in stack.memory.iter_memories()
+            for i in stack.memory.memories.iter_memories()
         }
     )
 

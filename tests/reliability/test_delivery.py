@@ -57,7 +57,7 @@ def check(stack: Stack, bodies: list[dict[str, Any]], expected: tuple[Any, Any])
     assert not mismatched, dumps(mismatched)
     assert held == expected[1]
     assert stack.differences() == 0
-    contents = [(i.metadata.cube_id, i.metadata.content_hash) for i in stack.memory.iter_memories()]
+    contents = [(i.metadata.cube_id, i.metadata.content_hash) for i in stack.memory.memories.iter_memories()]
     assert len(contents) == len(set(contents)), "two items with one content in a cube"
 
 
@@ -173,7 +173,7 @@ def test_the_same_message_processed_by_two_workers_at_once_changes_nothing(
             for t in threads:
                 t.join(30)
             lined_up.reset()
-            task = stack.memory.get_task(json.loads(w.body)["task_id"])
+            task = stack.memory.tasks.get_task(json.loads(w.body)["task_id"])
             assert verdicts == [Verdict.DONE, Verdict.DONE], (verdicts, task)
         stack.sqs.waiting.clear()
         check(stack, bodies, expected)

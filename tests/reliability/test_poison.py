@@ -60,15 +60,15 @@ def test_poison_of_every_kind_is_dead_lettered_with_its_reason_and_blocks_no_cub
                 stack.add({"user_id": "ops", "writable_cube_ids": [cube], "messages": f"{cube} after all"})["task_id"]
             )
         deliveries = stack.sqs.drain_all()
-        letters = {letter.body: letter for letter in stack.memory.list_dead_letters()}
+        letters = {letter.body: letter for letter in stack.memory.dead_letters.list_dead_letters()}
         for kind, (_, body, says) in POISON.items():
             assert body in letters, kind
             assert says in letters[body].reason, (kind, letters[body].reason)
         assert len(letters) == len(POISON)
         assert all(stack.status("ops", t)["status"] == "completed" for t in good)
         assert stack.sqs.redriven == []  # every poison acknowledged at once: none waits for the redrive policy
-        assert all("mallory" not in i.metadata.user_id for i in stack.memory.iter_memories())
-        hijacked = stack.memory.get_task(OPS_TASK)
+        assert all("mallory" not in i.metadata.user_id for i in stack.memory.memories.iter_memories())
+        hijacked = stack.memory.tasks.get_task(OPS_TASK)
         assert hijacked is not None and hijacked.status.value == "completed"
     figures.record("4 poison", poison_kinds=len(POISON), dead_lettered_with_reason=len(POISON),
                    good_adds_completed=len(good), deliveries=deliveries)  # fmt: skip
@@ -98,14 +98,14 @@ def test_a_message_that_kills_the_worker_every_time_is_given_up_with_that_reason
         assert stack.sqs.crashes == 5
         assert stack.status("ops", behind)["status"] == "completed"  # the cube moved on in order
         assert stack.status("ops", other)["status"] == "completed"
-        [letter] = stack.memory.list_dead_letters()
+        [letter] = stack.memory.dead_letters.list_dead_letters()
         assert letter.reason == part["error"]
 
         # The function died after dead-lettering it, before SQS heard: the same message (same id)
         # comes back, and is neither run nor dead-lettered again.
         stack.sqs.waiting = [_Waiting(pill_seq, letter.body, "kb-1", "again")]
         stack.sqs.drain_all()
-        assert len(stack.memory.list_dead_letters()) == 1
+        assert len(stack.memory.dead_letters.list_dead_letters()) == 1
         assert stack.status("ops", pill_task)["cubes"][0] == part
 
         crashing["on"] = False  # the cause is fixed: redrive, twice
@@ -116,8 +116,8 @@ def test_a_message_that_kills_the_worker_every_time_is_given_up_with_that_reason
         assert (first.sent, again.sent) == (1, 0)  # the completed part resolved its dead letter
         task = stack.status("ops", pill_task)
         assert task["status"] == "completed", task
-        assert stack.memory.list_dead_letters() == []
-        assert [i.memory for i in stack.memory.iter_memories("kb-1")].count("a poison pill") == 1
+        assert stack.memory.dead_letters.list_dead_letters() == []
+        assert [i.memory for i in stack.memory.memories.iter_memories("kb-1")].count("a poison pill") == 1
         assert stack.differences() == 0
     figures.record("4 poison", crash_loop_given_up_after_attempts=5, crash_loop_deliveries=deliveries,
                    redrives=2, redriven_completed_once=True)  # fmt: skip
@@ -134,7 +134,7 @@ def test_redriving_messages_that_failed_for_a_dependency_completes_each_once(fig
         stack.sqs.drain_all()
         assert stack.sqs.redriven == []  # each given up by the worker with its reason, none by the queue
         failed = [t for t in tasks if stack.status("ops", t)["status"] == "failed"]
-        assert len(failed) == 6 and len(stack.memory.list_dead_letters()) == 6
+        assert len(failed) == 6 and len(stack.memory.dead_letters.list_dead_letters()) == 6
         stack.index.up()
         first = redrive_dead_letters(stack.memory, Forwarded(stack))
         second = redrive_dead_letters(stack.memory, Forwarded(stack))  # before the first is processed
@@ -142,7 +142,7 @@ def test_redriving_messages_that_failed_for_a_dependency_completes_each_once(fig
         third = redrive_dead_letters(stack.memory, Forwarded(stack))
         assert (first.sent, second.sent, third.sent) == (6, 6, 0)
         assert all(stack.status("ops", t)["status"] == "completed" for t in tasks)
-        items = [i.memory for i in stack.memory.iter_memories()]
+        items = [i.memory for i in stack.memory.memories.iter_memories()]
         assert sorted(items) == sorted(f"fact {n}" for n in range(6))
         assert stack.differences() == 0
     figures.record("4 poison", dependency_dead_letters_redriven=6, redrive_rounds=3, items_after=len(items))

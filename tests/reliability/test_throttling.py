@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from memcube.adapters.dynamodb_store import DynamoStore
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.inmemory import InMemoryIndex
+from memcube.adapters.memory import InMemoryIndex
 from memcube.domain.ingest import Delivery, IngestService, Verdict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import Task, TaskPart, TaskState
