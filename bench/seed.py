@@ -2,7 +2,7 @@
 
 Items are what fast mode makes of short conversations (`bench.corpus.snippet_texts` rendered by
 the fast reader: one window each, with its sources), written one by one with
-`SqliteStore.put_memory` (content guard and LSH band keys included) and indexed in batches with
+`SqliteMemories.put_memory` (content guard and LSH band keys included) and indexed in batches with
 `SqliteIndex.upsert`. Their vectors are seeded random unit vectors recorded as all-MiniLM-L6-v2's
 (exact vector search costs the same whatever the values are, and embedding 100k texts would
 take most of an hour here), so the benchmarks' queries and adds can use the real model.

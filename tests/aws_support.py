@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from memcube.adapters.dynamodb import open_stores
+from memcube.adapters.dynamodb.table import DynamoTable
 from memcube.ports import Stores
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
@@ -68,5 +69,5 @@ def moto_stores() -> Stores:
     mock.start()
     client = boto3.client("dynamodb", region_name="us-east-1")
     create_table(client, "memcube-test")
-    stores = open_stores("memcube-test", _Serialized(client))
+    stores = open_stores(DynamoTable("memcube-test", _Serialized(client)))
     return dataclasses.replace(stores, close=mock.stop)

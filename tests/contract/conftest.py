@@ -9,7 +9,8 @@ adapter up through the fixtures at the end of this file.
 
 - STORES_FACTORIES       the system of record's ports of one backend, as one `Stores` (TaskStore,
                          IdempotencyKeys, DeadLetterStore, MemoryStore, ErasureMarks, UserDirectory,
-                         KeyStore, Counter); each port's tests take that port's fixture below
+                         KeyStore, Counter); each port's tests take that port's fixture
+                         (test_store_contract.py)
                          (`persistent=True`: building again on the same directory finds the data:
                          the reopen tests run on it)
 - QUEUE_FACTORIES        TaskQueue `send`, with a `drain` that takes what was delivered
@@ -158,27 +159,6 @@ def open_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
     open_, close_all = _opener(lambda: STORES_FACTORIES[request.param].build(tmp_path))
     yield open_
     close_all()
-
-
-def _port_of_stores(name: str) -> Any:
-    """A fixture named like a field of `Stores`: that port of the parametrized backend, so the
-    port's tests run once per backend's adapter of it (they annotate the port's type)."""
-
-    @pytest.fixture(name=name)
-    def port(stores: Stores) -> object:
-        return getattr(stores, name)
-
-    return port
-
-
-tasks = _port_of_stores("tasks")
-idempotency = _port_of_stores("idempotency")
-dead_letters = _port_of_stores("dead_letters")
-memories = _port_of_stores("memories")
-erasures = _port_of_stores("erasures")
-directory = _port_of_stores("directory")
-api_keys = _port_of_stores("api_keys")
-counter = _port_of_stores("counter")
 
 
 @pytest.fixture(params=list(QUEUE_FACTORIES))

@@ -26,6 +26,29 @@ from memcube.ports import (
 )
 from tests.contract.support import day, dead_letter, memory, race, task
 
+
+def _port_of_stores(name: str) -> Any:
+    """A fixture named like a field of `Stores`: that port of the backend under test (`stores`, from
+    conftest.py or a tier that star-imports this module), so a port's tests run once per backend's
+    adapter of it (they annotate the port's type)."""
+
+    @pytest.fixture(name=name)
+    def port(stores: Stores) -> object:
+        return getattr(stores, name)
+
+    return port
+
+
+tasks = _port_of_stores("tasks")
+idempotency = _port_of_stores("idempotency")
+dead_letters = _port_of_stores("dead_letters")
+memories = _port_of_stores("memories")
+erasures = _port_of_stores("erasures")
+directory = _port_of_stores("directory")
+api_keys = _port_of_stores("api_keys")
+counter = _port_of_stores("counter")
+
+
 # --- tasks ---------------------------------------------------------------------------------------
 
 

@@ -23,7 +23,8 @@ import boto3
 import httpx
 import pytest
 
-from memcube.adapters.dynamodb_store import DynamoStore
+from memcube.adapters.dynamodb import open_stores
+from memcube.adapters.dynamodb.table import DynamoTable
 from memcube.adapters.opensearch_index import OpenSearchIndex
 from memcube.adapters.sqs_queue import SqsQueue
 from memcube.embedded import EmbeddedWorker
@@ -51,12 +52,18 @@ class Stack:
     """One deployment behind the Lambda entry points, with a running consumer."""
 
     def __init__(
-        self, container: Container | None, stop: Callable[[], None], headers: dict[str, str] | None = None
+        self,
+        container: Container | None,
+        stop: Callable[[], None],
+        headers: dict[str, str] | None = None,
+        ddb: Any = None,
     ) -> None:
         self._container = container
         self._stop = stop
         self.headers = headers
         """Credentials every call sends (AWS always requires an API key: the tests use a service key)."""
+        self.ddb = ddb
+        """The raw DynamoDB client under the aws stack's stores (to look under the adapters)."""
 
     @property
     def container(self) -> Container:
@@ -138,7 +145,7 @@ def aws_stack(
     index = OpenSearchIndex(osmem_url, service="es", auth="none", vector_search=False)
     index.bootstrap()
     sqs_queue = SqsQueue(queues.url, bucket=queues.bucket, sqs=queues.sqs, s3=queues.s3, inline_limit=4096)
-    container = Container(settings, store=DynamoStore(table, ddb), sqs_queue=sqs_queue, index=index)
+    container = Container(settings, stores=open_stores(DynamoTable(table, ddb)), sqs_queue=sqs_queue, index=index)
     stop = threading.Event()
 
     def consume() -> None:
@@ -151,7 +158,7 @@ def aws_stack(
         for thread in threads:
             thread.start()
         _, service_key = container.keys.create("e2e-suite", "service")
-        yield Stack(container, stop.set, {"authorization": f"Token {service_key}"})
+        yield Stack(container, stop.set, {"authorization": f"Token {service_key}"}, ddb=ddb)
         stop.set()
         for thread in threads:
             thread.join(10)
@@ -317,7 +324,7 @@ def _raw_storage_holds(stack: Stack, token: str) -> list[str]:
     c = stack.container
     places: list[str] = []
     if c.settings.backend == "aws":
-        ddb = c.store.client
+        ddb = stack.ddb
         for page in ddb.get_paginator("scan").paginate(TableName=c.settings.table_name):
             places += [f"dynamodb {i['pk']['S']}/{i['sk']['S']}" for i in page["Items"] if token in repr(i)]
         docs = c.index.client.search(index=c.settings.opensearch_index, body={"query": {"match_all": {}}, "size": 1000})

@@ -106,7 +106,7 @@ def run(scenario: Scenario, point: CrashPoint | None, kind: str) -> tuple[Stack,
         stack.sqs.drain_all()
         fault = None
         if point is not None:
-            port = stack.store if point.port == "store" else stack.index
+            port = stack.index if point.port == "index" else getattr(stack.stores, point.port)
             fault = port.arm(Fault(point.method, point.when, point.nth, CRASHES[kind]))
         stack.add(target)
         stack.sqs.drain_all()

@@ -134,7 +134,7 @@ def test_a_function_crash_mid_batch_returns_the_batch_and_changes_nothing(
         while stack.sqs.waiting:
             n += 1
             if n % 2:
-                stack.store.arm(Fault("put_memory", rng.choice(["before", "after"]), nth=rng.randint(1, 6)))
+                stack.stores.memories.arm(Fault("put_memory", rng.choice(["before", "after"]), nth=rng.randint(1, 6)))
             stack.sqs.deliver()
         check(stack, bodies, expected)
     assert stack.sqs.crashes > 0
@@ -154,12 +154,12 @@ def test_the_same_message_processed_by_two_workers_at_once_changes_nothing(
         part = args[1] if method == "put_task_part" and len(args) > 1 else None
         if isinstance(part, TaskPart) and part.status is TaskState.IN_PROGRESS and not getattr(started, "done", False):
             started.done = True
-            stack.store.target.put_task_part(*args)  # written before both go on together
+            stack.memory.tasks.put_task_part(*args)  # written before both go on together
             lined_up.wait()
 
     with stack.serving():
         sent = submitted(stack, bodies)
-        stack.store.hook = line_up
+        stack.stores.tasks.hook = line_up
         for w in sent:
             verdicts: list[Verdict] = []
 

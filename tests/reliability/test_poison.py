@@ -84,7 +84,7 @@ def test_a_message_that_kills_the_worker_every_time_is_given_up_with_that_reason
         item: MemoryItem | None = args[0] if method == "put_memory" and args else None
         return crashing["on"] and item is not None and item.memory == "a poison pill"
 
-    stack.store.down(pill, error=lambda: Crash("out of memory"))  # what the pill does to the worker
+    stack.stores.memories.down(pill, error=lambda: Crash("out of memory"))  # what the pill does to the worker
     with stack.serving():
         pill_task = stack.add({"user_id": "ops", "writable_cube_ids": ["kb-1"], "messages": "a poison pill"})["task_id"]
         pill_seq = stack.sqs.waiting[-1].seq
@@ -109,9 +109,9 @@ def test_a_message_that_kills_the_worker_every_time_is_given_up_with_that_reason
         assert stack.status("ops", pill_task)["cubes"][0] == part
 
         crashing["on"] = False  # the cause is fixed: redrive, twice
-        first = redrive_dead_letters(stack.memory, Forwarded(stack))
+        first = redrive_dead_letters(stack.memory.dead_letters, Forwarded(stack))
         stack.sqs.drain_all()
-        again = redrive_dead_letters(stack.memory, Forwarded(stack))
+        again = redrive_dead_letters(stack.memory.dead_letters, Forwarded(stack))
         stack.sqs.drain_all()
         assert (first.sent, again.sent) == (1, 0)  # the completed part resolved its dead letter
         task = stack.status("ops", pill_task)
@@ -136,10 +136,10 @@ def test_redriving_messages_that_failed_for_a_dependency_completes_each_once(fig
         failed = [t for t in tasks if stack.status("ops", t)["status"] == "failed"]
         assert len(failed) == 6 and len(stack.memory.dead_letters.list_dead_letters()) == 6
         stack.index.up()
-        first = redrive_dead_letters(stack.memory, Forwarded(stack))
-        second = redrive_dead_letters(stack.memory, Forwarded(stack))  # before the first is processed
+        first = redrive_dead_letters(stack.memory.dead_letters, Forwarded(stack))
+        second = redrive_dead_letters(stack.memory.dead_letters, Forwarded(stack))  # before the first is processed
         stack.sqs.drain_all()
-        third = redrive_dead_letters(stack.memory, Forwarded(stack))
+        third = redrive_dead_letters(stack.memory.dead_letters, Forwarded(stack))
         assert (first.sent, second.sent, third.sent) == (6, 6, 0)
         assert all(stack.status("ops", t)["status"] == "completed" for t in tasks)
         items = [i.memory for i in stack.memory.memories.iter_memories()]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from memcube.adapters.memory import InMemoryQueue
 
+from memcube.adapters.memory import InMemoryQueue
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import Principal, TaskState
 from memcube.domain.requests import AddRequest, to_command

@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 import pytest
-from memcube.adapters.memory import InMemoryQueue
 
+from memcube.adapters.memory import InMemoryQueue
 from memcube.domain.model import MemoryItem
 from memcube.domain.tasks import scoped_task_id
 from memcube.wiring import Container

@@ -105,8 +105,9 @@ class Container:
 
             return open_memory()
         from memcube.adapters.dynamodb import open_stores as open_dynamodb
+        from memcube.adapters.dynamodb.table import DynamoTable
 
-        return open_dynamodb(_required(self.settings.table_name))
+        return open_dynamodb(DynamoTable(_required(self.settings.table_name)))
 
     @cached_property
     def queue(self) -> TaskQueue:

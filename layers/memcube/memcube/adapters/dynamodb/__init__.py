@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from memcube.adapters.dynamodb.counters import DynamoCounter
 from memcube.adapters.dynamodb.dead_letters import DynamoDeadLetters
 from memcube.adapters.dynamodb.directory import DynamoDirectory
@@ -12,20 +9,13 @@ from memcube.adapters.dynamodb.erasures import DynamoErasureMarks
 from memcube.adapters.dynamodb.idempotency import DynamoIdempotencyKeys
 from memcube.adapters.dynamodb.keys import DynamoKeys
 from memcube.adapters.dynamodb.memories import DynamoMemories
-from memcube.adapters.dynamodb.table import DynamoClient, DynamoTable
+from memcube.adapters.dynamodb.table import DynamoTable
 from memcube.adapters.dynamodb.tasks import DynamoTasks
 from memcube.ports import Stores
 
 
-def open_stores(
-    table_name: str,
-    client: DynamoClient | None = None,
-    *,
-    task_ttl_days: int = 30,
-    clock: Callable[[], float] = time.time,
-) -> Stores:
-    """Every storage port on the table, sharing one client (built on first use unless given)."""
-    table = DynamoTable(table_name, client, task_ttl_days=task_ttl_days, clock=clock)
+def open_stores(table: DynamoTable) -> Stores:
+    """Every storage port on the table, sharing its one client (built on first use unless given)."""
     return Stores(
         tasks=DynamoTasks(table),
         idempotency=DynamoIdempotencyKeys(table),
