@@ -66,15 +66,27 @@ class InMemoryIndex:
         if len(vector) and self.embedding and len(vector) != self.embedding[1]:
             raise EmbeddingMismatch(self.embedding, ("", len(vector)), query=True)
         words = [w for w in text.lower().split() if w]
-        scored: list[Hit] = []
-        for doc in self._snapshot():
-            meta = doc.metadata
-            if meta.cube_id not in cube_ids or meta.status != "activated" or not matches(flt, filter_doc(doc)):
-                continue
-            cosine = sum(a * b for a, b in zip(vector, meta.embedding, strict=False)) if meta.embedding else None
-            lowered = doc.memory.lower()
-            found = sum(lowered.count(w) for w in words) if words and all(w in lowered for w in words) else 0
-            scored.append(Hit(doc.id, meta.cube_id, cosine, float(found) or None))
-        by_vector = sorted(scored, key=lambda h: -(h.cosine or -1.0))[:limit]
-        by_text = sorted((h for h in scored if h.text), key=lambda h: -(h.text or 0.0))[:limit]
-        return list({h.memory_id: h for h in by_vector + by_text}.values())
+        return _best([_scored(doc, vector, words) for doc in self._snapshot() if _candidate(doc, cube_ids, flt)], limit)
+
+
+def _candidate(doc: MemoryItem, cube_ids: Sequence[str], flt: Filter | None) -> bool:
+    """An activated document of one of the cubes that passes the filter."""
+    meta = doc.metadata
+    return meta.cube_id in cube_ids and meta.status == "activated" and matches(flt, filter_doc(doc))
+
+
+def _scored(doc: MemoryItem, vector: Sequence[float], words: Sequence[str]) -> Hit:
+    """The document's dot product with the query vector, and as its text score the count of the
+    query's words in it when it holds every one of them (None for a half that does not match)."""
+    meta = doc.metadata
+    cosine = sum(a * b for a, b in zip(vector, meta.embedding, strict=False)) if meta.embedding else None
+    lowered = doc.memory.lower()
+    found = sum(lowered.count(w) for w in words) if words and all(w in lowered for w in words) else 0
+    return Hit(doc.id, meta.cube_id, cosine, float(found) or None)
+
+
+def _best(hits: Sequence[Hit], limit: int) -> list[Hit]:
+    """The top `limit` by vector similarity and the top `limit` by text relevance, merged by id."""
+    by_vector = sorted(hits, key=lambda h: -(h.cosine or -1.0))[:limit]
+    by_text = sorted((h for h in hits if h.text), key=lambda h: -(h.text or 0.0))[:limit]
+    return list({h.memory_id: h for h in by_vector + by_text}.values())
