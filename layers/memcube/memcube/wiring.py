@@ -94,7 +94,8 @@ class Container:
     @cached_property
     def stores(self) -> Stores:
         """The system of record's ports, built together over the backend's one table (DynamoDB),
-        connection (SQLite `store.db`) or memory. Services take the single ports below."""
+        connection (SQLite `store.db`) or, for tests, memory. Services get them one by one, from
+        the port attributes above (`tasks`, `memories`, ...)."""
         backend = self.settings.backend
         if backend == "embedded":
             from memcube.adapters.sqlite import open_stores as open_sqlite
