@@ -42,7 +42,7 @@ CONTENDERS = {
     "api_first_request": (
         "import memcube_api.handler\n"
         "from memcube.wiring import container_from_env\n"
-        "c = container_from_env(); c.store.client; c.queue.sqs"
+        "c = container_from_env(); c.tasks._t.client; c.queue.sqs"
     ),
     "bare_worker": "import pydantic, boto3, opensearchpy, aws_lambda_powertools.utilities.batch",
     "worker": "import memcube_worker.handler",

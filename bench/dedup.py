@@ -113,7 +113,7 @@ def run(sizes: list[int], adds: int, embedder: str, warmup: int = 2) -> dict[str
             if not worker.run_once():
                 raise RuntimeError("no queued message")
             elapsed = time.perf_counter() - start
-            record = container.store.get_task(task_id)
+            record = container.tasks.get_task(task_id)
             if record is None or record.status is not TaskState.COMPLETED:
                 raise RuntimeError(f"add into the {name}-item cube did not complete: {record}")
             embed_seconds.setdefault(name, []).append(timed.last)

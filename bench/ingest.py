@@ -50,7 +50,7 @@ def memcube_run(corpus: Path, data_dir: Path, embedder: str, user: str = "alice"
     sessions = from_jsonl(corpus.read_text())
     container = Container(Settings(backend="embedded", data_dir=data_dir, embedder=embedder))  # type: ignore[arg-type]  # validated
     container.embedder.embed(["warm up the model"])  # load and warm before the clock starts
-    _ = container.store, container.index, container.local_queue  # open the databases
+    _ = container.stores, container.index, container.local_queue  # open the databases
     worker = EmbeddedWorker(container)
     bodies = [
         {
@@ -75,13 +75,13 @@ def memcube_run(corpus: Path, data_dir: Path, embedder: str, user: str = "alice"
     worker.stop()
     outcomes: dict[str, int] = {}
     for task_id in task_ids:
-        record = container.store.get_task(task_id)
+        record = container.tasks.get_task(task_id)
         if record is None or record.status is not TaskState.COMPLETED:
             raise RuntimeError(f"task {task_id} did not complete: {record}")
         for part in record.parts:
             for o in part.outcomes:
                 outcomes[o.outcome] = outcomes.get(o.outcome, 0) + 1
-    stored = sum(1 for _ in container.store.iter_memories(user))
+    stored = sum(1 for _ in container.memories.iter_memories(user))
     container.close()
     assert last.status is TaskState.COMPLETED
     return {

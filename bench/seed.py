@@ -2,7 +2,7 @@
 
 Items are what fast mode makes of short conversations (`bench.corpus.snippet_texts` rendered by
 the fast reader: one window each, with its sources), written one by one with
-`SqliteStore.put_memory` (content guard and LSH band keys included) and indexed in batches with
+`SqliteMemories.put_memory` (content guard and LSH band keys included) and indexed in batches with
 `SqliteIndex.upsert`. Their vectors are seeded random unit vectors recorded as all-MiniLM-L6-v2's
 (exact vector search costs the same whatever the values are, and embedding 100k texts would
 take most of an hour here), so the benchmarks' queries and adds can use the real model.
@@ -31,7 +31,8 @@ SEED_NAMESPACE = uuid.UUID("0c9d7e61-7a43-4a8e-9a53-1f6a4f3b2c10")
 
 
 def format_fingerprint() -> str:
-    from memcube.adapters import sqlite_index, sqlite_store
+    from memcube.adapters import sqlite as sqlite_store
+    from memcube.adapters.sqlite import index as sqlite_index
     from memcube.domain import similarity
     from memcube.domain.model import MemoryItem
 
@@ -101,8 +102,8 @@ def _items(size: int, seed: int, batch: int, model_id: str) -> Iterator[list[obj
 def seeded(size: int, embedder: str = "minilm", seed: int = 11) -> Path:
     """The data dir of a cached cube of `size` items, its vectors recorded as `embedder`'s
     (seeded now if not cached)."""
-    from memcube.adapters.sqlite_index import SqliteIndex
-    from memcube.adapters.sqlite_store import SqliteStore
+    from memcube.adapters.sqlite import open_stores
+    from memcube.adapters.sqlite.index import SqliteIndex
 
     model_id = model_id_of(embedder)
     path = CACHE / f"cube-{size}-{seed}-{model_id}-{format_fingerprint()}"
@@ -110,18 +111,18 @@ def seeded(size: int, embedder: str = "minilm", seed: int = 11) -> Path:
         return path
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
-    store, index = SqliteStore(path / "store.db"), SqliteIndex(path / "index.db")
-    store.register_user(CUBE)
+    stores, index = open_stores(path / "store.db"), SqliteIndex(path / "index.db")
+    stores.directory.register_user(CUBE)
     start = time.perf_counter()
     written = 0
     for items in _items(size, seed, 1000, model_id):
         for item in items:
-            store.put_memory(item)  # type: ignore[arg-type]
+            stores.memories.put_memory(item)  # type: ignore[arg-type]
         index.upsert(items)  # type: ignore[arg-type]
         written += len(items)
         if written % 10_000 == 0 or written == size:
             log(f"seeding a cube of {size}: {written} items ({time.perf_counter() - start:.0f} s)")
-    store.close()
+    stores.close()
     index.close()
     (path / "done").write_text(f"{size} items in {time.perf_counter() - start:.1f} s\n")
     return path

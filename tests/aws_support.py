@@ -1,15 +1,18 @@
 """AWS test support: the DynamoDB table built from template.yaml's own definition (so the tests'
-schema cannot drift from the deployment), and a moto-backed store for the contract suite."""
+schema cannot drift from the deployment), and moto-backed stores for the contract suite."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from memcube.adapters.dynamodb_store import DynamoStore
+from memcube.adapters.dynamodb import open_stores
+from memcube.adapters.dynamodb.table import DynamoTable
+from memcube.ports import Stores
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
@@ -57,18 +60,14 @@ class _Serialized:
         return call
 
 
-class MotoDynamoStore(DynamoStore):
-    """A DynamoStore on moto's in-process DynamoDB, torn down by close()."""
+def moto_stores() -> Stores:
+    """The DynamoDB stores on moto's in-process DynamoDB, torn down by their close()."""
+    import boto3
+    from moto import mock_aws
 
-    def __init__(self) -> None:
-        import boto3
-        from moto import mock_aws
-
-        self._mock = mock_aws()
-        self._mock.start()
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, "memcube-test")
-        super().__init__("memcube-test", _Serialized(client))
-
-    def close(self) -> None:
-        self._mock.stop()
+    mock = mock_aws()
+    mock.start()
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_table(client, "memcube-test")
+    stores = open_stores(DynamoTable("memcube-test", _Serialized(client)))
+    return dataclasses.replace(stores, close=mock.stop)

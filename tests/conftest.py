@@ -14,7 +14,7 @@ import pytest
 import urllib3  # noqa: F401 - it probes for IPv6 with a socket when imported: before the unit tier blocks sockets
 from fastapi.testclient import TestClient
 
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex, InMemoryQueue, open_stores
 from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
 from memcube.wiring import Container
@@ -69,7 +69,7 @@ def memory_container() -> Container:
     """In-memory ports: the queue only records what was sent (no worker runs)."""
     return Container(
         Settings(backend="memory"),
-        store=InMemoryStore(),
+        stores=open_stores(),
         queue=InMemoryQueue(),
         index=InMemoryIndex(),
     )

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import memcube.wiring
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
 from memcube.wiring import Container
 from tests.conftest import load_event
 
@@ -155,12 +155,6 @@ def invoke_worker(event: dict[str, Any]) -> dict[str, Any]:
 
     result: dict[str, Any] = lambda_handler(event, FakeLambdaContext())
     return result
-
-
-def store_of(container: Container) -> InMemoryStore:
-    store = container.store
-    assert isinstance(store, InMemoryStore)
-    return store
 
 
 def queue_of(container: Container) -> InMemoryQueue:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import memcube.wiring
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex, InMemoryQueue, open_stores
 from memcube.settings import Settings
 from memcube.wiring import Container
 from tests.lambda_support import (  # noqa: F401 - the api tier's helpers, shared with other tiers
@@ -16,7 +16,6 @@ from tests.lambda_support import (  # noqa: F401 - the api tier's helpers, share
     Reply,
     invoke,
     queue_of,
-    store_of,
     v2_event,
 )
 
@@ -45,17 +44,16 @@ def embedded_api(monkeypatch: pytest.MonkeyPatch, embedded_container: Container)
 
 def memory_container_with(**settings: Any) -> Container:
     return Container(
-        Settings(backend="memory", **settings), store=InMemoryStore(), queue=InMemoryQueue(), index=InMemoryIndex()
+        Settings(backend="memory", **settings), stores=open_stores(), queue=InMemoryQueue(), index=InMemoryIndex()
     )
 
 
 def assert_nothing_written(container: Container, users: tuple[str, ...] = ("alice", "a", "bob")) -> None:
     """No message queued, no task, no item, no dead letter, no user registered (but the users
     with a key: a user exists from the moment their key is made)."""
-    store = store_of(container)
     assert queue_of(container).sent == []
-    assert list(store.iter_memories()) == []
-    assert store.list_dead_letters() == []
+    assert list(container.memories.iter_memories()) == []
+    assert container.dead_letters.list_dead_letters() == []
     for user in users:
-        assert store.list_tasks(user, 100) == []
-        assert not store.is_user(user) or store.list_keys(user)
+        assert container.tasks.list_tasks(user, 100) == []
+        assert not container.directory.is_user(user) or container.api_keys.list_keys(user)

@@ -18,7 +18,6 @@ from tests.api.conftest import (
     post_add,
     queue_of,
     serve,
-    store_of,
 )
 from tests.conftest import by_id_event, load_event
 
@@ -56,7 +55,7 @@ def test_async_add_is_200_with_one_entry_and_one_queued_message_per_cube(api: Co
             ("assistant", "2025-06-01T09:00:04Z", "m-2"),
             ("user", "2025-06-01T09:01:10Z", "m-3"),
         ]
-    record = store_of(api).get_task(task_id)
+    record = api.tasks.get_task(task_id)
     assert record is not None
     assert record.status is TaskState.WAITING
     assert [p.cube_id for p in record.parts] == ["alice", "kb-travel"]
@@ -109,7 +108,7 @@ def test_sync_add_repeated_returns_the_same_memories_without_adding_any(embedded
     assert again.status == 200
     assert again.data == first.data
     assert "repeated request" in again.message
-    assert embedded_api.store.list_memories("alice", 0, 10)[1] == 1
+    assert embedded_api.memories.list_memories("alice", 0, 10)[1] == 1
 
 
 def test_sync_add_that_outlasts_the_wait_is_202_with_the_task_to_poll(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,19 +130,19 @@ def test_forbidden_personal_cube_is_403_and_nothing_is_queued_for_the_allowed_cu
     assert "'alice'" in reply.message
     assert reply.data is None
     assert queue_of(api).sent == []
-    assert store_of(api).list_tasks("bob", 10) == []
-    assert not store_of(api).is_user("bob")
+    assert api.tasks.list_tasks("bob", 10) == []
+    assert not api.directory.is_user("bob")
 
 
 def test_task_id_reused_with_a_different_body_is_409_and_queues_nothing_new(api: Container) -> None:
     assert post_add({"user_id": "alice", "messages": "one", "task_id": "t-1"}).status == 200
-    before = store_of(api).get_task("t-1")
+    before = api.tasks.get_task("t-1")
     reply = post_add({"user_id": "alice", "messages": "two", "task_id": "t-1"})
     assert (reply.status, reply.body["code"]) == (409, 409)
     assert reply.message.startswith("task_id:")
     assert len(queue_of(api).sent) == 1
     assert queue_of(api).sent[0].messages[0].content == "one"
-    assert store_of(api).get_task("t-1") == before
+    assert api.tasks.get_task("t-1") == before
 
 
 def test_task_id_resent_with_the_same_body_is_a_replay(api: Container) -> None:
@@ -165,7 +164,7 @@ def test_idempotency_key_replay_returns_the_same_task_id_and_queues_nothing_new(
     assert again.data == first.data
     assert "repeated request" in again.message
     assert len(queue_of(api).sent) == 1
-    assert len(store_of(api).list_tasks("alice", 10)) == 1
+    assert len(api.tasks.list_tasks("alice", 10)) == 1
 
 
 def test_idempotency_key_reused_for_a_different_body_is_409(api: Container) -> None:
@@ -180,7 +179,7 @@ def test_idempotency_key_bound_to_another_task_id_is_409(api: Container) -> None
     reply = post_add({"user_id": "alice", "messages": "one", "task_id": "t-2"}, {"idempotency-key": "k"})
     assert reply.status == 409
     assert reply.message.startswith("Idempotency-Key:")
-    assert store_of(api).get_task("t-2") is None
+    assert api.tasks.get_task("t-2") is None
     assert len(queue_of(api).sent) == 1
 
 
@@ -198,7 +197,7 @@ def test_queue_outage_is_503_and_resending_the_same_request_enqueues_it(api: Con
     assert (down.status, down.body["code"]) == (503, 503)
     assert "retry the same request" in down.message
     assert queue_of(api).sent == []
-    record = store_of(api).get_task(scoped_task_id("alice", "t-out"))
+    record = api.tasks.get_task(scoped_task_id("alice", "t-out"))
     assert record is not None
     assert record.status is TaskState.WAITING
     retried = post_add(body)

@@ -13,7 +13,7 @@ from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import SourceMessage
 from memcube.wiring import Container
 from tests.api.conftest import memory_container_with, serve
-from tests.lambda_support import call, queue_of, store_of
+from tests.lambda_support import call, queue_of
 
 
 @pytest.fixture
@@ -89,14 +89,14 @@ def test_only_the_owner_grants_revokes_or_deletes_the_cube(keyed: Container, tea
     assert mallory.add(["kb-team"]) == 403
     code, _ = alice.post("/product/delete_cube", cube_id="kb-team")
     assert code == 200
-    assert store_of(keyed).get_cube("kb-team") is None
+    assert keyed.directory.get_cube("kb-team") is None
 
 
 def test_a_request_naming_one_forbidden_cube_writes_nothing(keyed: Container, team: tuple[As, As, As]) -> None:
     _, bob, _ = team
     assert bob.add(["bob", "kb-team"]) == 403
     assert queue_of(keyed).sent == []
-    assert store_of(keyed).list_tasks("bob", 10) == []
+    assert keyed.tasks.list_tasks("bob", 10) == []
 
 
 def test_another_users_personal_cube_is_never_readable_or_writable(keyed: Container, team: tuple[As, As, As]) -> None:
@@ -127,10 +127,10 @@ def test_the_worker_refuses_a_queued_message_for_a_cube_its_user_may_not_write(k
     )  # fmt: skip
     verdict = keyed.ingest.handle(Delivery(forged.model_dump_json(), "m1", 1, 5, group_id="kb-team"))
     assert verdict is Verdict.DONE  # dead-lettered, not retried
-    [letter] = store_of(keyed).list_dead_letters()
+    [letter] = keyed.dead_letters.list_dead_letters()
     assert "may not write ['kb-team']" in letter.reason
-    assert list(store_of(keyed).iter_memories("kb-team")) == []
-    assert not store_of(keyed).is_user("kb-team")
+    assert list(keyed.memories.iter_memories("kb-team")) == []
+    assert not keyed.directory.is_user("kb-team")
 
 
 def test_a_create_cube_refused_as_existing_registers_nobody(api: Container) -> None:
@@ -138,4 +138,4 @@ def test_a_create_cube_refused_as_existing_registers_nobody(api: Container) -> N
     assert call("POST", "/product/create_cube", body={"user_id": "owner", "cube_id": "kb-taken"})[0] == 200
     code, body = call("POST", "/product/create_cube", body={"user_id": "latecomer", "cube_id": "kb-taken"})
     assert code == 409 and body["message"].startswith("cube_id: 'kb-taken' is taken")
-    assert not store_of(api).is_user("latecomer")
+    assert not api.directory.is_user("latecomer")

@@ -115,7 +115,7 @@ def test_user_erasure_removes_what_the_user_wrote_and_nothing_of_others(api: Con
     assert [gettable(m) for m in mine] == [False, False]
     assert searchable("deploy", cubes=["alice", team]) == [theirs]  # relativity 0: every remaining item
     assert searchable("retro", user="bob", cubes=[team]) == [theirs]
-    assert [i.id for i in api.store.iter_memories()] == [theirs]
+    assert [i.id for i in api.memories.iter_memories()] == [theirs]
 
 
 def test_delete_cube_erases_every_writers_memories_of_that_cube_only(api: Container) -> None:
@@ -129,7 +129,7 @@ def test_delete_cube_erases_every_writers_memories_of_that_cube_only(api: Contai
         "cube_id": team, "memories": 2, "history": 0, "index": 2, "queued": 0, "dead_letters": 0, "erased": True,
     }  # fmt: skip
     assert searchable("deploy retro Friday Monday", cubes=[team]) == []
-    assert [i.id for i in api.store.iter_memories()] == [private]
+    assert [i.id for i in api.memories.iter_memories()] == [private]
 
 
 def test_an_add_after_an_erasure_is_stored_again(api: Container) -> None:
@@ -186,7 +186,7 @@ def test_bad_delete_is_a_clear_4xx_and_deletes_nothing(
     assert code == status, payload
     assert names in payload["message"]
     assert payload["code"] == status
-    assert len(list(api.store.iter_memories())) == 2
+    assert len(list(api.memories.iter_memories())) == 2
     assert gettable(mine)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from memcube.wiring import Container
 from tests.api.conftest import memory_container_with, serve
-from tests.lambda_support import invoke, store_of, v2_event
+from tests.lambda_support import invoke, v2_event
 
 JWT_API = "jwtapi0001"
 
@@ -32,26 +32,26 @@ def through(api_id: str, claims: dict[str, str] | None, scopes: list[str] | None
 def test_a_verified_token_acts_as_its_subject_without_an_api_key(gated: Container) -> None:
     reply = through(JWT_API, {"sub": "alice", "iss": "https://issuer.example"}, user_id="alice")
     assert reply.status == 200, reply.body
-    [task] = store_of(gated).list_tasks("alice", 10)
+    [task] = gated.tasks.list_tasks("alice", 10)
     assert task.task.user_id == "alice"
 
 
 def test_a_token_user_may_not_act_for_another_user(gated: Container) -> None:
     reply = through(JWT_API, {"sub": "alice"}, user_id="bob")
     assert reply.status == 403 and "not this API key's user" in reply.message
-    assert store_of(gated).list_tasks("bob", 10) == []
+    assert gated.tasks.list_tasks("bob", 10) == []
 
 
 def test_the_service_scope_may_act_for_any_user(gated: Container) -> None:
     reply = through(JWT_API, {"sub": "ingest-bot"}, ["memcube/service"], user_id="bob")
     assert reply.status == 200, reply.body
-    assert [t.task.user_id for t in store_of(gated).list_tasks("bob", 10)] == ["bob"]
+    assert [t.task.user_id for t in gated.tasks.list_tasks("bob", 10)] == ["bob"]
 
 
 def test_claims_on_an_event_from_another_api_count_for_nothing(gated: Container) -> None:
     reply = through("keysapi0001", {"sub": "alice"}, user_id="alice")
     assert reply.status == 401 and "Authorization: missing" in reply.message
-    assert store_of(gated).list_tasks("alice", 10) == []
+    assert gated.tasks.list_tasks("alice", 10) == []
 
 
 def test_without_a_jwt_api_configured_claims_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,4 +88,4 @@ def test_a_token_subject_exists_from_its_first_request_so_its_cube_cannot_be_cla
     # When mallory's token tries to create a cube with dora's id, Then it is taken
     reply = as_token("mallory", "/product/create_cube", cube_id="dora")
     assert reply.status == 409, reply.body
-    assert store_of(gated).get_cube("dora") is None
+    assert gated.directory.get_cube("dora") is None

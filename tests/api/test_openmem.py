@@ -18,7 +18,7 @@ from memcube.domain.openmem import PREFIX
 from memcube.wiring import Container
 from memcube_api.app import create_app
 from tests.api.conftest import assert_nothing_written, memory_container_with, serve
-from tests.lambda_support import call, invoke, queue_of, store_of, v2_event
+from tests.lambda_support import call, invoke, queue_of, v2_event
 from tests.pdfs import pdf_with_pages
 
 ROUTES = {
@@ -70,10 +70,9 @@ def test_a_failed_hosted_add_resent_with_its_idempotency_key_runs_again(api: Con
     code, first = call("POST", PREFIX + "/add/message", body=body, headers=key)
     assert code == 200, first
     task_id = first["data"]["task_id"]
-    store = store_of(api)
-    record = store.get_task(task_id)
+    record = api.tasks.get_task(task_id)
     assert record is not None
-    store.put_task_part(task_id, record.parts[0].finished(TaskState.FAILED, "2026-12-04T00:00:00Z", error="died"))
+    api.tasks.put_task_part(task_id, record.parts[0].finished(TaskState.FAILED, "2026-12-04T00:00:00Z", error="died"))
 
     code, again = call("POST", PREFIX + "/add/message", body=body, headers=key)
     assert code == 200, again
@@ -110,7 +109,7 @@ def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(
     api: Container, path: str, body: dict[str, Any], status: int, problem: str
 ) -> None:
     if path == "/delete/knowledgebase":
-        api.store.register_user("alice")
+        api.directory.register_user("alice")
     code, answer = call("POST", PREFIX + path, body=body)
     assert (code, answer["code"]) == (status, status), answer
     assert problem in answer["message"] and answer["data"] is None
@@ -241,7 +240,7 @@ def test_with_keys_on_a_knowledge_base_is_its_creators(keyed: Container) -> None
     code, made = call("POST", PREFIX + "/create/knowledgebase", body={"knowledgebase_name": "Ops"}, headers=alice)
     assert code == 200, made
     kb = made["data"]["id"]
-    acl = keyed.store.get_cube(kb)
+    acl = keyed.directory.get_cube(kb)
     assert acl is not None and acl.owner_id == "alice"
     file = {"knowledgebase_id": kb, "file": [{"content": "Pager duty rotates weekly.", "name": "ops.txt"}]}
     assert call("POST", PREFIX + "/add/knowledgebase-file", body=file, headers=bob)[0] == 403
@@ -263,8 +262,8 @@ def test_deleting_files_of_two_knowledge_bases_one_forbidden_deletes_nothing(key
     assert code == 200, added
     for n, message in enumerate(queue_of(keyed).sent):
         keyed.ingest.handle(Delivery(message.model_dump_json(), f"m{n}", 1, 5, group_id=message.cube_id))
-    assert len(list(store_of(keyed).iter_memories(kbs[0]))) == 1
+    assert len(list(keyed.memories.iter_memories(kbs[0]))) == 1
     both = {"file_ids": [added["data"][0]["id"], f"{kbs[1]}:{'0' * 24}"]}
     code, refused = call("POST", PREFIX + "/delete/knowledgebase-file", body=both, headers=alice)
     assert code == 403 and kbs[1] in refused["message"], refused
-    assert len(list(store_of(keyed).iter_memories(kbs[0]))) == 1  # all or nothing
+    assert len(list(keyed.memories.iter_memories(kbs[0]))) == 1  # all or nothing

@@ -65,7 +65,7 @@ def test_a_users_personal_cube_cannot_be_claimed_before_the_user_writes(keyed: C
     code, _ = alice.post("/product/grant_cube", cube_id="carol", target_user_id="bob", permission="write")
     assert code == 403
     # Then nothing was planted: carol's cube is hers alone
-    assert keyed.store.get_cube("carol") is None
+    assert keyed.directory.get_cube("carol") is None
     assert carol.search("salary account") == []
     assert carol.add(["carol"], "My salary account is at the credit union.")[0] == 200
 
@@ -94,7 +94,7 @@ def test_a_jwt_subject_exists_from_its_first_request_before_it_writes(keyed: Con
     # Given a token user whose only request was a read (the Authority registers a verified subject)
     rules = TokenRules("sub", "memcube/service", "memcube/admin")
     caller = rules.principal(VerifiedToken(claims={"sub": "dora"}, scopes=()))
-    Authority(keyed.keys, None, rules, keyed.store).acting_for(caller, None)
+    Authority(keyed.keys, None, rules, keyed.directory).acting_for(caller, None)
     # Then nobody can create a cube with the subject's id
     code, _ = As(keyed, "alice").post("/product/create_cube", cube_id="dora")
     assert code == 409
@@ -131,7 +131,7 @@ def test_a_user_erasure_takes_everything_in_the_personal_cube_whoever_wrote_it(k
     # fix would be; written here through the store, which no endpoint allows any more)
     carol = As(keyed, "carol")
     assert carol.add(["carol"], "My own note about the garden.")[0] == 200
-    planted = next(iter(keyed.store.iter_memories("carol")))
+    planted = next(iter(keyed.memories.iter_memories("carol")))
     foreign = planted.model_copy(
         update={
             "id": "planted-1",
@@ -139,19 +139,19 @@ def test_a_user_erasure_takes_everything_in_the_personal_cube_whoever_wrote_it(k
             "metadata": planted.metadata.model_copy(update={"user_id": "alice", "content_hash": "x"}),
         }
     )
-    keyed.store.put_memory(foreign)
+    keyed.memories.put_memory(foreign)
     # When carol erases her data
     code, payload = carol.post("/product/delete_memory")
     assert code == 200, payload
     # Then her personal cube holds nothing
-    assert list(keyed.store.iter_memories("carol")) == []
+    assert list(keyed.memories.iter_memories("carol")) == []
 
 
 def test_the_principal_check_happens_before_registration() -> None:
     """A user key acting for another user is refused and registers nobody."""
-    from memcube.adapters.inmemory import InMemoryStore
+    from memcube.adapters.memory.directory import InMemoryDirectory
 
-    store = InMemoryStore()
+    store = InMemoryDirectory()
     authority = Authority(None, None, None, store)
     caller = Principal(user_id="alice", scopes=frozenset({"user"}))
     with pytest.raises(Forbidden):
@@ -170,9 +170,9 @@ def test_audit_cubes_reports_a_cube_planted_in_a_users_id_before_the_fix(tmp_pat
     container = Container(Settings(backend="embedded", embedder="hash", auth="keys", data_dir=data))
     try:
         container.keys.create("carol")
-        container.store.create_cube(CubeAcl(cube_id="carol", owner_id="alice", created_at="2026-01-01T00:00:00Z"))
+        container.directory.create_cube(CubeAcl(cube_id="carol", owner_id="alice", created_at="2026-01-01T00:00:00Z"))
         container.keys.create("dave")
-        container.store.create_cube(CubeAcl(cube_id="kb-fine", owner_id="dave", created_at="2026-01-01T00:00:00Z"))
+        container.directory.create_cube(CubeAcl(cube_id="kb-fine", owner_id="dave", created_at="2026-01-01T00:00:00Z"))
     finally:
         container.close()
     # When the operator audits
@@ -196,11 +196,11 @@ def test_audit_cubes_reports_another_users_memories_in_a_personal_cube(keyed: Co
 
     carol = As(keyed, "carol")
     assert carol.add(["carol"], "My own note about the garden.")[0] == 200
-    assert planted_cubes(keyed.store, keyed.store, keyed.store.iter_memories(None)) == []
-    mine = next(iter(keyed.store.iter_memories("carol")))
+    assert planted_cubes(keyed.directory, keyed.api_keys, keyed.memories.iter_memories(None)) == []
+    mine = next(iter(keyed.memories.iter_memories("carol")))
     metadata = mine.metadata.model_copy(update={"user_id": "alice", "content_hash": "x"})
-    keyed.store.put_memory(mine.model_copy(update={"id": "planted-1", "memory": "planted", "metadata": metadata}))
-    findings = planted_cubes(keyed.store, keyed.store, keyed.store.iter_memories(None))
+    keyed.memories.put_memory(mine.model_copy(update={"id": "planted-1", "memory": "planted", "metadata": metadata}))
+    findings = planted_cubes(keyed.directory, keyed.api_keys, keyed.memories.iter_memories(None))
     assert findings == [
         {
             "cube_id": "carol",

@@ -11,7 +11,7 @@ from memcube.domain.tasks import scoped_task_id
 from memcube.wiring import Container
 from tests.api.conftest import invoke, post_add, v2_event
 from tests.conftest import by_id_event, load_event
-from tests.lambda_support import call, store_of
+from tests.lambda_support import call
 
 
 def test_status_of_a_completed_sync_task_lists_each_cube_and_memory(embedded_api: Container) -> None:
@@ -42,9 +42,9 @@ def test_status_of_an_async_task_not_yet_processed_is_waiting(api: Container) ->
 
 def test_status_never_shows_a_feedback_plan_being_applied(api: Container) -> None:
     task_id = post_add({"user_id": "alice", "messages": "x", "is_feedback": True}).body["task_id"]
-    [part] = store_of(api).get_task(task_id).parts  # type: ignore[union-attr]
+    [part] = api.tasks.get_task(task_id).parts  # type: ignore[union-attr]
     plan = [FeedbackStep(operation="ADD", memory="Alice has a dog called Rex.")]
-    store_of(api).put_task_part(task_id, part.model_copy(update={"feedback_plan": plan}))
+    api.tasks.put_task_part(task_id, part.model_copy(update={"feedback_plan": plan}))
     reply = invoke(v2_event("GET", "/product/scheduler/status", query=f"user_id=alice&task_id={task_id}"))
     assert reply.status == 200 and "Rex" not in json.dumps(reply.body), reply.body
     code, hosted = call("POST", "/api/openmem/v1/get/status", body={"task_id": task_id})

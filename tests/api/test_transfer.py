@@ -62,7 +62,7 @@ def test_an_invalid_item_is_a_422_naming_it_and_nothing_is_imported(api: Contain
     )
     assert code == 422, reply
     assert "items[1].metadata.memory_type" in str(reply["message"])
-    assert list(api.store.iter_memories("kb")) == []
+    assert list(api.memories.iter_memories("kb")) == []
 
 
 def test_another_users_personal_cube_can_be_neither_exported_nor_imported_into(api: Container) -> None:
@@ -81,11 +81,11 @@ def test_an_import_is_written_by_the_importer_and_keeps_the_author_as_provenance
     code, reply = call("POST", "/product/import_memory", body={"user_id": "bob", "cube_id": "kb", "items": [item]})
     assert code == 200, reply
     # Then it is bob's, with alice as its original author, and bob's erasure removes it
-    [stored] = api.store.iter_memories("kb")
+    [stored] = api.memories.iter_memories("kb")
     assert (stored.metadata.user_id, stored.metadata.original_user_id) == ("bob", "alice")
     code, _ = call("POST", "/product/delete_memory", body={"user_id": "bob", "writable_cube_ids": ["kb"]})
     assert code == 200
-    assert list(api.store.iter_memories("kb")) == []
+    assert list(api.memories.iter_memories("kb")) == []
 
 
 def test_a_users_own_import_keeps_them_as_writer_with_no_provenance(api: Container) -> None:
@@ -93,5 +93,5 @@ def test_a_users_own_import_keeps_them_as_writer_with_no_provenance(api: Contain
     items = exported_items("alice", "alice")
     code, reply = call("POST", "/product/import_memory", body={"user_id": "alice", "cube_id": "kb", "items": items})
     assert code == 200, reply
-    [stored] = api.store.iter_memories("kb")
+    [stored] = api.memories.iter_memories("kb")
     assert (stored.metadata.user_id, stored.metadata.original_user_id) == ("alice", None)

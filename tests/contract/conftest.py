@@ -7,8 +7,12 @@ their files (or to derive a unique table/queue/index name from); a factory whose
 emulator is not available calls `pytest.skip(...)`. Nothing else changes: the suites pick the
 adapter up through the fixtures at the end of this file.
 
-- STORE_FACTORIES        TaskStore + MemoryStore + UserDirectory (`persistent=True`: building
-                         again on the same directory finds the data: the reopen tests run on it)
+- STORES_FACTORIES       the system of record's ports of one backend, as one `Stores` (TaskStore,
+                         IdempotencyKeys, DeadLetterStore, MemoryStore, ErasureMarks, UserDirectory,
+                         KeyStore, Counter); each port's tests take that port's fixture
+                         (test_store_contract.py)
+                         (`persistent=True`: building again on the same directory finds the data:
+                         the reopen tests run on it)
 - QUEUE_FACTORIES        TaskQueue `send`, with a `drain` that takes what was delivered
 - CONSUMING_QUEUE_FACTORIES  queues the service consumes itself (receive/ack/retry_later/leases)
 - INDEX_FACTORIES        SearchIndex (upsert/delete/ids); TEXT_INDEX_FACTORIES adds `text_search`
@@ -27,16 +31,16 @@ from typing import Any, Generic, TypeVar
 
 import pytest
 
+from memcube.adapters import memory, sqlite
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
 from memcube.adapters.minilm_embedder import MiniLMEmbedder
-from memcube.adapters.sqlite_index import SqliteIndex
-from memcube.adapters.sqlite_queue import SqliteQueue
-from memcube.adapters.sqlite_store import SqliteStore
+from memcube.adapters.sqlite.index import SqliteIndex
+from memcube.adapters.sqlite.queue import SqliteQueue
 from memcube.domain.messages import QueuedAdd
-from memcube.ports import Embedder, SearchIndex
-from tests.aws_support import MotoDynamoStore
-from tests.contract.support import ConsumingQueue, FakeClock, QueueUnderTest, Store, TextIndex, close
+from memcube.ports import Embedder, SearchIndex, Stores
+from tests.aws_support import moto_stores
+from tests.contract.support import ConsumingQueue, FakeClock, QueueUnderTest, TextIndex, close
 
 T = TypeVar("T")
 
@@ -71,10 +75,10 @@ def _drain_consuming(queue: ConsumingQueue) -> list[QueuedAdd]:
     return taken
 
 
-STORE_FACTORIES: dict[str, Factory[Store]] = {
-    "memory": Factory(lambda _: InMemoryStore()),
-    "sqlite": Factory(lambda d: SqliteStore(d / "store.db"), persistent=True),
-    "dynamodb-moto": Factory(lambda _: MotoDynamoStore()),
+STORES_FACTORIES: dict[str, Factory[Stores]] = {
+    "memory": Factory(lambda _: memory.open_stores()),
+    "sqlite": Factory(lambda d: sqlite.open_stores(d / "store.db"), persistent=True),
+    "dynamodb-moto": Factory(lambda _: moto_stores()),
 }
 """DynamoDB Local runs this same suite in tests/realserver/test_dynamodb_local.py."""
 
@@ -143,16 +147,16 @@ def _opener(build: Callable[[], T]) -> tuple[Callable[[], T], Callable[[], None]
     return open_, close_all
 
 
-@pytest.fixture(params=list(STORE_FACTORIES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A fresh store (TaskStore + MemoryStore + UserDirectory)."""
-    yield from _fresh(STORE_FACTORIES, request, tmp_path)
+@pytest.fixture(params=list(STORES_FACTORIES))
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    """A fresh, empty system of record of one backend: every storage port over one table or file."""
+    yield from _fresh(STORES_FACTORIES, request, tmp_path)
 
 
-@pytest.fixture(params=[name for name, f in STORE_FACTORIES.items() if f.persistent])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
-    """Opens a persistent store on the same directory each time it is called."""
-    open_, close_all = _opener(lambda: STORE_FACTORIES[request.param].build(tmp_path))
+@pytest.fixture(params=[name for name, f in STORES_FACTORIES.items() if f.persistent])
+def open_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Stores]]:
+    """Opens a persistent backend's stores on the same directory each time it is called."""
+    open_, close_all = _opener(lambda: STORES_FACTORIES[request.param].build(tmp_path))
     yield open_
     close_all()
 

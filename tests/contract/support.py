@@ -8,19 +8,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from memcube.domain.auth import KeyStore
 from memcube.domain.ingest import content_hash
-from memcube.domain.limiting import Counter
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, MemoryMetadata, SourceMessage, Task, TaskPart
-from memcube.domain.permissions import UserDirectory
-from memcube.ports import MemoryStore, SearchIndex, TaskQueue, TaskStore
+from memcube.ports import SearchIndex, TaskQueue
 
 # --- the shapes under contract -------------------------------------------------------------------
-
-
-class Store(TaskStore, MemoryStore, UserDirectory, KeyStore, Counter, Protocol):
-    """The system of record: one adapter serves all five ports (cube grants are in UserDirectory)."""
 
 
 class Delivery(Protocol):

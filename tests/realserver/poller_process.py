@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 
 import boto3
 
-from memcube.adapters.dynamodb_store import DynamoStore
+from memcube.adapters.dynamodb import open_stores
+from memcube.adapters.dynamodb.table import DynamoTable
 from memcube.adapters.opensearch_index import OpenSearchIndex
 from memcube.adapters.sqs_queue import SqsQueue
 from memcube.settings import Settings
@@ -66,7 +67,7 @@ def container(tier: Tier) -> Container:
     )
     index.bootstrap()
     queue = SqsQueue(tier.queue_url, bucket=tier.bucket, sqs=sqs, s3=s3, inline_limit=4096)
-    return Container(settings, store=DynamoStore(tier.table, ddb), sqs_queue=queue, index=index)
+    return Container(settings, stores=open_stores(DynamoTable(tier.table, ddb)), sqs_queue=queue, index=index)
 
 
 def main(argv: list[str]) -> None:

@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 
 from memcube.domain.model import MemoryItem, TaskState
-from memcube.domain.tasks import AddService, scoped_task_id
+from memcube.domain.tasks import scoped_task_id
 from memcube.wiring import Container
 from tests.aws_support import create_table
 from tests.lambda_support import call, serving
@@ -48,6 +48,7 @@ from tests.realserver.servers import Running
 from tests.reliability.conftest import FIGURES
 from tests.reliability.harness import _salt_of
 from tests.reliability.test_chaos import words
+from tests.services import add_service
 
 pytestmark = pytest.mark.reliability
 
@@ -166,7 +167,7 @@ def deployments(
             )  # fmt: skip
             api = container(tier)
             # Memory ids are derived from a random salt per task; here from the task id, so runs compare.
-            api.__dict__["add"] = AddService(api.store, api.store, api.queue, fine_available=False, salt=_salt_of)
+            api.__dict__["add"] = add_service(api.stores, api.queue, fine_available=False, salt=_salt_of)
             made[name] = Deployment(tier, api, tmp_path)
         yield made
     finally:
@@ -232,12 +233,12 @@ def kill_and_restart(deployment: Deployment, rng: random.Random) -> None:
 
 def wait_all(deployment: Deployment, bodies: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
     """Every task's part, once none is waiting or in progress (or at the deadline)."""
-    store = deployment.api.store
+    tasks = deployment.api.tasks
     deadline = time.monotonic() + timeout
     while True:
         parts = {}
         for body in bodies:
-            record = store.get_task(scoped_task_id(USER, body["task_id"]))
+            record = tasks.get_task(scoped_task_id(USER, body["task_id"]))
             parts[body["task_id"]] = record.parts[0] if record is not None else None
         settled = {TaskState.COMPLETED, TaskState.FAILED}
         if all(p is not None and p.status in settled for p in parts.values()) or time.monotonic() > deadline:
@@ -247,8 +248,8 @@ def wait_all(deployment: Deployment, bodies: list[dict[str, Any]], timeout: floa
 
 def items(deployment: Deployment, cubes: list[str]) -> dict[str, list[tuple[Any, ...]]]:
     """Every cube's items in DynamoDB, as compared: everything but timestamps and vectors."""
-    store = deployment.api.store
-    return {cube: sorted(_essence(i) for i in store.iter_memories(cube)) for cube in cubes}
+    memories = deployment.api.memories
+    return {cube: sorted(_essence(i) for i in memories.iter_memories(cube)) for cube in cubes}
 
 
 def _essence(item: MemoryItem) -> tuple[Any, ...]:
@@ -310,7 +311,7 @@ def test_sigkilled_pollers_fail_no_add_and_change_no_item(deployments: dict[str,
     for cube_items in chaos_items.values():
         hashes = [i[2] for i in cube_items]
         assert len(hashes) == len(set(hashes)), "two items with one content in a cube"
-    assert chaos.api.store.list_dead_letters() == []
+    assert chaos.api.dead_letters.list_dead_letters() == []
     assert dlq_depth(chaos) == 0
     assert chaos.kills == KILLS
     parts = [p for p in chaos_parts.values() if p is not None]

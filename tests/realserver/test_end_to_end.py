@@ -23,7 +23,8 @@ import boto3
 import httpx
 import pytest
 
-from memcube.adapters.dynamodb_store import DynamoStore
+from memcube.adapters.dynamodb import open_stores
+from memcube.adapters.dynamodb.table import DynamoTable
 from memcube.adapters.opensearch_index import OpenSearchIndex
 from memcube.adapters.sqs_queue import SqsQueue
 from memcube.embedded import EmbeddedWorker
@@ -49,12 +50,18 @@ class Stack:
     """One deployment behind the Lambda entry points, with a running consumer."""
 
     def __init__(
-        self, container: Container | None, stop: Callable[[], None], headers: dict[str, str] | None = None
+        self,
+        container: Container | None,
+        stop: Callable[[], None],
+        headers: dict[str, str] | None = None,
+        ddb: Any = None,
     ) -> None:
         self._container = container
         self._stop = stop
         self.headers = headers
         """Credentials every call sends (AWS always requires an API key: the tests use a service key)."""
+        self.ddb = ddb
+        """The raw DynamoDB client under the aws stack's stores (to look under the adapters)."""
 
     @property
     def container(self) -> Container:
@@ -136,7 +143,7 @@ def aws_stack(
     index = OpenSearchIndex(osmem_url, service="es", auth="none", vector_search=False)
     index.bootstrap()
     sqs_queue = SqsQueue(queues.url, bucket=queues.bucket, sqs=queues.sqs, s3=queues.s3, inline_limit=4096)
-    container = Container(settings, store=DynamoStore(table, ddb), sqs_queue=sqs_queue, index=index)
+    container = Container(settings, stores=open_stores(DynamoTable(table, ddb)), sqs_queue=sqs_queue, index=index)
     stop = threading.Event()
 
     def consume() -> None:
@@ -149,7 +156,7 @@ def aws_stack(
         for thread in threads:
             thread.start()
         _, service_key = container.keys.create("e2e-suite", "service")
-        yield Stack(container, stop.set, {"authorization": f"Token {service_key}"})
+        yield Stack(container, stop.set, {"authorization": f"Token {service_key}"}, ddb=ddb)
         stop.set()
         for thread in threads:
             thread.join(10)
@@ -248,9 +255,9 @@ def test_poison_message_from_a_producer_is_dead_lettered_and_blocks_no_cube(stac
     _, accepted = stack.add(good)
     assert stack.wait("dee", accepted["task_id"])["status"] == "completed"
     deadline = time.monotonic() + 20
-    while not stack.container.store.list_dead_letters() and time.monotonic() < deadline:
+    while not stack.container.dead_letters.list_dead_letters() and time.monotonic() < deadline:
         time.sleep(0.1)
-    [letter] = stack.container.store.list_dead_letters()
+    [letter] = stack.container.dead_letters.list_dead_letters()
     assert letter.reason.startswith("invalid queued message")
     assert letter.task_id == "poison-1"
     if isinstance(stack.container.queue, SqsQueue):  # also parked in the SQS DLQ, reason attached
@@ -288,7 +295,7 @@ def test_a_failing_cube_is_retried_then_failed_with_its_reason_while_other_cubes
         "are stored but not yet searchable; `memcube redrive` indexes them once the index is back"
     )
     assert [o["outcome"] for o in part["outcomes"]] == ["added"]
-    [letter] = stack.container.store.list_dead_letters()
+    [letter] = stack.container.dead_letters.list_dead_letters()
     assert letter.task_id == broken["task_id"]
 
 
@@ -315,7 +322,7 @@ def _raw_storage_holds(stack: Stack, token: str) -> list[str]:
     c = stack.container
     places: list[str] = []
     if c.settings.backend == "aws":
-        ddb = c.store.client
+        ddb = stack.ddb
         for page in ddb.get_paginator("scan").paginate(TableName=c.settings.table_name):
             places += [f"dynamodb {i['pk']['S']}/{i['sk']['S']}" for i in page["Items"] if token in repr(i)]
         assert isinstance(c.index, OpenSearchIndex)

@@ -66,7 +66,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
 
 def snapshot(stack: Stack, cube_id: str) -> list[str]:
     """Every stored item of the cube (any status), as JSON: what an intruder must not change."""
-    return sorted(i.model_dump_json() for i in stack.container.store.iter_memories(cube_id))
+    return sorted(i.model_dump_json() for i in stack.container.memories.iter_memories(cube_id))
 
 
 def test_no_endpoint_reads_writes_or_deletes_another_users_cubes(stack: Stack) -> None:
@@ -153,9 +153,9 @@ def test_no_endpoint_reads_writes_or_deletes_another_users_cubes(stack: Stack) -
     raw = [("alice", "forged-1", forged.model_dump_json())]
     (queue if isinstance(queue, SqsQueue) else stack.container.local_queue).send_raw(raw)
     deadline = time.monotonic() + 30
-    while not stack.container.store.list_dead_letters() and time.monotonic() < deadline:
+    while not stack.container.dead_letters.list_dead_letters() and time.monotonic() < deadline:
         time.sleep(0.1)
-    [letter] = stack.container.store.list_dead_letters()
+    [letter] = stack.container.dead_letters.list_dead_letters()
     assert letter.task_id == "task-forged" and "may not write ['alice']" in letter.reason
 
     assert {c: snapshot(stack, c) for c in ("alice", "kb-alice")} == before
@@ -182,7 +182,7 @@ def test_the_hosted_memos_routes_hold_another_user_to_the_same_rules(stack: Stac
     code, added = alice.call("POST", f"{HOSTED}/add/message", body={"user_id": "alice", "messages": SECRET})
     assert code == 200, added
     assert alice.wait(upload["task_id"]) == "completed" and alice.wait(added["data"]["task_id"]) == "completed"
-    [memory_id] = [i.id for i in stack.container.store.iter_memories("alice")]
+    [memory_id] = [i.id for i in stack.container.memories.iter_memories("alice")]
     before = {c: snapshot(stack, c) for c in ("alice", kb)}
 
     def hosted(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -230,7 +230,7 @@ def test_a_users_cube_is_theirs_from_their_key_and_a_service_key_cannot_act_as_a
     code, _ = call("POST", "/product/search", body={"user_id": "kb-alice", "query": "vault"}, headers=as_kb)
     assert code == 403
     # Then carol's cube holds nothing of alice's and kb-alice stays alice's
-    assert stack.container.store.get_cube("carol") is None
+    assert stack.container.directory.get_cube("carol") is None
     assert snapshot(stack, "carol") == []
     code, payload = alice.search(["kb-alice"], "vault code")
     assert code == 200 and "vault code" in str(payload["data"])
@@ -252,11 +252,11 @@ def test_task_ids_are_per_user_and_their_memory_ids_are_not_derivable(stack: Sta
     assert code == 200 and payload["task_id"] == "alice-task-1", payload
     assert alice.wait("alice-task-1") == "completed" and bob.wait("alice-task-1") == "completed"
     # Then her memory's id is not computable from the task id, and a conflicting reuse of her own is 409
-    [item] = list(stack.container.store.iter_memories("alice"))
+    [item] = list(stack.container.memories.iter_memories("alice"))
     assert item.id != str(uuid.uuid5(ITEM_NAMESPACE, "alice-task-1/alice/0"))
     code, _ = alice.post("/product/add", messages="Something else.", task_id="alice-task-1")
     assert code == 409
-    bobs = [i.memory for i in stack.container.store.iter_memories("bob")]
+    bobs = [i.memory for i in stack.container.memories.iter_memories("bob")]
     assert len(bobs) == 1 and "Bob waters the plants." in bobs[0]
 
 
@@ -274,5 +274,5 @@ def test_control_characters_in_a_search_query_are_no_5xx_and_an_import_is_the_im
     assert code == 200, payload
     code, payload = bob.post("/product/import_memory", cube_id="kb-shared", items=payload["data"]["items"])
     assert code == 200, payload
-    [imported] = list(stack.container.store.iter_memories("kb-shared"))
+    [imported] = list(stack.container.memories.iter_memories("kb-shared"))
     assert (imported.metadata.user_id, imported.metadata.original_user_id) == ("bob", "alice")

@@ -157,9 +157,11 @@ def test_poison_and_failed_adds_reach_the_sqs_dlq_with_reasons_and_a_double_redr
     time.sleep(2)  # the poison, redriven too, is dead-lettered again
     moved.append(queue.redrive(dlq))
     assert moved[0] == 3, moved
-    texts = [i.memory for i in container.store.iter_memories("kb-down")]
+    texts = [i.memory for i in container.memories.iter_memories("kb-down")]
     assert sorted(texts) == ["down 0", "down 1"]
-    assert [d.task_id for d in container.store.list_dead_letters()] == ["poison-9"]  # one record, the resolved gone
+    assert [d.task_id for d in container.dead_letters.list_dead_letters()] == [
+        "poison-9"
+    ]  # one record, the resolved gone
     assert container.maintenance.reconcile("kb-down").differences == 0
     FIGURES.record("4 poison", realserver_dlq_messages_with_reason=3, realserver_redrives=len(moved),
                    realserver_items_after_redrive=len(texts))  # fmt: skip

@@ -102,10 +102,10 @@ class Faulty:
 
 @dataclass(frozen=True)
 class CrashPoint:
-    """Where in one attempt the worker dies, as a fault on the store or the index."""
+    """Where in one attempt the worker dies, as a fault on a storage port or the index."""
 
     name: str
-    port: Literal["store", "index"]
+    port: Literal["tasks", "memories", "index"]
     method: str | tuple[str, ...]
     when: Literal["before", "after"]
     nth: int = 1
@@ -114,9 +114,9 @@ class CrashPoint:
 
 
 CRASH_POINTS = [
-    CrashPoint("after reading", "store", "put_task_part", "before", state="nothing written, not even in_progress"),
-    CrashPoint("mid store write", "store", ("put_memory", "update_memory"), "after", state="one store write done"),
+    CrashPoint("after reading", "tasks", "put_task_part", "before", state="nothing written, not even in_progress"),
+    CrashPoint("mid store write", "memories", ("put_memory", "update_memory"), "after", state="one store write done"),
     CrashPoint("after the store write", "index", "upsert", "before", state="every store write done, none indexed"),
     CrashPoint("after the index write", "index", "upsert", "after", state="stored and indexed, status in_progress"),
-    CrashPoint("before the status update", "store", "put_task_part", "before", nth=2, state="all but `completed`"),
+    CrashPoint("before the status update", "tasks", "put_task_part", "before", nth=2, state="all but `completed`"),
 ]

@@ -5,6 +5,7 @@ duplicates can be delivered on purpose), a seeded workload, and snapshots to com
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -13,13 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
+from memcube.adapters.memory import open_stores as memory_stores
 from memcube.domain.maintenance import Maintenance
-from memcube.domain.tasks import AddService, scoped_task_id
+from memcube.domain.tasks import scoped_task_id
+from memcube.ports import Stores
 from memcube.settings import Settings
 from memcube.wiring import Container
 from tests.lambda_support import call, serving
 from tests.reliability.faults import Crash, Faulty
+from tests.services import add_service
 from tests.worker.conftest import FifoQueue, _Waiting, failures, sqs_event, sqs_record
 
 
@@ -47,13 +51,15 @@ class Stack:
         settings: dict[str, Any] = {"backend": "memory", "max_receive_count": max_receive_count}
         if llm is not None:
             settings |= {"llm": "openai", "llm_base_url": "http://127.0.0.1:9/v1", "llm_model": "rule"}
-        self.store = Faulty(InMemoryStore())
+        self.memory = memory_stores()
+        """The stores themselves, around the faults (to read what a run left behind)."""
+        self.stores, self.faults = faulty(self.memory)
         self.index = Faulty(InMemoryIndex())
         self.queue = InMemoryQueue()
         # Memory ids are derived from a random salt per task; here from the task id, so runs compare.
-        add = AddService(self.store, self.store, self.queue, fine_available=llm is not None, salt=_salt_of)
+        add = add_service(self.stores, self.queue, fine_available=llm is not None, salt=_salt_of)
         self.container = Container(
-            Settings(**settings), store=self.store, index=self.index, queue=self.queue, llm=llm, add=add
+            Settings(**settings), stores=self.stores, index=self.index, queue=self.queue, llm=llm, add=add
         )
         self.sqs = Sqs(4 * max_receive_count)  # the queue's redrive limit sits well above the worker's attempts
 
@@ -61,11 +67,6 @@ class Stack:
     def serving(self) -> Iterator[Stack]:
         with serving(self.container):
             yield self
-
-    @property
-    def memory(self) -> InMemoryStore:
-        store: InMemoryStore = self.store.target
-        return store
 
     @property
     def docs(self) -> InMemoryIndex:
@@ -88,11 +89,19 @@ class Stack:
 
     def differences(self) -> int:
         """Store against index over every cube (`memcube reconcile`'s check)."""
-        ops = Maintenance(self.memory, self.docs)
-        cubes = {i.metadata.cube_id for i in self.memory.iter_memories()} | {
+        ops = Maintenance(self.memory.memories, self.docs)
+        cubes = {i.metadata.cube_id for i in self.memory.memories.iter_memories()} | {
             d.metadata.cube_id for d in self.docs.docs.values()
         }
         return sum(ops.reconcile(c).differences for c in cubes)
+
+
+def faulty(stores: Stores) -> tuple[Stores, dict[str, Faulty]]:
+    """The same stores, each port wrapped in its own `Faulty`, and those wrappers by port name (arm
+    a fault on the port whose method it names: `faults["memories"].arm(Fault("put_memory", ...))`)."""
+    faults = {f.name: Faulty(getattr(stores, f.name)) for f in dataclasses.fields(stores) if f.name != "close"}
+    ports: dict[str, Any] = dict(faults)
+    return dataclasses.replace(stores, **ports), faults
 
 
 class Sqs(FifoQueue):
@@ -220,7 +229,7 @@ def outcomes(
     """Each of the user's tasks' parts: cube, status, and (outcome, memory id, related ids) per memory."""
     out: dict[str, list[tuple[str, str, list[tuple[str, str, list[str]]]]]] = {}
     for task_id in task_ids:
-        record = stack.memory.get_task(scoped_task_id(user_id, task_id))
+        record = stack.memory.tasks.get_task(scoped_task_id(user_id, task_id))
         assert record is not None, task_id
         out[task_id] = [
             (p.cube_id, p.status.value, [(o.outcome, o.memory_id, sorted(o.related_ids)) for o in p.outcomes])
@@ -247,7 +256,7 @@ def holdings(stack: Stack) -> Held:
                 i.metadata.version,
                 tuple(sorted(i.metadata.tags)),
             )
-            for i in stack.memory.iter_memories()
+            for i in stack.memory.memories.iter_memories()
         }
     )
 

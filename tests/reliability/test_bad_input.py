@@ -9,6 +9,7 @@ schema, so routes added later are covered too. Every answer is below 500; every 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex, InMemoryQueue, open_stores
 from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
 from memcube.wiring import Container
@@ -38,16 +39,17 @@ class World:
     """The app on in-memory ports (no worker: a sync add answers 202 at once)."""
 
     def __init__(self) -> None:
-        self.store = InMemoryStore()
+        self.stores = open_stores()
         self.queue = InMemoryQueue()
         self.index = InMemoryIndex()
         settings = Settings(backend="memory", sync_timeout_seconds=0.01)
-        self.container = Container(settings, store=self.store, queue=self.queue, index=self.index)
+        self.container = Container(settings, stores=self.stores, queue=self.queue, index=self.index)
         self.client = TestClient(create_app(lambda: self.container), raise_server_exceptions=False)
 
     def state(self) -> Any:
         """Everything a request could have written: store, queue, index."""
-        store = {k: copy.deepcopy(v) for k, v in vars(self.store).items() if k != "_lock"}
+        ports = (getattr(self.stores, f.name) for f in dataclasses.fields(self.stores) if f.name != "close")
+        store = [{k: copy.deepcopy(v) for k, v in vars(port).items() if k != "_lock"} for port in ports]
         return store, [m.model_dump() for m in self.queue.sent], dict(self.index.docs)
 
 

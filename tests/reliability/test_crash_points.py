@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from memcube.adapters.sqlite_index import SqliteIndex
+from memcube.adapters.sqlite.index import SqliteIndex
 from memcube.cli import main
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.messages import QueuedAdd
@@ -104,7 +104,7 @@ def run(scenario: Scenario, point: CrashPoint | None, kind: str) -> tuple[Stack,
         stack.sqs.drain_all()
         fault = None
         if point is not None:
-            port = stack.store if point.port == "store" else stack.index
+            port = stack.index if point.port == "index" else getattr(stack.stores, point.port)
             fault = port.arm(Fault(point.method, point.when, point.nth, CRASHES[kind]))
         stack.add(target)
         stack.sqs.drain_all()
@@ -139,10 +139,10 @@ def test_a_crash_at_each_step_then_redelivery_gives_the_crash_free_result(
     assert result == oracles[name][0], dumps({"got": result, "want": oracles[name][0]})
     assert held == oracles[name][1]
     assert stack.differences() == 0  # store and index agree, versions included
-    record = stack.memory.get_task(scoped_task_id("ann", "target"))
+    record = stack.memory.tasks.get_task(scoped_task_id("ann", "target"))
     assert record is not None and record.status is TaskState.COMPLETED
     assert record.parts[0].error is None
-    assert stack.memory.list_dead_letters() == []
+    assert stack.memory.dead_letters.list_dead_letters() == []
     done = figures.points.get("2 crash points", {}).get("cases", 0)
     figures.record("2 crash points", cases=done + 1, scenarios=len(SCENARIOS), points=len(CRASH_POINTS),
                    kinds=len(CRASHES), differences_after_redelivery=0)  # fmt: skip
@@ -187,7 +187,7 @@ def test_memcube_reconcile_sees_a_crash_between_store_and_index_and_the_redelive
 
     container, index = _embedded(data)
     assert container.ingest.handle(Delivery(msg.model_dump_json(), "m1", 2, 5)) is Verdict.DONE
-    items = {i.memory: i for i in container.store.iter_memories("ann")}
+    items = {i.memory: i for i in container.memories.iter_memories("ann")}
     # Inject one difference of each kind: a document dropped, one the store never had, one stale.
     container.index.delete("ann", [items["fact one"].id])
     ghost = items["fact two"].model_copy(update={"id": "ghost"})
@@ -230,7 +230,7 @@ def test_an_llm_that_answers_differently_on_redelivery_orphans_nothing() -> None
     [part] = outcomes(stack, ["target"], "ann")["target"]
     assert part[1] == "completed"
     assert [kind for kind, _, _ in part[2]] == ["added", "added"]
-    assert sorted(i.memory for i in stack.memory.iter_memories()) == [
+    assert sorted(i.memory for i in stack.memory.memories.iter_memories()) == [
         "The user has lived in Lisbon.",
         "The user has lived in Porto.",
     ]

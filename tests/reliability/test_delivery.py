@@ -55,7 +55,7 @@ def check(stack: Stack, bodies: list[dict[str, Any]], expected: tuple[Any, Any])
     assert not mismatched, dumps(mismatched)
     assert held == expected[1]
     assert stack.differences() == 0
-    contents = [(i.metadata.cube_id, i.metadata.content_hash) for i in stack.memory.iter_memories()]
+    contents = [(i.metadata.cube_id, i.metadata.content_hash) for i in stack.memory.memories.iter_memories()]
     assert len(contents) == len(set(contents)), "two items with one content in a cube"
 
 
@@ -132,7 +132,8 @@ def test_a_function_crash_mid_batch_returns_the_batch_and_changes_nothing(
         while stack.sqs.waiting:
             n += 1
             if n % 2:
-                stack.store.arm(Fault("put_memory", rng.choice(["before", "after"]), nth=rng.randint(1, 6)))
+                when = rng.choice(["before", "after"])
+                stack.faults["memories"].arm(Fault("put_memory", when, nth=rng.randint(1, 6)))
             stack.sqs.deliver()
         check(stack, bodies, expected)
     assert stack.sqs.crashes > 0
@@ -152,12 +153,12 @@ def test_the_same_message_processed_by_two_workers_at_once_changes_nothing(
         part = args[1] if method == "put_task_part" and len(args) > 1 else None
         if isinstance(part, TaskPart) and part.status is TaskState.IN_PROGRESS and not getattr(started, "done", False):
             started.done = True
-            stack.store.target.put_task_part(*args)  # written before both go on together
+            stack.memory.tasks.put_task_part(*args)  # written before both go on together
             lined_up.wait()
 
     with stack.serving():
         sent = submitted(stack, bodies)
-        stack.store.hook = line_up
+        stack.faults["tasks"].hook = line_up
         for w in sent:
             verdicts: list[Verdict] = []
 
@@ -171,7 +172,7 @@ def test_the_same_message_processed_by_two_workers_at_once_changes_nothing(
             for t in threads:
                 t.join(30)
             lined_up.reset()
-            task = stack.memory.get_task(json.loads(w.body)["task_id"])
+            task = stack.memory.tasks.get_task(json.loads(w.body)["task_id"])
             assert verdicts == [Verdict.DONE, Verdict.DONE], (verdicts, task)
         stack.sqs.waiting.clear()
         check(stack, bodies, expected)

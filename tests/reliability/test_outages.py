@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from memcube.adapters.openai_compat import OpenAICompatibleLLM
-from memcube.adapters.sqlite_index import SqliteIndex
+from memcube.adapters.sqlite.index import SqliteIndex
 from memcube.domain.organizer import INDEX_DOWN_NOTE
 from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
@@ -144,7 +144,7 @@ def test_on_the_embedded_default_indexing_catches_up_after_an_outage_of_seconds(
         caught_up = time.monotonic() - recovered
         reconcile = [container.maintenance.reconcile(c).differences for c in CUBES]
         assert reconcile == [0, 0, 0]
-        assert sum(container.store.list_memories(c, 0, 100)[1] for c in CUBES) == 12
+        assert sum(container.memories.list_memories(c, 0, 100)[1] for c in CUBES) == 12
     finally:
         index.up()
         worker.stop()
@@ -196,6 +196,6 @@ def test_an_llm_that_fails_or_times_out_is_retried_with_the_reason_then_complete
             [part] = task["cubes"]
             assert (task["status"], part["mode"], part["attempts"], part["error"]) == ("completed", "fine", 3, None)
             assert [o["outcome"] for o in part["outcomes"]] == ["added"]
-            assert [i.memory for i in stack.memory.iter_memories()] == ["The user lives in Lisbon."]
+            assert [i.memory for i in stack.memory.memories.iter_memories()] == ["The user lives in Lisbon."]
             assert stack.differences() == 0
     figures.record("3 outages", **{f"llm_{failure}_deliveries_until_completed": 3})

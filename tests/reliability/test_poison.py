@@ -57,15 +57,15 @@ def test_poison_of_every_kind_is_dead_lettered_with_its_reason_and_blocks_no_cub
                 stack.add({"user_id": "ops", "writable_cube_ids": [cube], "messages": f"{cube} after all"})["task_id"]
             )
         deliveries = stack.sqs.drain_all()
-        letters = {letter.body: letter for letter in stack.memory.list_dead_letters()}
+        letters = {letter.body: letter for letter in stack.memory.dead_letters.list_dead_letters()}
         for kind, (_, body, says) in POISON.items():
             assert body in letters, kind
             assert says in letters[body].reason, (kind, letters[body].reason)
         assert len(letters) == len(POISON)
         assert all(stack.status("ops", t)["status"] == "completed" for t in good)
         assert stack.sqs.redriven == []  # every poison acknowledged at once: none waits for the redrive policy
-        assert all("mallory" not in i.metadata.user_id for i in stack.memory.iter_memories())
-        hijacked = stack.memory.get_task(OPS_TASK)
+        assert all("mallory" not in i.metadata.user_id for i in stack.memory.memories.iter_memories())
+        hijacked = stack.memory.tasks.get_task(OPS_TASK)
         assert hijacked is not None and hijacked.status.value == "completed"
     figures.record("4 poison", poison_kinds=len(POISON), dead_lettered_with_reason=len(POISON),
                    good_adds_completed=len(good), deliveries=deliveries)  # fmt: skip
@@ -81,7 +81,7 @@ def test_a_message_that_kills_the_worker_every_time_is_given_up_with_that_reason
         item: MemoryItem | None = args[0] if method == "put_memory" and args else None
         return crashing["on"] and item is not None and item.memory == "a poison pill"
 
-    stack.store.down(pill, error=lambda: Crash("out of memory"))  # what the pill does to the worker
+    stack.faults["memories"].down(pill, error=lambda: Crash("out of memory"))  # what the pill does to the worker
     with stack.serving():
         pill_task = stack.add({"user_id": "ops", "writable_cube_ids": ["kb-1"], "messages": "a poison pill"})["task_id"]
         pill_seq = stack.sqs.waiting[-1].seq
@@ -95,26 +95,26 @@ def test_a_message_that_kills_the_worker_every_time_is_given_up_with_that_reason
         assert stack.sqs.crashes == 5
         assert stack.status("ops", behind)["status"] == "completed"  # the cube moved on in order
         assert stack.status("ops", other)["status"] == "completed"
-        [letter] = stack.memory.list_dead_letters()
+        [letter] = stack.memory.dead_letters.list_dead_letters()
         assert letter.reason == part["error"]
 
         # The function died after dead-lettering it, before SQS heard: the same message (same id)
         # comes back, and is neither run nor dead-lettered again.
         stack.sqs.waiting = [_Waiting(pill_seq, letter.body, "kb-1", "again")]
         stack.sqs.drain_all()
-        assert len(stack.memory.list_dead_letters()) == 1
+        assert len(stack.memory.dead_letters.list_dead_letters()) == 1
         assert stack.status("ops", pill_task)["cubes"][0] == part
 
         crashing["on"] = False  # the cause is fixed: redrive, twice
-        first = redrive_dead_letters(stack.memory, Forwarded(stack))
+        first = redrive_dead_letters(stack.memory.dead_letters, Forwarded(stack))
         stack.sqs.drain_all()
-        again = redrive_dead_letters(stack.memory, Forwarded(stack))
+        again = redrive_dead_letters(stack.memory.dead_letters, Forwarded(stack))
         stack.sqs.drain_all()
         assert (first.sent, again.sent) == (1, 0)  # the completed part resolved its dead letter
         task = stack.status("ops", pill_task)
         assert task["status"] == "completed", task
-        assert stack.memory.list_dead_letters() == []
-        assert [i.memory for i in stack.memory.iter_memories("kb-1")].count("a poison pill") == 1
+        assert stack.memory.dead_letters.list_dead_letters() == []
+        assert [i.memory for i in stack.memory.memories.iter_memories("kb-1")].count("a poison pill") == 1
         assert stack.differences() == 0
     figures.record("4 poison", crash_loop_given_up_after_attempts=5, crash_loop_deliveries=deliveries,
                    redrives=2, redriven_completed_once=True)  # fmt: skip
@@ -131,15 +131,15 @@ def test_redriving_messages_that_failed_for_a_dependency_completes_each_once(fig
         stack.sqs.drain_all()
         assert stack.sqs.redriven == []  # each given up by the worker with its reason, none by the queue
         failed = [t for t in tasks if stack.status("ops", t)["status"] == "failed"]
-        assert len(failed) == 6 and len(stack.memory.list_dead_letters()) == 6
+        assert len(failed) == 6 and len(stack.memory.dead_letters.list_dead_letters()) == 6
         stack.index.up()
-        first = redrive_dead_letters(stack.memory, Forwarded(stack))
-        second = redrive_dead_letters(stack.memory, Forwarded(stack))  # before the first is processed
+        first = redrive_dead_letters(stack.memory.dead_letters, Forwarded(stack))
+        second = redrive_dead_letters(stack.memory.dead_letters, Forwarded(stack))  # before the first is processed
         stack.sqs.drain_all()
-        third = redrive_dead_letters(stack.memory, Forwarded(stack))
+        third = redrive_dead_letters(stack.memory.dead_letters, Forwarded(stack))
         assert (first.sent, second.sent, third.sent) == (6, 6, 0)
         assert all(stack.status("ops", t)["status"] == "completed" for t in tasks)
-        items = [i.memory for i in stack.memory.iter_memories()]
+        items = [i.memory for i in stack.memory.memories.iter_memories()]
         assert sorted(items) == sorted(f"fact {n}" for n in range(6))
         assert stack.differences() == 0
     figures.record("4 poison", dependency_dead_letters_redriven=6, redrive_rounds=3, items_after=len(items))

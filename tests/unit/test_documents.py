@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from memcube.adapters.documents import FileTextReader
-from memcube.domain.deletion import DeleteMemoryRequest, DeletionService
+from memcube.domain.deletion import DeleteMemoryRequest
 from memcube.domain.errors import InvalidRequest, UnreadableFile
 from memcube.domain.ingest import Verdict
 from memcube.domain.model import MemoryItem, Principal, SourceMessage, TaskState
 from memcube.domain.reader import CHUNK_TOKENS, count_tokens, document, read
 from memcube.domain.requests import AddRequest, to_command
 from tests.pdfs import pdf_with_pages
+from tests.services import deletion_service
 from tests.unit.world import World as BaseWorld
 
 ALICE = Principal(user_id="alice")
@@ -27,7 +28,7 @@ ALICE = Principal(user_id="alice")
 class World(BaseWorld):
     def __init__(self) -> None:
         super().__init__(documents=FileTextReader())
-        self.deleter = DeletionService(self.store, self.store, self.store, self.index, self.queue)
+        self.deleter = deletion_service(self.stores, self.index, self.queue)
 
     def add_files(self, *files: dict[str, Any], cube: str = "kb-docs") -> str:
         task_id = self.submit([{"type": "file", "file": f} for f in files], writable_cube_ids=[cube])
@@ -130,11 +131,11 @@ def test_a_pdf_is_read_on_the_worker_and_its_text_stored_in_chunks(world: World)
 )
 def test_an_unreadable_pdf_is_dead_lettered_at_once_with_its_reason(world: World, data: bytes, reason: str) -> None:
     task_id = world.add_files({"file_data": pdf_url(data), "file_id": "kb-docs:bad", "filename": "scan.pdf"})
-    record = world.store.get_task(task_id)
+    record = world.stores.tasks.get_task(task_id)
     assert record is not None and record.status is TaskState.FAILED
     [part] = record.parts
     assert part.error is not None and part.error.startswith("scan.pdf: ") and reason in part.error
-    [letter] = world.store.list_dead_letters()
+    [letter] = world.stores.dead_letters.list_dead_letters()
     assert letter.attempts == 1 and reason in letter.reason
     assert world.items() == []
 
@@ -151,7 +152,7 @@ def test_the_same_file_again_is_a_duplicate_in_its_cube(world: World) -> None:
     world.add_files(file)
     first = {i.id for i in world.items()}
     again = world.add_files(file)
-    record = world.store.get_task(again)
+    record = world.stores.tasks.get_task(again)
     assert record is not None
     assert {o.outcome for o in record.parts[0].outcomes} == {"duplicate"}
     assert {i.id for i in world.items()} == first
@@ -190,14 +191,15 @@ def test_the_api_never_imports_the_pdf_reader() -> None:
     script = """
 import base64, sys
 from tests.lambda_support import invoke, serving, v2_event
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex, InMemoryQueue, open_stores
 from memcube.settings import Settings
 from memcube.wiring import Container
 from tests.pdfs import pdf_with_pages
+from tests.services import deletion_service
 from tests.unit.world import World as BaseWorld
 url = "data:application/pdf;base64," + base64.b64encode(pdf_with_pages([["hello"]])).decode()
 body = {"user_id": "a", "messages": [{"type": "file", "file": {"file_data": url, "filename": "a.pdf"}}]}
-c = Container(Settings(backend="memory"), store=InMemoryStore(), queue=InMemoryQueue(), index=InMemoryIndex())
+c = Container(Settings(backend="memory"), stores=open_stores(), queue=InMemoryQueue(), index=InMemoryIndex())
 with serving(c):
     reply = invoke(v2_event("POST", "/product/add", body=body))
 assert reply.status == 200, reply.body

@@ -51,7 +51,7 @@ def test_the_worker_leases_nothing_while_it_is_getting_ready(
         assert worker.ready.wait(30)
         record = None
         for _ in range(600):
-            record = container.store.get_task("t1")
+            record = container.tasks.get_task("t1")
             if record is not None and record.status is TaskState.COMPLETED:
                 break
             threading.Event().wait(0.05)

@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryStore
-from memcube.adapters.sqlite_index import SqliteIndex
+from memcube.adapters.memory import InMemoryIndex
+from memcube.adapters.memory.memories import InMemoryMemories
+from memcube.adapters.sqlite.index import SqliteIndex
 from memcube.cli import main
 from memcube.domain.errors import Conflict, EmbeddingMismatch
 from memcube.domain.maintenance import Maintenance
@@ -85,7 +86,7 @@ def _stored(store: MemoryStore, index: SearchIndex) -> None:
 
 
 def test_reindex_after_an_embedder_switch_rebuilds_the_index_and_the_stored_vectors(local_index: SearchIndex) -> None:
-    store, new = InMemoryStore(), HashEmbedder(64)
+    store, new = InMemoryMemories(), HashEmbedder(64)
     _stored(store, local_index)
     with pytest.raises(EmbeddingMismatch):  # what the worker meets after the switch, until the reindex
         local_index.upsert([_by(new, "m9", "erin likes jazz")])
@@ -102,7 +103,7 @@ def test_reindex_after_an_embedder_switch_rebuilds_the_index_and_the_stored_vect
 
 def test_reindex_of_one_cube_refuses_an_embedder_switch(local_index: SearchIndex) -> None:
     """Rebuilding for another model empties the whole index: one cube alone would lose the rest."""
-    store = InMemoryStore()
+    store = InMemoryMemories()
     _stored(store, local_index)
     with pytest.raises(Conflict, match=r"hash-v1-384.*hash-v1-64.*without --cube"):
         Maintenance(store, local_index, HashEmbedder(64)).reindex("c1")
@@ -110,7 +111,7 @@ def test_reindex_of_one_cube_refuses_an_embedder_switch(local_index: SearchIndex
 
 
 def test_reindex_with_the_same_embedder_rewrites_nothing_in_the_store(local_index: SearchIndex) -> None:
-    class CountingStore(InMemoryStore):
+    class CountingStore(InMemoryMemories):
         updates = 0
 
         def update_memory(self, item: MemoryItem, expected_version: int) -> bool:
@@ -124,7 +125,7 @@ def test_reindex_with_the_same_embedder_rewrites_nothing_in_the_store(local_inde
 
 
 def test_reconcile_repairs_with_the_current_embedders_vectors(local_index: SearchIndex) -> None:
-    store = InMemoryStore()
+    store = InMemoryMemories()
     _stored(store, local_index)
     local_index.delete("c1", ["m1"])
     store_item = store.get_memory("m1")
@@ -139,7 +140,7 @@ def test_reconcile_repairs_with_the_current_embedders_vectors(local_index: Searc
 
 def test_switching_memcube_embedder_then_running_reindex_rebuilds_the_embedded_index(tmp_path: Path) -> None:
     before = Container(Settings(backend="embedded", data_dir=tmp_path, embedder="hash"))
-    _stored(before.store, before.index)
+    _stored(before.memories, before.index)
     before.close()
     env = {"MEMCUBE_BACKEND": "embedded", "MEMCUBE_EMBEDDER": "hash", "MEMCUBE_EMBEDDING_DIMENSION": "64"}
     result = CliRunner().invoke(main, ["reindex", "--data-dir", str(tmp_path)], env=env)
@@ -148,6 +149,6 @@ def test_switching_memcube_embedder_then_running_reindex_rebuilds_the_embedded_i
     after = Container(Settings(backend="embedded", data_dir=tmp_path, embedder="hash", embedding_dimension=64))
     try:
         assert after.index.embedding_model() == "hash-v1-64"
-        assert {i.metadata.embedding_model for i in after.store.iter_memories()} == {"hash-v1-64"}
+        assert {i.metadata.embedding_model for i in after.memories.iter_memories()} == {"hash-v1-64"}
     finally:
         after.close()

@@ -4,20 +4,23 @@ mid-erasure, or is redriven from the dead-letter queue; an add submitted after i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
-from memcube.domain.deletion import DeleteMemoryRequest, DeletionService
-from memcube.domain.ingest import Delivery, IngestService, Verdict
+from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
+from memcube.adapters.memory import open_stores as memory_stores
+from memcube.adapters.memory.memories import InMemoryMemories
+from memcube.domain.deletion import DeleteMemoryRequest
+from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Principal, TaskState
 from memcube.domain.requests import AddRequest, to_command
-from memcube.domain.tasks import AddService
 from memcube.ports import PutResult
+from tests.services import add_service, deletion_service, ingest_service
 from tests.unit.world import Clock
 
 
@@ -31,12 +34,15 @@ class SqsLikeQueue(InMemoryQueue):
 class World:
     def __init__(self) -> None:
         self.clock = Clock()
-        self.store = InMemoryStore()
+        self.stores = memory_stores()
         self.queue = SqsLikeQueue()
         self.index = InMemoryIndex()
-        self.add = AddService(self.store, self.store, self.queue, now=self.clock)
-        self.ingest = IngestService(self.store, self.store, self.store, self.index, HashEmbedder(64), now=self.clock)
-        self.deleter = DeletionService(self.store, self.store, self.store, self.index, self.queue, now=self.clock)
+        self.wire()
+
+    def wire(self) -> None:
+        self.add = add_service(self.stores, self.queue, now=self.clock)
+        self.ingest = ingest_service(self.stores, self.index, HashEmbedder(64), now=self.clock)
+        self.deleter = deletion_service(self.stores, self.index, self.queue, now=self.clock)
 
     def submit(self, text: str = "Alice likes tea.", user: str = "alice", **body: Any) -> str:
         cmd = to_command(AddRequest.model_validate({"user_id": user, "messages": text, **body}))
@@ -50,7 +56,7 @@ class World:
         self.deleter.delete(DeleteMemoryRequest(user_id=user, **body), Principal(user_id=user))
 
     def status(self, task_id: str) -> TaskState:
-        record = self.store.get_task(task_id)
+        record = self.stores.tasks.get_task(task_id)
         assert record is not None
         return record.status
 
@@ -65,7 +71,7 @@ def test_an_add_queued_before_an_erasure_is_dropped_on_delivery_and_its_task_can
     world.erase()
     assert world.deliver() == [Verdict.DONE]
     assert world.status(task_id) is TaskState.CANCELLED
-    assert list(world.store.iter_memories()) == [] and world.index.docs == {}
+    assert list(world.stores.memories.iter_memories()) == [] and world.index.docs == {}
 
 
 def test_an_add_submitted_after_an_erasure_is_stored(world: World) -> None:
@@ -73,7 +79,7 @@ def test_an_add_submitted_after_an_erasure_is_stored(world: World) -> None:
     task_id = world.submit()
     world.deliver()
     assert world.status(task_id) is TaskState.COMPLETED
-    assert len(list(world.store.iter_memories("alice"))) == 1
+    assert len(list(world.stores.memories.iter_memories("alice"))) == 1
 
 
 def test_a_user_erasure_drops_only_that_users_queued_adds_in_a_shared_cube(world: World) -> None:
@@ -82,7 +88,7 @@ def test_a_user_erasure_drops_only_that_users_queued_adds_in_a_shared_cube(world
     world.erase(writable_cube_ids=["team"])
     world.deliver()
     assert (world.status(alices), world.status(bobs)) == (TaskState.CANCELLED, TaskState.COMPLETED)
-    assert [i.metadata.user_id for i in world.store.iter_memories("team")] == ["bob"]
+    assert [i.metadata.user_id for i in world.stores.memories.iter_memories("team")] == ["bob"]
 
 
 def test_a_redriven_message_of_an_erased_cube_is_dropped(world: World) -> None:
@@ -95,10 +101,10 @@ def test_a_redriven_message_of_an_erased_cube_is_dropped(world: World) -> None:
     world.queue.sent = [message]
     world.deliver()
     assert world.status(task_id) is TaskState.CANCELLED
-    assert list(world.store.iter_memories()) == []
+    assert list(world.stores.memories.iter_memories()) == []
 
 
-class EraseDuringWrite(InMemoryStore):
+class EraseDuringWrite(InMemoryMemories):
     """Runs an erasure right after the worker's first item write: the race the re-check closes."""
 
     def __init__(self) -> None:
@@ -114,10 +120,8 @@ class EraseDuringWrite(InMemoryStore):
 
 def test_a_worker_mid_write_when_the_cube_is_erased_removes_what_it_wrote(world: World) -> None:
     store = EraseDuringWrite()
-    world.store = store
-    world.add = AddService(store, store, world.queue, now=world.clock)
-    world.ingest = IngestService(store, store, store, world.index, HashEmbedder(64), now=world.clock)
-    world.deleter = DeletionService(store, store, store, world.index, world.queue, now=world.clock)
+    world.stores = dataclasses.replace(world.stores, memories=store)
+    world.wire()
     task_id = world.submit()
     store.during_write.append(world.erase)
     world.deliver()
@@ -131,7 +135,7 @@ def test_a_direct_producer_message_dated_before_the_erasure_is_dropped(world: Wo
         "task_id": "etl-1", "cube_id": "alice", "user_id": "alice", "submitted_at": "2026-11-25T09:59:59Z",
         "messages": [{"type": "text", "content": "Alice likes tea."}],
     }  # fmt: skip
-    world.store.register_user("alice")
+    world.stores.directory.register_user("alice")
     world.queue.sent = [QueuedAdd.model_validate(body)]
     world.deliver()
     assert world.status("etl-1") is TaskState.CANCELLED
@@ -140,25 +144,25 @@ def test_a_direct_producer_message_dated_before_the_erasure_is_dropped(world: Wo
 def test_deleting_an_item_deletes_the_archived_versions_it_replaced(world: World) -> None:
     task_id = world.submit("Alice lives in Porto.")
     world.deliver()
-    [old] = list(world.store.iter_memories("alice"))
-    record = world.store.get_task(task_id)
+    [old] = list(world.stores.memories.iter_memories("alice"))
+    record = world.stores.tasks.get_task(task_id)
     assert record is not None
     # The organizer (fine mode) archives a replaced fact and links the new one to it.
-    world.store.delete_memories([old])
+    world.stores.memories.delete_memories([old])
     archived = old.model_copy(deep=True)
     archived.metadata.status = "archived"
-    world.store.put_memory(archived)
+    world.stores.memories.put_memory(archived)
     newer = old.model_copy(deep=True, update={"id": "newer", "memory": "Alice lives in Lisbon."})
     newer.metadata.content_hash = "other"
     newer.metadata.covered_history = old.id
     newer.metadata.history = [{"version": 1, "memory": "Alice lives in Porto."}]
-    world.store.put_memory(newer)
+    world.stores.memories.put_memory(newer)
     receipt = world.deleter.delete(
         DeleteMemoryRequest(user_id="alice", memory_ids=["newer"]), Principal(user_id="alice")
     )
     [cube] = receipt.cubes
     assert (cube.memories, cube.history) == (2, 2)  # the archived version and the history entry
-    assert list(world.store.iter_memories()) == []
+    assert list(world.stores.memories.iter_memories()) == []
 
 
 def _letter(n: int, user: str, cube: str = "team") -> DeadLetter:
@@ -175,6 +179,6 @@ def _ids(letters: Sequence[DeadLetter]) -> list[str]:
 
 def test_a_user_erasure_removes_that_users_dead_letters_in_the_cube_only(world: World) -> None:
     for letter in (_letter(1, "alice"), _letter(2, "bob"), _letter(3, "alice", cube="elsewhere")):
-        world.store.record_dead_letter(letter)
+        world.stores.dead_letters.record_dead_letter(letter)
     world.erase(writable_cube_ids=["team"])
-    assert _ids(world.store.list_dead_letters()) == ["q2", "q3"]
+    assert _ids(world.stores.dead_letters.list_dead_letters()) == ["q2", "q3"]

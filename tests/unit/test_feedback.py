@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from tests.services import ingest_service
 from tests.unit.world import ScriptedLLM, World, kinds, only
 
 
@@ -49,8 +50,7 @@ def test_with_an_llm_update_writes_a_new_version_and_archives_the_old_one() -> N
              "reason": "the user corrected the city"}
         )
     )  # fmt: skip
-    world.ingest = type(world.ingest)(world.store, world.store, world.store, world.index, world.embedder, llm=llm,
-                                      now=world.clock)  # fmt: skip
+    world.ingest = ingest_service(world.stores, world.index, world.embedder, llm=llm, now=world.clock)
     part = world.run(feedback("Actually I live in Porto."), is_feedback=True)
     updated = only(part, "updated")
     assert updated.related_ids == [old.memory_id]
@@ -64,8 +64,7 @@ def test_with_an_llm_update_writes_a_new_version_and_archives_the_old_one() -> N
 
 def with_llm(world: World, llm: ScriptedLLM) -> None:
     world.llm = llm
-    world.ingest = type(world.ingest)(world.store, world.store, world.store, world.index, world.embedder, llm=llm,
-                                      now=world.clock)  # fmt: skip
+    world.ingest = ingest_service(world.stores, world.index, world.embedder, llm=llm, now=world.clock)
 
 
 def test_with_an_llm_add_and_none() -> None:

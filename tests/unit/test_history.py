@@ -75,7 +75,7 @@ def test_another_users_item_cannot_be_read_or_undone_and_does_not_leak() -> None
     [added] = world.run(CONVERSATION).outcomes
     world.run(edited(CONVERSATION))
     mallory = Principal(user_id="mallory")
-    world.store.register_user("mallory")
+    world.stores.directory.register_user("mallory")
     with pytest.raises(NotFound):
         world.history.history(added.memory_id, mallory)
     with pytest.raises(NotFound):

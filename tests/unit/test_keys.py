@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
-from memcube.adapters.inmemory import InMemoryStore
+from memcube.adapters.memory.keys import InMemoryKeys
 from memcube.domain.auth import KeyService
 
 
 def test_a_key_is_stored_only_as_a_salted_digest_of_its_secret() -> None:
-    store = InMemoryStore()
+    store = InMemoryKeys()
     keys = KeyService(store)
     first, plaintext = keys.create("alice")
     second, _ = keys.create("alice")
@@ -23,7 +23,7 @@ def test_a_key_is_stored_only_as_a_salted_digest_of_its_secret() -> None:
 
 
 def test_the_principal_comes_from_the_stored_key_not_from_the_request() -> None:
-    keys = KeyService(InMemoryStore())
+    keys = KeyService(InMemoryKeys())
     _, plaintext = keys.create("bot", "service")
     principal = keys.authenticate(f"Bearer {plaintext}")
     assert (principal.user_id, principal.scopes) == ("bot", frozenset({"service"}))

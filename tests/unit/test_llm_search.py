@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex
+from memcube.adapters.memory import open_stores as memory_stores
 from memcube.domain.llm_search import LLMReranker, rewrite_query
 from memcube.domain.model import Principal
 from memcube.domain.search import SearchRequest, SearchService
@@ -16,15 +17,15 @@ from tests.unit.world import ScriptedLLM
 
 
 def service(llm: ScriptedLLM | None = None, rerank_with_llm: bool = False) -> SearchService:
-    store, index, embedder = InMemoryStore(), InMemoryIndex(), HashEmbedder(64)
+    stores, index, embedder = memory_stores(), InMemoryIndex(), HashEmbedder(64)
     for n, text in enumerate(["Carol adopted a grey cat named Pixel.", "Carol bought a red bicycle in spring."]):
         item = memory(f"m{n}", text, cube="carol")
         item.metadata.embedding = embedder.embed([text])[0]
         item.metadata.embedding_model = embedder.model_id
-        store.put_memory(item)
+        stores.memories.put_memory(item)
         index.upsert([item])
     reranker = LLMReranker(llm) if (llm is not None and rerank_with_llm) else None
-    return SearchService(store, index, embedder, store, reranker=reranker, llm=llm)
+    return SearchService(stores.memories, index, embedder, stores.directory, reranker=reranker, llm=llm)
 
 
 def ask(svc: SearchService, **fields: object) -> tuple[list[str], list[str]]:

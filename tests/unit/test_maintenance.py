@@ -7,7 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex
+from memcube.adapters.memory.memories import InMemoryMemories
 from memcube.cli import main
 from memcube.domain.maintenance import Maintenance
 from memcube.domain.model import MemoryItem
@@ -21,7 +22,7 @@ def item(n: int, cube: str = "c1") -> MemoryItem:
 
 
 def test_reindex_rebuilds_an_empty_index_from_the_store() -> None:
-    store, index = InMemoryStore(), InMemoryIndex()
+    store, index = InMemoryMemories(), InMemoryIndex()
     for n in range(450):
         store.put_memory(item(n, "c1" if n % 2 else "c2"))
     seen: list[int] = []
@@ -31,7 +32,7 @@ def test_reindex_rebuilds_an_empty_index_from_the_store() -> None:
 
 
 def test_reconcile_reports_and_repairs_both_directions() -> None:
-    store, index = InMemoryStore(), InMemoryIndex()
+    store, index = InMemoryMemories(), InMemoryIndex()
     for n in range(3):
         store.put_memory(item(n))
     index.upsert([item(0), item(99)])  # m1, m2 missing; m99 orphaned
@@ -45,7 +46,7 @@ def test_reconcile_reports_and_repairs_both_directions() -> None:
 def test_reconcile_finds_and_repairs_a_stale_document() -> None:
     """A merge or archival whose index write never happened leaves the id indexed as an older
     version: comparing ids alone would call that consistent."""
-    store, index = InMemoryStore(), InMemoryIndex()
+    store, index = InMemoryMemories(), InMemoryIndex()
     stale = item(1)
     store.put_memory(stale)
     index.upsert([stale])
@@ -62,7 +63,7 @@ def test_reconcile_finds_and_repairs_a_stale_document() -> None:
 
 def test_cli_reconcile_exits_nonzero_until_repaired(tmp_path: Path) -> None:
     container = Container(Settings(backend="embedded", data_dir=tmp_path))
-    container.store.put_memory(item(1))
+    container.memories.put_memory(item(1))
     container.close()
     runner = CliRunner()
     check = runner.invoke(main, ["reconcile", "--data-dir", str(tmp_path), "--cube", "c1"])
@@ -95,22 +96,22 @@ def test_redrive_replays_dead_letters_once_fixed_and_is_safe_to_repeat(tmp_path:
     real_upsert = container.index.upsert
     container.index.upsert = lambda items: (_ for _ in ()).throw(TimeoutError("index down"))  # type: ignore[method-assign]
     drain()
-    record = container.store.get_task(task_id)
+    record = container.tasks.get_task(task_id)
     assert record is not None
     assert record.status is TaskState.FAILED
     container.index.upsert = real_upsert  # type: ignore[method-assign]
-    first = redrive_dead_letters(container.store, container.local_queue)
+    first = redrive_dead_letters(container.dead_letters, container.local_queue)
     assert (first.sent, len(first.invalid)) == (1, 1)
     drain()
-    record = container.store.get_task(task_id)
+    record = container.tasks.get_task(task_id)
     assert record is not None
     assert record.status is TaskState.COMPLETED
     # The redriven part completed, so its dead letter is resolved: only the poison one is left.
-    assert [d.task_id for d in container.store.list_dead_letters()] == ["bad"]
-    again = redrive_dead_letters(container.store, container.local_queue)
+    assert [d.task_id for d in container.dead_letters.list_dead_letters()] == ["bad"]
+    again = redrive_dead_letters(container.dead_letters, container.local_queue)
     assert again.sent == 0
     drain()
-    assert container.store.list_memories("u1", 0, 10)[1] == 1
+    assert container.memories.list_memories("u1", 0, 10)[1] == 1
     runner = CliRunner().invoke(main, ["redrive", "--data-dir", str(tmp_path)])
     assert "re-enqueued 0 dead letters; 1 can never succeed" in runner.output
     container.close()
@@ -134,7 +135,7 @@ class ShortReader:
 def test_reindex_re_embeds_memories_longer_than_the_model_reads_at_once() -> None:
     """Stored before embedders read long texts in parts, such a memory's vector may stand for its
     start only: reindex embeds it again whole, and leaves short ones of the same model alone."""
-    store, index = InMemoryStore(), InMemoryIndex()
+    store, index = InMemoryMemories(), InMemoryIndex()
     short, long = item(1), memory("m2", "a window of many words " * 10, cube="c1")
     for stored in (short, long):
         stored.metadata.embedding_model = "short-reader"

@@ -115,7 +115,7 @@ def test_a_redelivered_merge_after_a_crash_before_the_status_reports_merged_once
     task_id = world.submit(edited(CONVERSATION))
     [message] = world.queue.sent
     world.ingest.process(message)  # the merge is written ...
-    world.store.put_task_part(task_id, world.part(task_id).model_copy(update={"status": "in_progress"}))
+    world.stores.tasks.put_task_part(task_id, world.part(task_id).model_copy(update={"status": "in_progress"}))
     world.deliver()  # ... the status was lost: the redelivery finds the merge done
     [survivor] = world.active()
     assert survivor.metadata.version == 2

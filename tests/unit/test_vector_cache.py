@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memcube.adapters.sqlite_index import SqliteIndex
-from memcube.adapters.vector_cache import CubeVectors, VectorCache
+from memcube.adapters.sqlite.index import SqliteIndex
+from memcube.adapters.sqlite.vector_cache import CubeVectors, VectorCache
 from memcube.domain.model import MemoryItem
 from tests.contract.support import memory
 

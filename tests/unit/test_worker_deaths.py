@@ -56,7 +56,7 @@ def test_deaths_not_blamed_on_the_message_never_use_up_its_attempts(
     assert world.ingest.handle(Delivery(body, "m1", 9, 5, blamed=False)) is Verdict.DONE
     part = world.part(task_id)
     assert (part.status, part.attempts, part.interrupted, part.crashes) == (TaskState.COMPLETED, 9, 8, 0)
-    assert world.store.list_dead_letters() == []
+    assert world.stores.dead_letters.list_dead_letters() == []
 
 
 def test_a_message_whose_worker_dies_running_it_alone_every_time_is_given_up_with_that_reason(
@@ -80,7 +80,7 @@ def test_a_message_whose_worker_dies_running_it_alone_every_time_is_given_up_wit
     assert part.status is TaskState.FAILED
     assert part.error is not None
     assert part.error.startswith("gave up after 5 attempts that never finished (each time the worker died")
-    [letter] = world.store.list_dead_letters()
+    [letter] = world.stores.dead_letters.list_dead_letters()
     assert letter.reason == part.error
     monkeypatch.undo()
     assert world.ingest.handle(Delivery(after.model_dump_json(), "m2", 1, 5)) is Verdict.DONE

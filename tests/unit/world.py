@@ -8,15 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
+from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
+from memcube.adapters.memory import open_stores as memory_stores
 from memcube.domain.errors import LLMUnavailable
 from memcube.domain.history import HistoryService
-from memcube.domain.ingest import Delivery, IngestService, Verdict
+from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.model import MemoryItem, MemoryOutcome, Principal, TaskPart
 from memcube.domain.organizer import Thresholds
 from memcube.domain.requests import AddRequest, to_command
-from memcube.domain.tasks import AddService
 from memcube.ports import DocumentReader, Embedder
+from tests.services import add_service, ingest_service
 
 Reply = str | Callable[[str, str], str] | Exception
 
@@ -76,15 +77,13 @@ class World:
     ) -> None:
         self.clock = Clock()
         self.llm = llm
-        self.store = InMemoryStore()
+        self.stores = memory_stores()
         self.queue = InMemoryQueue()
         self.index = InMemoryIndex()
         self.embedder = embedder or HashEmbedder(256)
-        self.add = AddService(self.store, self.store, self.queue, fine_available=llm is not None, now=self.clock)
-        self.ingest = IngestService(
-            self.store,
-            self.store,
-            self.store,
+        self.add = add_service(self.stores, self.queue, fine_available=llm is not None, now=self.clock)
+        self.ingest = ingest_service(
+            self.stores,
             self.index,
             self.embedder,
             llm=llm,
@@ -92,7 +91,9 @@ class World:
             documents=documents,
             now=self.clock,
         )
-        self.history = HistoryService(self.store, self.store, self.index, self.embedder, self.clock)
+        self.history = HistoryService(
+            self.stores.memories, self.stores.directory, self.index, self.embedder, self.clock
+        )
 
     def submit(self, messages: Any, user: str = "alice", **body: Any) -> str:
         cmd = to_command(AddRequest.model_validate({"user_id": user, "messages": messages, **body}))
@@ -113,16 +114,16 @@ class World:
         return self.part(task_id)
 
     def part(self, task_id: str) -> TaskPart:
-        record = self.store.get_task(task_id)
+        record = self.stores.tasks.get_task(task_id)
         assert record is not None
         [part] = record.parts
         return part
 
     def active(self, cube: str = "alice") -> list[MemoryItem]:
-        return self.store.list_memories(cube, 0, 1000)[0]
+        return self.stores.memories.list_memories(cube, 0, 1000)[0]
 
     def item(self, memory_id: str) -> MemoryItem:
-        item = self.store.get_memory(memory_id)
+        item = self.stores.memories.get_memory(memory_id)
         assert item is not None
         return item
 

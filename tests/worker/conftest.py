@@ -16,7 +16,7 @@ import memcube.wiring
 from memcube.domain.messages import QueuedAdd
 from memcube.wiring import Container
 from tests.conftest import load_event
-from tests.lambda_support import index_of, invoke_worker, store_of  # noqa: F401 - shared helpers
+from tests.lambda_support import index_of, invoke_worker  # noqa: F401 - shared helpers
 
 
 @pytest.fixture

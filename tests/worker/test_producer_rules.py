@@ -7,51 +7,50 @@ import json
 
 import pytest
 
-from memcube.adapters.inmemory import InMemoryQueue
+from memcube.adapters.memory import InMemoryQueue
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import Principal, TaskState
 from memcube.domain.requests import AddRequest, to_command
 from memcube.domain.tasks import scoped_task_id
 from memcube.wiring import Container
 from tests.conftest import load_event
-from tests.worker.conftest import failures, invoke_worker, producer_body, sqs_event, sqs_record, store_of
+from tests.worker.conftest import failures, invoke_worker, producer_body, sqs_event, sqs_record
 
 
 def test_message_for_another_users_personal_cube_is_dead_lettered_and_writes_nothing(worker: Container) -> None:
     assert failures(invoke_worker(load_event("sqs_fifo_batch.json"))) == []  # carol is now a known user
     forged = sqs_record(producer_body("forged-1", "carol", "mallory", "Carol owes me money."), group="carol", seq=9)
     assert failures(invoke_worker(sqs_event(forged))) == []  # acknowledged: it can never succeed
-    store = store_of(worker)
-    [letter] = store.list_dead_letters()
+    [letter] = worker.dead_letters.list_dead_letters()
     assert letter.message_id == forged["messageId"]
     assert "may not write ['carol']" in letter.reason
-    assert store.get_task("forged-1") is None
-    assert not store.is_user("mallory")
-    assert all("owes me money" not in i.memory for i in store.iter_memories())
+    assert worker.tasks.get_task("forged-1") is None
+    assert not worker.directory.is_user("mallory")
+    assert all("owes me money" not in i.memory for i in worker.memories.iter_memories())
 
 
 def test_forbidden_message_in_a_batch_blocks_neither_its_group_nor_the_others(worker: Container) -> None:
-    store_of(worker).register_user("carol")
+    worker.directory.register_user("carol")
     event = load_event("sqs_fifo_batch.json")
     forged = sqs_record(producer_body("forged-1", "carol", "mallory", "x"), group="carol", seq=9)
     event["Records"].insert(1, forged)
     assert failures(invoke_worker(event)) == []
-    assert len(store_of(worker).list_dead_letters()) == 1
+    assert len(worker.dead_letters.list_dead_letters()) == 1
     for task_id in ("batch-t1", "batch-t2", "batch-t3", "batch-t4"):
-        task = store_of(worker).get_task(task_id)
+        task = worker.tasks.get_task(task_id)
         assert task is not None
         assert task.status is TaskState.COMPLETED
 
 
 def test_message_joining_another_users_task_is_dead_lettered_and_the_task_is_untouched(worker: Container) -> None:
     invoke_worker(load_event("sqs_fifo_batch.json"))
-    before = store_of(worker).get_task("batch-t1")
+    before = worker.tasks.get_task("batch-t1")
     hijack = sqs_record(producer_body("batch-t1", "kb-open", "erin", "Injected."), group="kb-open", seq=9)
     assert failures(invoke_worker(sqs_event(hijack))) == []
-    [letter] = store_of(worker).list_dead_letters()
+    [letter] = worker.dead_letters.list_dead_letters()
     assert "belongs to another user" in letter.reason
-    assert store_of(worker).get_task("batch-t1") == before
-    assert store_of(worker).list_memories("kb-open", 0, 10)[1] == 0
+    assert worker.tasks.get_task("batch-t1") == before
+    assert worker.memories.list_memories("kb-open", 0, 10)[1] == 0
 
 
 def api_task(container: Container, task_id: str) -> QueuedAdd:
@@ -68,7 +67,7 @@ def test_invalid_message_for_its_users_waiting_task_fails_that_part_with_the_rea
     msg = api_task(worker, "t-api")
     broken = json.loads(msg.model_dump_json()) | {"messages": "not a list"}
     assert failures(invoke_worker(sqs_event(sqs_record(json.dumps(broken), group="alice", seq=1)))) == []
-    record = store_of(worker).get_task(scoped_task_id("alice", "t-api"))
+    record = worker.tasks.get_task(scoped_task_id("alice", "t-api"))
     assert record is not None
     assert record.status is TaskState.FAILED
     assert (record.parts[0].error or "").startswith("invalid queued message: messages")
@@ -78,8 +77,8 @@ def test_invalid_message_from_another_user_cannot_fail_someone_elses_task(worker
     msg = api_task(worker, "t-api")
     forged = json.loads(msg.model_dump_json()) | {"user_id": "mallory", "messages": "not a list"}
     assert failures(invoke_worker(sqs_event(sqs_record(json.dumps(forged), group="alice", seq=1)))) == []
-    assert len(store_of(worker).list_dead_letters()) == 1
-    record = store_of(worker).get_task(scoped_task_id("alice", "t-api"))
+    assert len(worker.dead_letters.list_dead_letters()) == 1
+    record = worker.tasks.get_task(scoped_task_id("alice", "t-api"))
     assert record is not None
     assert record.status is TaskState.WAITING
     assert record.parts[0].error is None
@@ -91,7 +90,7 @@ def test_a_producer_task_may_span_several_cubes(worker: Container) -> None:
         for n, cube in enumerate(["kb-a", "kb-b"], start=1)
     ]
     assert failures(invoke_worker(sqs_event(*records))) == []
-    task = store_of(worker).get_task("etl-9")
+    task = worker.tasks.get_task("etl-9")
     assert task is not None
     assert task.status is TaskState.COMPLETED
     assert sorted(p.cube_id for p in task.parts) == ["kb-a", "kb-b"]
@@ -102,9 +101,9 @@ def test_a_message_in_the_wrong_fifo_group_is_dead_lettered_not_processed(worker
     event["Records"] = [event["Records"][0]]
     event["Records"][0]["attributes"]["MessageGroupId"] = "some-other-cube"
     assert invoke_worker(event)["batchItemFailures"] == []
-    [letter] = store_of(worker).list_dead_letters()
+    [letter] = worker.dead_letters.list_dead_letters()
     assert "MessageGroupId 'some-other-cube' is not the message's cube_id" in letter.reason
-    assert store_of(worker).list_memories("carol", 0, 10)[1] == 0
+    assert worker.memories.list_memories("carol", 0, 10)[1] == 0
 
 
 def test_a_claim_check_that_cannot_be_resolved_is_dead_lettered_at_once(
@@ -119,5 +118,5 @@ def test_a_claim_check_that_cannot_be_resolved_is_dead_lettered_at_once(
     event = load_event("sqs_fifo_batch.json")
     event["Records"] = [event["Records"][0]]
     assert failures(invoke_worker(event)) == []  # never retried: it cannot succeed
-    [letter] = store_of(worker).list_dead_letters()
+    [letter] = worker.dead_letters.list_dead_letters()
     assert letter.reason == "claim check claims/t/c/abc.json is gone"

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from memcube.adapters.inmemory import InMemoryQueue
+from memcube.adapters.memory import InMemoryQueue
 from memcube.domain.model import MemoryItem
 from memcube.domain.tasks import scoped_task_id
 from memcube.wiring import Container
 from tests.api.conftest import invoke, post_add, v2_event
 from tests.conftest import load_event
-from tests.worker.conftest import FifoQueue, index_of, store_of
+from tests.worker.conftest import FifoQueue, index_of
 
 
 def forward(container: Container, fifo: FifoQueue) -> None:
@@ -87,7 +87,7 @@ def test_a_cube_whose_index_is_down_is_retried_to_the_limit_then_failed_while_th
     assert cubes["kb-travel"]["error"] == reason
     assert cubes["kb-travel"]["attempts"] == worker.settings.max_receive_count
     assert [o["outcome"] for o in cubes["kb-travel"]["outcomes"]] == ["added"]  # stored, though not indexed
-    [letter] = store_of(worker).list_dead_letters()
+    [letter] = worker.dead_letters.list_dead_letters()
     assert (letter.cube_id, letter.reason) == ("kb-travel", reason)
 
 

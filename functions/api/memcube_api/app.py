@@ -452,7 +452,7 @@ def _sync_response(c: Container, record: TaskRecord, again: str) -> JSONResponse
         failed = ", ".join(f"{p.cube_id}: {p.error}" for p in record.parts if p.error)
         return envelope(422, f"memory add failed ({failed})", data, task_id=task_id)
     outcomes = [(o, p.cube_id) for p in record.parts for o in p.outcomes]
-    items = {i.id: i for i in c.store.get_memories([o.memory_id for o, _ in outcomes])}
+    items = {i.id: i for i in c.memories.get_memories([o.memory_id for o, _ in outcomes])}
     data = [_memory_view(items[o.memory_id], o.outcome, o.reason) for o, _ in outcomes if o.memory_id in items]
     counts: dict[str, int] = {}
     for o, _ in outcomes:

@@ -82,7 +82,7 @@ def dead_letters(data_dir: Path | None) -> None:
     """List dead-lettered messages with their reasons (one JSON object per line)."""
     container = _container(data_dir)
     try:
-        for letter in container.store.list_dead_letters():
+        for letter in container.dead_letters.list_dead_letters():
             click.echo(letter.model_dump_json(exclude={"body"}))
     finally:
         container.close()
@@ -97,7 +97,7 @@ def audit_cubes(data_dir: Path | None) -> None:
 
     container = _container(data_dir)
     try:
-        findings = planted_cubes(container.store, container.store, container.store.iter_memories(None))
+        findings = planted_cubes(container.directory, container.api_keys, container.memories.iter_memories(None))
     finally:
         container.close()
     for finding in findings:
@@ -200,7 +200,7 @@ def redrive(data_dir: Path | None) -> None:
             return
         from memcube.domain.maintenance import redrive_dead_letters
 
-        report = redrive_dead_letters(container.store, container.local_queue)
+        report = redrive_dead_letters(container.dead_letters, container.local_queue)
         click.echo(f"re-enqueued {report.sent} dead letters; {len(report.invalid)} can never succeed")
         for message_id in report.invalid:
             click.echo(f"  invalid: {message_id}")

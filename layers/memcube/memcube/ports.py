@@ -4,13 +4,17 @@ imports an adapter. Every adapter of a port passes the contract suite in tests/c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from memcube.domain.filters import Filter
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
+
+if TYPE_CHECKING:  # domain.auth and domain.permissions import their ports from here
+    from memcube.domain.auth import ApiKey
+    from memcube.domain.permissions import CubeAcl
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,15 @@ class Hit:
     text: float | None
 
 
+# --- the system of record: one small port per concern ------------------------------------------
+# Each backend (DynamoDB, SQLite, the in-memory test doubles) implements every port below over one
+# shared table or connection, and hands them out together as `Stores`; a service takes only the
+# ports it calls, so its constructor says what it reads and writes.
+
+
 class TaskStore(Protocol):
+    """Add tasks and their per-cube parts: what `/product/scheduler/status` reports."""
+
     def create_task(self, task: Task, parts: Sequence[TaskPart]) -> bool:
         """Store a new task with its parts atomically; False (and no write) if the id exists."""
         ...
@@ -48,9 +60,19 @@ class TaskStore(Protocol):
         """Replace one cube's part of an existing task."""
         ...
 
+
+class IdempotencyKeys(Protocol):
+    """Client idempotency keys, each bound to the task its first request created, so a retried
+    add answers with that task instead of creating another."""
+
     def claim_idempotency_key(self, key: str, task_id: str) -> str:
         """Bind `key` to `task_id` unless already bound; return the task id it is bound to."""
         ...
+
+
+class DeadLetterStore(Protocol):
+    """The record of queued messages that will never succeed, kept for operators (list, redrive)
+    and removed by an erasure that takes their bodies."""
 
     def record_dead_letter(self, letter: DeadLetter) -> None: ...
 
@@ -62,6 +84,8 @@ class TaskStore(Protocol):
 
 
 class MemoryStore(Protocol):
+    """Memory items with their content-hash guards and near-duplicate band keys."""
+
     def put_memory(self, item: MemoryItem) -> PutResult:
         """Write `item` unless its cube already holds another item with the same content hash.
 
@@ -104,6 +128,11 @@ class MemoryStore(Protocol):
         history); the number that existed. Deleting a missing item is not an error."""
         ...
 
+
+class ErasureMarks(Protocol):
+    """When a cube (or one user's data in it) was last erased: the worker drops work submitted
+    before the mark, so an erasure is not undone by an add that was already queued."""
+
     def mark_erased(self, cube_id: str, user_id: str | None, at: str) -> None:
         """Record that the cube (or, with `user_id`, that user's data in it) was erased at `at`:
         work submitted before then must never write there (an in-flight or queued add)."""
@@ -112,6 +141,76 @@ class MemoryStore(Protocol):
     def erased_at(self, cube_id: str, user_id: str) -> str | None:
         """The latest erasure mark covering `user_id`'s writes to the cube, if any."""
         ...
+
+
+class UserDirectory(Protocol):
+    """Who exists and who may use which cube: known users and knowledge-base cube grants, the two
+    facts `domain.permissions` decides on."""
+
+    def register_user(self, user_id: str) -> None:
+        """Remember that `user_id` exists (idempotent)."""
+        ...
+
+    def is_user(self, user_id: str) -> bool: ...
+
+    def get_cube(self, cube_id: str) -> CubeAcl | None:
+        """The knowledge-base cube's owner and grants, if it was created."""
+        ...
+
+    def create_cube(self, acl: CubeAcl) -> bool:
+        """Record a new cube; False (and no write) if one with that id exists."""
+        ...
+
+    def update_cube(self, acl: CubeAcl, expected_version: int) -> bool:
+        """Replace the cube's grants if its stored version is still `expected_version`."""
+        ...
+
+    def delete_cube(self, cube_id: str) -> bool:
+        """Forget the cube's owner and grants (after its erasure); False if it had none."""
+        ...
+
+
+class KeyStore(Protocol):
+    """API keys by key id (salt and digest, never the secret; `domain.auth`)."""
+
+    def put_key(self, key: ApiKey) -> bool:
+        """Store a new key; False (and no write) if its key id exists."""
+        ...
+
+    def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    def list_keys(self, user_id: str | None) -> list[ApiKey]:
+        """Every key (revoked ones too) of one user, or of everyone; oldest first."""
+        ...
+
+    def revoke_key(self, key_id: str, at: str) -> bool:
+        """Mark the key revoked at `at` (a second revoke keeps the first time); False if unknown."""
+        ...
+
+
+class Counter(Protocol):
+    """Fixed-window use counters shared by every instance: rate limits and quotas (`domain.limiting`)."""
+
+    def hit(self, key: str, limit: int, window_start: int, window_seconds: int) -> bool:
+        """Count one use in the window; False (nothing counted) when `limit` uses are already in it."""
+        ...
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Every port of one backend's system of record, built over one shared table or connection
+    (`adapters.<backend>.open_stores`): the composition root takes them apart, one per service."""
+
+    tasks: TaskStore
+    idempotency: IdempotencyKeys
+    dead_letters: DeadLetterStore
+    memories: MemoryStore
+    erasures: ErasureMarks
+    directory: UserDirectory
+    api_keys: KeyStore
+    counter: Counter
+    close: Callable[[], None]
+    """Releases the shared table client or connection (the ports above then stop working)."""
 
 
 class TaskQueue(Protocol):
@@ -236,6 +335,15 @@ class Telemetry(Protocol):
 class NoTelemetry:
     def count(self, name: str, value: int = 1) -> None:
         return None
+
+
+class RawQueue(Protocol):
+    """Sends bodies as they are (an operator's redrive of dead letters), bypassing `TaskQueue`'s
+    message model."""
+
+    def send_raw(self, entries: Sequence[tuple[str, str, str]]) -> None:
+        """Enqueue (group id, dedup id, body) triples."""
+        ...
 
 
 class DeadLetterSink(Protocol):

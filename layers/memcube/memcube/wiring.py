@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from memcube.domain.auth import Authority, KeyService, TokenRules
 from memcube.domain.cubes import CubeService
@@ -22,10 +22,20 @@ from memcube.domain.model import iso, utcnow
 from memcube.domain.search import SearchService
 from memcube.domain.tasks import AddService, StatusService
 from memcube.domain.transfer import TransferService
+from memcube.ports import (
+    Counter,
+    DeadLetterStore,
+    ErasureMarks,
+    IdempotencyKeys,
+    KeyStore,
+    MemoryStore,
+    TaskStore,
+    UserDirectory,
+)
 from memcube.settings import Settings
 
 if TYPE_CHECKING:
-    from memcube.adapters.sqlite_queue import SqliteQueue
+    from memcube.adapters.sqlite.queue import SqliteQueue
     from memcube.adapters.sqs_queue import SqsQueue
     from memcube.domain.ingest import IngestService
     from memcube.domain.maintenance import Maintenance
@@ -37,15 +47,40 @@ if TYPE_CHECKING:
         Embedder,
         Reranker,
         SearchIndex,
+        Stores,
         TaskQueue,
         Telemetry,
     )
 
 
+P = TypeVar("P")
+
+
+class _Port(Generic[P]):
+    """A storage port of the container: the attribute of that name of `Container.stores` (an
+    override of the same name, set at construction, shadows it)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, container: Container, owner: type | None = None) -> P:
+        port: P = getattr(container.stores, self._name)
+        return port
+
+
 class Container:
     """Adapters and services for one backend. Tests pass their own adapters in `overrides`."""
 
-    def __init__(self, settings: Settings, **overrides: Any) -> None:
+    tasks = _Port[TaskStore]()
+    idempotency = _Port[IdempotencyKeys]()
+    dead_letters = _Port[DeadLetterStore]()
+    memories = _Port[MemoryStore]()
+    erasures = _Port[ErasureMarks]()
+    directory = _Port[UserDirectory]()
+    api_keys = _Port[KeyStore]()
+    counter = _Port[Counter]()
+
+    def __init__(self, settings: Settings, **overrides: object) -> None:
         self.settings = settings
         self.wakeup = threading.Condition()
         """Notified when a message is enqueued, so embedded workers start at once."""
@@ -57,20 +92,23 @@ class Container:
             self.wakeup.notify_all()
 
     @cached_property
-    def store(self) -> Any:
-        """TaskStore + MemoryStore + UserDirectory."""
+    def stores(self) -> Stores:
+        """The system of record's ports, built together over the backend's one table (DynamoDB),
+        connection (SQLite `store.db`) or, for tests, memory. Services get them one by one, from
+        the port attributes above (`tasks`, `memories`, ...)."""
         backend = self.settings.backend
         if backend == "embedded":
-            from memcube.adapters.sqlite_store import SqliteStore
+            from memcube.adapters.sqlite import open_stores as open_sqlite
 
-            return SqliteStore(self.settings.data_dir / "store.db")
+            return open_sqlite(self.settings.data_dir / "store.db")
         if backend == "memory":
-            from memcube.adapters.inmemory import InMemoryStore
+            from memcube.adapters.memory import open_stores as open_memory
 
-            return InMemoryStore()
-        from memcube.adapters.dynamodb_store import DynamoStore
+            return open_memory()
+        from memcube.adapters.dynamodb import open_stores as open_dynamodb
+        from memcube.adapters.dynamodb.table import DynamoTable
 
-        return DynamoStore(_required(self.settings.table_name))
+        return open_dynamodb(DynamoTable(_required(self.settings.table_name)))
 
     @cached_property
     def queue(self) -> TaskQueue:
@@ -78,7 +116,7 @@ class Container:
         if backend == "embedded":
             return self.local_queue
         if backend == "memory":
-            from memcube.adapters.inmemory import InMemoryQueue
+            from memcube.adapters.memory import InMemoryQueue
 
             return InMemoryQueue()
         return self.sqs_queue
@@ -94,7 +132,7 @@ class Container:
         return self.sqs_queue.resolve_body(body) if self.settings.backend == "aws" else body
 
     @cached_property
-    def dead_letters(self) -> DeadLetterSink | None:
+    def dead_letter_sink(self) -> DeadLetterSink | None:
         url = self.settings.dead_letter_queue_url
         if self.settings.backend != "aws" or not url:
             return None
@@ -104,7 +142,7 @@ class Container:
 
     @cached_property
     def local_queue(self) -> SqliteQueue:
-        from memcube.adapters.sqlite_queue import SqliteQueue
+        from memcube.adapters.sqlite.queue import SqliteQueue
 
         return SqliteQueue(self.settings.data_dir / "queue.db", on_send=self._notify)
 
@@ -112,11 +150,11 @@ class Container:
     def index(self) -> SearchIndex:
         backend = self.settings.backend
         if backend == "embedded":
-            from memcube.adapters.sqlite_index import SqliteIndex
+            from memcube.adapters.sqlite.index import SqliteIndex
 
             return SqliteIndex(self.settings.data_dir / "index.db")
         if backend == "memory":
-            from memcube.adapters.inmemory import InMemoryIndex
+            from memcube.adapters.memory import InMemoryIndex
 
             return InMemoryIndex()
         from memcube.adapters.opensearch_index import OpenSearchIndex
@@ -191,34 +229,41 @@ class Container:
 
     @cached_property
     def keys(self) -> KeyService:
-        return KeyService(self.store, self.store)
+        return KeyService(self.api_keys, self.directory)
 
     @cached_property
     def cubes(self) -> CubeService:
-        return CubeService(self.store, self.store)
+        return CubeService(self.directory, self.api_keys)
 
     @cached_property
     def authority(self) -> Authority:
         s = self.settings
         limits = None
         if s.rate_limit_per_minute or s.daily_add_quota:
-            limits = Limits(self.store, per_minute=s.rate_limit_per_minute, adds_per_day=s.daily_add_quota)
+            limits = Limits(self.counter, per_minute=s.rate_limit_per_minute, adds_per_day=s.daily_add_quota)
         tokens = None
         if s.jwt_api_id:  # only a Lambda event from that API carries a verified token
             tokens = TokenRules(s.jwt_user_claim, s.jwt_service_scope, s.jwt_admin_scope)
-        return Authority(self.keys if s.auth_mode == "keys" else None, limits, tokens, self.store)
+        return Authority(self.keys if s.auth_mode == "keys" else None, limits, tokens, self.directory)
 
     @cached_property
     def add(self) -> AddService:
-        return AddService(self.store, self.store, self.queue, fine_available=self.settings.llm != "none")
+        return AddService(
+            self.tasks,
+            self.idempotency,
+            self.dead_letters,
+            self.directory,
+            self.queue,
+            fine_available=self.settings.llm != "none",
+        )
 
     @cached_property
     def status(self) -> StatusService:
-        return StatusService(self.store)
+        return StatusService(self.tasks)
 
     @cached_property
     def reader(self) -> MemoryReader:
-        return MemoryReader(self.store, self.store)
+        return MemoryReader(self.memories, self.directory)
 
     @cached_property
     def ingest(self) -> IngestService:
@@ -226,11 +271,13 @@ class Container:
         from memcube.domain.organizer import Thresholds
 
         return IngestService(
-            self.store,
-            self.store,
-            self.store,
-            self.index,
-            self.embedder,
+            tasks=self.tasks,
+            dead_letters=self.dead_letters,
+            users=self.directory,
+            memories=self.memories,
+            erasures=self.erasures,
+            index=self.index,
+            embedder=self.embedder,
             llm=self.llm,
             thresholds=Thresholds(
                 jaccard=self.settings.near_duplicate_jaccard,
@@ -240,7 +287,7 @@ class Container:
             feedback_cosine=self.settings.feedback_cosine,
             open_cubes=self.settings.auth_mode == "none",
             telemetry=self.telemetry,
-            dead_letters=self.dead_letters,
+            sink=self.dead_letter_sink,
             documents=self.documents,
         )
 
@@ -263,11 +310,13 @@ class Container:
 
     @cached_property
     def history(self) -> HistoryService:
-        return HistoryService(self.store, self.store, self.index, self.embedder, lambda: iso(utcnow()))
+        return HistoryService(self.memories, self.directory, self.index, self.embedder, lambda: iso(utcnow()))
 
     @cached_property
     def searcher(self) -> SearchService:
-        return SearchService(self.store, self.index, self.embedder, self.store, reranker=self.reranker, llm=self.llm)
+        return SearchService(
+            self.memories, self.index, self.embedder, self.directory, reranker=self.reranker, llm=self.llm
+        )
 
     @cached_property
     def reranker(self) -> Reranker | None:
@@ -292,26 +341,37 @@ class Container:
 
     @cached_property
     def deleter(self) -> DeletionService:
-        return DeletionService(self.store, self.store, self.store, self.index, self.queue)
+        return DeletionService(
+            memories=self.memories,
+            erasures=self.erasures,
+            tasks=self.tasks,
+            dead_letters=self.dead_letters,
+            users=self.directory,
+            index=self.index,
+            queue=self.queue,
+        )
 
     @cached_property
     def openmem(self) -> OpenMemService:
         from memcube.domain.openmem import OpenMemService  # the API's alone: the worker never loads it
 
-        return OpenMemService(self.store, self.deleter, self.cubes)
+        return OpenMemService(self.directory, self.deleter, self.cubes)
 
     @cached_property
     def transfer(self) -> TransferService:
-        return TransferService(self.store, self.store, self.index, self.embedder)
+        return TransferService(self.memories, self.directory, self.index, self.embedder)
 
     @cached_property
     def maintenance(self) -> Maintenance:
         from memcube.domain.maintenance import Maintenance
 
-        return Maintenance(self.store, self.index, self.embedder)
+        return Maintenance(self.memories, self.index, self.embedder)
 
     def close(self) -> None:
-        for name in ("store", "local_queue", "index"):
+        stores = self.__dict__.get("stores")
+        if stores is not None:
+            stores.close()
+        for name in ("local_queue", "index"):
             adapter = self.__dict__.get(name)
             close = getattr(adapter, "close", None)
             if close is not None:

@@ -1,5 +1,5 @@
-"""moto tier: DynamoStore on moto's in-process DynamoDB (`mock_aws`), a fresh table per test built
-from template.yaml. The store's client records every call, and after each test every expression
+"""moto tier: the DynamoDB adapters on moto's in-process DynamoDB (`mock_aws`), a fresh table per test built
+from template.yaml. The table's client records every call, and after each test every expression
 it sent is checked for bare attribute names (real DynamoDB rejects reserved words moto accepts)."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from memcube.adapters.dynamodb_store import DynamoStore
+from memcube.adapters.dynamodb import open_stores
+from memcube.adapters.dynamodb.table import DynamoTable
+from memcube.ports import Stores
 from tests.integration.dynamodb.table import create_table
 
 EXPRESSION_WORDS = frozenset(
@@ -135,8 +137,8 @@ def recorded(ddb: Any, table_name: str) -> Iterator[Recorded]:
 
 
 @pytest.fixture
-def make_store(recorded: Recorded, table_name: str) -> Any:
-    def make(**kwargs: Any) -> DynamoStore:
-        return DynamoStore(table_name, recorded, **kwargs)
+def make_stores(recorded: Recorded, table_name: str) -> Any:
+    def make(**kwargs: Any) -> Stores:
+        return open_stores(DynamoTable(table_name, recorded, **kwargs))
 
     return make

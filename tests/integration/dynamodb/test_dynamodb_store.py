@@ -1,4 +1,4 @@
-"""DynamoStore on moto: the shared behaviours, plus what is checked through the recorded calls
+"""The DynamoDB adapters on moto: the shared behaviours, plus what is checked through the recorded calls
 (request shapes, retries, the client's construction) rather than through a server's answers."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from memcube.adapters import dynamodb_store
-from memcube.adapters.dynamodb_store import TX_ATTEMPTS, DynamoStore
+from memcube.adapters.dynamodb import dead_letters, open_stores
+from memcube.adapters.dynamodb import table as dynamodb_table
+from memcube.adapters.dynamodb.table import TX_ATTEMPTS, DynamoTable
 from memcube.domain.similarity import lsh_keys
-from memcube.ports import PutResult
+from memcube.ports import PutResult, Stores
 from tests.integration.dynamodb.behaviours import *  # noqa: F403 - the shared behaviours run on this tier
-from tests.integration.dynamodb.behaviours import MakeStore, dead_letter, memory, noise, task
+from tests.integration.dynamodb.behaviours import dead_letter, memory, noise, task
 from tests.integration.dynamodb.conftest import Recorded, expression_problems
 from tests.integration.dynamodb.table import FALLBACK, template_table
 
@@ -59,17 +60,17 @@ def test_the_expression_check_catches_bare_names_unused_and_undefined_placeholde
     assert "unused placeholders ['#y']" in expression_problems("update_item", extra)[0]
 
 
-def test_get_memory_reads_two_keys_and_never_queries_or_scans(store: DynamoStore, recorded: Recorded) -> None:
-    store.put_memory(memory("m1", "alice likes tea"))
+def test_get_memory_reads_two_keys_and_never_queries_or_scans(stores: Stores, recorded: Recorded) -> None:
+    stores.memories.put_memory(memory("m1", "alice likes tea"))
     recorded.calls.clear()
-    assert store.get_memory("m1") is not None
-    assert store.get_memory("nope") is None
+    assert stores.memories.get_memory("m1") is not None
+    assert stores.memories.get_memory("nope") is None
     # pointer then item for m1; the pointer alone for a missing id
     assert recorded.operations() == ["batch_get_item", "batch_get_item", "batch_get_item"]
 
 
-def test_put_memory_is_one_transaction_with_the_guard_first(store: DynamoStore, recorded: Recorded) -> None:
-    store.put_memory(memory("m1", "alice likes tea"))
+def test_put_memory_is_one_transaction_with_the_guard_first(stores: Stores, recorded: Recorded) -> None:
+    stores.memories.put_memory(memory("m1", "alice likes tea"))
     ((name, params),) = recorded.calls
     assert name == "transact_write_items"
     guard, item, pointer, *bands = (op["Put"] for op in params["TransactItems"])
@@ -81,21 +82,21 @@ def test_put_memory_is_one_transaction_with_the_guard_first(store: DynamoStore, 
 
 
 def test_list_memories_totals_with_select_count_and_stops_reading_after_the_page(
-    store: DynamoStore, recorded: Recorded
+    stores: Stores, recorded: Recorded
 ) -> None:
     for n in range(5):
-        store.put_memory(memory(f"m{n}", f"fact {n}"))
+        stores.memories.put_memory(memory(f"m{n}", f"fact {n}"))
     recorded.calls.clear()
-    assert [i.id for i in store.list_memories("cube-a", 1, 2)[0]] == ["m1", "m2"]
+    assert [i.id for i in stores.memories.list_memories("cube-a", 1, 2)[0]] == ["m1", "m2"]
     count, page = recorded.calls
     assert (count[0], count[1].get("Select"), page[0], page[1].get("Select")) == ("query", "COUNT", "query", None)
     recorded.calls.clear()
-    assert store.list_memories("cube-a", 5, 2) == ([], 5)
+    assert stores.memories.list_memories("cube-a", 5, 2) == ([], 5)
     assert len(recorded.calls) == 1  # past the end: the count alone answers
 
 
-def test_the_store_writes_parts_in_the_same_transaction_as_their_task(store: DynamoStore, recorded: Recorded) -> None:
-    store.create_task(*task("t1", cubes=("c1", "c2")))
+def test_the_store_writes_parts_in_the_same_transaction_as_their_task(stores: Stores, recorded: Recorded) -> None:
+    stores.tasks.create_task(*task("t1", cubes=("c1", "c2")))
     ((name, params),) = recorded.calls
     assert name == "transact_write_items"
     assert [next(iter(op.values()))["Item"]["sk"]["S"] for op in params["TransactItems"]] == [
@@ -105,13 +106,11 @@ def test_the_store_writes_parts_in_the_same_transaction_as_their_task(store: Dyn
     ]
 
 
-def test_updating_a_known_part_is_one_conditional_update_not_a_transaction(
-    store: DynamoStore, recorded: Recorded
-) -> None:
+def test_updating_a_known_part_is_one_conditional_update_not_a_transaction(stores: Stores, recorded: Recorded) -> None:
     t, parts = task("t1", cubes=("c1", "c2"))
-    store.create_task(t, parts)
+    stores.tasks.create_task(t, parts)
     recorded.calls.clear()
-    store.put_task_part("t1", parts[1])
+    stores.tasks.put_task_part("t1", parts[1])
     assert recorded.operations() == ["update_item"]
 
 
@@ -154,7 +153,7 @@ def backoffs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         seen.append(attempt)
         return 0.0
 
-    monkeypatch.setattr(dynamodb_store, "_backoff", record)
+    monkeypatch.setattr(dynamodb_table, "backoff", record)
     return seen
 
 
@@ -162,9 +161,9 @@ def backoffs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 @pytest.mark.parametrize("code", ["TransactionConflict", "ThrottlingError"])
 def test_a_cancelled_transaction_is_retried_with_a_new_token(recorded: Recorded, table_name: str, code: str) -> None:
     flaky = Flaky(recorded, code, failures=3)
-    store = DynamoStore(table_name, flaky)
-    assert store.put_memory(memory("m1", "alice likes tea")).status == "created"
-    assert store.create_task(*task("t1")) is True
+    stores = open_stores(DynamoTable(table_name, flaky))
+    assert stores.memories.put_memory(memory("m1", "alice likes tea")).status == "created"
+    assert stores.tasks.create_task(*task("t1")) is True
     tokens = [p["ClientRequestToken"] for name, p in flaky.calls if name == "transact_write_items"]
     assert len(tokens) == 5
     assert len(set(tokens)) == 5
@@ -174,25 +173,25 @@ def test_conflicts_that_never_clear_raise_after_bounded_attempts(
     recorded: Recorded, table_name: str, backoffs: list[int]
 ) -> None:
     flaky = Flaky(recorded, "TransactionConflict", failures=100)
-    store = DynamoStore(table_name, flaky)
+    stores = open_stores(DynamoTable(table_name, flaky))
     with pytest.raises(flaky.client.exceptions.TransactionCanceledException):
-        store.put_memory(memory("m1", "alice likes tea"))
+        stores.memories.put_memory(memory("m1", "alice likes tea"))
     assert flaky.operations().count("transact_write_items") == TX_ATTEMPTS
     assert backoffs == list(range(TX_ATTEMPTS - 1))
 
 
 def test_backoff_is_jittered_and_capped() -> None:
-    waits = [dynamodb_store._backoff(attempt) for attempt in range(12) for _ in range(20)]
+    waits = [dynamodb_table.backoff(attempt) for attempt in range(12) for _ in range(20)]
     assert all(0 <= w <= 1.0 for w in waits)
     assert len(set(waits)) > 200
-    assert max(dynamodb_store._backoff(0) for _ in range(50)) <= 0.02
+    assert max(dynamodb_table.backoff(0) for _ in range(50)) <= 0.02
 
 
 def test_a_cancellation_other_than_the_guard_raises_at_once(recorded: Recorded, table_name: str) -> None:
     flaky = Flaky(recorded, "ValidationError", failures=1)
-    store = DynamoStore(table_name, flaky)
+    stores = open_stores(DynamoTable(table_name, flaky))
     with pytest.raises(flaky.client.exceptions.TransactionCanceledException):
-        store.put_memory(memory("m1", "alice likes tea"))
+        stores.memories.put_memory(memory("m1", "alice likes tea"))
     assert flaky.operations() == ["transact_write_items"]
 
 
@@ -209,20 +208,21 @@ def no_aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.usefixtures("no_aws_env")
 def test_construction_does_no_io_and_the_client_is_built_once_with_adaptive_retries() -> None:
-    store = DynamoStore("any-table")  # no credentials, no network: nothing happens yet
-    assert store._client is None
+    table = DynamoTable("any-table")
+    open_stores(table)  # no credentials, no network: nothing happens yet
+    assert table._client is None
     with mock_aws():
-        client = store.client
-        assert store.client is client
+        client = table.client
+        assert table.client is client
         assert client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 9}  # 8 retries
-        store.close()
-        assert store._client is None
+        table.close()
+        assert table._client is None
 
 
-def test_close_leaves_an_injected_client_to_its_owner(make_store: MakeStore, recorded: Recorded) -> None:
-    store = make_store()
-    store.close()
-    assert store.client is recorded
+def test_close_leaves_an_injected_client_to_its_owner(recorded: Recorded, table_name: str) -> None:
+    table = DynamoTable(table_name, recorded)
+    open_stores(table).close()
+    assert table.client is recorded
 
 
 class Forgetful(Recorded):
@@ -246,21 +246,21 @@ class Forgetful(Recorded):
 
 def test_without_the_old_item_in_a_failed_condition_the_store_reads_it(recorded: Recorded, table_name: str) -> None:
     forgetful = Forgetful(recorded.client, recorded.calls, recorded.lock)
-    store = DynamoStore(table_name, forgetful)
-    store.put_memory(memory("m1", "alice likes tea"))
-    store.claim_idempotency_key("k", "t1")
+    stores = open_stores(DynamoTable(table_name, forgetful))
+    stores.memories.put_memory(memory("m1", "alice likes tea"))
+    stores.idempotency.claim_idempotency_key("k", "t1")
     forgetful.calls.clear()
-    assert store.put_memory(memory("m2", "alice likes tea")) == PutResult("duplicate", "m1")
-    assert store.put_memory(memory("m1", "alice likes tea")) == PutResult("exists", "m1")
-    assert store.claim_idempotency_key("k", "t2") == "t1"
+    assert stores.memories.put_memory(memory("m2", "alice likes tea")) == PutResult("duplicate", "m1")
+    assert stores.memories.put_memory(memory("m1", "alice likes tea")) == PutResult("exists", "m1")
+    assert stores.idempotency.claim_idempotency_key("k", "t2") == "t1"
     assert forgetful.operations() == ["transact_write_items", "get_item"] * 2 + ["put_item", "get_item"]
 
 
-def test_a_dead_letter_body_is_cut_until_the_record_fits(store: DynamoStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dynamodb_store, "DEAD_LETTER_KEEP", 4_000_000)  # the first cut keeps it all
+def test_a_dead_letter_body_is_cut_until_the_record_fits(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dead_letters, "DEAD_LETTER_KEEP", 4_000_000)  # the first cut keeps it all
     letter = dead_letter(1, body=noise(900_000))
-    store.record_dead_letter(letter)
-    (kept,) = store.list_dead_letters()
+    stores.dead_letters.record_dead_letter(letter)
+    (kept,) = stores.dead_letters.list_dead_letters()
     assert 100_000 < len(kept.body) <= 500_000
     assert letter.body.startswith(kept.body)
     assert f"first {len(kept.body)} of 900000 bytes kept" in kept.reason

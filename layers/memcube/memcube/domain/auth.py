@@ -22,15 +22,15 @@ import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from memcube.domain.limiting import Limits
 from memcube.domain.model import Principal, iso, utcnow
-from memcube.domain.permissions import UserDirectory
 from memcube.domain.requests import Id, check_id
+from memcube.ports import KeyStore, UserDirectory
 
 Scope = Literal["user", "service", "admin"]
 PREFIX = "mck"
@@ -59,22 +59,6 @@ class ApiKey(BaseModel):
     def public(self) -> dict[str, object]:
         """What listing shows: no salt, no digest."""
         return self.model_dump(exclude={"salt", "digest"})
-
-
-class KeyStore(Protocol):
-    def put_key(self, key: ApiKey) -> bool:
-        """Store a new key; False (and no write) if its key id exists."""
-        ...
-
-    def get_key(self, key_id: str) -> ApiKey | None: ...
-
-    def list_keys(self, user_id: str | None) -> list[ApiKey]:
-        """Every key (revoked ones too) of one user, or of everyone; oldest first."""
-        ...
-
-    def revoke_key(self, key_id: str, at: str) -> bool:
-        """Mark the key revoked at `at` (a second revoke keeps the first time); False if unknown."""
-        ...
 
 
 def digest_of(secret: str, salt: str) -> str:

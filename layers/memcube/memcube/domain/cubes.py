@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from memcube.domain import limits
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from memcube.domain.model import MemoryItem, Principal, iso, utcnow
-from memcube.domain.permissions import CubeAcl, UserDirectory, authorize_owner
+from memcube.domain.permissions import CubeAcl, authorize_owner
 from memcube.domain.requests import Id
-
-if TYPE_CHECKING:  # auth imports this module's neighbours; the store protocol is only a type here
-    from memcube.domain.auth import KeyStore
+from memcube.ports import KeyStore, UserDirectory
 
 ATTEMPTS = 5
 

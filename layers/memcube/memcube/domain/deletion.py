@@ -25,10 +25,18 @@ from memcube.domain.errors import Forbidden, InvalidRequest
 from memcube.domain.filters import Filter, compile_filter, matches
 from memcube.domain.messages import QueuedAdd, peek
 from memcube.domain.model import ERASED_NOTE, MemoryItem, Principal, TaskState, iso, utcnow
-from memcube.domain.permissions import UserDirectory, authorize_owner, authorize_write
+from memcube.domain.permissions import authorize_owner, authorize_write
 from memcube.domain.requests import Id, check_cube_ids
 from memcube.domain.search import filter_doc
-from memcube.ports import MemoryStore, SearchIndex, TaskQueue, TaskStore
+from memcube.ports import (
+    DeadLetterStore,
+    ErasureMarks,
+    MemoryStore,
+    SearchIndex,
+    TaskQueue,
+    TaskStore,
+    UserDirectory,
+)
 
 MAX_IDS = 1000
 PAGE = 500
@@ -111,16 +119,20 @@ class _Selection:
 class DeletionService:
     def __init__(
         self,
+        *,
         memories: MemoryStore,
+        erasures: ErasureMarks,
         tasks: TaskStore,
+        dead_letters: DeadLetterStore,
         users: UserDirectory,
         index: SearchIndex,
         queue: TaskQueue,
-        *,
         now: Callable[[], str] = lambda: iso(utcnow()),
     ) -> None:
         self._memories = memories
+        self._erasures = erasures
         self._tasks = tasks
+        self._dead_letters = dead_letters
         self._users = users
         self._index = index
         self._queue = queue
@@ -239,12 +251,12 @@ class DeletionService:
 
     def _erase(self, cubes: list[str], erasing: str | None) -> Receipt:
         at = self._now()
-        letters = self._tasks.list_dead_letters()
+        letters = self._dead_letters.list_dead_letters()
         receipts = []
         for cube in cubes:
             # A user's personal cube is theirs alone: their erasure takes all of it, whoever wrote.
             user_id = None if cube == erasing else erasing
-            self._memories.mark_erased(cube, user_id, at)  # first: nothing submitted before may write after
+            self._erasures.mark_erased(cube, user_id, at)  # first: nothing submitted before may write after
             discarded = self._queue.discard(cube, user_id)
             if discarded is not None:
                 self._cancel(discarded)
@@ -255,7 +267,7 @@ class DeletionService:
             mine_dead = [
                 d for d in letters if d.cube_id == cube and (user_id is None or peek(d.body, "user_id") == user_id)
             ]
-            receipt.dead_letters = self._tasks.delete_dead_letters(mine_dead)
+            receipt.dead_letters = self._dead_letters.delete_dead_letters(mine_dead)
             receipt.erased = True
             receipts.append(receipt)
         return Receipt(receipts, [])

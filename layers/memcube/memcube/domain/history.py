@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict
 
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from memcube.domain.model import MemoryItem, MemoryMetadata, Principal
-from memcube.domain.permissions import UserDirectory, authorize_read, authorize_write
+from memcube.domain.permissions import authorize_read, authorize_write
 from memcube.domain.requests import Id
-from memcube.ports import Embedder, MemoryStore, SearchIndex
+from memcube.ports import Embedder, MemoryStore, SearchIndex, UserDirectory
 
 UNDOABLE = ("merged", "archived", "supersedes")
 ATTEMPTS = 5

@@ -49,19 +49,22 @@ from memcube.domain.model import (
     utcnow,
 )
 from memcube.domain.organizer import Organizer, Placement, Thresholds
-from memcube.domain.permissions import UserDirectory, authorize_write
+from memcube.domain.permissions import authorize_write
 from memcube.domain.reader import Sizes, Window, read
 from memcube.domain.when import event_times
 from memcube.ports import (
     LLM,
     DeadLetterSink,
+    DeadLetterStore,
     DocumentReader,
     Embedder,
+    ErasureMarks,
     MemoryStore,
     NoTelemetry,
     SearchIndex,
     TaskStore,
     Telemetry,
+    UserDirectory,
 )
 
 log = logging.getLogger(__name__)
@@ -143,27 +146,31 @@ class Delivery:
 class IngestService:
     def __init__(
         self,
+        *,
         tasks: TaskStore,
+        dead_letters: DeadLetterStore,
         users: UserDirectory,
         memories: MemoryStore,
+        erasures: ErasureMarks,
         index: SearchIndex,
         embedder: Embedder,
-        *,
         llm: LLM | None = None,
         thresholds: Thresholds | None = None,
         feedback_cosine: float = 0.45,
         open_cubes: bool = True,
         telemetry: Telemetry | None = None,
-        dead_letters: DeadLetterSink | None = None,
+        sink: DeadLetterSink | None = None,
         documents: DocumentReader | None = None,
         now: Callable[[], str] = lambda: iso(utcnow()),
     ) -> None:
-        self._sink = dead_letters
+        self._sink = sink
         self._documents = documents
         self._telemetry = telemetry or NoTelemetry()
         self._tasks = tasks
+        self._dead_letters = dead_letters
         self._users = users
         self._memories = memories
+        self._erasures = erasures
         self._index = index
         self._embedder = embedder
         self._now = now
@@ -250,14 +257,14 @@ class IngestService:
         before, part, submitted = self._start(msg, max_attempts, message_id, blamed)
         if part.status in FINISHED:
             return part  # a redelivery of finished (or given-up) work: nothing to redo
-        erased = self._memories.erased_at(msg.cube_id, msg.user_id)
+        erased = self._erasures.erased_at(msg.cube_id, msg.user_id)
         if _covers(erased, submitted):
             return self._cancel(msg, part)
         # An earlier attempt (or an earlier run the caller retried) may have written: read it back, do not redo it.
         redelivery = part.attempts > 1 or bool(part.runs)
         placement = self._feedback_part(msg, part, redelivery) if msg.is_feedback else self._organize(msg, redelivery)
         written = self._index_changed(placement)
-        later = self._memories.erased_at(msg.cube_id, msg.user_id)
+        later = self._erasures.erased_at(msg.cube_id, msg.user_id)
         if later != erased and _covers(later, submitted):
             # The cube was erased while this part ran: the eraser may have missed these writes.
             self._memories.delete_memories(written)
@@ -297,9 +304,9 @@ class IngestService:
 
     def _resolve_dead_letters(self, msg: QueuedAdd) -> None:
         mine = (msg.task_id, msg.cube_id)
-        resolved = [d for d in self._tasks.list_dead_letters() if (d.task_id, d.cube_id) == mine]
+        resolved = [d for d in self._dead_letters.list_dead_letters() if (d.task_id, d.cube_id) == mine]
         if resolved:
-            self._tasks.delete_dead_letters(resolved)
+            self._dead_letters.delete_dead_letters(resolved)
 
     def _count_completed(self, outcomes: list[MemoryOutcome]) -> None:
         self._telemetry.count("PartsCompleted")
@@ -526,7 +533,7 @@ class IngestService:
         return (
             part.status is TaskState.FAILED
             and message_id is not None
-            and any(d.message_id == message_id for d in self._tasks.list_dead_letters())
+            and any(d.message_id == message_id for d in self._dead_letters.list_dead_letters())
         )
 
     def _give_up_on_crashes(self, msg: QueuedAdd, part: TaskPart) -> NoReturn:
@@ -578,9 +585,9 @@ class IngestService:
         if self._sink is not None:
             self._sink.park(delivery.body, reason, cube_id)
         log.error("dead-lettered", extra={"task_id": task_id, "cube_id": cube_id, "reason": reason})
-        known = any(d.body == delivery.body for d in self._tasks.list_dead_letters())
+        known = any(d.body == delivery.body for d in self._dead_letters.list_dead_letters())
         if not known:  # a redriven message that fails again keeps its one record
-            self._tasks.record_dead_letter(
+            self._dead_letters.record_dead_letter(
                 DeadLetter(
                     message_id=delivery.message_id,
                     body=delivery.body,

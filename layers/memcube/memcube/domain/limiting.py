@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from memcube.domain.errors import RateLimited
-
-
-class Counter(Protocol):
-    def hit(self, key: str, limit: int, window_start: int, window_seconds: int) -> bool:
-        """Count one use in the window; False (nothing counted) when `limit` uses are already in it."""
-        ...
+from memcube.ports import Counter
 
 
 class Limits:

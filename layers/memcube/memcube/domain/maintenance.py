@@ -10,9 +10,8 @@ model is rebuilt from empty, so switching `MEMCUBE_EMBEDDER` takes one `memcube 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -20,13 +19,7 @@ from memcube.domain.errors import Conflict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import MemoryItem
 from memcube.domain.reader import count_tokens
-from memcube.ports import Embedder, MemoryStore, SearchIndex, TaskStore
-
-
-class RawQueue(Protocol):
-    def send_raw(self, entries: Sequence[tuple[str, str, str]]) -> None:
-        """Enqueue (group id, dedup id, body) triples."""
-        ...
+from memcube.ports import DeadLetterStore, Embedder, MemoryStore, RawQueue, SearchIndex
 
 
 @dataclass
@@ -140,7 +133,7 @@ class Maintenance:
         return [fresh.get(i.id, i) for i in items]
 
 
-def redrive_dead_letters(tasks: TaskStore, queue: RawQueue) -> RedriveReport:
+def redrive_dead_letters(dead_letters: DeadLetterStore, queue: RawQueue) -> RedriveReport:
     """Send every dead-lettered message that could still succeed back to its cube's queue.
 
     Safe to repeat: a part already completed is skipped by the worker and items are guarded, so
@@ -149,7 +142,7 @@ def redrive_dead_letters(tasks: TaskStore, queue: RawQueue) -> RedriveReport:
     """
     report = RedriveReport()
     entries: list[tuple[str, str, str]] = []
-    for letter in tasks.list_dead_letters():
+    for letter in dead_letters.list_dead_letters():
         try:
             msg = QueuedAdd.model_validate_json(letter.body)
         except ValidationError:

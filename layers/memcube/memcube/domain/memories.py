@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from memcube.domain.errors import Forbidden, NotFound
 from memcube.domain.model import MemoryItem, Principal
-from memcube.domain.permissions import UserDirectory, authorize_read
-from memcube.ports import MemoryStore
+from memcube.domain.permissions import authorize_read
+from memcube.ports import MemoryStore, UserDirectory
 
 MAX_PAGE_SIZE = 100
 

@@ -40,7 +40,6 @@ from memcube.domain.cubes import CreateCubeRequest, CubeService
 from memcube.domain.deletion import DeleteMemoryRequest, DeletionService, Receipt
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.model import MemoryType, Principal, TaskState
-from memcube.domain.permissions import UserDirectory
 from memcube.domain.requests import (
     BINARY_FILE_TYPES,
     DATA_URL,
@@ -60,6 +59,7 @@ from memcube.domain.requests import (
     readable,
 )
 from memcube.domain.search import SearchRequest
+from memcube.ports import UserDirectory
 
 PREFIX = "/api/openmem/v1"
 """Where the hosted API lives in the SDK's default base URL; memcube serves it there (and at the root)."""

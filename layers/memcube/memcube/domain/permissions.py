@@ -19,12 +19,13 @@ Service and admin keys act *as* the user named in the body, so they get that use
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, Protocol
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from memcube.domain.errors import Forbidden
 from memcube.domain.model import Principal
+from memcube.ports import UserDirectory
 
 KEYED = frozenset({"user", "service", "admin"})
 """The scopes of a principal authenticated by an API key."""
@@ -42,30 +43,6 @@ class CubeAcl(BaseModel):
     writers: list[str] = Field(default_factory=list)
     created_at: str
     version: int = 1
-
-
-class UserDirectory(Protocol):
-    def register_user(self, user_id: str) -> None:
-        """Remember that `user_id` exists (idempotent)."""
-        ...
-
-    def is_user(self, user_id: str) -> bool: ...
-
-    def get_cube(self, cube_id: str) -> CubeAcl | None:
-        """The knowledge-base cube's owner and grants, if it was created."""
-        ...
-
-    def create_cube(self, acl: CubeAcl) -> bool:
-        """Record a new cube; False (and no write) if one with that id exists."""
-        ...
-
-    def update_cube(self, acl: CubeAcl, expected_version: int) -> bool:
-        """Replace the cube's grants if its stored version is still `expected_version`."""
-        ...
-
-    def delete_cube(self, cube_id: str) -> bool:
-        """Forget the cube's owner and grants (after its erasure); False if it had none."""
-        ...
 
 
 def allowed(principal: Principal, cube_id: str, users: UserDirectory, need: Need) -> bool:

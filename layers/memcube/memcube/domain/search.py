@@ -44,10 +44,10 @@ from memcube.domain.accel import numpy_or_none
 from memcube.domain.errors import DomainError, InvalidRequest
 from memcube.domain.filters import And, Cond, Filter, compile_filter
 from memcube.domain.model import MemoryItem, MemoryType, Principal, utcnow
-from memcube.domain.permissions import UserDirectory, authorize_read
+from memcube.domain.permissions import authorize_read
 from memcube.domain.requests import Id, check_cube_ids
 from memcube.domain.when import Span, parse_time, query_span
-from memcube.ports import LLM, Embedder, Hit, MemoryStore, Reranker, SearchIndex
+from memcube.ports import LLM, Embedder, Hit, MemoryStore, Reranker, SearchIndex, UserDirectory
 
 VECTOR_WEIGHT = 0.6
 TEXT_WEIGHT = 0.4

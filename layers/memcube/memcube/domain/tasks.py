@@ -15,9 +15,9 @@ from typing import Literal
 from memcube.domain.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import Principal, Task, TaskPart, TaskRecord, TaskState, iso, utcnow
-from memcube.domain.permissions import UserDirectory, authorize_write
+from memcube.domain.permissions import authorize_write
 from memcube.domain.requests import AddCommand
-from memcube.ports import TaskQueue, TaskStore
+from memcube.ports import DeadLetterStore, IdempotencyKeys, TaskQueue, TaskStore, UserDirectory
 
 log = logging.getLogger(__name__)
 RESEND = "the task is recorded as waiting: retry the same request (same task_id) to enqueue it"
@@ -66,6 +66,8 @@ class AddService:
     def __init__(
         self,
         tasks: TaskStore,
+        idempotency: IdempotencyKeys,
+        dead_letters: DeadLetterStore,
         users: UserDirectory,
         queue: TaskQueue,
         *,
@@ -78,6 +80,8 @@ class AddService:
         self._now = now
         self._salt = salt
         self._tasks = tasks
+        self._idempotency = idempotency
+        self._dead_letters = dead_letters
         self._users = users
         self._queue = queue
         self._fine_available = fine_available
@@ -149,7 +153,7 @@ class AddService:
 
     def _claim(self, principal: Principal, key: str, task_id: str) -> None:
         """Bind an Idempotency-Key to the task_id sent with it (first binding wins)."""
-        bound = self._tasks.claim_idempotency_key(f"{principal.user_id}\x1f{key}", task_id)
+        bound = self._idempotency.claim_idempotency_key(f"{principal.user_id}\x1f{key}", task_id)
         if bound != task_id:
             raise Conflict(f"Idempotency-Key: already used for task {bound!r}, not {task_id!r}")
 
@@ -183,9 +187,9 @@ class AddService:
         for part in again:
             self._tasks.put_task_part(task_id, part)
         stale = {(task_id, p.cube_id) for p in again}
-        letters = [d for d in self._tasks.list_dead_letters() if (d.task_id, d.cube_id) in stale]
+        letters = [d for d in self._dead_letters.list_dead_letters() if (d.task_id, d.cube_id) in stale]
         if letters:  # the caller took the retry over: the operator's redrive must not run it a third time
-            self._tasks.delete_dead_letters(letters)
+            self._dead_letters.delete_dead_letters(letters)
         for run, cubes in _by_run(again).items():
             self._send(self._messages(cmd, task_id, cubes, task.created_at, salt=task.id_salt, run=run), RESEND)
         log.info("a failed task retried by its caller", extra={"task_id": task_id})

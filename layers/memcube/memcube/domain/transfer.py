@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.model import MemoryItem, Principal
-from memcube.domain.permissions import UserDirectory, authorize_read, authorize_write
+from memcube.domain.permissions import authorize_read, authorize_write
 from memcube.domain.requests import Id
-from memcube.ports import Embedder, MemoryStore, SearchIndex
+from memcube.ports import Embedder, MemoryStore, SearchIndex, UserDirectory
 
 MAX_EXPORT_PAGE = 500
 MAX_IMPORT_ITEMS = 200

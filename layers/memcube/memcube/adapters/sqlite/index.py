@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from memcube.adapters.sqlite_base import SqliteDb
-from memcube.adapters.vector_cache import CubeVectors, Passes, VectorCache
+from memcube.adapters.sqlite.db import SqliteDb
+from memcube.adapters.sqlite.vector_cache import CubeVectors, Passes, VectorCache
 from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.filters import And, Filter, Or
 from memcube.domain.model import MemoryItem

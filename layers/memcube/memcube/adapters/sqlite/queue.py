@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from memcube.adapters.sqlite_base import SqliteDb
+from memcube.adapters.sqlite.db import SqliteDb
 from memcube.domain.messages import QueuedAdd, peek
 
 SCHEMA = """

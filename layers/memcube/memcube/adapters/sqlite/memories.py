@@ -1,0 +1,153 @@
+"""Memory items, content guards and LSH band keys in the store file (`MemoryStore`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+
+from memcube.adapters.sqlite.db import SqliteDb
+from memcube.domain.model import MemoryItem
+from memcube.domain.similarity import lsh_keys
+from memcube.ports import PutResult
+
+
+class SqliteMemories:
+    """Tables `items`, `content_guards` and `lsh_bands`."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self._db = db
+
+    def backfill_bands(self) -> None:
+        """Version 3 added LSH band keys: file them for items written by an older memcube."""
+        for item in list(self.iter_memories()):
+            with self._db.tx() as cur:
+                self._file_bands(cur, item)
+
+    def put_memory(self, item: MemoryItem) -> PutResult:
+        meta = item.metadata
+        with self._db.tx() as cur:
+            row = cur.execute(
+                "SELECT memory_id FROM content_guards WHERE cube_id = ? AND content_hash = ?",
+                (meta.cube_id, meta.content_hash),
+            ).fetchone()
+            if row is not None and row["memory_id"] != item.id:
+                return PutResult("duplicate", str(row["memory_id"]))
+            if row is not None and cur.execute("SELECT 1 FROM items WHERE id = ?", (item.id,)).fetchone():
+                return PutResult("exists", item.id)
+            cur.execute(
+                "INSERT OR REPLACE INTO content_guards (cube_id, content_hash, memory_id) VALUES (?, ?, ?)",
+                (meta.cube_id, meta.content_hash, item.id),
+            )
+            cur.execute(
+                "INSERT OR REPLACE INTO items (id, cube_id, status, created_at, body) VALUES (?, ?, ?, ?, ?)",
+                (item.id, meta.cube_id, meta.status, meta.created_at, item.model_dump_json()),
+            )
+            self._file_bands(cur, item)
+            return PutResult("created")
+
+    @staticmethod
+    def _file_bands(cur: sqlite3.Cursor, item: MemoryItem) -> None:
+        cur.executemany(
+            "INSERT OR IGNORE INTO lsh_bands (cube_id, band_key, memory_id) VALUES (?, ?, ?)",
+            [(item.metadata.cube_id, key, item.id) for key in lsh_keys(item.memory)],
+        )
+
+    def update_memory(self, item: MemoryItem, expected_version: int) -> bool:
+        with self._db.tx() as cur:
+            row = cur.execute("SELECT body FROM items WHERE id = ?", (item.id,)).fetchone()
+            if row is None:
+                return False
+            stored = MemoryItem.model_validate_json(row["body"])
+            if stored.metadata.version != expected_version:
+                return False
+            if not stored.same_content(item):
+                raise ValueError(f"update_memory may not change the cube or the text of {item.id!r}")
+            cur.execute(
+                "UPDATE items SET status = ?, body = ? WHERE id = ?",
+                (item.metadata.status, item.model_dump_json(), item.id),
+            )
+            return True
+
+    def similar_ids(self, cube_id: str, text: str, limit: int) -> list[str]:
+        keys = lsh_keys(text)
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        with self._db.read() as cur:
+            rows = cur.execute(
+                f"SELECT memory_id, COUNT(*) AS shared FROM lsh_bands WHERE cube_id = ? AND band_key IN ({marks}) "
+                "GROUP BY memory_id ORDER BY shared DESC, memory_id LIMIT ?",
+                (cube_id, *keys, limit),
+            ).fetchall()
+        return [str(r["memory_id"]) for r in rows]
+
+    def get_memory(self, memory_id: str) -> MemoryItem | None:
+        with self._db.read() as cur:
+            row = cur.execute("SELECT body FROM items WHERE id = ?", (memory_id,)).fetchone()
+        return MemoryItem.model_validate_json(row["body"]) if row else None
+
+    def get_memories(self, memory_ids: Sequence[str]) -> list[MemoryItem]:
+        wanted = list(dict.fromkeys(memory_ids))
+        found: dict[str, MemoryItem] = {}
+        with self._db.read() as cur:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in cur.execute(f"SELECT id, body FROM items WHERE id IN ({marks})", chunk):
+                    found[row["id"]] = MemoryItem.model_validate_json(row["body"])
+        return [found[i] for i in wanted if i in found]
+
+    def list_memories(self, cube_id: str, offset: int, limit: int) -> tuple[list[MemoryItem], int]:
+        with self._db.read() as cur:
+            (total,) = cur.execute(
+                "SELECT COUNT(*) FROM items WHERE cube_id = ? AND status = 'activated'", (cube_id,)
+            ).fetchone()
+            rows = cur.execute(
+                "SELECT body FROM items WHERE cube_id = ? AND status = 'activated' "
+                "ORDER BY created_at, id LIMIT ? OFFSET ?",
+                (cube_id, limit, offset),
+            ).fetchall()
+        return [MemoryItem.model_validate_json(r["body"]) for r in rows], int(total)
+
+    def iter_memories(self, cube_id: str | None = None) -> Iterator[MemoryItem]:
+        """Pages by primary key, so the store stays writable while a reindex runs."""
+        after = ""
+        while True:
+            with self._db.read() as cur:
+                if cube_id is None:
+                    rows = cur.execute(
+                        "SELECT id, body FROM items WHERE id > ? ORDER BY id LIMIT 500", (after,)
+                    ).fetchall()
+                else:
+                    rows = cur.execute(
+                        "SELECT id, body FROM items WHERE cube_id = ? AND id > ? ORDER BY id LIMIT 500",
+                        (cube_id, after),
+                    ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield MemoryItem.model_validate_json(row["body"])
+            after = rows[-1]["id"]
+
+    def export_page(self, cube_id: str, cursor: str | None, limit: int) -> tuple[list[MemoryItem], str | None]:
+        with self._db.read() as cur:
+            rows = cur.execute(
+                "SELECT id, body FROM items WHERE cube_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (cube_id, cursor or "", limit + 1),
+            ).fetchall()
+        page = [MemoryItem.model_validate_json(r["body"]) for r in rows[:limit]]
+        return page, (page[-1].id if len(rows) > limit else None)
+
+    def delete_memories(self, items: Sequence[MemoryItem]) -> int:
+        removed = 0
+        with self._db.tx() as cur:
+            for item in items:
+                cur.execute("DELETE FROM items WHERE id = ?", (item.id,))
+                removed += cur.rowcount
+                cur.execute("DELETE FROM lsh_bands WHERE memory_id = ?", (item.id,))
+                cur.execute(
+                    "DELETE FROM content_guards WHERE cube_id = ? AND content_hash = ? AND memory_id = ?",
+                    (item.metadata.cube_id, item.metadata.content_hash, item.id),
+                )
+        self._db.scrub()
+        return removed
