@@ -29,6 +29,7 @@ import functools
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, interleaved, log, measured, summary, whole_process
@@ -47,6 +48,8 @@ CONTENDERS = {
     "bare_worker": "import pydantic, boto3, opensearchpy, aws_lambda_powertools.utilities.batch",
     "worker": "import memcube_worker.handler",
 }
+BASELINE_CONTENDERS = ("api", "worker")
+"""What `--baseline` runs again from another checkout (their code is the same in every version)."""
 PROBE = (
     "import sys, json, {module}\n"
     "print(json.dumps({{m: m in sys.modules for m in "
@@ -54,12 +57,13 @@ PROBE = (
 )
 
 
-def lambda_env() -> dict[str, str]:
-    """The environment a deployed function sees (template.yaml), pointing nowhere real."""
+def lambda_env(root: Path = ROOT) -> dict[str, str]:
+    """The environment a deployed function sees (template.yaml), pointing nowhere real, with the
+    code of the checkout at `root` where the layer and the functions put it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMCUBE_", "POWERTOOLS_", "AWS_"))}
     env |= {
-        "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/memcube", "functions/api", "functions/worker")),
-        "LAMBDA_TASK_ROOT": str(ROOT),
+        "PYTHONPATH": os.pathsep.join(str(root / p) for p in ("layers/memcube", "functions/api", "functions/worker")),
+        "LAMBDA_TASK_ROOT": str(root),
         "AWS_LAMBDA_FUNCTION_NAME": "memcube-bench",
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -119,14 +123,17 @@ def code_for(module: str) -> str:
     return f"import {module}"
 
 
-def run(rounds: int, python: str, *, details: bool = True) -> dict[str, Any]:
+def run(rounds: int, python: str, *, details: bool = True, baseline: Path | None = None) -> dict[str, Any]:
     env = lambda_env()
-    argv = {name: [python, "-c", code] for name, code in CONTENDERS.items()}
+    runs = {name: ([python, "-c", code], env) for name, code in CONTENDERS.items()}
+    if baseline is not None:  # the same handlers from another checkout, in the same rounds
+        for name in BASELINE_CONTENDERS:
+            runs[f"{name}@baseline"] = ([python, "-c", CONTENDERS[name]], lambda_env(baseline))
     if details:  # compile bytecode once for everyone, and fail early if one is broken
-        for cmd in argv.values():
-            whole_process(cmd, env)
-    log(f"cold start: {len(argv)} contenders x {rounds} rounds, interleaved")
-    samples = interleaved({name: functools.partial(whole_process, cmd, env) for name, cmd in argv.items()}, rounds)
+        for cmd, cmd_env in runs.values():
+            whole_process(cmd, cmd_env)
+    log(f"cold start: {len(runs)} contenders x {rounds} rounds, interleaved")
+    samples = interleaved({name: functools.partial(whole_process, *run) for name, run in runs.items()}, rounds)
     stats = {name: summary(s) for name, s in samples.items()}
     floor = stats["python"]["p50_ms"]
 
@@ -144,7 +151,13 @@ def run(rounds: int, python: str, *, details: bool = True) -> dict[str, Any]:
             "api/bare_api (imports only, interpreter start subtracted)": ratio("api", "bare_api", minus_floor=True),
             "api_first_request/bare_api": ratio("api_first_request", "bare_api"),
             "worker/bare_worker": ratio("worker", "bare_worker"),
-        },
+        }
+        | (
+            {f"{n}/{n}@baseline": ratio(n, f"{n}@baseline") for n in BASELINE_CONTENDERS}
+            if baseline is not None
+            else {}
+        ),
+        "baseline": str(baseline) if baseline is not None else None,
         "goal": {"api/bare_api <=": 1.2},
         "modules_loaded": {
             "api": probe(python, "memcube_api.handler", env),
@@ -161,11 +174,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--python", default=None, help="the interpreter (default: the Lambda-like bench venv)")
     parser.add_argument("--no-details", action="store_true", help="no warm-up pass, no -X importtime breakdown")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. `git worktree add /tmp/base <rev>`): its api and worker run in the same rounds",
+    )
     args = parser.parse_args(argv)
     python = args.python or (str(LAMBDA_PYTHON) if LAMBDA_PYTHON.exists() else sys.executable)
-    command = f"python -m bench.coldstart --rounds {args.rounds}"
+    command = f"python -m bench.coldstart --rounds {args.rounds}" + (
+        f" --baseline {args.baseline}" if args.baseline else ""
+    )
     return measured(
-        "coldstart", command, lambda: run(args.rounds, python, details=not args.no_details), keep=not args.no_save
+        "coldstart",
+        command,
+        lambda: run(args.rounds, python, details=not args.no_details, baseline=args.baseline),
+        keep=not args.no_save,
     )
 
 
