@@ -12,8 +12,8 @@ from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStor
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, Unavailable
 from memcube.domain.ingest import Delivery, IngestService, Verdict, item_id
 from memcube.domain.model import Principal, TaskState
-from memcube.domain.requests import AddRequest, to_command
 from memcube.domain.tasks import AddService, Submission
+from memcube_api.schemas.product import AddRequest, to_command
 
 
 class World:

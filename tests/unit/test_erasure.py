@@ -11,13 +11,14 @@ import pytest
 
 from memcube.adapters.hash_embedder import HashEmbedder
 from memcube.adapters.inmemory import InMemoryIndex, InMemoryQueue, InMemoryStore
-from memcube.domain.deletion import DeleteMemoryRequest, DeletionService
+from memcube.domain.commands import DeleteMemories
+from memcube.domain.deletion import DeletionService
 from memcube.domain.ingest import Delivery, IngestService, Verdict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Principal, TaskState
-from memcube.domain.requests import AddRequest, to_command
 from memcube.domain.tasks import AddService
 from memcube.ports import PutResult
+from memcube_api.schemas.product import AddRequest, to_command
 from tests.unit.world import Clock
 
 
@@ -47,7 +48,7 @@ class World:
         return [self.ingest.handle(Delivery(m.model_dump_json(), f"m{i}", 1, 5)) for i, m in enumerate(sent)]
 
     def erase(self, user: str = "alice", **body: Any) -> None:
-        self.deleter.delete(DeleteMemoryRequest(user_id=user, **body), Principal(user_id=user))
+        self.deleter.delete(DeleteMemories(user_id=user, **body), Principal(user_id=user))
 
     def status(self, task_id: str) -> TaskState:
         record = self.store.get_task(task_id)
@@ -79,7 +80,7 @@ def test_an_add_submitted_after_an_erasure_is_stored(world: World) -> None:
 def test_a_user_erasure_drops_only_that_users_queued_adds_in_a_shared_cube(world: World) -> None:
     alices = world.submit(writable_cube_ids=["team"])
     bobs = world.submit("Bob likes coffee.", user="bob", writable_cube_ids=["team"])
-    world.erase(writable_cube_ids=["team"])
+    world.erase(cube_ids=["team"])
     world.deliver()
     assert (world.status(alices), world.status(bobs)) == (TaskState.CANCELLED, TaskState.COMPLETED)
     assert [i.metadata.user_id for i in world.store.iter_memories("team")] == ["bob"]
@@ -153,9 +154,7 @@ def test_deleting_an_item_deletes_the_archived_versions_it_replaced(world: World
     newer.metadata.covered_history = old.id
     newer.metadata.history = [{"version": 1, "memory": "Alice lives in Porto."}]
     world.store.put_memory(newer)
-    receipt = world.deleter.delete(
-        DeleteMemoryRequest(user_id="alice", memory_ids=["newer"]), Principal(user_id="alice")
-    )
+    receipt = world.deleter.delete(DeleteMemories(user_id="alice", memory_ids=["newer"]), Principal(user_id="alice"))
     [cube] = receipt.cubes
     assert (cube.memories, cube.history) == (2, 2)  # the archived version and the history entry
     assert list(world.store.iter_memories()) == []
@@ -176,5 +175,5 @@ def _ids(letters: Sequence[DeadLetter]) -> list[str]:
 def test_a_user_erasure_removes_that_users_dead_letters_in_the_cube_only(world: World) -> None:
     for letter in (_letter(1, "alice"), _letter(2, "bob"), _letter(3, "alice", cube="elsewhere")):
         world.store.record_dead_letter(letter)
-    world.erase(writable_cube_ids=["team"])
+    world.erase(cube_ids=["team"])
     assert _ids(world.store.list_dead_letters()) == ["q2", "q3"]

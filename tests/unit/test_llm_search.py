@@ -10,7 +10,8 @@ from memcube.adapters.hash_embedder import HashEmbedder
 from memcube.adapters.inmemory import InMemoryIndex, InMemoryStore
 from memcube.domain.llm_search import LLMReranker, rewrite_query
 from memcube.domain.model import Principal
-from memcube.domain.search import SearchRequest, SearchService
+from memcube.domain.search import SearchService
+from memcube_api.schemas.product import SearchRequest
 from tests.contract.support import memory
 from tests.unit.world import ScriptedLLM
 
@@ -29,7 +30,7 @@ def service(llm: ScriptedLLM | None = None, rerank_with_llm: bool = False) -> Se
 
 def ask(svc: SearchService, **fields: object) -> tuple[list[str], list[str]]:
     req = SearchRequest.model_validate({"user_id": "carol", "relativity": 0, "rerank": False, **fields})
-    answer = svc.search(req, Principal(user_id="carol", scopes=frozenset({"service"})))
+    answer = svc.search(req.to_query(), Principal(user_id="carol", scopes=frozenset({"service"})))
     return [s.item.id for c in answer.cubes for s in c.memories], answer.notes
 
 

@@ -14,9 +14,9 @@ from memcube.domain.history import HistoryService
 from memcube.domain.ingest import Delivery, IngestService, Verdict
 from memcube.domain.model import MemoryItem, MemoryOutcome, Principal, TaskPart
 from memcube.domain.organizer import Thresholds
-from memcube.domain.requests import AddRequest, to_command
 from memcube.domain.tasks import AddService
 from memcube.ports import DocumentReader, Embedder
+from memcube_api.schemas.product import AddRequest, to_command
 
 Reply = str | Callable[[str, str], str] | Exception
 

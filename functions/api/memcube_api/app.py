@@ -10,22 +10,39 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from memcube.domain import limits
 from memcube.domain.auth import VerifiedToken
-from memcube.domain.cubes import CreateCubeRequest, GrantRequest
-from memcube.domain.deletion import DeleteCubeRequest, DeleteMemoryRequest, Receipt
-from memcube.domain.history import UndoRequest
-from memcube.domain.memories import MAX_PAGE_SIZE
-from memcube.domain.model import MemoryItem, Principal, TaskRecord, TaskState
-from memcube.domain.requests import AddRequest, Id, to_command
-from memcube.domain.search import SearchRequest
-from memcube.domain.transfer import ExportRequest, ImportRequest, exported
+from memcube.domain.deletion import Receipt
+from memcube.domain.ids import Id
+from memcube.domain.model import Principal, TaskRecord, TaskState
+from memcube.domain.transfer import exported
 from memcube.wiring import Container
 from memcube_api.errors import BadBody, envelope, install
 from memcube_api.params import IDEMPOTENCY_KEY_DOC, Params, idempotency_key, openapi_params, read_params
+from memcube_api.schemas.product import (
+    AddRequest,
+    CreateCubeRequest,
+    DeleteCubeRequest,
+    DeleteMemoryRequest,
+    ExportRequest,
+    GetMemoryRequest,
+    GrantRequest,
+    ImportRequest,
+    SearchRequest,
+    UndoRequest,
+    to_command,
+)
+from memcube_api.schemas.views import (
+    added_view,
+    cube_memories,
+    memory_view,
+    receipt_view,
+    scored_view,
+    status_view,
+)
 
 M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,55 +99,6 @@ class MemoryIdParams(Params):
 
 
 BY_ID_DOC = openapi_params(MemoryIdParams, path=["memory_id"])
-
-
-class GetMemoryRequest(BaseModel):
-    """MemOS's GetMemoryRequest (the preference/tool/skill switches are accepted; memcube keeps
-    text memories only, so they add nothing)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mem_cube_id: Id
-    user_id: Id | None = None
-    include_preference: bool = True
-    include_tool_memory: bool = True
-    include_skill_memory: bool = True
-    filter: dict[str, Any] | None = None
-    page: int = Field(default=1, ge=1, le=100_000)
-    page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
-
-
-def _memory_view(item: MemoryItem, outcome: str | None = None, reason: str | None = None) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "memory": item.memory,
-        "memory_id": item.id,
-        "memory_type": item.metadata.memory_type,
-        "cube_id": item.metadata.cube_id,
-    }
-    if outcome is not None:
-        view |= {"outcome": outcome, "reason": reason}
-    return view
-
-
-def _cube_memories(cube_id: str, memories: list[dict[str, Any]], total: int) -> dict[str, Any]:
-    """MemOS's per-cube block of a memory list (get_memory and search answer the same shape)."""
-    return {"cube_id": cube_id, "memories": memories, "total_nodes": total}
-
-
-def _with_relativity(item: MemoryItem, relativity: float) -> dict[str, Any]:
-    body = item.public()
-    body["metadata"]["relativity"] = relativity
-    return body
-
-
-def status_view(record: TaskRecord) -> dict[str, Any]:
-    return {
-        "task_id": record.task.public_id,
-        "status": record.status.value,
-        "user_id": record.task.user_id,
-        "created_at": record.task.created_at,
-        "cubes": [p.public() for p in record.parts],
-    }
 
 
 async def blocking(request: Request, fn: Callable[..., T], *args: Any) -> T:
@@ -253,7 +221,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     async def get_memory_by_id(request: Request, c: Services, who: Caller) -> JSONResponse:
         q = read_params(request, MemoryIdParams)
         item = await blocking(request, c.reader.get, q.memory_id, c.authority.acting_for(who, q.user_id))
-        return envelope(200, "Memory retrieved successfully", item.public())
+        return envelope(200, "Memory retrieved successfully", memory_view(item))
 
     @app.get(
         "/product/get_memory_history/{memory_id}",
@@ -267,7 +235,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
             "memory_id": item.id,
             "status": item.metadata.status,
             "version": item.metadata.version,
-            "memory": item.public(),
+            "memory": memory_view(item),
             "history": list(reversed(item.metadata.history)),
         }
         return envelope(200, f"Memory history retrieved: {len(item.metadata.history)} change(s)", data)
@@ -279,7 +247,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def undo_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, UndoRequest)
-        receipt = await blocking(request, c.history.undo, req, c.authority.acting_for(who, req.user_id))
+        receipt = await blocking(request, c.history.undo, req.memory_id, c.authority.acting_for(who, req.user_id))
         return envelope(200, f"Undid the {receipt.undone} change of {receipt.memory_id}", asdict(receipt))
 
     @post_json(
@@ -292,7 +260,7 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
         principal = c.authority.acting_for(who, req.user_id)
         page = await blocking(request, c.reader.page, req.mem_cube_id, principal, req.page, req.page_size)
         data = {
-            "text_mem": [_cube_memories(page.cube_id, [i.public() for i in page.items], page.total)],
+            "text_mem": [cube_memories(page.cube_id, [memory_view(i) for i in page.items], page.total)],
             "pref_mem": [],
             "page": page.page,
             "page_size": page.page_size,
@@ -307,9 +275,10 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def search(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, SearchRequest)
-        answer = await blocking(request, c.searcher.search, req, c.authority.acting_for(who, req.user_id))
+        principal = c.authority.acting_for(who, req.user_id)
+        answer = await blocking(request, c.searcher.search, req.to_query(), principal)
         text_mem = [
-            _cube_memories(r.cube_id, [_with_relativity(s.item, s.relativity) for s in r.memories], len(r.memories))
+            cube_memories(r.cube_id, [scored_view(s.item, s.relativity) for s in r.memories], len(r.memories))
             for r in answer.cubes
         ]
         data: dict[str, Any] = {"text_mem": text_mem, "pref_mem": [], "tool_mem": [], "skill_mem": []}
@@ -323,7 +292,8 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def delete_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, DeleteMemoryRequest)
-        receipt = await blocking(request, c.deleter.delete, req, c.authority.acting_for(who, req.user_id))
+        principal = c.authority.acting_for(who, req.user_id)
+        receipt = await blocking(request, c.deleter.delete, req.to_command(), principal)
         return _receipt_response(receipt)
 
     @post_json(
@@ -343,7 +313,8 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def create_cube(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, CreateCubeRequest)
-        acl = await blocking(request, c.cubes.create, req, c.authority.acting_for(who, req.user_id))
+        principal = c.authority.acting_for(who, req.user_id)
+        acl = await blocking(request, c.cubes.create, req.to_command(), principal)
         return envelope(200, f"Cube {acl.cube_id} created", acl.model_dump())
 
     @post_json(
@@ -369,7 +340,9 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def export_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, ExportRequest)
-        items, cursor = await blocking(request, c.transfer.export_page, req, c.authority.acting_for(who, req.user_id))
+        principal = c.authority.acting_for(who, req.user_id)
+        page = (req.cube_id, req.cursor, req.limit, principal)
+        items, cursor = await blocking(request, c.transfer.export_page, *page)
         data = {"cube_id": req.cube_id, "items": [exported(i) for i in items], "next_cursor": cursor}
         return envelope(200, f"Exported {len(items)} memories", data)
 
@@ -380,7 +353,8 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
     )
     async def import_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         req = await read_json(request, ImportRequest)
-        result = await blocking(request, c.transfer.import_items, req, c.authority.acting_for(who, req.user_id))
+        principal = c.authority.acting_for(who, req.user_id)
+        result = await blocking(request, c.transfer.import_items, req.cube_id, req.items, principal)
         data = {"imported": result.imported, "existing": result.existing, "duplicates": result.duplicates}
         counts = (len(result.imported), len(result.existing), len(result.duplicates))
         message = "Memories imported: {} new, {} already there, {} duplicates".format(*counts)
@@ -398,7 +372,8 @@ def create_app(  # noqa: PLR0915 - one statement per route: the routes read best
 async def _change_grant(request: Request, c: Container, who: Principal | None, *, grant: bool) -> JSONResponse:
     req = await read_json(request, GrantRequest)
     change = c.cubes.grant if grant else c.cubes.revoke
-    acl = await blocking(request, change, req, c.authority.acting_for(who, req.user_id))
+    principal = c.authority.acting_for(who, req.user_id)
+    acl = await blocking(request, change, req.to_command(), principal)
     done = "Granted" if grant else "Revoked"
     return envelope(200, f"{done} {req.permission} on {acl.cube_id} for {req.target_user_id}", acl.model_dump())
 
@@ -408,7 +383,7 @@ def _receipt_response(receipt: Receipt) -> JSONResponse:
     data = {
         "status": "success",
         "deleted": receipt.memories,
-        "cubes": [r.view() for r in receipt.cubes],
+        "cubes": [receipt_view(r) for r in receipt.cubes],
         "not_found": receipt.not_found,
     }
     return envelope(200, f"Memories deleted successfully: {receipt.memories} removed", data)
@@ -453,7 +428,7 @@ def _sync_response(c: Container, record: TaskRecord, again: str) -> JSONResponse
         return envelope(422, f"memory add failed ({failed})", data, task_id=task_id)
     outcomes = [(o, p.cube_id) for p in record.parts for o in p.outcomes]
     items = {i.id: i for i in c.store.get_memories([o.memory_id for o, _ in outcomes])}
-    data = [_memory_view(items[o.memory_id], o.outcome, o.reason) for o, _ in outcomes if o.memory_id in items]
+    data = [added_view(items[o.memory_id], o.outcome, o.reason) for o, _ in outcomes if o.memory_id in items]
     counts: dict[str, int] = {}
     for o, _ in outcomes:
         counts[o.outcome] = counts.get(o.outcome, 0) + 1

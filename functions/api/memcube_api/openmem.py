@@ -2,7 +2,7 @@
 `/api/openmem/v1` (the path of the SDK's default base URL) and at the root, so the SDK works
 with `base_url="http://<host>:<port>/api/openmem/v1"` or `"http://<host>:<port>"`.
 
-Thin, like `app`: parse, map onto the `/product` domain (`memcube.domain.openmem`), call one
+Thin, like `app`: parse, map onto the `/product` requests (`memcube_api.schemas.hosted`), call one
 service, shape the hosted answer. A success is HTTP 200 with `code: 0`, as the hosted API
 answers; an error is the usual memcube envelope with the HTTP status as its code.
 """
@@ -18,11 +18,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from memcube.domain import limits, openmem
+from memcube.domain import limits
 from memcube.domain.deletion import Receipt
 from memcube.domain.errors import InvalidRequest
-from memcube.domain.model import MemoryItem, Principal, TaskRecord, TaskState
-from memcube.domain.openmem import (
+from memcube.domain.ids import check_id
+from memcube.domain.model import Principal, TaskRecord, TaskState
+from memcube.wiring import Container
+from memcube_api.app import BY_ID_DOC, Caller, MemoryIdParams, Services, _openapi_body, blocking, read_body, read_json
+from memcube_api.errors import BadBody
+from memcube_api.params import Params, idempotency_key, openapi_params, read_params
+from memcube_api.schemas import hosted
+from memcube_api.schemas.hosted import (
+    ANONYMOUS,
     HOSTED_STATUS,
     PREFIX,
     AddFeedbackBody,
@@ -35,13 +42,11 @@ from memcube.domain.openmem import (
     KnowledgebaseFilesBody,
     SearchMemoryBody,
     StatusBody,
-    Upload,
+    detail,
 )
-from memcube.domain.requests import AddRequest, check_id, to_command
-from memcube.wiring import Container
-from memcube_api.app import BY_ID_DOC, Caller, MemoryIdParams, Services, _openapi_body, blocking, read_body, read_json
-from memcube_api.errors import BadBody
-from memcube_api.params import Params, idempotency_key, openapi_params, read_params
+from memcube_api.schemas.product import AddRequest, to_command
+from memcube_api.schemas.uploads import Upload, json_upload, mime_for, upload_request
+from memcube_api.schemas.views import part_view, receipt_view
 
 F = TypeVar("F", bound=Callable[..., Any])
 TAG = "MemOS cloud API (memos.api.client.MemOSClient)"
@@ -52,32 +57,6 @@ FAILED = frozenset({TaskState.FAILED, TaskState.CANCELLED})
 def ok(message: str, data: Any) -> JSONResponse:
     """A hosted-API success: `code` 0."""
     return JSONResponse({"code": 0, "message": message, "data": data})
-
-
-def detail(item: MemoryItem, relativity: float | None = None) -> dict[str, Any]:
-    """A memory as the hosted API lists it (`memory_detail_list` entries), plus memcube's fields
-    that say where it lives and came from."""
-    meta = item.metadata
-    view: dict[str, Any] = {
-        "id": item.id,
-        "memory_key": meta.key,
-        "memory_value": item.memory,
-        "memory_type": meta.memory_type,
-        "create_time": meta.created_at,
-        "update_time": meta.updated_at,
-        "conversation_id": meta.session_id,
-        "status": meta.status,
-        "confidence": meta.confidence,
-        "tags": meta.tags,
-        "custom_tags": meta.custom_tags,
-        "info": meta.info,
-        "sources": [s.model_dump(mode="json", exclude_none=True, exclude={"data"}) for s in meta.sources],
-        "user_id": meta.user_id,
-        "cube_id": meta.cube_id,
-    }
-    if relativity is not None:
-        view["relativity"] = relativity
-    return view
 
 
 def task_data(record: TaskRecord) -> dict[str, Any]:
@@ -131,12 +110,12 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
 
     @post_json("/add/message", AddMessageBody, "Add messages (hosted API): a task per add, async by default")
     async def add_message(request: Request, c: Services, who: Caller) -> JSONResponse:
-        req = openmem.add_request(await read_json(request, AddMessageBody))
+        req = hosted.add_request(await read_json(request, AddMessageBody))
         return await _add(request, c, who, req, "Messages accepted")
 
     @post_json("/add/feedback", AddFeedbackBody, "Add feedback (hosted API): a correction of the user's memories")
     async def add_feedback(request: Request, c: Services, who: Caller) -> JSONResponse:
-        req = openmem.feedback_request(await read_json(request, AddFeedbackBody))
+        req = hosted.feedback_request(await read_json(request, AddFeedbackBody))
         return await _add(request, c, who, req, "Feedback accepted")
 
     @post_json("/get/status", StatusBody, "Status of a task (hosted API): running, completed or failed")
@@ -147,17 +126,18 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
         data = {
             "task_id": record.task.public_id,
             "status": HOSTED_STATUS[record.status],
-            "memory_views": openmem.memory_views(outcomes),
+            "memory_views": hosted.memory_views(outcomes),
             "state": record.status.value,
-            "cubes": [p.public() for p in record.parts],
+            "cubes": [part_view(p) for p in record.parts],
         }
         return ok(f"Task {record.status.value}", data)
 
     @post_json("/search/memory", SearchMemoryBody, "Search memories (hosted API): the cube and knowledge bases")
     async def search_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, SearchMemoryBody)
-        req = openmem.search_request(body)
-        answer = await blocking(request, c.searcher.search, req, c.authority.acting_for(who, req.user_id))
+        req = hosted.search_request(body)
+        principal = c.authority.acting_for(who, req.user_id)
+        answer = await blocking(request, c.searcher.search, req.to_query(), principal)
         scored = sorted((s for r in answer.cubes for s in r.memories), key=lambda s: (-s.relativity, s.item.id))
         data = {
             "memory_detail_list": [detail(s.item, s.relativity) for s in scored],
@@ -198,23 +178,25 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
     async def delete_memory(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, DeleteMemoryBody)
         if body.memory_ids is not None:
-            receipt = await blocking(request, c.openmem.delete_memories, body.memory_ids, _caller(c, who))
+            receipt = await blocking(request, c.knowledgebases.delete_memories, body.memory_ids, _caller(c, who))
         else:
-            req = openmem.delete_request(body, who.user_id if who else None)
-            receipt = await blocking(request, c.deleter.delete, req, c.authority.acting_for(who, req.user_id))
+            req = hosted.delete_request(body, who.user_id if who else None)
+            principal = c.authority.acting_for(who, req.user_id)
+            receipt = await blocking(request, c.deleter.delete, req.to_command(), principal)
         return _deleted(receipt)
 
     @post_json("/create/knowledgebase", CreateKnowledgebaseBody, "Create a knowledge base (hosted API), yours to own")
     async def create_knowledgebase(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, CreateKnowledgebaseBody)
-        knowledgebase_id = await blocking(request, c.openmem.create_knowledgebase, body, _caller(c, who))
+        name = body.knowledgebase_name
+        knowledgebase_id = await blocking(request, c.knowledgebases.create_knowledgebase, name, _caller(c, who))
         return ok(f"Knowledge base {knowledgebase_id} created", {"id": knowledgebase_id})
 
     @post_json("/delete/knowledgebase", DeleteKnowledgebaseBody, "Erase a knowledge base and its files (hosted API)")
     async def delete_knowledgebase(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, DeleteKnowledgebaseBody)
         principal = _knowledgebase_principal(c, who)
-        receipt = await blocking(request, c.openmem.delete_knowledgebase, body.knowledgebase_id, principal)
+        receipt = await blocking(request, c.knowledgebases.delete_knowledgebase, body.knowledgebase_id, principal)
         return _deleted(receipt)
 
     @router.post(
@@ -238,9 +220,9 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
         else:
             body = await read_json(request, KnowledgebaseFilesBody, limit=limits.MAX_FILE_BODY_BYTES)
             kb = body.knowledgebase_id
-            uploads = [openmem.json_upload(f, n) for n, f in enumerate(body.file)]
+            uploads = [json_upload(f, n) for n, f in enumerate(body.file)]
         principal = _knowledgebase_principal(c, who, adding=True)
-        req, file_ids = openmem.upload_request(kb, uploads, principal.user_id)
+        req, file_ids = upload_request(kb, uploads, principal.user_id)
         record = await blocking(request, _accept, c, req, principal)
         status = HOSTED_STATUS[record.status]
         data = [
@@ -261,7 +243,7 @@ def mount(app: FastAPI) -> list[type[BaseModel]]:  # noqa: PLR0915 - one stateme
     async def delete_knowledgebase_file(request: Request, c: Services, who: Caller) -> JSONResponse:
         body = await read_json(request, DeleteKnowledgebaseFilesBody)
         principal = _knowledgebase_principal(c, who)
-        receipt = await blocking(request, c.openmem.delete_files, body.file_ids, principal)
+        receipt = await blocking(request, c.knowledgebases.delete_files, body.file_ids, principal)
         return _deleted(receipt)
 
     models.append(KnowledgebaseFilesBody)
@@ -302,7 +284,7 @@ def _caller(c: Container, who: Principal | None) -> Principal | None:
 
 def _knowledgebase_principal(c: Container, who: Principal | None, *, adding: bool = False) -> Principal:
     """The key's principal, or with keys off the `anonymous` user (knowledge bases are open then)."""
-    principal = c.authority.acting_for(who, None if who else openmem.ANONYMOUS, adding=adding)
+    principal = c.authority.acting_for(who, None if who else ANONYMOUS, adding=adding)
     return principal
 
 
@@ -311,7 +293,7 @@ def _deleted(receipt: Receipt) -> JSONResponse:
         "success": True,
         "deleted": receipt.memories,
         "not_found": receipt.not_found,
-        "cubes": [r.view() for r in receipt.cubes],
+        "cubes": [receipt_view(r) for r in receipt.cubes],
     }
     return ok(f"Deleted {receipt.memories} memories", data)
 
@@ -341,7 +323,7 @@ async def _form_uploads(request: Request) -> list[Upload]:
         if not isinstance(part, UploadFile):
             raise InvalidRequest(f"file[{n}]: not a file (send each file as a multipart file part)")
         name = part.filename or f"file-{n + 1}"
-        uploads.append(Upload(name, await part.read(), openmem.mime_for(name, part.content_type)))
+        uploads.append(Upload(name, await part.read(), mime_for(name, part.content_type)))
     if not uploads:
         raise InvalidRequest("file: required (one or more files)")
     return uploads

@@ -27,10 +27,10 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from memcube.domain.ids import Id, check_id
 from memcube.domain.limiting import Limits
 from memcube.domain.model import Principal, iso, utcnow
 from memcube.domain.permissions import UserDirectory
-from memcube.domain.requests import Id, check_id
 
 Scope = Literal["user", "service", "admin"]
 PREFIX = "mck"
