@@ -22,6 +22,7 @@ from memcube.domain.messages import size_problem
 from memcube.domain.model import MemoryType, SourceMessage
 from memcube.domain.transfer import MAX_EXPORT_PAGE, MAX_IMPORT_ITEMS
 from memcube.domain.when import parse_time
+from memcube_api.params import Params
 from memcube_api.schemas.messages import MessageEntry, MessagesType, TextPart, flatten
 
 MAX_IDS = 1000
@@ -362,3 +363,13 @@ class GetMemoryRequest(BaseModel):
     filter: dict[str, Any] | None = None
     page: int = Field(default=1, ge=1, le=100_000)
     page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
+
+
+class StatusParams(Params):
+    user_id: Id
+    task_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class MemoryIdParams(Params):
+    memory_id: str = Field(min_length=1, max_length=200)
+    user_id: str | None = Field(default=None, max_length=limits.MAX_ID_CHARS)
