@@ -10,12 +10,11 @@ Bodies and parameters are read here, not by FastAPI's own `Body`/`Query` declara
 check every field against pydantic v1, importing `pydantic.v1` (60-70 ms of the API's cold start,
 BENCHMARKS.md), and could not refuse a wrong content type (415) or an oversized body (413) before
 parsing, nor name fields as memcube's error envelope does.
-
-(No `from __future__ import annotations` here: FastAPI reads these functions' annotations, which
-name per-call dependencies that only exist in a closure.)
 """
 
-from collections.abc import Callable
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -183,17 +182,19 @@ def acting(
     keyed: bool = False,
 ) -> Callable[..., Any]:
     """A dependency giving the route its input and principal: the caller authenticated, the
-    input read (`source`: a body model, or an input dependency), mapped (`mapped(input, caller)`),
+    input read (`source`: a body model, or an input reader of the request), mapped (`mapped(input, caller)`),
     the `Idempotency-Key` header read (`keyed`), then the principal resolved for
     `subject(input, caller)` (the user the request names, None for the caller's own), its
     request (and, `adding`, its add) counted against the caller's rate limit and quota."""
-    read = json_body(source) if isinstance(source, type) else source
+    read: Callable[[Request], Awaitable[Any]] = json_body(source) if isinstance(source, type) else source
 
-    async def act(request: Request, c: Services, who: Caller, given: Annotated[Any, Depends(read)]) -> Acting[Any]:
+    async def act(request: Request, c: Services, who: Caller) -> Acting[Any]:
+        given = await read(request)  # after the caller is authenticated
         value = mapped(given, who) if mapped is not None else given
         key = idempotency_key(request) if keyed else None
         principal = c.authority.acting_for(who, subject(value, who), adding=adding)
         return Acting(value, principal, who, key)
 
     act.acting = True  # type: ignore[attr-defined]
+    act.inputs = (read,)  # type: ignore[attr-defined]  # documented by the route (`routing`)
     return act

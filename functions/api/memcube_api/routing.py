@@ -1,5 +1,6 @@
-"""The routers' route class: every route acts through `deps.acting` (so its caller's rate limit is
-counted), and documents the input its dependencies read.
+"""The routers' route class: every route acts through `deps.acting` (so its caller is authenticated,
+before its input is read, and its rate limit counted), and documents the input its dependencies
+read.
 
 Bodies and parameters are read by dependencies (`deps`), so FastAPI does not see them; each input
 dependency carries its OpenAPI fragment instead, which this class puts into the route's operation
@@ -19,9 +20,11 @@ from pydantic import BaseModel
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    """The route's dependencies, and the input readers an `acting` dependency calls itself."""
     for sub in dependant.dependencies:
         if sub.call is not None:
             yield sub.call
+            yield from getattr(sub.call, "inputs", ())
         yield from _calls(sub)
 
 

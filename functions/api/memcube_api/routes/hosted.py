@@ -30,7 +30,7 @@ from memcube.domain.errors import InvalidRequest
 from memcube.domain.ids import check_id
 from memcube.domain.model import Principal, TaskRecord, TaskState
 from memcube.wiring import Container
-from memcube_api.deps import Acting, Services, acting, authenticated, blocking, documented, read_body, read_json
+from memcube_api.deps import Acting, Services, acting, blocking, documented, read_body, read_json
 from memcube_api.errors import BadBody
 from memcube_api.params import Params, openapi_params, read_params
 from memcube_api.routes.product import BY_ID
@@ -59,7 +59,7 @@ TAG = "MemOS cloud API (memos.api.client.MemOSClient)"
 TAG_AT_ROOT = "MemOS cloud API, also at the root"
 FAILED = frozenset({TaskState.FAILED, TaskState.CANCELLED})
 
-router = APIRouter(route_class=MemcubeRoute, dependencies=[Depends(authenticated)])
+router = APIRouter(route_class=MemcubeRoute)
 
 
 def ok(message: str, data: Any) -> JSONResponse:

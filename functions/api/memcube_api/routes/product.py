@@ -14,7 +14,7 @@ from memcube.domain.deletion import Receipt
 from memcube.domain.model import Principal, TaskRecord, TaskState
 from memcube.domain.transfer import exported
 from memcube.wiring import Container
-from memcube_api.deps import Acting, IdempotencyKey, Services, acting, authenticated, blocking, query
+from memcube_api.deps import Acting, IdempotencyKey, Services, acting, blocking, query
 from memcube_api.errors import envelope
 from memcube_api.routing import MemcubeRoute
 from memcube_api.schemas.product import (
@@ -41,7 +41,7 @@ from memcube_api.schemas.views import (
     status_view,
 )
 
-router = APIRouter(prefix="/product", route_class=MemcubeRoute, dependencies=[Depends(authenticated)])
+router = APIRouter(prefix="/product", route_class=MemcubeRoute)
 
 BY_ID = query(MemoryIdParams, path=("memory_id",))
 """A memory id in the path (and the reader's user_id in the query): shared with the hosted API."""
