@@ -1,10 +1,12 @@
-"""The routes' FastAPI dependencies: the container's services, the caller (authenticated before
-any body is read), the request's input (a JSON body, query parameters), and the principal the
-request acts as, after its rate limit is counted (`acting`).
+"""The routes' FastAPI dependencies: the container's services (`Services`), the caller
+(`Caller`, authenticated before any body is read), and `acting`: the request's input (a JSON
+body, query parameters, an upload) read and mapped, then the principal the request acts as,
+its rate limit counted.
 
 A route gets its principal only from `acting`, and the routers refuse a route without it
-(`routing.MemcubeRoute`), so no route can skip the rate limit. Each input dependency carries its
-OpenAPI documentation (`openapi`), which the route class puts into the route's operation.
+(`routing.MemcubeRoute`), so no route can skip authentication or the rate limit. Each input
+reader (`json_body`, `query`, the `IdempotencyKey` header) carries its OpenAPI documentation
+(`documented`), which the route class puts into the route's operation.
 
 Bodies and parameters are read here, not by FastAPI's own `Body`/`Query` declarations: those
 check every field against pydantic v1, importing `pydantic.v1` (60-70 ms of the API's cold start,
@@ -116,7 +118,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 def documented(
     dependency: Callable[..., Any], openapi: dict[str, Any], schemas: tuple[type[BaseModel], ...] = ()
 ) -> Callable[..., Any]:
-    """Mark an input dependency with its OpenAPI fragment (`requestBody` or `parameters`) and the
+    """Mark an input reader with its OpenAPI fragment (`requestBody` or `parameters`) and the
     models its `$ref`s name (`routing` documents both for every route that uses it)."""
     dependency.openapi = openapi  # type: ignore[attr-defined]
     dependency.schemas = schemas  # type: ignore[attr-defined]

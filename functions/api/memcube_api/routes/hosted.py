@@ -20,7 +20,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
 from starlette.datastructures import UploadFile
 
 from memcube.domain import limits
@@ -32,7 +31,7 @@ from memcube.domain.model import Principal, TaskRecord, TaskState
 from memcube.wiring import Container
 from memcube_api.deps import Acting, Services, acting, blocking, documented, read_body, read_json
 from memcube_api.errors import BadBody
-from memcube_api.params import Params, openapi_params, read_params
+from memcube_api.params import openapi_params, read_params
 from memcube_api.routes.product import BY_ID
 from memcube_api.routing import MemcubeRoute
 from memcube_api.schemas import hosted
@@ -52,7 +51,7 @@ from memcube_api.schemas.hosted import (
     detail,
 )
 from memcube_api.schemas.product import AddRequest, DeleteMemoryRequest, MemoryIdParams, SearchRequest, to_command
-from memcube_api.schemas.uploads import Upload, json_upload, mime_for, upload_request
+from memcube_api.schemas.uploads import Upload, UploadParams, json_upload, mime_for, upload_request
 from memcube_api.schemas.views import part_view, receipt_view
 
 TAG = "MemOS cloud API (memos.api.client.MemOSClient)"
@@ -73,13 +72,6 @@ def task_data(record: TaskRecord) -> dict[str, Any]:
         "task_id": record.task.public_id,
         "status": HOSTED_STATUS[record.status],
     }
-
-
-class UploadParams(Params):
-    """The SDK's form upload names its knowledge base (and the file type) in the query string."""
-
-    knowledgebase_id: str | None = Field(default=None, max_length=limits.MAX_ID_CHARS)
-    type: str | None = Field(default=None, max_length=32)
 
 
 async def _uploaded(request: Request) -> tuple[str, list[Upload]]:
@@ -108,6 +100,7 @@ def _knowledgebase_user(_: Any, who: Principal | None) -> str | None:
 
 
 def _subject(body: GetMemoryBody, _: Principal | None) -> str | None:
+    """The user (or agent) whose cube is read."""
     return body.user_id or body.agent_id
 
 
@@ -271,7 +264,7 @@ async def search_memory(request: Request, c: Services, call: Searching) -> JSONR
 @router.post("/get/memory", summary="One page of the subject's memories (hosted API)")
 async def get_memory(request: Request, c: Services, call: Listing) -> JSONResponse:
     body = call.input
-    subject = body.user_id or body.agent_id
+    subject = _subject(body, call.caller)
     assert subject is not None  # the model requires one
     page = await blocking(request, c.reader.page, subject, call.principal, body.page, body.size)
     data = {

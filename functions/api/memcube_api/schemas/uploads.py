@@ -7,13 +7,24 @@ import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pydantic import Field
+
 from memcube.domain import limits
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.files import BINARY_FILE_TYPES, base64_data_url, parse_data_url, readable
 from memcube.domain.knowledgebases import file_id_for
+from memcube_api.params import Params
 from memcube_api.schemas.hosted import KnowledgebaseFile
 from memcube_api.schemas.messages import URL_PREFIXES, FileData, FilePart, MessageEntry
 from memcube_api.schemas.product import AddRequest
+
+
+class UploadParams(Params):
+    """The SDK's form upload names its knowledge base (and the file type) in the query string."""
+
+    knowledgebase_id: str | None = Field(default=None, max_length=limits.MAX_ID_CHARS)
+    type: str | None = Field(default=None, max_length=32)
+
 
 FILE_TYPES = {
     ".txt": "text/plain",
