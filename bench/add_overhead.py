@@ -100,7 +100,7 @@ def bare_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """FastAPI + Mangum with one route that parses the body with `AddRequest`, nothing else."""
     import uuid
 
-    from memcube.domain.requests import AddRequest
+    from memcube_api.schemas.product import AddRequest
 
     app = FastAPI()
 

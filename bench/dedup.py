@@ -90,7 +90,7 @@ def open_cube(data_dir: Path, embedder: str) -> tuple[Any, Any, TimedEmbedder]:
 def run(sizes: list[int], adds: int, embedder: str, warmup: int = 2) -> dict[str, Any]:
     from bench.seed import working_copy
     from memcube.domain.model import TaskState
-    from memcube.domain.requests import AddRequest, to_command
+    from memcube_api.schemas.product import AddRequest, to_command
 
     bodies = conversations(adds + warmup)
     embed_seconds: dict[str, list[float]] = {}

@@ -54,10 +54,10 @@ def add(calls: int = 2000) -> str:
 def ingest(sessions: int = 40) -> str:
     from bench.corpus import from_jsonl
     from bench.ingest import corpus_file
-    from memcube.domain.requests import AddRequest, to_command
     from memcube.embedded import EmbeddedWorker
     from memcube.settings import Settings
     from memcube.wiring import Container
+    from memcube_api.schemas.product import AddRequest, to_command
 
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         c = Container(Settings(backend="embedded", data_dir=Path(tmp), embedder="minilm"))
@@ -81,7 +81,7 @@ def ingest(sessions: int = 40) -> str:
 def dedup(size: int, adds: int = 20) -> str:
     from bench.dedup import conversations, open_cube
     from bench.seed import working_copy
-    from memcube.domain.requests import AddRequest, to_command
+    from memcube_api.schemas.product import AddRequest, to_command
 
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         c, worker, _ = open_cube(working_copy(size, Path(tmp)), "minilm")
@@ -105,17 +105,17 @@ def search(size: int, searches: int = 20) -> str:
     from bench.dedup import open_cube
     from bench.search import queries
     from bench.seed import working_copy
-    from memcube.domain.search import SearchRequest
+    from memcube.domain.commands import SearchQuery
 
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         c, _, _ = open_cube(working_copy(size, Path(tmp)), "minilm")
         principal = c.authority.acting_for(None, "alice")
         texts = queries(searches + 1)
-        c.searcher.search(SearchRequest(query=texts[0], user_id="alice", relativity=0.0), principal)
+        c.searcher.search(SearchQuery(query=texts[0], cube_ids=["alice"], relativity=0.0), principal)
 
         def work() -> None:
             for q in texts[1:]:
-                c.searcher.search(SearchRequest(query=q, user_id="alice", relativity=0.0), principal)
+                c.searcher.search(SearchQuery(query=q, cube_ids=["alice"], relativity=0.0), principal)
 
         try:
             return _profiled(work)

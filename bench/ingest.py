@@ -42,10 +42,10 @@ MEM0_PYTHON = ROOT / ".tools" / "bench-mem0-venv" / "bin" / "python"
 def memcube_run(corpus: Path, data_dir: Path, embedder: str, user: str = "alice") -> dict[str, Any]:
     """Ingest the corpus into a fresh embedded default; called in a child process."""
     from memcube.domain.model import TaskState
-    from memcube.domain.requests import AddRequest, to_command
     from memcube.embedded import EmbeddedWorker
     from memcube.settings import Settings
     from memcube.wiring import Container
+    from memcube_api.schemas.product import AddRequest, to_command
 
     sessions = from_jsonl(corpus.read_text())
     container = Container(Settings(backend="embedded", data_dir=data_dir, embedder=embedder))  # type: ignore[arg-type]  # validated

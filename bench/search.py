@@ -59,7 +59,7 @@ def queries(count: int, seed: int = 9) -> list[str]:
 
 def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5) -> dict[str, Any]:
     from bench.seed import working_copy
-    from memcube.domain.search import SearchRequest
+    from memcube.domain.commands import SearchQuery
 
     texts = queries(searches + warmup)
     results: dict[str, Any] = {}
@@ -74,7 +74,7 @@ def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5) -> dict
             key = f"{name}{'/filtered' if flt else ''}"
             n = position.get(key, 0)
             position[key] = n + 1
-            request = SearchRequest(query=texts[n % len(texts)], user_id="alice", filter=flt, relativity=0.0)
+            request = SearchQuery(query=texts[n % len(texts)], cube_ids=["alice"], filter=flt, relativity=0.0)
             principal = container.authority.acting_for(None, "alice")
             start = time.perf_counter()
             found = container.searcher.search(request, principal)

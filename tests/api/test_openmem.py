@@ -14,9 +14,9 @@ import pytest
 from memcube.domain import limits
 from memcube.domain.ingest import Delivery
 from memcube.domain.model import TaskState
-from memcube.domain.openmem import PREFIX
 from memcube.wiring import Container
 from memcube_api.app import create_app
+from memcube_api.schemas.hosted import PREFIX
 from tests.api.conftest import assert_nothing_written, memory_container_with, serve
 from tests.lambda_support import call, invoke, queue_of, v2_event
 from tests.pdfs import pdf_with_pages

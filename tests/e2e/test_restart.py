@@ -11,8 +11,8 @@ from typing import Any
 
 from memcube.domain.ingest import content_hash
 from memcube.domain.reader import windows
-from memcube.domain.requests import AddRequest, to_command
 from memcube.domain.tasks import scoped_task_id
+from memcube_api.schemas.product import AddRequest, to_command
 from tests.e2e.conftest import MEMCUBE, ServeFactory, free_port
 
 

@@ -132,8 +132,8 @@ def test_a_function_crash_mid_batch_returns_the_batch_and_changes_nothing(
         while stack.sqs.waiting:
             n += 1
             if n % 2:
-                when = rng.choice(["before", "after"])
-                stack.faults["memories"].arm(Fault("put_memory", when, nth=rng.randint(1, 6)))
+                fault = Fault("put_memory", "before" if rng.random() < 0.5 else "after", nth=rng.randint(1, 6))
+                stack.faults["memories"].arm(fault)
             stack.sqs.deliver()
         check(stack, bodies, expected)
     assert stack.sqs.crashes > 0

@@ -13,8 +13,8 @@ from memcube.adapters.memory import open_stores as memory_stores
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, Unavailable
 from memcube.domain.ingest import Delivery, Verdict, item_id
 from memcube.domain.model import Principal, TaskState
-from memcube.domain.requests import AddRequest, to_command
 from memcube.domain.tasks import Submission
+from memcube_api.schemas.product import AddRequest, to_command
 from tests.services import add_service, ingest_service
 
 

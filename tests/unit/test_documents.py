@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from memcube.adapters.documents import FileTextReader
-from memcube.domain.deletion import DeleteMemoryRequest
+from memcube.domain.commands import DeleteMemories
 from memcube.domain.errors import InvalidRequest, UnreadableFile
 from memcube.domain.ingest import Verdict
 from memcube.domain.model import MemoryItem, Principal, SourceMessage, TaskState
 from memcube.domain.reader import CHUNK_TOKENS, count_tokens, document, read
-from memcube.domain.requests import AddRequest, to_command
+from memcube_api.schemas.product import AddRequest, to_command
 from tests.pdfs import pdf_with_pages
 from tests.services import deletion_service
 from tests.unit.world import World as BaseWorld
@@ -165,7 +165,7 @@ def test_deleting_by_file_id_removes_that_files_memories_only(world: World) -> N
     )
     of_one = [i for i in world.items() if i.metadata.sources[0].file_id == "kb-docs:one"]
     assert len(of_one) > 1
-    req = DeleteMemoryRequest(user_id="alice", writable_cube_ids=["kb-docs"], file_ids=["kb-docs:one"])
+    req = DeleteMemories(user_id="alice", cube_ids=["kb-docs"], file_ids=["kb-docs:one"])
     receipt = world.deleter.delete(req, ALICE)
     assert receipt.memories == len(of_one)
     [left] = world.items()

@@ -14,12 +14,12 @@ from memcube.adapters.hash_embedder import HashEmbedder
 from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
 from memcube.adapters.memory import open_stores as memory_stores
 from memcube.adapters.memory.memories import InMemoryMemories
-from memcube.domain.deletion import DeleteMemoryRequest
+from memcube.domain.commands import DeleteMemories
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Principal, TaskState
-from memcube.domain.requests import AddRequest, to_command
 from memcube.ports import PutResult
+from memcube_api.schemas.product import AddRequest, to_command
 from tests.services import add_service, deletion_service, ingest_service
 from tests.unit.world import Clock
 
@@ -53,7 +53,7 @@ class World:
         return [self.ingest.handle(Delivery(m.model_dump_json(), f"m{i}", 1, 5)) for i, m in enumerate(sent)]
 
     def erase(self, user: str = "alice", **body: Any) -> None:
-        self.deleter.delete(DeleteMemoryRequest(user_id=user, **body), Principal(user_id=user))
+        self.deleter.delete(DeleteMemories(user_id=user, **body), Principal(user_id=user))
 
     def status(self, task_id: str) -> TaskState:
         record = self.stores.tasks.get_task(task_id)
@@ -85,7 +85,7 @@ def test_an_add_submitted_after_an_erasure_is_stored(world: World) -> None:
 def test_a_user_erasure_drops_only_that_users_queued_adds_in_a_shared_cube(world: World) -> None:
     alices = world.submit(writable_cube_ids=["team"])
     bobs = world.submit("Bob likes coffee.", user="bob", writable_cube_ids=["team"])
-    world.erase(writable_cube_ids=["team"])
+    world.erase(cube_ids=["team"])
     world.deliver()
     assert (world.status(alices), world.status(bobs)) == (TaskState.CANCELLED, TaskState.COMPLETED)
     assert [i.metadata.user_id for i in world.stores.memories.iter_memories("team")] == ["bob"]
@@ -157,9 +157,7 @@ def test_deleting_an_item_deletes_the_archived_versions_it_replaced(world: World
     newer.metadata.covered_history = old.id
     newer.metadata.history = [{"version": 1, "memory": "Alice lives in Porto."}]
     world.stores.memories.put_memory(newer)
-    receipt = world.deleter.delete(
-        DeleteMemoryRequest(user_id="alice", memory_ids=["newer"]), Principal(user_id="alice")
-    )
+    receipt = world.deleter.delete(DeleteMemories(user_id="alice", memory_ids=["newer"]), Principal(user_id="alice"))
     [cube] = receipt.cubes
     assert (cube.memories, cube.history) == (2, 2)  # the archived version and the history entry
     assert list(world.stores.memories.iter_memories()) == []
@@ -180,5 +178,5 @@ def _ids(letters: Sequence[DeadLetter]) -> list[str]:
 def test_a_user_erasure_removes_that_users_dead_letters_in_the_cube_only(world: World) -> None:
     for letter in (_letter(1, "alice"), _letter(2, "bob"), _letter(3, "alice", cube="elsewhere")):
         world.stores.dead_letters.record_dead_letter(letter)
-    world.erase(writable_cube_ids=["team"])
+    world.erase(cube_ids=["team"])
     assert _ids(world.stores.dead_letters.list_dead_letters()) == ["q2", "q3"]

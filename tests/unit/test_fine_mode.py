@@ -10,7 +10,7 @@ from memcube.domain.errors import InvalidRequest, LLMUnavailable
 from memcube.domain.extraction import language_of
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.model import Principal, TaskState
-from memcube.domain.requests import AddRequest, to_command
+from memcube_api.schemas.product import AddRequest, to_command
 from tests.unit.world import ScriptedLLM, World, extraction, fact, kinds
 
 

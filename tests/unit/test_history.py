@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from memcube.domain.errors import InvalidRequest, NotFound
-from memcube.domain.history import UndoRequest
 from memcube.domain.model import Principal
 from tests.unit.test_organizer import CONVERSATION, edited
 from tests.unit.world import World, kinds, only
@@ -18,7 +17,7 @@ def test_undo_of_a_merge_restores_the_survivor_and_the_merged_item() -> None:
     world = World()
     [added] = world.run(CONVERSATION, custom_tags=["relocation"]).outcomes
     merged = only(world.run(edited(CONVERSATION), custom_tags=["work"]), "merged")
-    receipt = world.history.undo(UndoRequest(user_id="alice", memory_id=added.memory_id), ALICE)
+    receipt = world.history.undo(added.memory_id, ALICE)
     assert (receipt.undone, receipt.reverted, receipt.restored) == ("merged", [added.memory_id], merged.related_ids)
     survivor = world.item(added.memory_id)
     assert survivor.metadata.custom_tags == ["relocation"]
@@ -40,7 +39,7 @@ def test_undo_of_a_correction_reactivates_the_old_item_and_archives_the_correcti
         [{"role": "user", "content": "No, Alice lives in Porto near the castle, not Lisbon."}], is_feedback=True
     )
     correction = only(part, "updated").memory_id
-    receipt = world.history.undo(UndoRequest(user_id="alice", memory_id=correction), ALICE)
+    receipt = world.history.undo(correction, ALICE)
     assert (receipt.undone, receipt.restored, receipt.archived) == ("supersedes", [old.memory_id], [correction])
     restored = world.item(old.memory_id)
     assert (restored.metadata.status, restored.metadata.covered_history) == ("activated", None)
@@ -56,7 +55,7 @@ def test_undo_from_the_archived_side_undoes_the_same_correction() -> None:
         [{"role": "user", "content": "No, Alice lives in Porto near the castle, not Lisbon."}], is_feedback=True
     )
     assert sorted(kinds(part)) == ["archived", "updated"]
-    receipt = world.history.undo(UndoRequest(user_id="alice", memory_id=old.memory_id), ALICE)
+    receipt = world.history.undo(old.memory_id, ALICE)
     assert receipt.restored == [old.memory_id]
     assert [i.id for i in world.active()] == [old.memory_id]
 
@@ -65,9 +64,9 @@ def test_a_second_undo_has_nothing_left_to_undo() -> None:
     world = World()
     [added] = world.run(CONVERSATION).outcomes
     world.run(edited(CONVERSATION))
-    world.history.undo(UndoRequest(user_id="alice", memory_id=added.memory_id), ALICE)
+    world.history.undo(added.memory_id, ALICE)
     with pytest.raises(InvalidRequest, match="no merge or correction to undo"):
-        world.history.undo(UndoRequest(user_id="alice", memory_id=added.memory_id), ALICE)
+        world.history.undo(added.memory_id, ALICE)
 
 
 def test_another_users_item_cannot_be_read_or_undone_and_does_not_leak() -> None:
@@ -79,7 +78,7 @@ def test_another_users_item_cannot_be_read_or_undone_and_does_not_leak() -> None
     with pytest.raises(NotFound):
         world.history.history(added.memory_id, mallory)
     with pytest.raises(NotFound):
-        world.history.undo(UndoRequest(user_id="mallory", memory_id=added.memory_id), mallory)
+        world.history.undo(added.memory_id, mallory)
     assert world.item(added.memory_id).metadata.version == 2
 
 

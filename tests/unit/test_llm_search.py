@@ -11,7 +11,8 @@ from memcube.adapters.memory import InMemoryIndex
 from memcube.adapters.memory import open_stores as memory_stores
 from memcube.domain.llm_search import LLMReranker, rewrite_query
 from memcube.domain.model import Principal
-from memcube.domain.search import SearchRequest, SearchService
+from memcube.domain.search import SearchService
+from memcube_api.schemas.product import SearchRequest
 from tests.contract.support import memory
 from tests.unit.world import ScriptedLLM
 
@@ -30,7 +31,7 @@ def service(llm: ScriptedLLM | None = None, rerank_with_llm: bool = False) -> Se
 
 def ask(svc: SearchService, **fields: object) -> tuple[list[str], list[str]]:
     req = SearchRequest.model_validate({"user_id": "carol", "relativity": 0, "rerank": False, **fields})
-    answer = svc.search(req, Principal(user_id="carol", scopes=frozenset({"service"})))
+    answer = svc.search(req.to_query(), Principal(user_id="carol", scopes=frozenset({"service"})))
     return [s.item.id for c in answer.cubes for s in c.memories], answer.notes
 
 

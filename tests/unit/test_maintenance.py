@@ -80,7 +80,7 @@ def test_redrive_replays_dead_letters_once_fixed_and_is_safe_to_repeat(tmp_path:
     from memcube.domain.ingest import Delivery
     from memcube.domain.maintenance import redrive_dead_letters
     from memcube.domain.model import Principal, TaskState
-    from memcube.domain.requests import AddRequest, to_command
+    from memcube_api.schemas.product import AddRequest, to_command
 
     container = Container(Settings(backend="embedded", data_dir=tmp_path, max_receive_count=1))
     cmd = to_command(AddRequest.model_validate({"user_id": "u1", "messages": "a fact worth keeping"}))

@@ -1,4 +1,4 @@
-"""The hosted MemOS API's requests, mapped onto the /product domain's (memcube.domain.openmem)."""
+"""The hosted MemOS API's requests, mapped onto the /product ones (memcube_api.schemas.hosted)."""
 
 from __future__ import annotations
 
@@ -9,25 +9,22 @@ import pytest
 from pydantic import ValidationError
 
 from memcube.domain.errors import InvalidRequest
-from memcube.domain.openmem import (
+from memcube.domain.knowledgebases import cube_of_file, file_id_for, knowledgebase_id_for
+from memcube_api.schemas.hosted import (
     AddFeedbackBody,
     AddMessageBody,
     DeleteMemoryBody,
     GetMemoryBody,
     KnowledgebaseFile,
     SearchMemoryBody,
-    Upload,
     add_request,
-    cube_of_file,
     delete_request,
     feedback_request,
-    file_id_for,
-    json_upload,
-    knowledgebase_id_for,
     search_request,
-    upload_request,
 )
-from memcube.domain.requests import ChatMessage, to_command
+from memcube_api.schemas.messages import ChatMessage
+from memcube_api.schemas.product import to_command
+from memcube_api.schemas.uploads import Upload, json_upload, upload_request
 
 SAID = [{"role": "user", "content": "I run on Sundays."}]
 
@@ -118,7 +115,7 @@ def test_a_search_reads_the_subject_and_its_knowledge_bases_with_the_hosted_limi
     body = SearchMemoryBody(query="runs", user_id="alice", conversation_id="c1", memory_limit_number=3,
                             knowledgebase_ids=["kb-1"], filter={"tags": {"contains": "run"}})  # fmt: skip
     req = search_request(body)
-    assert (req.user_id, req.cube_ids(), req.session_id, req.top_k) == ("alice", ["alice", "kb-1"], "c1", 3)
+    assert (req.user_id, req.to_query().cube_ids, req.session_id, req.top_k) == ("alice", ["alice", "kb-1"], "c1", 3)
     assert req.relativity == 0.45 and req.filter == {"tags": {"contains": "run"}}
     assert search_request(SearchMemoryBody(query="q", agent_id="bot", relativity=0.1)).relativity == 0.1
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from memcube.domain import limits
 from memcube.domain.errors import InvalidRequest
-from memcube.domain.requests import AddRequest, to_command
+from memcube_api.schemas.product import AddRequest, to_command
 
 
 def command(**body: Any) -> Any:
@@ -176,7 +176,7 @@ def test_nan_or_infinity_in_info_is_refused() -> None:
 
 @pytest.mark.parametrize("value", ["alice\n", "alice\r\n", "\nalice"])
 def test_an_id_with_a_line_break_is_refused_everywhere_an_id_is_checked(value: str) -> None:
-    from memcube.domain.requests import check_cube_ids, check_id
+    from memcube.domain.ids import check_cube_ids, check_id
 
     with pytest.raises(ValueError, match="is not a valid id"):
         check_id(value, "user_id")

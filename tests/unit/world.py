@@ -15,8 +15,8 @@ from memcube.domain.history import HistoryService
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.model import MemoryItem, MemoryOutcome, Principal, TaskPart
 from memcube.domain.organizer import Thresholds
-from memcube.domain.requests import AddRequest, to_command
 from memcube.ports import DocumentReader, Embedder
+from memcube_api.schemas.product import AddRequest, to_command
 from tests.services import add_service, ingest_service
 
 Reply = str | Callable[[str, str], str] | Exception

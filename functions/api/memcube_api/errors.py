@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from memcube.domain.errors import DomainError, RateLimited
-from memcube.domain.requests import UNION_TAGS
+from memcube_api.schemas.messages import UNION_TAGS
 
 log = logging.getLogger(__name__)
 MAX_REPORTED = 10

@@ -125,7 +125,7 @@ def keys() -> None:
 @click.option("--label", default="", help="A note on what the key is for.")
 def keys_create(data_dir: Path | None, user_id: str, scope: str, label: str) -> None:
     """Create a key and print it (the only time it is shown)."""
-    from memcube.domain.requests import check_id
+    from memcube.domain.ids import check_id
 
     try:
         check_id(user_id, "--user")

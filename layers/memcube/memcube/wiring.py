@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from memcube.adapters.sqlite.queue import SqliteQueue
     from memcube.adapters.sqs_queue import SqsQueue
     from memcube.domain.ingest import IngestService
+    from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
-    from memcube.domain.openmem import OpenMemService
     from memcube.ports import (
         LLM,
         DeadLetterSink,
@@ -352,10 +352,10 @@ class Container:
         )
 
     @cached_property
-    def openmem(self) -> OpenMemService:
-        from memcube.domain.openmem import OpenMemService  # the API's alone: the worker never loads it
+    def knowledgebases(self) -> KnowledgeBaseService:
+        from memcube.domain.knowledgebases import KnowledgeBaseService  # the API's alone: the worker never loads it
 
-        return OpenMemService(self.directory, self.deleter, self.cubes)
+        return KnowledgeBaseService(self.directory, self.deleter, self.cubes)
 
     @cached_property
     def transfer(self) -> TransferService:

@@ -27,9 +27,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from memcube.domain.ids import Id, check_id
 from memcube.domain.limiting import Limits
 from memcube.domain.model import Principal, iso, utcnow
-from memcube.domain.requests import Id, check_id
 from memcube.ports import KeyStore, UserDirectory
 
 Scope = Literal["user", "service", "admin"]
@@ -235,10 +235,10 @@ class Authority:
             self._known.clear()
         self._known.add(user_id)
 
-    def task_owner(self, caller: Principal | None) -> str | None:
-        """Whose tasks `caller` may read (None: anyone's, for a key that acts for others or with
-        keys off), after its request is counted."""
-        principal = self.acting_for(caller, None)
+    @staticmethod
+    def task_owner(caller: Principal | None, principal: Principal) -> str | None:
+        """Whose tasks `caller`, acting as `principal` (`acting_for(caller, None)`), may read
+        (None: anyone's, for a key that acts for others or with keys off)."""
         return None if caller is None or caller.scopes & ACT_FOR_OTHERS else principal.user_id
 
     def _resolve(self, caller: Principal | None, user_id: str | None) -> Principal:

@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from memcube.domain import limits
+from memcube.domain.commands import GrantChange, NewCube
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from memcube.domain.model import MemoryItem, Principal, iso, utcnow
 from memcube.domain.permissions import CubeAcl, authorize_owner
-from memcube.domain.requests import Id
 from memcube.ports import KeyStore, UserDirectory
 
 ATTEMPTS = 5
-
-
-class CreateCubeRequest(BaseModel):
-    """`POST /product/create_cube`: a knowledge-base cube owned by `user_id`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: Id
-    cube_id: Id
-    readers: list[Id] = Field(default_factory=list, max_length=limits.MAX_GRANTS)
-    writers: list[Id] = Field(default_factory=list, max_length=limits.MAX_GRANTS)
-
-
-class GrantRequest(BaseModel):
-    """`POST /product/grant_cube` and `/product/revoke_cube`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: Id
-    cube_id: Id
-    target_user_id: Id
-    permission: Literal["read", "write"]
 
 
 TAKEN = "cube_id: {!r} is taken (a user's personal cube or an existing knowledge base); choose another id"
@@ -58,7 +32,7 @@ class CubeService:
         at key creation still makes its user exist)."""
         return self._users.is_user(user_id) or (self._keys is not None and bool(self._keys.list_keys(user_id)))
 
-    def create(self, req: CreateCubeRequest, principal: Principal) -> CubeAcl:
+    def create(self, req: NewCube, principal: Principal) -> CubeAcl:
         # One answer for a user's id and an existing cube: the 409 tells no user ids apart.
         if req.cube_id == principal.user_id or self.is_user(req.cube_id):
             raise Conflict(TAKEN.format(req.cube_id))
@@ -74,10 +48,10 @@ class CubeService:
         self._users.register_user(principal.user_id)  # only once created: a refused request writes nothing
         return acl
 
-    def grant(self, req: GrantRequest, principal: Principal) -> CubeAcl:
+    def grant(self, req: GrantChange, principal: Principal) -> CubeAcl:
         return self._change(req, principal, add=True)
 
-    def revoke(self, req: GrantRequest, principal: Principal) -> CubeAcl:
+    def revoke(self, req: GrantChange, principal: Principal) -> CubeAcl:
         return self._change(req, principal, add=False)
 
     def get(self, cube_id: str, principal: Principal) -> CubeAcl:
@@ -91,7 +65,7 @@ class CubeService:
         authorize_owner(principal, cube_id, self._users)
         return acl
 
-    def _change(self, req: GrantRequest, principal: Principal, *, add: bool) -> CubeAcl:
+    def _change(self, req: GrantChange, principal: Principal, *, add: bool) -> CubeAcl:
         acl = self.get(req.cube_id, principal)
         if req.target_user_id == acl.owner_id:
             raise InvalidRequest("target_user_id: the owner always has every right")

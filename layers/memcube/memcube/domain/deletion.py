@@ -16,17 +16,16 @@ Every delete answers with a receipt of counts per place, per cube.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
+from memcube.domain.commands import DeleteMemories
 from memcube.domain.errors import Forbidden, InvalidRequest
 from memcube.domain.filters import Filter, compile_filter, matches
 from memcube.domain.messages import QueuedAdd, peek
 from memcube.domain.model import ERASED_NOTE, MemoryItem, Principal, TaskState, iso, utcnow
 from memcube.domain.permissions import authorize_owner, authorize_write
-from memcube.domain.requests import Id, check_cube_ids
 from memcube.domain.search import filter_doc
 from memcube.ports import (
     DeadLetterStore,
@@ -38,40 +37,7 @@ from memcube.ports import (
     UserDirectory,
 )
 
-MAX_IDS = 1000
 PAGE = 500
-
-
-class DeleteMemoryRequest(BaseModel):
-    """MemOS's delete request. Exactly one of `memory_ids`, `file_ids`, `filter` selects what to
-    delete; `session_id` (or its alias `conversation_id`) narrows a filter or stands alone; with
-    none of them the request erases everything `user_id` wrote in the cubes. `auto_cleanup_working`
-    is accepted for compatibility: memcube keeps no working-memory copies to clean up."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: Id
-    writable_cube_ids: list[str] | None = None
-    memory_ids: list[Id] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
-    file_ids: list[Id] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
-    filter: dict[str, Any] | None = None
-    session_id: Id | None = None
-    conversation_id: Id | None = None
-    auto_cleanup_working: bool = False
-
-    @field_validator("writable_cube_ids")
-    @classmethod
-    def _cubes(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else check_cube_ids(value)
-
-
-class DeleteCubeRequest(BaseModel):
-    """Erase a whole cube: every item, queued add and dead letter of it, whoever wrote them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: Id
-    cube_id: Id
 
 
 @dataclass
@@ -92,9 +58,6 @@ class CubeReceipt:
     """Dead-letter records removed with their bodies (erasures only)."""
     erased: bool = False
     """True for an erasure: work submitted before it will never write to the cube."""
-
-    def view(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -138,16 +101,16 @@ class DeletionService:
         self._queue = queue
         self._now = now
 
-    def delete(self, req: DeleteMemoryRequest, principal: Principal) -> Receipt:
-        session = _session(req)
+    def delete(self, req: DeleteMemories, principal: Principal) -> Receipt:
+        session = req.session_id
         chosen = [name for name in ("memory_ids", "file_ids", "filter") if getattr(req, name) is not None]
         if len(chosen) > 1:
             raise InvalidRequest(f"{' and '.join(chosen)}: give exactly one of memory_ids, file_ids, filter")
         if chosen and chosen[0] != "filter" and session is not None:
             raise InvalidRequest(f"session_id: narrows a filter delete only, not a delete by {chosen[0]}")
         if req.memory_ids is not None:
-            return self._by_ids(req.memory_ids, req.writable_cube_ids, principal)
-        cubes = req.writable_cube_ids or [req.user_id]
+            return self._by_ids(req.memory_ids, req.cube_ids, principal)
+        cubes = req.cube_ids or [req.user_id]
         authorize_write(principal, cubes, self._users)
         if req.file_ids is not None:
             return self._files(cubes, dict.fromkeys(cubes, req.file_ids))
@@ -289,12 +252,6 @@ class DeletionService:
 
 def _of_files(files: set[str]) -> _Selection:
     return _Selection(lambda i: any(s.file_id in files for s in i.metadata.sources))
-
-
-def _session(req: DeleteMemoryRequest) -> str | None:
-    if req.session_id and req.conversation_id and req.session_id != req.conversation_id:
-        raise InvalidRequest("conversation_id: is an alias of session_id and must not differ from it")
-    return req.session_id or req.conversation_id
 
 
 def _matcher(flt: Filter | None, session: str | None) -> Callable[[MemoryItem], bool]:

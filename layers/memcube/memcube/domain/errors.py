@@ -1,7 +1,7 @@
 """The small error hierarchy of the domain.
 
 Each class carries the HTTP status it maps to so the API maps errors in one place
-(`memcube_api.app`) without matching message strings. The worker treats
+(`memcube_api.errors`) without matching message strings. The worker treats
 `PermanentError` subclasses as poison (no retry) and everything else as transient.
 """
 

@@ -18,12 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from memcube.domain.model import MemoryItem, MemoryMetadata, Principal
 from memcube.domain.permissions import authorize_read, authorize_write
-from memcube.domain.requests import Id
 from memcube.ports import Embedder, MemoryStore, SearchIndex, UserDirectory
 
 UNDOABLE = ("merged", "archived", "supersedes")
@@ -116,13 +113,6 @@ def last_undoable(item: MemoryItem) -> dict[str, Any] | None:
     return None
 
 
-class UndoRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: Id
-    memory_id: Id
-
-
 @dataclass
 class UndoReceipt:
     undone: str
@@ -169,14 +159,14 @@ class HistoryService:
         """The item (any status) with its full history, for the history endpoint."""
         return self._item(memory_id, principal, write=False)
 
-    def undo(self, req: UndoRequest, principal: Principal) -> UndoReceipt:
+    def undo(self, memory_id: str, principal: Principal) -> UndoReceipt:
         """Revert the item's newest change: a merge (the survivor goes back to its previous
         version and the merged item is written again on its own) or a supersession (the newer
         item is archived and the older one(s) active again), with the index following."""
-        item = self._item(req.memory_id, principal, write=True)
+        item = self._item(memory_id, principal, write=True)
         entry = last_undoable(item)
         if entry is None:
-            raise InvalidRequest(f"memory_id: {req.memory_id!r} has no merge or correction to undo")
+            raise InvalidRequest(f"memory_id: {memory_id!r} has no merge or correction to undo")
         now = self._now()
         if entry["action"] == "merged":
             receipt = self._undo_merge(item, entry, now)

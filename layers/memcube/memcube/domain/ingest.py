@@ -13,7 +13,6 @@ and that they are not yet searchable while the message waits for its retry.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import logging
@@ -30,6 +29,7 @@ from pydantic import ValidationError
 from memcube.domain.errors import Forbidden, PermanentError, UnreadableFile
 from memcube.domain.extraction import MAX_ITEMS, Extraction, Extractor
 from memcube.domain.feedback import FeedbackService, split_feedback
+from memcube.domain.files import parse_data_url
 from memcube.domain.messages import QueuedAdd, peek
 from memcube.domain.model import (
     ERASED_NOTE,
@@ -409,11 +409,13 @@ class IngestService:
                 out.append(unit)
                 continue
             name = unit.filename or unit.file_id or "a file"
-            mime, _, payload = unit.data.removeprefix("data:").partition(";base64,")
+            url = parse_data_url(unit.data)
+            if url is None or url.mime is None:  # the queued message's schema admits typed data URLs only
+                raise UnreadableFile(f"{name}: its data is not a data URL with a file type")
             if self._documents is None:
-                raise UnreadableFile(f"{name}: no document reader is configured for {mime}")
+                raise UnreadableFile(f"{name}: no document reader is configured for {url.mime}")
             try:
-                text = self._documents.text(base64.b64decode(payload, validate=True), mime)
+                text = self._documents.text(url.decoded(), url.mime)
             except binascii.Error as exc:
                 raise UnreadableFile(f"{name}: its data is not valid base64 ({exc})") from exc
             except UnreadableFile as exc:

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from memcube.domain import limits
+from memcube.domain.files import decoded_size, is_binary_data_url
+from memcube.domain.ids import Id, check_info
 from memcube.domain.model import SourceMessage
-from memcube.domain.requests import Id, check_info, size_problem
 
 SCHEMA_VERSION: Literal[1] = 1
-_BINARY_DATA = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,")
 
 
 class QueuedAdd(BaseModel):
@@ -58,7 +58,7 @@ class QueuedAdd(BaseModel):
         if not any(m.content.strip() or m.data for m in value):
             raise ValueError("no text to remember")
         for m in value:
-            if m.data is not None and (m.type != "file" or not _BINARY_DATA.match(m.data[:200])):
+            if m.data is not None and (m.type != "file" or not is_binary_data_url(m.data)):
                 raise ValueError("data: only a file carries data, as data:<mime>;base64,<bytes>")
         problem = size_problem(value)
         if problem is not None:
@@ -82,6 +82,23 @@ class QueuedAdd(BaseModel):
         minutes); a retry of a failed part is a new run, and so a new message."""
         again = f"\x1f{self.run}" if self.run else ""
         return hashlib.sha256(f"{self.task_id}\x1f{self.cube_id}{again}".encode()).hexdigest()
+
+
+def file_bytes(unit: SourceMessage) -> int:
+    """A file unit's size: its text's UTF-8 bytes, or its binary data's decoded bytes."""
+    return len(unit.content.encode()) if unit.data is None else decoded_size(unit.data)
+
+
+def size_problem(units: Sequence[SourceMessage]) -> str | None:
+    """Why these units are too large, or None. Conversation text and files have separate budgets:
+    a knowledge-base file may be larger than any conversation."""
+    text = sum(len(u.content.encode()) for u in units if u.type != "file")
+    if text > limits.MAX_CONTENT_BYTES:
+        return f"at most {limits.MAX_CONTENT_BYTES} bytes of text, got {text}"
+    files = sum(file_bytes(u) for u in units if u.type == "file")
+    if files > limits.MAX_FILE_BYTES:
+        return f"at most {limits.MAX_FILE_BYTES} bytes of files, got {files}"
+    return None
 
 
 def peek(body: str, field: str) -> str | None:

@@ -124,12 +124,6 @@ class MemoryItem(BaseModel):
             theirs.created_at,
         )
 
-    def public(self) -> dict[str, Any]:
-        """The item as clients see it: embeddings are never returned."""
-        body = self.model_dump(mode="json")
-        body["metadata"].pop("embedding", None)
-        return body
-
 
 class TaskState(StrEnum):
     WAITING = "waiting"
@@ -242,10 +236,6 @@ class TaskPart(BaseModel):
                 "runs": [*self.runs, run],
             }
         )  # fmt: skip
-
-    def public(self) -> dict[str, Any]:
-        """The part as a status response shows it."""
-        return self.model_dump(mode="json", exclude={"feedback_plan", "running"})
 
 
 class Task(BaseModel):

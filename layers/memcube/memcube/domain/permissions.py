@@ -6,7 +6,7 @@
   API key is made, and for a JWT subject or a user a service key acts for, from their first
   request (`auth.Authority`). A knowledge base's id is never a user's (`cubes.CubeService.create`
   refuses a user's id, and acting as a knowledge base's id is refused).
-- A **knowledge-base cube** is created with an owner (`POST /product/create_cube`); the owner
+- A **knowledge-base cube** is created with an owner (`cubes.CubeService.create`); the owner
   grants `read` or `write` to other users. Write implies read. Only the owner (or an admin key)
   grants, revokes and deletes the cube.
 - A knowledge-base cube nobody created is open only while API keys are off (the loopback-only

@@ -1,4 +1,4 @@
-"""Search (MemOS's `/product/search`): hybrid ranking over the index, items read from the store.
+"""Search, as MemOS searches: hybrid ranking over the index, items read from the store.
 
 Each candidate the index returns (its top vector and top text matches, confined to the readable
 cubes, `activated` items and the filter) is scored
@@ -35,17 +35,14 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from memcube.domain import limits
 from memcube.domain.accel import numpy_or_none
+from memcube.domain.commands import SearchQuery
 from memcube.domain.errors import DomainError, InvalidRequest
 from memcube.domain.filters import And, Cond, Filter, compile_filter
-from memcube.domain.model import MemoryItem, MemoryType, Principal, utcnow
+from memcube.domain.model import MemoryItem, Principal, utcnow
 from memcube.domain.permissions import authorize_read
-from memcube.domain.requests import Id, check_cube_ids
 from memcube.domain.when import Span, parse_time, query_span
 from memcube.ports import LLM, Embedder, Hit, MemoryStore, Reranker, SearchIndex, UserDirectory
 
@@ -90,70 +87,6 @@ DEFAULT_SCALE = CosineScale(unrelated=0.0, related=0.5)
 
 def cosine_scale(model_id: str) -> CosineScale:
     return next((v for k, v in COSINE_SCALES.items() if model_id.startswith(k)), DEFAULT_SCALE)
-
-
-SearchMemoryType = Literal["All"] | MemoryType
-
-
-class SearchRequest(BaseModel):
-    """MemOS's APISearchRequest. The preference, tool and skill switches select memory kinds
-    that memcube does not extract yet: their lists come back empty."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    query: str = Field(min_length=1, max_length=4096)
-    user_id: Id
-    readable_cube_ids: list[str] | None = None
-    mem_cube_id: Id | None = Field(default=None, json_schema_extra={"deprecated": True})
-    mode: Literal["fast", "fine", "mixture"] = "fast"
-    session_id: Id | None = None
-    top_k: int = Field(default=10, ge=1, le=100)
-    relativity: float = Field(default=0.45, ge=0.0, le=1.0)
-    dedup: Literal["no", "sim", "mmr"] = "mmr"
-    rerank: bool = True
-    filter: dict[str, Any] | None = None
-    search_memory_type: SearchMemoryType = "All"
-    include_preference: bool = True
-    pref_top_k: int = Field(default=6, ge=0, le=100)
-    search_tool_memory: bool = True
-    tool_mem_top_k: int = Field(default=6, ge=0, le=100)
-    include_skill_memory: bool = True
-    skill_mem_top_k: int = Field(default=3, ge=0, le=100)
-    internet_search: bool = False
-    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
-    reference_time: str | None = Field(default=None, max_length=64)
-    chat_history: list[dict[str, Any]] | None = Field(default=None, max_length=limits.MAX_MESSAGES)
-    neighbor_discovery: bool = False
-    source: str | None = Field(default=None, max_length=256)
-    context_format: Literal["memory"] = "memory"
-
-    @field_validator("readable_cube_ids")
-    @classmethod
-    def _cubes(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else check_cube_ids(value)
-
-    @field_validator("reference_time")
-    @classmethod
-    def _reference(cls, value: str | None) -> str | None:
-        if value is not None and parse_time(value) is None:
-            raise ValueError("not a time with a year (e.g. 2023-05-08T13:56:00Z or 8 May 2023)")
-        return value
-
-    @model_validator(mode="after")
-    def _refusals(self) -> SearchRequest:
-        if self.internet_search:
-            raise ValueError("internet_search: memcube searches memories only, never the internet (send false)")
-        if self.neighbor_discovery:
-            raise ValueError("neighbor_discovery: memcube keeps no memory graph to walk (send false)")
-        if self.chat_history and self.mode == "fast":
-            raise ValueError(
-                "chat_history: it is read by mode fine or mixture, where the LLM rewrites the query with it; "
-                "in fast mode send the query alone"
-            )
-        return self
-
-    def cube_ids(self) -> list[str]:
-        return self.readable_cube_ids or ([self.mem_cube_id] if self.mem_cube_id else [self.user_id])
 
 
 @dataclass(frozen=True)
@@ -204,41 +137,35 @@ class SearchService:
         self._scale = cosine_scale(embedder.model_id)
         self._now = now
 
-    def search(self, req: SearchRequest, principal: Principal) -> SearchAnswer:
-        cubes = req.cube_ids()
-        for cube in cubes:
+    def search(self, q: SearchQuery, principal: Principal) -> SearchAnswer:
+        for cube in q.cube_ids:
             authorize_read(principal, cube, self._users)
-        flt = compile_filter(req.filter)
-        if req.search_memory_type != "All":
-            kind = Cond("memory_type", "eq", req.search_memory_type)
-            flt = kind if flt is None else And((flt, kind))
-        if not req.query.strip():
+        flt = _filter(q)
+        if not q.query.strip():
             raise InvalidRequest("query: must contain text")
         notes: list[str] = []
-        reference = parse_time(req.reference_time) or self._now()
-        period = query_span(req.query, reference)
+        ranked = self._candidates(q, flt, notes)
+        if q.threshold is not None:
+            ranked = [c for c in ranked if c.cosine >= q.threshold]
+        ranked = self._reranked(q, ranked, notes) if q.rerank else ranked
+        scored = _deduped(q, [Scored(c.item, round(min(c.score, 1.0), 4)) for c in ranked if c.score >= q.relativity])
+        cubes = [CubeResult(c, [s for s in scored if s.item.metadata.cube_id == c]) for c in q.cube_ids]
+        return SearchAnswer(cubes, notes)
+
+    def _candidates(self, q: SearchQuery, flt: Filter | None, notes: list[str]) -> list[_Candidate]:
+        """Every query's hits (the best score of each item), best first."""
+        period = query_span(q.query, parse_time(q.reference_time) or self._now())
         found: dict[str, _Candidate] = {}
-        for query in self._queries(req, notes):
+        for query in self._queries(q, notes):
             [vector] = self._embedder.embed([query])
-            hits = self._index.search(cubes, query, vector, flt, req.top_k * CANDIDATES_PER_RESULT)
-            for candidate in self._score(hits, req, vector, period):
+            hits = self._index.search(q.cube_ids, query, vector, flt, q.top_k * CANDIDATES_PER_RESULT)
+            for candidate in self._score(hits, q, vector, period):
                 known = found.get(candidate.item.id)
                 if known is None or candidate.score > known.score:
                     found[candidate.item.id] = candidate
-        ranked = sorted(found.values(), key=lambda c: (-c.score, c.item.id))
-        if req.threshold is not None:
-            ranked = [c for c in ranked if c.cosine >= req.threshold]
-        ranked = self._reranked(req, ranked, notes) if req.rerank else ranked
-        scored = [Scored(c.item, round(min(c.score, 1.0), 4)) for c in ranked if c.score >= req.relativity]
-        if req.dedup == "sim":
-            scored = _dedup_sim(scored, req.top_k)
-        elif req.dedup == "mmr":
-            scored = _mmr(scored, req.top_k)
-        else:
-            scored = scored[: req.top_k]
-        return SearchAnswer([CubeResult(c, [s for s in scored if s.item.metadata.cube_id == c]) for c in cubes], notes)
+        return sorted(found.values(), key=lambda c: (-c.score, c.item.id))
 
-    def _queries(self, req: SearchRequest, notes: list[str]) -> list[str]:
+    def _queries(self, req: SearchQuery, notes: list[str]) -> list[str]:
         """The query, and in fine or mixture mode the LLM's rewrites of it."""
         if req.mode == "fast":
             return [req.query]
@@ -253,7 +180,7 @@ class SearchService:
             notes.append(f"mode {req.mode}: the LLM could not rewrite the query ({exc}); it was searched as given")
             return [req.query]
 
-    def _score(self, hits: list[Hit], req: SearchRequest, vector: list[float], period: Span | None) -> list[_Candidate]:
+    def _score(self, hits: list[Hit], req: SearchQuery, vector: list[float], period: Span | None) -> list[_Candidate]:
         items = {i.id: i for i in self._memories.get_memories([h.memory_id for h in hits])}
         best_text = max((h.text or 0.0 for h in hits), default=0.0) or 1.0
         live = [h for h in hits if h.memory_id in items and items[h.memory_id].metadata.status == "activated"]
@@ -271,7 +198,7 @@ class SearchService:
             out.append(_Candidate(item, cosine, score))
         return out
 
-    def _reranked(self, req: SearchRequest, ranked: list[_Candidate], notes: list[str]) -> list[_Candidate]:
+    def _reranked(self, req: SearchQuery, ranked: list[_Candidate], notes: list[str]) -> list[_Candidate]:
         """The best candidates scored again by the rerank model, whose score becomes their
         relativity; the rest keep their order below them."""
         if self._reranker is None:
@@ -286,6 +213,22 @@ class SearchService:
         rescored = [_Candidate(c.item, c.cosine, s) for c, s in zip(head, scores, strict=True)]
         rescored.sort(key=lambda c: (-c.score, c.item.id))
         return rescored + ranked[len(head) :]
+
+
+def _filter(q: SearchQuery) -> Filter | None:
+    flt = compile_filter(q.filter)
+    if q.memory_type is None:
+        return flt
+    kind = Cond("memory_type", "eq", q.memory_type)
+    return kind if flt is None else And((flt, kind))
+
+
+def _deduped(q: SearchQuery, scored: list[Scored]) -> list[Scored]:
+    if q.dedup == "sim":
+        return _dedup_sim(scored, q.top_k)
+    if q.dedup == "mmr":
+        return _mmr(scored, q.top_k)
+    return scored[: q.top_k]
 
 
 def _during(item: MemoryItem, period: Span) -> bool:
@@ -419,4 +362,4 @@ def event_span(item: MemoryItem) -> list[str]:
     return list(dict.fromkeys(t for t in (meta.event_time, meta.event_time_end) if t))
 
 
-__all__ = ["CubeResult", "Filter", "Hit", "Scored", "SearchAnswer", "SearchRequest", "SearchService", "filter_doc"]
+__all__ = ["CubeResult", "Filter", "Hit", "Scored", "SearchAnswer", "SearchQuery", "SearchService", "filter_doc"]

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from memcube.domain.commands import AddCommand
 from memcube.domain.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import Principal, Task, TaskPart, TaskRecord, TaskState, iso, utcnow
 from memcube.domain.permissions import authorize_write
-from memcube.domain.requests import AddCommand
 from memcube.ports import DeadLetterStore, IdempotencyKeys, TaskQueue, TaskStore, UserDirectory
 
 log = logging.getLogger(__name__)

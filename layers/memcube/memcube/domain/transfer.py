@@ -16,34 +16,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.model import MemoryItem, Principal
 from memcube.domain.permissions import authorize_read, authorize_write
-from memcube.domain.requests import Id
 from memcube.ports import Embedder, MemoryStore, SearchIndex, UserDirectory
 
 MAX_EXPORT_PAGE = 500
 MAX_IMPORT_ITEMS = 200
 MOVED_NAMESPACE = uuid.UUID("0d6f1e9a-3c2b-4f5e-8a7d-2b1c0e9f8a61")
-
-
-class ExportRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: Id
-    cube_id: Id
-    cursor: str | None = Field(default=None, max_length=1024)
-    limit: int = Field(default=100, ge=1, le=MAX_EXPORT_PAGE)
-
-
-class ImportRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: Id
-    cube_id: Id
-    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_IMPORT_ITEMS)
 
 
 @dataclass
@@ -56,8 +38,8 @@ class ImportResult:
 
 
 def exported(item: MemoryItem) -> dict[str, Any]:
-    """One export line: the item as stored, without its embedding."""
-    return item.public()
+    """One export line: the item as stored, without its embedding (an import computes it again)."""
+    return item.model_dump(mode="json", exclude={"metadata": {"embedding"}})
 
 
 class TransferService:
@@ -67,13 +49,17 @@ class TransferService:
         self._index = index
         self._embedder = embedder
 
-    def export_page(self, req: ExportRequest, principal: Principal) -> tuple[list[MemoryItem], str | None]:
-        authorize_read(principal, req.cube_id, self._users)
-        return self._memories.export_page(req.cube_id, req.cursor, req.limit)
+    def export_page(
+        self, cube_id: str, cursor: str | None, limit: int, principal: Principal
+    ) -> tuple[list[MemoryItem], str | None]:
+        """One page of the cube's items (any status) and the cursor of the next (None: the last)."""
+        authorize_read(principal, cube_id, self._users)
+        return self._memories.export_page(cube_id, cursor, limit)
 
-    def import_items(self, req: ImportRequest, principal: Principal) -> ImportResult:
-        authorize_write(principal, [req.cube_id], self._users)
-        items = [self._placed(raw, n, req.cube_id, principal.user_id) for n, raw in enumerate(req.items)]  # all or none
+    def import_items(self, cube_id: str, rows: list[dict[str, Any]], principal: Principal) -> ImportResult:
+        """Write exported rows (`exported`) into the cube, all or none of them validated first."""
+        authorize_write(principal, [cube_id], self._users)
+        items = [self._placed(raw, n, cube_id, principal.user_id) for n, raw in enumerate(rows)]  # all or none
         vectors = self._embedder.embed([i.memory for i in items])
         result = ImportResult()
         written: list[MemoryItem] = []

@@ -1,5 +1,5 @@
-"""The hosted MemOS API (the "openmem" cloud API that `memos.api.client.MemOSClient` speaks),
-mapped onto the same domain as `/product/*`.
+"""The hosted MemOS API's requests (the "openmem" cloud API that `memos.api.client.MemOSClient`
+speaks), mapped onto the same domain as `/product/*`.
 
 Each hosted request is validated here under its own field names, then turned into the request
 the `/product` route of the same job takes (an `AddRequest`, a `SearchRequest`, a
@@ -23,43 +23,17 @@ writer, task status is not scoped to a user, and knowledge-base operations act a
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import re
-import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote_to_bytes
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from memcube.domain import limits
-from memcube.domain.cubes import CreateCubeRequest, CubeService
-from memcube.domain.deletion import DeleteMemoryRequest, DeletionService, Receipt
 from memcube.domain.errors import InvalidRequest
-from memcube.domain.model import MemoryType, Principal, TaskState
-from memcube.domain.requests import (
-    BINARY_FILE_TYPES,
-    DATA_URL,
-    MAX_FILE_DATA_CHARS,
-    URL_PREFIXES,
-    AddRequest,
-    ChatMessage,
-    FileData,
-    FilePart,
-    Id,
-    MessageEntry,
-    MessagesType,
-    check_cube_ids,
-    check_id,
-    check_info,
-    check_tags,
-    readable,
-)
-from memcube.domain.search import SearchRequest
-from memcube.ports import UserDirectory
+from memcube.domain.ids import Id, check_cube_ids, check_id, check_info, check_tags
+from memcube.domain.model import MemoryItem, MemoryType, TaskState
+from memcube_api.schemas.messages import MAX_FILE_DATA_CHARS, ChatMessage, MessagesType
+from memcube_api.schemas.product import AddRequest, DeleteMemoryRequest, SearchRequest
 
 PREFIX = "/api/openmem/v1"
 """Where the hosted API lives in the SDK's default base URL; memcube serves it there (and at the root)."""
@@ -75,24 +49,6 @@ HOSTED_STATUS: dict[TaskState, str] = {
     TaskState.CANCELLED: "cancelled",
 }
 """The hosted API's task states: a task is `running` until it is finished."""
-
-FILE_TYPES = {
-    ".txt": "text/plain",
-    ".text": "text/plain",
-    ".md": "text/markdown",
-    ".markdown": "text/markdown",
-    ".json": "application/json",
-    ".jsonl": "application/x-ndjson",
-    ".csv": "text/csv",
-    ".xml": "text/xml",
-    ".html": "text/html",
-    ".htm": "text/html",
-    ".pdf": "application/pdf",
-}
-"""File types read in document mode, by extension: text of any `text/*` type, JSON, and PDF."""
-SUPPORTED = "text (.txt, .md, .csv, .xml, .html), JSON and PDF"
-_SLUG = re.compile(r"[^a-z0-9]+")
-_FILE_ID = re.compile(r"^(?P<cube>.+):(?P<digest>[0-9a-f]{24})$")
 
 
 def _one_subject(value: str | list[str]) -> str:
@@ -264,9 +220,6 @@ def _exactly_one_subject(user_id: str | None, agent_id: str | None) -> None:
         raise ValueError("give exactly one of user_id and agent_id: it selects the memory cube")
 
 
-# --- requests of the /product domain ----------------------------------------------------------
-
-
 def add_request(body: AddMessageBody) -> AddRequest:
     _unsupported(body.allow_public, body.allow_memory_view)
     user, agent = _single(body.user_id), _single(body.agent_id)
@@ -371,164 +324,6 @@ def _unsupported(allow_public: bool, memory_views: list[str] | None) -> None:
         raise InvalidRequest("allow_memory_view: memory views are not supported by memcube; leave it empty")
 
 
-# --- knowledge-base files ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Upload:
-    """One uploaded file, decoded: its name, bytes and type."""
-
-    name: str
-    data: bytes
-    mime: str
-
-    @property
-    def size_mb(self) -> float:
-        return round(len(self.data) / 1_048_576, 4)
-
-
-def file_id_for(knowledgebase_id: str, data: bytes) -> str:
-    """`<knowledgebase_id>:<24 hex of the SHA-256>`: the same file in the same knowledge base has
-    the same id (a repeat upload adds nothing new), and the id names the cube it lives in."""
-    return f"{knowledgebase_id}:{hashlib.sha256(data).hexdigest()[:24]}"
-
-
-def cube_of_file(file_id: str, where: str) -> str:
-    match = _FILE_ID.fullmatch(file_id)
-    if match is None:
-        raise InvalidRequest(f"{where}: {file_id!r} is not a knowledge-base file id (<knowledgebase_id>:<24 hex>)")
-    return match.group("cube")
-
-
-def mime_for(name: str, declared: str | None = None) -> str:
-    """The type to read a file as: a specific declared type, else by its name's extension."""
-    declared = (declared or "").split(";")[0].strip().lower()
-    if declared and declared not in {"application/octet-stream", "binary/octet-stream"}:
-        mime = declared
-    else:
-        mime = FILE_TYPES.get(_suffix(name), "")
-    if not readable(mime):
-        shown = mime or f"unknown (name {name!r})"
-        raise InvalidRequest(f"file: type {shown} is not supported; upload {SUPPORTED}")
-    return mime
-
-
-def json_upload(file: KnowledgebaseFile, n: int) -> Upload:
-    """A JSON upload's file: `content` a data URL (base64 or percent-encoded) or the text itself."""
-    where = f"file[{n}]"
-    if file.type == "skill":
-        raise InvalidRequest(f"{where}.type: skill packages are not supported by memcube; upload documents")
-    content = file.content
-    if content.startswith(URL_PREFIXES):
-        raise InvalidRequest(f"{where}.content: URLs are not fetched; send the file inline as a base64 data URL")
-    match = DATA_URL.match(content)
-    name = file.name or f"file-{n + 1}.txt"
-    if match is None:  # the file's text itself
-        mime = FILE_TYPES.get(_suffix(name), "text/plain")
-        if mime in BINARY_FILE_TYPES:
-            raise InvalidRequest(f"{where}.content: send a PDF as a data URL (data:application/pdf;base64,...)")
-        return Upload(name, content.encode(), mime)
-    payload = match.group("data")
-    try:
-        data = base64.b64decode(payload, validate=True) if match.group("b64") else unquote_to_bytes(payload)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidRequest(f"{where}.content: not a valid data URL ({exc})") from exc
-    return Upload(name, data, mime_for(name, match.group("mime")))
-
-
-def _suffix(name: str) -> str:
-    return name[name.rfind(".") :].lower() if "." in name else ""
-
-
-def upload_request(knowledgebase_id: str, uploads: Sequence[Upload], user_id: str) -> tuple[AddRequest, list[str]]:
-    """The add of these files into the knowledge base's cube, and their file ids."""
-    if len(uploads) > limits.MAX_FILES_PER_REQUEST:
-        raise InvalidRequest(f"file: at most {limits.MAX_FILES_PER_REQUEST} files per upload, got {len(uploads)}")
-    total = sum(len(u.data) for u in uploads)
-    if total > limits.MAX_FILE_BYTES:
-        raise InvalidRequest(f"file: at most {limits.MAX_FILE_BYTES} bytes of files per upload, got {total}")
-    parts: list[MessageEntry] = []
-    ids: list[str] = []
-    for n, upload in enumerate(uploads):
-        if not upload.data.strip():
-            raise InvalidRequest(f"file[{n}]: {upload.name!r} is empty")
-        file_id = file_id_for(knowledgebase_id, upload.data)
-        if len(file_id) > limits.MAX_ID_CHARS:
-            raise InvalidRequest(
-                f"knowledgebase_id: at most {limits.MAX_ID_CHARS - 25} characters for file uploads "
-                "(file ids are <knowledgebase_id>:<24 hex>)"
-            )
-        parts.append(
-            FilePart(type="file", file=FileData(file_data=_file_data(upload, n), file_id=file_id, filename=upload.name))
-        )
-        ids.append(file_id)
-    req = AddRequest(user_id=user_id, writable_cube_ids=[knowledgebase_id], messages=parts)
-    return req, ids
-
-
-def _file_data(upload: Upload, n: int) -> str:
-    if upload.mime in BINARY_FILE_TYPES:
-        return f"data:{upload.mime};base64,{base64.b64encode(upload.data).decode()}"
-    try:
-        return upload.data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(
-            f"file[{n}]: {upload.name!r} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from exc
-
-
-def knowledgebase_id_for(name: str) -> str:
-    """A new knowledge base's id: `kb-<name as a slug>-<8 random hex>` (`kb-<16 hex>` for a name
-    with no ASCII letters or digits)."""
-    slug = _SLUG.sub("-", name.lower()).strip("-")[:40].strip("-")
-    return f"kb-{slug}-{secrets.token_hex(4)}" if slug else f"kb-{secrets.token_hex(8)}"
-
-
-# --- the use cases the hosted API has and /product has not as one call ------------------------
-
-
-class OpenMemService:
-    """Deletes by memory id for a caller that names no user, and knowledge bases."""
-
-    def __init__(
-        self,
-        users: UserDirectory,
-        deleter: DeletionService,
-        cubes: CubeService,
-    ) -> None:
-        self._users = users
-        self._deleter = deleter
-        self._cubes = cubes
-
-    def delete_memories(self, memory_ids: list[str], principal: Principal | None) -> Receipt:
-        """Delete by ids, as `principal`, or (keys off, no user named) each as its writer."""
-        if principal is None:
-            return self._deleter.delete_as_writers(memory_ids)
-        return self._deleter.delete(DeleteMemoryRequest(user_id=principal.user_id, memory_ids=memory_ids), principal)
-
-    def create_knowledgebase(self, body: CreateKnowledgebaseBody, principal: Principal | None) -> str:
-        """A new knowledge-base cube owned by `principal`; with keys off (no principal) an open
-        cube, of which nothing is recorded but its id."""
-        knowledgebase_id = knowledgebase_id_for(body.knowledgebase_name)
-        if principal is not None:
-            self._cubes.create(CreateCubeRequest(user_id=principal.user_id, cube_id=knowledgebase_id), principal)
-        return knowledgebase_id
-
-    def delete_knowledgebase(self, knowledgebase_id: str, principal: Principal) -> Receipt:
-        if knowledgebase_id == principal.user_id or self._users.is_user(knowledgebase_id):
-            raise InvalidRequest(
-                f"knowledgebase_id: {knowledgebase_id!r} is a user's personal cube, not a knowledge base"
-            )
-        return self._deleter.erase_cube(knowledgebase_id, principal)
-
-    def delete_files(self, file_ids: list[str], principal: Principal) -> Receipt:
-        """Delete every memory of these files, in the knowledge bases their ids name."""
-        by_cube: dict[str, list[str]] = {}
-        for n, file_id in enumerate(dict.fromkeys(file_ids)):
-            by_cube.setdefault(cube_of_file(file_id, f"file_ids[{n}]"), []).append(file_id)
-        return self._deleter.delete_files(by_cube, principal)
-
-
 def memory_views(outcomes: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     """The memory ids a task touched, by outcome (`added`, `merged`, `duplicate`, `updated`, `archived`)."""
     views: dict[str, list[str]] = {}
@@ -537,3 +332,29 @@ def memory_views(outcomes: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
         if memory_id not in ids:
             ids.append(memory_id)
     return views
+
+
+def detail(item: MemoryItem, relativity: float | None = None) -> dict[str, Any]:
+    """A memory as the hosted API lists it (`memory_detail_list` entries), plus memcube's fields
+    that say where it lives and came from."""
+    meta = item.metadata
+    view: dict[str, Any] = {
+        "id": item.id,
+        "memory_key": meta.key,
+        "memory_value": item.memory,
+        "memory_type": meta.memory_type,
+        "create_time": meta.created_at,
+        "update_time": meta.updated_at,
+        "conversation_id": meta.session_id,
+        "status": meta.status,
+        "confidence": meta.confidence,
+        "tags": meta.tags,
+        "custom_tags": meta.custom_tags,
+        "info": meta.info,
+        "sources": [s.model_dump(mode="json", exclude_none=True, exclude={"data"}) for s in meta.sources],
+        "user_id": meta.user_id,
+        "cube_id": meta.cube_id,
+    }
+    if relativity is not None:
+        view["relativity"] = relativity
+    return view

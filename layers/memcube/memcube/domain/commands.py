@@ -1,0 +1,84 @@
+"""What the API asks the domain to do, in the domain's own words: validated, normalized, free of
+any wire format (the API maps MemOS's and the hosted API's requests onto these, in
+`memcube_api.schemas`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from memcube.domain.model import MemoryType, SourceMessage
+
+
+class AddCommand(BaseModel):
+    """A validated, normalized add: what the domain works with after MemOS's conversions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: str
+    session_id: str
+    task_id: str | None
+    cube_ids: list[str]
+    async_mode: Literal["async", "sync"]
+    mode: Literal["fast", "fine"] | None
+    custom_tags: list[str]
+    info: dict[str, Any]
+    messages: list[SourceMessage]
+    chat_history: list[SourceMessage] | None
+    is_feedback: bool
+    manager_user_id: str | None
+    project_id: str | None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A search over `cube_ids` (each read under the caller's permissions); see `search`."""
+
+    query: str
+    cube_ids: list[str]
+    mode: Literal["fast", "fine", "mixture"] = "fast"
+    session_id: str | None = None
+    top_k: int = 10
+    relativity: float = 0.45
+    dedup: Literal["no", "sim", "mmr"] = "mmr"
+    rerank: bool = True
+    filter: dict[str, Any] | None = None
+    memory_type: MemoryType | None = None
+    """Only this memory type (None: every type)."""
+    threshold: float | None = None
+    reference_time: str | None = None
+    chat_history: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class DeleteMemories:
+    """A delete in `cube_ids` (None: the user's personal cube): by `memory_ids`, `file_ids` or
+    `filter` (exactly one), `session_id` narrowing a filter or standing alone; with none of them,
+    the erasure of everything `user_id` wrote there."""
+
+    user_id: str
+    cube_ids: list[str] | None = None
+    memory_ids: list[str] | None = None
+    file_ids: list[str] | None = None
+    filter: dict[str, Any] | None = None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class NewCube:
+    """A knowledge-base cube to create, owned by its creator, with first readers and writers."""
+
+    cube_id: str
+    readers: list[str]
+    writers: list[str]
+
+
+@dataclass(frozen=True)
+class GrantChange:
+    """Grant (or revoke) `permission` on a cube to `target_user_id`."""
+
+    cube_id: str
+    target_user_id: str
+    permission: Literal["read", "write"]
