@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -132,7 +132,8 @@ def test_a_function_crash_mid_batch_returns_the_batch_and_changes_nothing(
         while stack.sqs.waiting:
             n += 1
             if n % 2:
-                when = rng.choice(["before", "after"])
+                whens: list[Literal["before", "after"]] = ["before", "after"]
+                when = rng.choice(whens)
                 stack.faults["memories"].arm(Fault("put_memory", when, nth=rng.randint(1, 6)))
             stack.sqs.deliver()
         check(stack, bodies, expected)

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
-from memcube.adapters.memory import open_stores as memory_stores
-from memcube.adapters.memory.memories import InMemoryMemories
 from memcube.domain.deletion import DeleteMemoryRequest
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Principal, TaskState
 from memcube.domain.requests import AddRequest, to_command
 from memcube.ports import PutResult
+from tests.doubles import InMemoryIndex, InMemoryQueue
+from tests.doubles import open_stores as memory_stores
+from tests.doubles.memories import InMemoryMemories
 from tests.services import add_service, deletion_service, ingest_service
 from tests.unit.world import Clock
 
