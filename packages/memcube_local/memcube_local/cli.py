@@ -237,7 +237,7 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
             f"refusing to listen on {host} without authentication: set MEMCUBE_AUTH=keys and create keys "
             "with `memcube keys create --user <id>` (or listen on 127.0.0.1)"
         )
-    from memcube import logfmt
+    from memcube_local import logfmt
 
     log_config = logfmt.configure()  # refusals with their fields; no credential in any URL logged
     try:
