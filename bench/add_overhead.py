@@ -6,7 +6,7 @@ call by call in a shuffled order:
 
 - `memcube`: `memcube_api.handler.lambda_handler` (powertools logger + metrics decorators,
   Mangum, the FastAPI app, validation, authorization, the task record and one queued message)
-  on the `memory` backend (in-memory store and queue), as the API tests run it.
+  on the tests' in-memory doubles (`tests/doubles`: store, queue and index), as the API tests run it.
 - `memcube_asgi`: the same Mangum adapter without the powertools decorators (to split the cost).
 - `bare`: a bare FastAPI + Mangum handler whose one route parses the same body with the same
   pydantic model (`AddRequest`) and answers a small JSON envelope.
@@ -84,13 +84,13 @@ class Context:
 
 
 def memcube_handlers() -> tuple[Callable[[dict[str, Any], Any], dict[str, Any]], Any]:
-    """The real API entry on the memory backend, and its bare Mangum adapter."""
+    """The real API entry on the tests' in-memory doubles, and its bare Mangum adapter."""
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    import memcube.wiring
-    from memcube.settings import Settings
-    from memcube.wiring import Container
+    from tests.doubles import doubles_container
 
-    memcube.wiring._container = Container(Settings(backend="memory"))
+    import memcube.wiring
+
+    memcube.wiring._container = doubles_container()
     from memcube_api.handler import _asgi, lambda_handler
 
     return lambda_handler, _asgi

@@ -76,14 +76,14 @@ def conversations(count: int, seed: int = 5) -> list[dict[str, Any]]:
 
 
 def open_cube(data_dir: Path, embedder: str) -> tuple[Any, Any, TimedEmbedder]:
-    from memcube.embedded import EmbeddedWorker
     from memcube.settings import Settings
-    from memcube.wiring import Container
+    from memcube_local.embedded import EmbeddedWorker
+    from memcube_local.wiring import LocalContainer
 
     settings = Settings(backend="embedded", data_dir=data_dir, embedder=embedder, workers=0)  # type: ignore[arg-type]  # validated
-    base = Container(settings)
+    base = LocalContainer(settings)
     timed = TimedEmbedder(base.embedder)
-    container = Container(settings, embedder=timed)
+    container = LocalContainer(settings, embedder=timed)
     return container, EmbeddedWorker(container), timed
 
 

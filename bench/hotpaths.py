@@ -54,13 +54,13 @@ def add(calls: int = 2000) -> str:
 def ingest(sessions: int = 40) -> str:
     from bench.corpus import from_jsonl
     from bench.ingest import corpus_file
-    from memcube.embedded import EmbeddedWorker
     from memcube.settings import Settings
-    from memcube.wiring import Container
     from memcube_api.schemas.product import AddRequest, to_command
+    from memcube_local.embedded import EmbeddedWorker
+    from memcube_local.wiring import LocalContainer
 
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
-        c = Container(Settings(backend="embedded", data_dir=Path(tmp), embedder="minilm"))
+        c = LocalContainer(Settings(backend="embedded", data_dir=Path(tmp), embedder="minilm"))
         c.embedder.embed(["warm up"])
         worker = EmbeddedWorker(c)
         for s in from_jsonl(corpus_file(sessions, 7).read_text()):

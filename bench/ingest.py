@@ -42,13 +42,13 @@ MEM0_PYTHON = ROOT / ".tools" / "bench-mem0-venv" / "bin" / "python"
 def memcube_run(corpus: Path, data_dir: Path, embedder: str, user: str = "alice") -> dict[str, Any]:
     """Ingest the corpus into a fresh embedded default; called in a child process."""
     from memcube.domain.model import TaskState
-    from memcube.embedded import EmbeddedWorker
     from memcube.settings import Settings
-    from memcube.wiring import Container
     from memcube_api.schemas.product import AddRequest, to_command
+    from memcube_local.embedded import EmbeddedWorker
+    from memcube_local.wiring import LocalContainer
 
     sessions = from_jsonl(corpus.read_text())
-    container = Container(Settings(backend="embedded", data_dir=data_dir, embedder=embedder))  # type: ignore[arg-type]  # validated
+    container = LocalContainer(Settings(backend="embedded", data_dir=data_dir, embedder=embedder))  # type: ignore[arg-type]  # validated
     container.embedder.embed(["warm up the model"])  # load and warm before the clock starts
     _ = container.stores, container.index, container.local_queue  # open the databases
     worker = EmbeddedWorker(container)

@@ -324,9 +324,9 @@ def turn_baselines(data: Dataset, embedder_kind: str, threads: int, top: int = T
     import numpy as np
 
     from memcube.settings import Settings
-    from memcube.wiring import Container
+    from memcube_local.wiring import LocalContainer
 
-    embedder = Container(Settings(backend="memory", embedder=embedder_kind)).embedder  # type: ignore[arg-type]
+    embedder = LocalContainer(Settings(backend="embedded", embedder=embedder_kind)).embedder  # type: ignore[arg-type]
     try:
         import torch
 
@@ -373,7 +373,7 @@ def memcube_server(embedder: str, threads: int) -> Iterator[Any]:
     script = Path(sys.executable).with_name("memcube")
     with tempfile.TemporaryDirectory(prefix="bench-recall-") as tmp:
         port = free_port()
-        cli = [str(script)] if script.exists() else [python(), "-c", "from memcube.cli import main; main()"]
+        cli = [str(script)] if script.exists() else [python(), "-c", "from memcube_local.cli import main; main()"]
         argv = [*cli, "serve", "--port", str(port), "--data-dir", str(Path(tmp) / "data")]
         logfile = Path(tmp) / "serve.log"
         env = child_env(threads, fresh=True) | {"MEMCUBE_EMBEDDER": embedder}

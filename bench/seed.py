@@ -31,10 +31,10 @@ SEED_NAMESPACE = uuid.UUID("0c9d7e61-7a43-4a8e-9a53-1f6a4f3b2c10")
 
 
 def format_fingerprint() -> str:
-    from memcube.adapters import sqlite as sqlite_store
-    from memcube.adapters.sqlite import index as sqlite_index
     from memcube.domain import similarity
     from memcube.domain.model import MemoryItem
+    from memcube_local import sqlite as sqlite_store
+    from memcube_local.sqlite import index as sqlite_index
 
     parts = [
         sqlite_store.SCHEMA,
@@ -48,9 +48,9 @@ def format_fingerprint() -> str:
 def model_id_of(embedder: str) -> str:
     """The model id the configured embedder records (nothing is loaded to find it)."""
     from memcube.settings import Settings
-    from memcube.wiring import Container
+    from memcube_local.wiring import LocalContainer
 
-    return Container(Settings(backend="embedded", embedder=embedder)).embedder.model_id  # type: ignore[arg-type]
+    return LocalContainer(Settings(backend="embedded", embedder=embedder)).embedder.model_id  # type: ignore[arg-type]
 
 
 def _items(size: int, seed: int, batch: int, model_id: str) -> Iterator[list[object]]:
@@ -102,8 +102,8 @@ def _items(size: int, seed: int, batch: int, model_id: str) -> Iterator[list[obj
 def seeded(size: int, embedder: str = "minilm", seed: int = 11) -> Path:
     """The data dir of a cached cube of `size` items, its vectors recorded as `embedder`'s
     (seeded now if not cached)."""
-    from memcube.adapters.sqlite import open_stores
-    from memcube.adapters.sqlite.index import SqliteIndex
+    from memcube_local.sqlite import open_stores
+    from memcube_local.sqlite.index import SqliteIndex
 
     model_id = model_id_of(embedder)
     path = CACHE / f"cube-{size}-{seed}-{model_id}-{format_fingerprint()}"

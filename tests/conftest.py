@@ -14,11 +14,12 @@ import pytest
 import urllib3  # noqa: F401 - it probes for IPv6 with a socket when imported: before the unit tier blocks sockets
 from fastapi.testclient import TestClient
 
-from memcube.adapters.memory import InMemoryIndex, InMemoryQueue, open_stores
-from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
 from memcube.wiring import Container
 from memcube_api.app import create_app
+from memcube_local.embedded import EmbeddedWorker
+from memcube_local.wiring import LocalContainer
+from tests.doubles import doubles_container
 
 TESTS = Path(__file__).resolve().parent
 EVENTS = TESTS.parent / "events"
@@ -67,18 +68,13 @@ def event() -> Callable[[str], dict[str, Any]]:
 @pytest.fixture
 def memory_container() -> Container:
     """In-memory ports: the queue only records what was sent (no worker runs)."""
-    return Container(
-        Settings(backend="memory"),
-        stores=open_stores(),
-        queue=InMemoryQueue(),
-        index=InMemoryIndex(),
-    )
+    return doubles_container()
 
 
 @pytest.fixture
 def embedded_container(tmp_path: Path) -> Iterator[Container]:
     """The embedded default on SQLite files in a temporary data dir, worker running."""
-    container = Container(
+    container = LocalContainer(
         Settings(backend="embedded", embedder="hash", data_dir=tmp_path / "data", sync_timeout_seconds=20)
     )
     worker = EmbeddedWorker(container)

@@ -11,9 +11,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import memcube.wiring
-from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
 from memcube.wiring import Container
 from tests.conftest import load_event
+from tests.doubles import InMemoryIndex, InMemoryQueue
 
 
 @dataclass

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 import memcube.wiring
-from memcube.adapters.memory import InMemoryIndex, InMemoryQueue, open_stores
 from memcube.settings import Settings
 from memcube.wiring import Container
+from tests.doubles import doubles_container
 from tests.lambda_support import (  # noqa: F401 - the api tier's helpers, shared with other tiers
     BY_ID_ROUTE,
     Reply,
@@ -43,9 +43,7 @@ def embedded_api(monkeypatch: pytest.MonkeyPatch, embedded_container: Container)
 
 
 def memory_container_with(**settings: Any) -> Container:
-    return Container(
-        Settings(backend="memory", **settings), stores=open_stores(), queue=InMemoryQueue(), index=InMemoryIndex()
-    )
+    return doubles_container(Settings(backend="memory", **settings))
 
 
 def assert_nothing_written(container: Container, users: tuple[str, ...] = ("alice", "a", "bob")) -> None:

@@ -16,9 +16,10 @@ import pytest
 from memcube.domain.auth import Authority, TokenRules, VerifiedToken
 from memcube.domain.errors import Conflict, Forbidden
 from memcube.domain.model import Principal
-from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
 from memcube.wiring import Container
+from memcube_local.embedded import EmbeddedWorker
+from memcube_local.wiring import LocalContainer
 from tests.api.conftest import serve
 from tests.lambda_support import call
 
@@ -26,7 +27,7 @@ from tests.lambda_support import call
 @pytest.fixture
 def keyed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Container]:
     """The embedded default (SQLite files, worker running) with API keys on."""
-    container = Container(
+    container = LocalContainer(
         Settings(backend="embedded", embedder="hash", auth="keys", data_dir=tmp_path / "data", sync_timeout_seconds=20)
     )
     worker = EmbeddedWorker(container)
@@ -149,7 +150,7 @@ def test_a_user_erasure_takes_everything_in_the_personal_cube_whoever_wrote_it(k
 
 def test_the_principal_check_happens_before_registration() -> None:
     """A user key acting for another user is refused and registers nobody."""
-    from memcube.adapters.memory.directory import InMemoryDirectory
+    from tests.doubles.directory import InMemoryDirectory
 
     store = InMemoryDirectory()
     authority = Authority(None, None, None, store)
@@ -162,12 +163,12 @@ def test_the_principal_check_happens_before_registration() -> None:
 def test_audit_cubes_reports_a_cube_planted_in_a_users_id_before_the_fix(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from memcube.cli import main
     from memcube.domain.permissions import CubeAcl
+    from memcube_local.cli import main
 
     # Given data from before: alice claimed carol's id (carol had a key, no write) and wrote into it
     data = tmp_path / "data"
-    container = Container(Settings(backend="embedded", embedder="hash", auth="keys", data_dir=data))
+    container = LocalContainer(Settings(backend="embedded", embedder="hash", auth="keys", data_dir=data))
     try:
         container.keys.create("carol")
         container.directory.create_cube(CubeAcl(cube_id="carol", owner_id="alice", created_at="2026-01-01T00:00:00Z"))

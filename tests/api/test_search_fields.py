@@ -10,6 +10,7 @@ import pytest
 
 from memcube.domain.errors import Unavailable
 from memcube.wiring import Container
+from memcube_local.wiring import LocalContainer
 from tests.lambda_support import call, serving
 
 
@@ -111,11 +112,11 @@ def test_rerank_without_a_rerank_model_or_llm_says_it_was_not_reranked(api: Cont
 
 
 def test_rerank_orders_by_the_rerank_models_scores_which_become_the_relativity(tmp_path: Any) -> None:
-    from memcube.embedded import EmbeddedWorker
     from memcube.settings import Settings
+    from memcube_local.embedded import EmbeddedWorker
 
     reranker = ScriptedReranker({"Porto": 0.9, "Lisbon": 0.2})
-    container = Container(
+    container = LocalContainer(
         Settings(backend="embedded", embedder="hash", data_dir=tmp_path / "d", sync_timeout_seconds=20),
         reranker=reranker,
     )

@@ -31,16 +31,17 @@ from typing import Any, Generic, TypeVar
 
 import pytest
 
-from memcube.adapters import memory, sqlite
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
-from memcube.adapters.minilm_embedder import MiniLMEmbedder
-from memcube.adapters.sqlite.index import SqliteIndex
-from memcube.adapters.sqlite.queue import SqliteQueue
 from memcube.domain.messages import QueuedAdd
 from memcube.ports import Embedder, SearchIndex, Stores
+from memcube_local import sqlite
+from memcube_local.minilm import MiniLMEmbedder
+from memcube_local.sqlite.index import SqliteIndex
+from memcube_local.sqlite.queue import SqliteQueue
+from tests import doubles as memory
 from tests.aws_support import moto_stores
 from tests.contract.support import ConsumingQueue, FakeClock, QueueUnderTest, TextIndex, close
+from tests.doubles import InMemoryIndex, InMemoryQueue
 
 T = TypeVar("T")
 

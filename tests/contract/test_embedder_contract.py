@@ -13,9 +13,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from memcube.adapters import minilm_embedder
-from memcube.adapters.minilm_embedder import MiniLMEmbedder
 from memcube.ports import Embedder
+from memcube_local import minilm as minilm_embedder
+from memcube_local.minilm import MiniLMEmbedder
 
 TEXTS = ["alice likes tea", "我喜欢北京", "Alice moved to Lisbon last May", "x"]
 
@@ -70,7 +70,7 @@ def test_similar_texts_are_closer_than_unrelated_ones(embedder: Embedder) -> Non
 
 IN_ANOTHER_PROCESS = {
     "hash": "from memcube.adapters.hash_embedder import HashEmbedder\nembedder = HashEmbedder(384)",
-    "minilm": "from memcube.adapters.minilm_embedder import MiniLMEmbedder\nembedder = MiniLMEmbedder()",
+    "minilm": "from memcube_local.minilm import MiniLMEmbedder\nembedder = MiniLMEmbedder()",
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from memcube.cli import main
+from memcube_local.cli import main
 from tests.e2e.conftest import MEMCUBE, ServeFactory, free_port
 
 

@@ -1,4 +1,4 @@
-"""memcube's own `memcube.client.MemOSClient` against a real `memcube serve`: the MemOS
+"""memcube's own `memcube_client.client.MemOSClient` against a real `memcube serve`: the MemOS
 documentation's `add_message` call shape, polling, search, paging, and a knowledge-base file round
 trip (add file, task completed, a passage found, delete by file id, gone)."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from memcube.client import ApiError, MemOSClient
+from memcube_client.client import ApiError, MemOSClient
 from tests.e2e.conftest import ServeFactory
 from tests.e2e.test_memos_sdk import create_key
 from tests.pdfs import pdf_with_pages

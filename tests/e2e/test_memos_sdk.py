@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from memcube.cli import main
+from memcube_local.cli import main
 from tests.e2e.conftest import Server
 from tests.pdfs import pdf_with_pages
 from tests.sdk.bridge import SdkBridge

@@ -27,9 +27,10 @@ from memcube.adapters.dynamodb import open_stores
 from memcube.adapters.dynamodb.table import DynamoTable
 from memcube.adapters.opensearch_index import OpenSearchIndex
 from memcube.adapters.sqs_queue import SqsQueue
-from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
 from memcube.wiring import Container
+from memcube_local.embedded import EmbeddedWorker
+from memcube_local.wiring import LocalContainer
 from memcube_worker.handler import lambda_handler as worker_handler
 from tests.lambda_support import FakeLambdaContext, call, serving
 from tests.realserver.conftest import CREDS, External, Queues
@@ -163,7 +164,7 @@ def aws_stack(
 
 
 def embedded_stack(data_dir: Path, **settings: Any) -> Iterator[Stack]:
-    container = Container(
+    container = LocalContainer(
         Settings(backend="embedded", embedder="hash", data_dir=data_dir, max_receive_count=3, **settings)
     )
     worker = EmbeddedWorker(container)
@@ -251,6 +252,7 @@ def test_poison_message_from_a_producer_is_dead_lettered_and_blocks_no_cube(stac
     if isinstance(stack.container.queue, SqsQueue):
         stack.container.queue.send_raw([("dee", "poison-1", poison_body)])
     else:
+        assert isinstance(stack.container, LocalContainer)
         stack.container.local_queue.send_raw([("dee", "poison-1", poison_body)])
     _, accepted = stack.add(good)
     assert stack.wait("dee", accepted["task_id"])["status"] == "completed"

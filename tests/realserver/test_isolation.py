@@ -16,6 +16,7 @@ import pytest
 from memcube.adapters.sqs_queue import SqsQueue
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import SourceMessage
+from memcube_local.wiring import LocalContainer
 from tests.lambda_support import call
 from tests.realserver.test_end_to_end import Stack, aws_stack_of, embedded_stack
 
@@ -151,7 +152,11 @@ def test_no_endpoint_reads_writes_or_deletes_another_users_cubes(stack: Stack) -
     )
     queue = stack.container.queue
     raw = [("alice", "forged-1", forged.model_dump_json())]
-    (queue if isinstance(queue, SqsQueue) else stack.container.local_queue).send_raw(raw)
+    if isinstance(queue, SqsQueue):
+        queue.send_raw(raw)
+    else:
+        assert isinstance(stack.container, LocalContainer)
+        stack.container.local_queue.send_raw(raw)
     deadline = time.monotonic() + 30
     while not stack.container.dead_letters.list_dead_letters() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -14,13 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
-from memcube.adapters.memory import open_stores as memory_stores
 from memcube.domain.maintenance import Maintenance
 from memcube.domain.tasks import scoped_task_id
 from memcube.ports import Stores
 from memcube.settings import Settings
 from memcube.wiring import Container
+from tests.doubles import InMemoryIndex, InMemoryQueue
+from tests.doubles import open_stores as memory_stores
 from tests.lambda_support import call, serving
 from tests.reliability.faults import Crash, Faulty
 from tests.services import add_service

@@ -21,11 +21,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memcube.adapters.memory import InMemoryIndex, InMemoryQueue, open_stores
-from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
 from memcube.wiring import Container
 from memcube_api.app import create_app
+from memcube_local.embedded import EmbeddedWorker
+from memcube_local.wiring import LocalContainer
+from tests.doubles import InMemoryIndex, InMemoryQueue, open_stores
 from tests.reliability.conftest import FULL, SCALE, Figures
 
 SCHEMA = create_app(lambda: None).openapi()  # type: ignore[arg-type, return-value]
@@ -349,7 +350,7 @@ SEARCHES = [
 def test_hostile_and_control_strings_in_a_search_query_never_get_a_5xx_on_the_embedded_index(
     tmp_path: Any, path: str, base: dict[str, Any]
 ) -> None:
-    container = Container(Settings(backend="embedded", embedder="hash", data_dir=tmp_path / "data"))
+    container = LocalContainer(Settings(backend="embedded", embedder="hash", data_dir=tmp_path / "data"))
     try:
         worker = EmbeddedWorker(container)
         worker.start()

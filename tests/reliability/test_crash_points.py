@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from memcube.adapters.sqlite.index import SqliteIndex
-from memcube.cli import main
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import TaskState
 from memcube.domain.tasks import scoped_task_id
 from memcube.settings import Settings
 from memcube.wiring import Container
+from memcube_local.cli import main
+from memcube_local.sqlite.index import SqliteIndex
+from memcube_local.wiring import LocalContainer
 from tests.reliability.conftest import Figures
 from tests.reliability.faults import CRASH_POINTS, Crash, CrashPoint, Fault, Faulty
 from tests.reliability.harness import CONVERSATION, RuleLLM, Stack, _edited, _long, dumps, holdings, outcomes
@@ -150,7 +151,7 @@ def test_a_crash_at_each_step_then_redelivery_gives_the_crash_free_result(
 
 def _embedded(data: Path) -> tuple[Container, Faulty]:
     index = Faulty(SqliteIndex(data / "index.db"))
-    return Container(Settings(backend="embedded", embedder="hash", data_dir=data), index=index), index
+    return LocalContainer(Settings(backend="embedded", embedder="hash", data_dir=data), index=index), index
 
 
 def _reconcile(data: Path, cube: str, *repair: str) -> tuple[int, str]:

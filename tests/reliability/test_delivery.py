@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -132,8 +132,9 @@ def test_a_function_crash_mid_batch_returns_the_batch_and_changes_nothing(
         while stack.sqs.waiting:
             n += 1
             if n % 2:
-                fault = Fault("put_memory", "before" if rng.random() < 0.5 else "after", nth=rng.randint(1, 6))
-                stack.faults["memories"].arm(fault)
+                whens: list[Literal["before", "after"]] = ["before", "after"]
+                when = rng.choice(whens)
+                stack.faults["memories"].arm(Fault("put_memory", when, nth=rng.randint(1, 6)))
             stack.sqs.deliver()
         check(stack, bodies, expected)
     assert stack.sqs.crashes > 0

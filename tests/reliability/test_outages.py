@@ -12,12 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from memcube.adapters.openai_compat import OpenAICompatibleLLM
-from memcube.adapters.sqlite.index import SqliteIndex
 from memcube.domain.organizer import INDEX_DOWN_NOTE
-from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
-from memcube.wiring import Container
 from memcube_api.app import create_app
+from memcube_local.embedded import EmbeddedWorker
+from memcube_local.sqlite.index import SqliteIndex
+from memcube_local.wiring import LocalContainer
 from tests.fakes import Reply, Seen, running_fake_openai
 from tests.lambda_support import call
 from tests.reliability.conftest import Figures
@@ -100,7 +100,7 @@ def test_on_the_embedded_default_indexing_catches_up_after_an_outage_of_seconds(
     index = Faulty(SqliteIndex(data / "index.db"))
     # Ten attempts: the jittered backoff of five could add up to less than the outage (a flaky test).
     settings = Settings(backend="embedded", embedder="hash", data_dir=data, max_receive_count=10)
-    container = Container(settings, index=index)
+    container = LocalContainer(settings, index=index)
     worker = EmbeddedWorker(container)
     worker.start()
     try:

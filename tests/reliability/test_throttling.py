@@ -20,12 +20,12 @@ from moto import mock_aws
 from memcube.adapters.dynamodb import open_stores
 from memcube.adapters.dynamodb.table import DynamoTable
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.memory import InMemoryIndex
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import Task, TaskPart, TaskState
 from memcube.ports import Stores
 from tests.aws_support import create_table
+from tests.doubles import InMemoryIndex
 from tests.reliability.conftest import Figures
 from tests.services import ingest_service
 

@@ -8,13 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
-from memcube.adapters.memory import open_stores as memory_stores
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, Unavailable
 from memcube.domain.ingest import Delivery, Verdict, item_id
 from memcube.domain.model import Principal, TaskState
 from memcube.domain.tasks import Submission
 from memcube_api.schemas.product import AddRequest, to_command
+from tests.doubles import InMemoryIndex, InMemoryQueue
+from tests.doubles import open_stores as memory_stores
 from tests.services import add_service, ingest_service
 
 

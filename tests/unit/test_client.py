@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from memcube.client import ApiError, CubeTask, MemcubeClient, MemOSClient, TaskTimeout
+from memcube_client.client import ApiError, CubeTask, MemcubeClient, MemOSClient, TaskTimeout
 
 
 def answering(*responses: httpx.Response) -> tuple[httpx.MockTransport, list[float], list[httpx.Request]]:

@@ -191,15 +191,13 @@ def test_the_api_never_imports_the_pdf_reader() -> None:
     script = """
 import base64, sys
 from tests.lambda_support import invoke, serving, v2_event
-from memcube.adapters.memory import InMemoryIndex, InMemoryQueue, open_stores
-from memcube.settings import Settings
-from memcube.wiring import Container
+from tests.doubles import doubles_container
 from tests.pdfs import pdf_with_pages
 from tests.services import deletion_service
 from tests.unit.world import World as BaseWorld
 url = "data:application/pdf;base64," + base64.b64encode(pdf_with_pages([["hello"]])).decode()
 body = {"user_id": "a", "messages": [{"type": "file", "file": {"file_data": url, "filename": "a.pdf"}}]}
-c = Container(Settings(backend="memory"), stores=open_stores(), queue=InMemoryQueue(), index=InMemoryIndex())
+c = doubles_container()
 with serving(c):
     reply = invoke(v2_event("POST", "/product/add", body=body))
 assert reply.status == 200, reply.body

@@ -12,27 +12,27 @@ import pytest
 
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.model import TaskState
-from memcube.embedded import EmbeddedWorker
 from memcube.settings import Settings
-from memcube.wiring import Container
+from memcube_local.embedded import EmbeddedWorker
+from memcube_local.wiring import LocalContainer
 from tests.contract.support import queued
 
 
 @pytest.fixture
-def container(tmp_path: Path) -> Iterator[Container]:
-    built = Container(Settings(backend="embedded", embedder="hash", data_dir=tmp_path / "data", workers=1))
+def container(tmp_path: Path) -> Iterator[LocalContainer]:
+    built = LocalContainer(Settings(backend="embedded", embedder="hash", data_dir=tmp_path / "data", workers=1))
     yield built
     built.close()
 
 
-def leased(container: Container) -> int:
+def leased(container: LocalContainer) -> int:
     with sqlite3.connect(container.settings.data_dir / "queue.db") as db:
         (count,) = db.execute("SELECT COUNT(*) FROM messages WHERE leased_until IS NOT NULL").fetchone()
     return int(count)
 
 
 def test_the_worker_leases_nothing_while_it_is_getting_ready(
-    container: Container, monkeypatch: pytest.MonkeyPatch
+    container: LocalContainer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loading, loaded = threading.Event(), threading.Event()
 
@@ -61,7 +61,7 @@ def test_the_worker_leases_nothing_while_it_is_getting_ready(
 
 
 def test_a_stop_hands_back_a_message_still_running_without_blaming_it(
-    container: Container, monkeypatch: pytest.MonkeyPatch
+    container: LocalContainer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     running, finish = threading.Event(), threading.Event()
 

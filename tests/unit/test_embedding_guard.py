@@ -11,17 +11,17 @@ import pytest
 from click.testing import CliRunner
 
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.memory import InMemoryIndex
-from memcube.adapters.memory.memories import InMemoryMemories
-from memcube.adapters.sqlite.index import SqliteIndex
-from memcube.cli import main
 from memcube.domain.errors import Conflict, EmbeddingMismatch
 from memcube.domain.maintenance import Maintenance
 from memcube.domain.model import MemoryItem
 from memcube.ports import MemoryStore, SearchIndex
 from memcube.settings import Settings
-from memcube.wiring import Container
+from memcube_local.cli import main
+from memcube_local.sqlite.index import SqliteIndex
+from memcube_local.wiring import LocalContainer
 from tests.contract.support import memory
+from tests.doubles import InMemoryIndex
+from tests.doubles.memories import InMemoryMemories
 
 # --- the container builds what MEMCUBE_EMBEDDER names -------------------------------------------
 
@@ -53,7 +53,7 @@ def test_the_container_builds_the_configured_embedder_without_calling_it(
     settings: dict[str, Any], kind: str, model_id: str | None, dimension: int, tmp_path: Path
 ) -> None:
     """Built lazily and for free: no model loaded, no endpoint called (the port is bound here)."""
-    embedder = Container(Settings(data_dir=tmp_path, **settings)).embedder
+    embedder = LocalContainer(Settings(data_dir=tmp_path, **settings)).embedder
     assert type(embedder).__name__ == kind
     assert embedder.dimension == dimension
     if model_id is not None:
@@ -139,14 +139,14 @@ def test_reconcile_repairs_with_the_current_embedders_vectors(local_index: Searc
 
 
 def test_switching_memcube_embedder_then_running_reindex_rebuilds_the_embedded_index(tmp_path: Path) -> None:
-    before = Container(Settings(backend="embedded", data_dir=tmp_path, embedder="hash"))
+    before = LocalContainer(Settings(backend="embedded", data_dir=tmp_path, embedder="hash"))
     _stored(before.memories, before.index)
     before.close()
     env = {"MEMCUBE_BACKEND": "embedded", "MEMCUBE_EMBEDDER": "hash", "MEMCUBE_EMBEDDING_DIMENSION": "64"}
     result = CliRunner().invoke(main, ["reindex", "--data-dir", str(tmp_path)], env=env)
     assert result.exit_code == 0, result.output
     assert f"reindexed {len(TEXTS)} memories" in result.output
-    after = Container(Settings(backend="embedded", data_dir=tmp_path, embedder="hash", embedding_dimension=64))
+    after = LocalContainer(Settings(backend="embedded", data_dir=tmp_path, embedder="hash", embedding_dimension=64))
     try:
         assert after.index.embedding_model() == "hash-v1-64"
         assert {i.metadata.embedding_model for i in after.memories.iter_memories()} == {"hash-v1-64"}

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
-from memcube.adapters.memory import open_stores as memory_stores
-from memcube.adapters.memory.memories import InMemoryMemories
 from memcube.domain.commands import DeleteMemories
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Principal, TaskState
 from memcube.ports import PutResult
 from memcube_api.schemas.product import AddRequest, to_command
+from tests.doubles import InMemoryIndex, InMemoryQueue
+from tests.doubles import open_stores as memory_stores
+from tests.doubles.memories import InMemoryMemories
 from tests.services import add_service, deletion_service, ingest_service
 from tests.unit.world import Clock
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from memcube.adapters.memory.keys import InMemoryKeys
 from memcube.domain.auth import KeyService
+from tests.doubles.keys import InMemoryKeys
 
 
 def test_a_key_is_stored_only_as_a_salted_digest_of_its_secret() -> None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.memory import InMemoryIndex
-from memcube.adapters.memory import open_stores as memory_stores
 from memcube.domain.llm_search import LLMReranker, rewrite_query
 from memcube.domain.model import Principal
 from memcube.domain.search import SearchService
 from memcube_api.schemas.product import SearchRequest
 from tests.contract.support import memory
+from tests.doubles import InMemoryIndex
+from tests.doubles import open_stores as memory_stores
 from tests.unit.world import ScriptedLLM
 
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from memcube import logfmt
+from memcube_local import logfmt
 
 KEY = "mck_0123456789abcdef_" + "S" * 43
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from memcube.adapters.memory import InMemoryIndex
-from memcube.adapters.memory.memories import InMemoryMemories
-from memcube.cli import main
 from memcube.domain.maintenance import Maintenance
 from memcube.domain.model import MemoryItem
 from memcube.settings import Settings
-from memcube.wiring import Container
+from memcube_local.cli import main
+from memcube_local.wiring import LocalContainer
 from tests.contract.support import memory
+from tests.doubles import InMemoryIndex
+from tests.doubles.memories import InMemoryMemories
 
 
 def item(n: int, cube: str = "c1") -> MemoryItem:
@@ -62,7 +62,7 @@ def test_reconcile_finds_and_repairs_a_stale_document() -> None:
 
 
 def test_cli_reconcile_exits_nonzero_until_repaired(tmp_path: Path) -> None:
-    container = Container(Settings(backend="embedded", data_dir=tmp_path))
+    container = LocalContainer(Settings(backend="embedded", data_dir=tmp_path))
     container.memories.put_memory(item(1))
     container.close()
     runner = CliRunner()
@@ -82,7 +82,7 @@ def test_redrive_replays_dead_letters_once_fixed_and_is_safe_to_repeat(tmp_path:
     from memcube.domain.model import Principal, TaskState
     from memcube_api.schemas.product import AddRequest, to_command
 
-    container = Container(Settings(backend="embedded", data_dir=tmp_path, max_receive_count=1))
+    container = LocalContainer(Settings(backend="embedded", data_dir=tmp_path, max_receive_count=1))
     cmd = to_command(AddRequest.model_validate({"user_id": "u1", "messages": "a fact worth keeping"}))
     task_id = container.add.submit(cmd, Principal(user_id="u1")).task_id
     container.local_queue.send_raw([("u1", "poison", '{"v": 1, "task_id": "bad"}')])

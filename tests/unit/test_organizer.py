@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from memcube.adapters.minilm_embedder import MiniLMEmbedder
 from memcube.domain.ingest import Verdict
 from memcube.domain.organizer import Thresholds
+from memcube_local.minilm import MiniLMEmbedder
 from tests.unit.world import ScriptedLLM, World, extraction, fact, judged, kinds, only
 
 CONVERSATION = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memcube.adapters.sqlite.index import SqliteIndex, TermFrequencies
+from memcube_local.sqlite.index import SqliteIndex, TermFrequencies
 from tests.contract.support import memory
 
 

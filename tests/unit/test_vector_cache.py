@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memcube.adapters.sqlite.index import SqliteIndex
-from memcube.adapters.sqlite.vector_cache import CubeVectors, VectorCache
 from memcube.domain.model import MemoryItem
+from memcube_local.sqlite.index import SqliteIndex
+from memcube_local.sqlite.vector_cache import CubeVectors, VectorCache
 from tests.contract.support import memory
 
 

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from memcube.adapters.hash_embedder import HashEmbedder
-from memcube.adapters.memory import InMemoryIndex, InMemoryQueue
-from memcube.adapters.memory import open_stores as memory_stores
 from memcube.domain.errors import LLMUnavailable
 from memcube.domain.history import HistoryService
 from memcube.domain.ingest import Delivery, Verdict
@@ -17,6 +15,8 @@ from memcube.domain.model import MemoryItem, MemoryOutcome, Principal, TaskPart
 from memcube.domain.organizer import Thresholds
 from memcube.ports import DocumentReader, Embedder
 from memcube_api.schemas.product import AddRequest, to_command
+from tests.doubles import InMemoryIndex, InMemoryQueue
+from tests.doubles import open_stores as memory_stores
 from tests.services import add_service, ingest_service
 
 Reply = str | Callable[[str, str], str] | Exception

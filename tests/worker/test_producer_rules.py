@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from memcube.adapters.memory import InMemoryQueue
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import Principal, TaskState
 from memcube.domain.tasks import scoped_task_id
 from memcube.wiring import Container
 from memcube_api.schemas.product import AddRequest, to_command
 from tests.conftest import load_event
+from tests.doubles import InMemoryQueue
 from tests.worker.conftest import failures, invoke_worker, producer_body, sqs_event, sqs_record
 
 

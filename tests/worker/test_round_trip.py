@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from memcube.adapters.memory import InMemoryQueue
 from memcube.domain.model import MemoryItem
 from memcube.domain.tasks import scoped_task_id
 from memcube.wiring import Container
 from tests.api.conftest import invoke, post_add, v2_event
 from tests.conftest import load_event
+from tests.doubles import InMemoryQueue
 from tests.worker.conftest import FifoQueue, index_of
 
 

@@ -13,8 +13,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEMCUBE_", frozen=True, extra="ignore")
 
     backend: Literal["embedded", "memory", "aws"] = "embedded"
-    """embedded: SQLite files in `data_dir` with an in-process worker; memory: dicts (tests);
-    aws: DynamoDB + SQS FIFO + OpenSearch."""
+    """embedded: SQLite files in `data_dir` with an in-process worker (built by `memcube_local`);
+    aws: DynamoDB + SQS FIFO + OpenSearch; memory: the tests', whose adapters no container builds
+    (the tests pass their in-memory doubles, `tests/doubles`)."""
 
     data_dir: Path = Field(default_factory=lambda: Path.home() / ".memcube")
     workers: int = Field(default=2, ge=0, le=32)

@@ -1,4 +1,7 @@
-"""The composition root: the one place adapters are built, lazily, from settings.
+"""The composition root of the AWS backend: the one place its adapters are built, lazily, from
+settings (DynamoDB, SQS, OpenSearch, Bedrock or OpenAI-compatible models). The embedded default's
+adapters (SQLite, MiniLM) are not in this package: `memcube_local.wiring.LocalContainer` adds them,
+and tests pass their in-memory doubles (`tests/doubles`) to this container.
 
 Nothing here does I/O at import time; each adapter and service is built on first use and then
 reused (a Lambda container keeps them warm across invocations). The worker's services (ingest
@@ -35,7 +38,6 @@ from memcube.ports import (
 from memcube.settings import Settings
 
 if TYPE_CHECKING:
-    from memcube.adapters.sqlite.queue import SqliteQueue
     from memcube.adapters.sqs_queue import SqsQueue
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
@@ -69,7 +71,9 @@ class _Port(Generic[P]):
 
 
 class Container:
-    """Adapters and services for one backend. Tests pass their own adapters in `overrides`."""
+    """Adapters and services of the `aws` backend. Another backend's adapters are passed in
+    `overrides` (by `memcube_local`'s container, and by tests with their doubles); one this
+    container cannot build and was not given fails on first use (`NotBuiltHere`)."""
 
     tasks = _Port[TaskStore]()
     idempotency = _Port[IdempotencyKeys]()
@@ -82,29 +86,25 @@ class Container:
 
     def __init__(self, settings: Settings, **overrides: object) -> None:
         self.settings = settings
-        self.wakeup = threading.Condition()
-        """Notified when a message is enqueued, so embedded workers start at once."""
         for name, value in overrides.items():
             self.__dict__[name] = value  # pre-fills the cached_property of the same name
 
-    def _notify(self) -> None:
-        with self.wakeup:
-            self.wakeup.notify_all()
+    _closeable: tuple[str, ...] = ("index",)
+    """Adapters besides the stores that hold a connection, closed by `close` if built."""
+
+    def _aws_only(self, port: str) -> None:
+        if self.settings.backend != "aws":
+            raise NotBuiltHere(
+                f"{port}: the {self.settings.backend} backend's adapters are not built by this container "
+                "(embedded: memcube_local.wiring.LocalContainer; memory: the tests pass their doubles)"
+            )
 
     @cached_property
     def stores(self) -> Stores:
-        """The system of record's ports, built together over the backend's one table (DynamoDB),
-        connection (SQLite `store.db`) or, for tests, memory. Services get them one by one, from
-        the port attributes above (`tasks`, `memories`, ...)."""
-        backend = self.settings.backend
-        if backend == "embedded":
-            from memcube.adapters.sqlite import open_stores as open_sqlite
-
-            return open_sqlite(self.settings.data_dir / "store.db")
-        if backend == "memory":
-            from memcube.adapters.memory import open_stores as open_memory
-
-            return open_memory()
+        """The system of record's ports, built together over the backend's one table (DynamoDB;
+        the embedded default's: one SQLite connection). Services get them one by one, from the port
+        attributes above (`tasks`, `memories`, ...)."""
+        self._aws_only("stores")
         from memcube.adapters.dynamodb import open_stores as open_dynamodb
         from memcube.adapters.dynamodb.table import DynamoTable
 
@@ -112,13 +112,7 @@ class Container:
 
     @cached_property
     def queue(self) -> TaskQueue:
-        backend = self.settings.backend
-        if backend == "embedded":
-            return self.local_queue
-        if backend == "memory":
-            from memcube.adapters.memory import InMemoryQueue
-
-            return InMemoryQueue()
+        self._aws_only("queue")
         return self.sqs_queue
 
     @cached_property
@@ -141,22 +135,8 @@ class Container:
         return SqsDeadLetters(self.sqs_queue, url)
 
     @cached_property
-    def local_queue(self) -> SqliteQueue:
-        from memcube.adapters.sqlite.queue import SqliteQueue
-
-        return SqliteQueue(self.settings.data_dir / "queue.db", on_send=self._notify)
-
-    @cached_property
     def index(self) -> SearchIndex:
-        backend = self.settings.backend
-        if backend == "embedded":
-            from memcube.adapters.sqlite.index import SqliteIndex
-
-            return SqliteIndex(self.settings.data_dir / "index.db")
-        if backend == "memory":
-            from memcube.adapters.memory import InMemoryIndex
-
-            return InMemoryIndex()
+        self._aws_only("index")
         from memcube.adapters.opensearch_index import OpenSearchIndex
 
         s = self.settings
@@ -175,9 +155,7 @@ class Container:
         s = self.settings
         kind = s.embedder_kind
         if kind == "minilm":
-            from memcube.adapters.minilm_embedder import MiniLMEmbedder
-
-            return MiniLMEmbedder()
+            raise NotBuiltHere("the minilm embedder is the embedded default's: build it with memcube_local's container")
         if kind == "bedrock":
             from memcube.adapters.bedrock import TitanEmbedder
 
@@ -371,11 +349,15 @@ class Container:
         stores = self.__dict__.get("stores")
         if stores is not None:
             stores.close()
-        for name in ("local_queue", "index"):
+        for name in self._closeable:
             adapter = self.__dict__.get(name)
             close = getattr(adapter, "close", None)
             if close is not None:
                 close()
+
+
+class NotBuiltHere(RuntimeError):
+    """An adapter of a backend this container does not build, and was not given."""
 
 
 def _required(value: str | None) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from memcube.adapters.sqlite.db import SqliteDb
 from memcube.domain.model import Task, TaskPart, TaskRecord
+from memcube_local.sqlite.db import SqliteDb
 
 
 class SqliteTasks:

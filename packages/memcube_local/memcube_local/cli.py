@@ -1,5 +1,5 @@
 """`memcube` command line: `serve` runs the embedded default (API + worker, one process); the
-operator commands work on the storage directly; the user commands (`cli_user`) talk to a server."""
+operator commands work on the storage directly; the user commands (`memcube_client.cli`) talk to a server."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import click
 from memcube.settings import Settings
 
 if TYPE_CHECKING:
-    from memcube.wiring import Container
+    from memcube_local.wiring import LocalContainer
 
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -34,12 +34,12 @@ def _data_dir_option(fn: Callable[..., None]) -> Callable[..., None]:
     )(fn)
 
 
-def _container(data_dir: Path | None) -> Container:
+def _container(data_dir: Path | None) -> LocalContainer:
     """The container for operator commands: MEMCUBE_BACKEND chooses (embedded by default)."""
-    from memcube.wiring import Container
+    from memcube_local.wiring import LocalContainer
 
     settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
-    return Container(settings)
+    return LocalContainer(settings)
 
 
 @main.command()
@@ -222,9 +222,9 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
     """Run the API and the worker in one process on persistent local storage."""
     import uvicorn
 
-    from memcube.embedded import DataDirLocked, EmbeddedWorker, lock_data_dir
-    from memcube.wiring import Container
     from memcube_api.app import create_app
+    from memcube_local.embedded import DataDirLocked, EmbeddedWorker, lock_data_dir
+    from memcube_local.wiring import LocalContainer
 
     overrides: dict[str, object] = {"backend": "embedded"}
     if data_dir is not None:
@@ -237,14 +237,14 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
             f"refusing to listen on {host} without authentication: set MEMCUBE_AUTH=keys and create keys "
             "with `memcube keys create --user <id>` (or listen on 127.0.0.1)"
         )
-    from memcube import logfmt
+    from memcube_local import logfmt
 
     log_config = logfmt.configure()  # refusals with their fields; no credential in any URL logged
     try:
         lock = lock_data_dir(settings.data_dir)
     except DataDirLocked as exc:
         raise click.ClickException(str(exc)) from exc
-    container = Container(settings)
+    container = LocalContainer(settings)
     _match_index_to_embedder(container)
     worker = EmbeddedWorker(container)
     worker.start()  # loads the model in the background while the API starts; takes messages once ready
@@ -259,7 +259,7 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
         lock.close()
 
 
-def _match_index_to_embedder(container: Container) -> None:
+def _match_index_to_embedder(container: LocalContainer) -> None:
     """A data dir indexed with another embedding model (an upgrade, or MEMCUBE_EMBEDDER changed)
     is re-embedded before serving: vectors of two models are never mixed or compared."""
     built_with = container.index.embedding_model()
@@ -272,7 +272,7 @@ def _match_index_to_embedder(container: Container) -> None:
 
 
 def _register_user_commands() -> None:
-    from memcube.cli_user import USER_COMMANDS
+    from memcube_client.cli import USER_COMMANDS
 
     for command in USER_COMMANDS:
         main.add_command(command)

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from memcube.adapters.sqlite.db import SqliteDb
-from memcube.adapters.sqlite.vector_cache import CubeVectors, Passes, VectorCache
 from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.filters import And, Filter, Or
 from memcube.domain.model import MemoryItem
 from memcube.domain.search import filter_doc
 from memcube.domain.similarity import CJK
 from memcube.ports import Hit
+from memcube_local.sqlite.db import SqliteDb
+from memcube_local.sqlite.vector_cache import CubeVectors, Passes, VectorCache
 
 _CJK = re.compile(rf"([{CJK}])")
 

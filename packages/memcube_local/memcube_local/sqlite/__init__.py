@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memcube.adapters.sqlite.counters import SqliteCounter
-from memcube.adapters.sqlite.db import SqliteDb
-from memcube.adapters.sqlite.dead_letters import SqliteDeadLetters
-from memcube.adapters.sqlite.directory import SqliteDirectory
-from memcube.adapters.sqlite.erasures import SqliteErasureMarks
-from memcube.adapters.sqlite.idempotency import SqliteIdempotencyKeys
-from memcube.adapters.sqlite.keys import SqliteKeys
-from memcube.adapters.sqlite.memories import SqliteMemories
-from memcube.adapters.sqlite.tasks import SqliteTasks
 from memcube.ports import Stores
+from memcube_local.sqlite.counters import SqliteCounter
+from memcube_local.sqlite.db import SqliteDb
+from memcube_local.sqlite.dead_letters import SqliteDeadLetters
+from memcube_local.sqlite.directory import SqliteDirectory
+from memcube_local.sqlite.erasures import SqliteErasureMarks
+from memcube_local.sqlite.idempotency import SqliteIdempotencyKeys
+from memcube_local.sqlite.keys import SqliteKeys
+from memcube_local.sqlite.memories import SqliteMemories
+from memcube_local.sqlite.tasks import SqliteTasks
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (

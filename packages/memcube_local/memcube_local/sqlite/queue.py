@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from memcube.adapters.sqlite.db import SqliteDb
 from memcube.domain.messages import QueuedAdd, peek
+from memcube_local.sqlite.db import SqliteDb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

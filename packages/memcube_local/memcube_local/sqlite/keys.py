@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from memcube.adapters.sqlite.db import SqliteDb
 from memcube.domain.auth import ApiKey
+from memcube_local.sqlite.db import SqliteDb
 
 
 class SqliteKeys:

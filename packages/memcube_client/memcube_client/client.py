@@ -348,7 +348,7 @@ FILE_TYPES = {
 class MemOSClient(_Closes):
     """The MemOS product API with the MemOS documentation's call shapes, against memcube.
 
-        from memcube.client import MemOSClient
+        from memcube_client import MemOSClient
 
         client = MemOSClient(api_key="mck_...", base_url="http://127.0.0.1:8000")
         res = client.add_message(user_id="alice", writable_cube_ids=["alice"],

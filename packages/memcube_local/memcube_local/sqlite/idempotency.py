@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memcube.adapters.sqlite.db import SqliteDb
+from memcube_local.sqlite.db import SqliteDb
 
 
 class SqliteIdempotencyKeys:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from memcube.client import ApiError, MemcubeClient
+from memcube_client.client import ApiError, MemcubeClient
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 
-from memcube.adapters.sqlite.db import SqliteDb
 from memcube.domain.model import MemoryItem
 from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
+from memcube_local.sqlite.db import SqliteDb
 
 
 class SqliteMemories:

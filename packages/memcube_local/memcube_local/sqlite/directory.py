@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from memcube.adapters.sqlite.db import SqliteDb
 from memcube.domain.permissions import CubeAcl
+from memcube_local.sqlite.db import SqliteDb
 
 
 class SqliteDirectory:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from memcube.domain.ingest import Delivery, Verdict
-from memcube.wiring import Container
+from memcube_local.wiring import LocalContainer
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class EmbeddedWorker:
     `stop` waits for the messages in hand, briefly, and hands back the rest
     unblamed (see `SqliteQueue`)."""
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: LocalContainer) -> None:
         self._c = container
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -1,0 +1,48 @@
+"""The packages match what runs where: the Lambda code (the layer and the two functions) imports
+nothing of the embedded default, the client or the tests, and the client nothing of the server;
+one wheel still holds every package."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LAMBDA = ("layers/memcube/memcube", "functions/api/memcube_api", "functions/worker/memcube_worker")
+LOCAL = "packages/memcube_local/memcube_local"
+CLIENT = "packages/memcube_client/memcube_client"
+
+
+def _imports(package: str) -> dict[str, set[str]]:
+    """The top-level module of every absolute import (lazy ones too) -> the files importing it."""
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.split(".")[0], set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_the_lambda_code_imports_nothing_the_lambda_build_leaves_out() -> None:
+    for package in LAMBDA:
+        imports = _imports(package)
+        assert {name: imports[name] for name in ("memcube_local", "memcube_client", "tests") if name in imports} == {}
+
+
+def test_the_client_needs_nothing_of_the_server() -> None:
+    imports = _imports(CLIENT)
+    assert {name: imports[name] for name in ("memcube", "memcube_api", "memcube_local") if name in imports} == {}
+
+
+def test_one_wheel_holds_every_package() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = set(project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
+    assert packages == {*LAMBDA, LOCAL, CLIENT}
+    assert project["project"]["scripts"]["memcube"] == "memcube_local.cli:main"
