@@ -5,6 +5,7 @@ one wheel still holds every package."""
 from __future__ import annotations
 
 import ast
+import sys
 import tomllib
 from pathlib import Path
 
@@ -46,3 +47,31 @@ def test_one_wheel_holds_every_package() -> None:
     packages = set(project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
     assert packages == {*LAMBDA, LOCAL, CLIENT}
     assert project["project"]["scripts"]["memcube"] == "memcube_local.cli:main"
+
+
+def test_the_domain_imports_no_sdk_and_no_wire_format() -> None:
+    """The hexagon's core imports the standard library, a few computing libraries and itself, and reaches
+    the outside only through `memcube.ports`: no SDK, no web framework, no adapter, and none of
+    the API's wire formats (MemOS's and the hosted API's models live in `memcube_api.schemas`)."""
+    domain = ROOT / "layers/memcube/memcube/domain"
+    modules: dict[str, set[str]] = {}
+    for path in domain.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                modules.setdefault(name, set()).add(path.name)
+    # libraries of computation, not of I/O: models, times, vector math, repair of an LLM's JSON text
+    third_party = {"pydantic", "dateutil", "numpy", "json_repair"}
+    own = ("memcube.domain", "memcube.ports")
+    foreign = {
+        name: files
+        for name, files in modules.items()
+        if name.split(".")[0] not in sys.stdlib_module_names | third_party and not name.startswith(own)
+    }
+    assert foreign == {}
+    assert len({f for files in modules.values() for f in files}) > 20  # every domain module was read
