@@ -51,7 +51,7 @@ def create_app(
         return {"status": "ok"}
 
     include(app, product.router)
-    include(app, hosted.router, prefix=PREFIX, tags=(hosted.TAG,))
-    include(app, hosted.router, tags=(hosted.TAG_AT_ROOT,))  # for a base URL without the SDK's path
+    include(app, hosted.router)  # under the SDK's path
+    include(app, hosted.router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))  # for a base URL without it
     document_schemas(app)
     return app

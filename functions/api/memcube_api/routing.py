@@ -46,20 +46,28 @@ class MemcubeRoute(APIRoute):
         self.openapi_extra = documented | (self.openapi_extra or {})
 
 
-def include(app: FastAPI, router: APIRouter, *, prefix: str = "", tags: tuple[str, ...] = ()) -> None:
-    """Add the router's routes to the app as its own routes, under `prefix` (a router may be
-    included under several). Plain routes of the app, whatever FastAPI's `include_router` keeps,
-    so everything that walks `app.routes` (the OpenAPI components, the template check) sees them."""
+def include(app: FastAPI, router: APIRouter, *, strip: str = "", tags: tuple[str, ...] = ()) -> None:
+    """Add the router's routes to the app as its own routes: plain routes of the app, whatever
+    FastAPI's `include_router` keeps, so everything that walks `app.routes` (the OpenAPI
+    components, the template check) sees them.
+
+    As they are, the router's own route objects are added: building a route again (its
+    dependencies' signatures read anew) is most of the app's build, a cold start. With `strip`
+    and `tags`, copies are added instead: the paths without the `strip` prefix, tagged `tags`
+    (a router mounted a second time, elsewhere)."""
     for route in router.routes:
         if not isinstance(route, APIRoute):
             raise TypeError(f"{route!r}: only API routes are included")
+        if not strip and not tags:
+            app.router.routes.append(route)
+            continue
         app.router.add_api_route(
-            prefix + route.path,
+            route.path.removeprefix(strip),
             route.endpoint,
             methods=sorted(route.methods or ()),
             name=route.name,
             summary=route.summary,
-            tags=[*route.tags, *tags],
+            tags=list(tags or route.tags),
             dependencies=route.dependencies,
             openapi_extra=route.openapi_extra,
             include_in_schema=route.include_in_schema,

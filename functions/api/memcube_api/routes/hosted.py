@@ -38,6 +38,7 @@ from memcube_api.schemas import hosted
 from memcube_api.schemas.hosted import (
     ANONYMOUS,
     HOSTED_STATUS,
+    PREFIX,
     AddFeedbackBody,
     AddMessageBody,
     CreateKnowledgebaseBody,
@@ -58,7 +59,7 @@ TAG = "MemOS cloud API (memos.api.client.MemOSClient)"
 TAG_AT_ROOT = "MemOS cloud API, also at the root"
 FAILED = frozenset({TaskState.FAILED, TaskState.CANCELLED})
 
-router = APIRouter(route_class=MemcubeRoute)
+router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=MemcubeRoute)
 
 
 def ok(message: str, data: Any) -> JSONResponse:
