@@ -14,8 +14,6 @@ BENCHMARKS.md), and could not refuse a wrong content type (415) or an oversized 
 parsing, nor name fields as memcube's error envelope does.
 """
 
-from __future__ import annotations
-
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar

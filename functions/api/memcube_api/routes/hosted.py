@@ -13,8 +13,6 @@ With API keys off, knowledge-base operations act as the user `anonymous` (`ANONY
 delete by memory ids or a knowledge base's creation names no one.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Annotated, Any
 

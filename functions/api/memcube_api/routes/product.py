@@ -2,8 +2,6 @@
 principal (its rate limit counted); a route maps the request to a command, calls one service and
 shapes the MemOS envelope."""
 
-from __future__ import annotations
-
 from dataclasses import asdict
 from typing import Annotated, Any
 
