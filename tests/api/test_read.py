@@ -136,6 +136,16 @@ def test_get_memory_pages_through_a_cube(embedded_api: Container) -> None:
     assert sorted(seen) == sorted(texts)
 
 
+def test_get_memory_refuses_a_filter_it_would_not_apply_and_writes_nothing(embedded_api: Container) -> None:
+    event = load_event("api_get_memory.json")
+    event["body"] = json.dumps(json.loads(event["body"]) | {"filter": {"tags": "travel"}})
+    reply = invoke(event)
+    assert reply.status == 422
+    assert "filter" in reply.message and "/product/search" in reply.message
+    event["body"] = json.dumps(json.loads(event["body"]) | {"filter": None})
+    assert invoke(event).status == 200  # an absent filter (the SDK sends null) is no filter
+
+
 def test_another_users_cube_page_is_403(embedded_api: Container) -> None:
     invoke(load_event("api_add_sync.json"))
     event = load_event("api_get_memory.json")

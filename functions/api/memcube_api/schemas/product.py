@@ -364,6 +364,14 @@ class GetMemoryRequest(BaseModel):
     page: int = Field(default=1, ge=1, le=100_000)
     page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
 
+    @field_validator("filter")
+    @classmethod
+    def _no_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Refused, not ignored: a page of the cube is listed as it is (as the hosted get/memory)."""
+        if value:
+            raise ValueError("get_memory lists a cube page by page and applies no filter; use /product/search with it")
+        return value
+
 
 class StatusParams(Params):
     user_id: Id
