@@ -15,8 +15,9 @@ LOCAL = "packages/memcube_local/memcube_local"
 CLIENT = "packages/memcube_client/memcube_client"
 
 
-def _imports(package: str) -> dict[str, set[str]]:
-    """The top-level module of every absolute import (lazy ones too) -> the files importing it."""
+def _imports(package: str, *, whole: bool = False) -> dict[str, set[str]]:
+    """The top-level module (`whole`: the full module name) of every absolute import, lazy ones
+    too -> the files importing it."""
     found: dict[str, set[str]] = {}
     for path in (ROOT / package).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -27,7 +28,7 @@ def _imports(package: str) -> dict[str, set[str]]:
             else:
                 continue
             for name in names:
-                found.setdefault(name.split(".")[0], set()).add(str(path.relative_to(ROOT)))
+                found.setdefault(name if whole else name.split(".")[0], set()).add(str(path.relative_to(ROOT)))
     return found
 
 
@@ -53,18 +54,7 @@ def test_the_domain_imports_no_sdk_and_no_wire_format() -> None:
     """The hexagon's core imports the standard library, a few computing libraries and itself, and reaches
     the outside only through `memcube.ports`: no SDK, no web framework, no adapter, and none of
     the API's wire formats (MemOS's and the hosted API's models live in `memcube_api.schemas`)."""
-    domain = ROOT / "layers/memcube/memcube/domain"
-    modules: dict[str, set[str]] = {}
-    for path in domain.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                modules.setdefault(name, set()).add(path.name)
+    modules = _imports("layers/memcube/memcube/domain", whole=True)
     # libraries of computation, not of I/O: models, times, vector math, repair of an LLM's JSON text
     third_party = {"pydantic", "dateutil", "numpy", "json_repair"}
     own = ("memcube.domain", "memcube.ports")
