@@ -68,6 +68,11 @@ class InMemoryIndex:
         words = [w for w in text.lower().split() if w]
         return _best([_scored(doc, vector, words) for doc in self._snapshot() if _candidate(doc, cube_ids, flt)], limit)
 
+    def select(self, cube_id: str, flt: Filter, offset: int, limit: int) -> tuple[list[str], int]:
+        passing = [d for d in self._snapshot() if _candidate(d, [cube_id], flt)]
+        passing.sort(key=lambda d: (d.metadata.created_at, d.id))
+        return [d.id for d in passing[offset : offset + limit]], len(passing)
+
 
 def _candidate(doc: MemoryItem, cube_ids: Sequence[str], flt: Filter | None) -> bool:
     """An activated document of one of the cubes that passes the filter."""

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from memcube.wiring import Container
 from memcube_api.errors import install
-from memcube_api.routes import hosted, product
+from memcube_api.routes import hosted, product, reads
 from memcube_api.routing import document_schemas, include
 from memcube_api.schemas.hosted import PREFIX
 
@@ -51,6 +51,7 @@ def create_app(
         return {"status": "ok"}
 
     include(app, product.router)
+    include(app, reads.router)  # MemOS's other /product reads
     include(app, hosted.router)  # under the SDK's path
     include(app, hosted.router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))  # for a base URL without it
     document_schemas(app)

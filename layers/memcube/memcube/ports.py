@@ -270,6 +270,12 @@ class SearchIndex(Protocol):
         the embedder changed (OpenSearch recreates the index: its vector field has a fixed size)."""
         ...
 
+    def select(self, cube_id: str, flt: Filter, offset: int, limit: int) -> tuple[list[str], int]:
+        """A page of ids of the cube's activated documents that pass the filter, oldest first
+        (`created_at`, then id), skipping `offset`, and how many pass in all: a filtered listing
+        that reads only its page (the caller keeps `offset + limit` within `domain.reads.WINDOW`)."""
+        ...
+
 
 class Embedder(Protocol):
     @property

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
+    from memcube.domain.reads import MemoryReads
+    from memcube.domain.scheduler import SchedulerService
     from memcube.ports import (
         LLM,
         DeadLetterSink,
@@ -242,6 +244,19 @@ class Container:
     @cached_property
     def reader(self) -> MemoryReader:
         return MemoryReader(self.memories, self.directory)
+
+    @cached_property
+    def reads(self) -> MemoryReads:
+        """Filtered pages, reads by ids and `get_all`: the index selects, the store answers."""
+        from memcube.domain.reads import MemoryReads
+
+        return MemoryReads(self.memories, self.directory, self.index, self.embedder)
+
+    @cached_property
+    def scheduler(self) -> SchedulerService:
+        from memcube.domain.scheduler import SchedulerService
+
+        return SchedulerService(self.tasks, self.status)
 
     @cached_property
     def ingest(self) -> IngestService:

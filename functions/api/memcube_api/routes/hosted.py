@@ -24,6 +24,7 @@ from memcube.domain import limits
 from memcube.domain.auth import Authority
 from memcube.domain.deletion import Receipt
 from memcube.domain.errors import InvalidRequest
+from memcube.domain.filters import compile_filter
 from memcube.domain.ids import check_id
 from memcube.domain.model import Principal, TaskRecord, TaskState
 from memcube.wiring import Container
@@ -265,7 +266,11 @@ async def get_memory(request: Request, c: Services, call: Listing) -> JSONRespon
     body = call.input
     subject = _subject(body, call.caller)
     assert subject is not None  # the model requires one
-    page = await blocking(request, c.reader.page, subject, call.principal, body.page, body.size)
+    flt = compile_filter(body.filter)  # the search's filter language; an invalid one is a 422 naming its key
+    if flt is None:
+        page = await blocking(request, c.reader.page, subject, call.principal, body.page, body.size)
+    else:
+        page = await blocking(request, c.reads.page, subject, call.principal, body.page, body.size, flt)
     data = {
         "memory_detail_list": [detail(i) for i in page.items],
         "preference_detail_list": [],

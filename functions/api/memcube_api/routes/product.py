@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from memcube.domain.deletion import Receipt
+from memcube.domain.filters import compile_filter
 from memcube.domain.model import Principal, TaskRecord, TaskState
 from memcube.domain.transfer import exported
 from memcube.wiring import Container
@@ -108,7 +109,11 @@ async def undo_memory(request: Request, c: Services, call: Undo) -> JSONResponse
 @router.post("/get_memory", summary="A cube's memories, page by page")
 async def get_memory(request: Request, c: Services, call: Listing) -> JSONResponse:
     req = call.input
-    page = await blocking(request, c.reader.page, req.mem_cube_id, call.principal, req.page, req.page_size)
+    flt = compile_filter(req.filter)  # the search's filter language; an invalid one is a 422 naming its key
+    if flt is None:
+        page = await blocking(request, c.reader.page, req.mem_cube_id, call.principal, req.page, req.page_size)
+    else:
+        page = await blocking(request, c.reads.page, req.mem_cube_id, call.principal, req.page, req.page_size, flt)
     data = {
         "text_mem": [cube_memories(page.cube_id, [memory_view(i) for i in page.items], page.total)],
         "pref_mem": [],

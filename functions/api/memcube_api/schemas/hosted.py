@@ -136,7 +136,8 @@ class SearchMemoryBody(_Body):
 
 
 class GetMemoryBody(_Body):
-    """`POST /get/memory`: one page of the subject's cube."""
+    """`POST /get/memory`: one page of the subject's cube (of its memories that pass `filter`,
+    the search's filter language, when one is given)."""
 
     user_id: Id | None = None
     agent_id: Id | None = None
@@ -150,8 +151,6 @@ class GetMemoryBody(_Body):
     @model_validator(mode="after")
     def _subject(self) -> GetMemoryBody:
         _exactly_one_subject(self.user_id, self.agent_id)
-        if self.filter:
-            raise ValueError("filter: get/memory lists a cube page by page; to filter, use search/memory with filter")
         return self
 
 

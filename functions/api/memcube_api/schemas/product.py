@@ -351,7 +351,8 @@ class ImportRequest(BaseModel):
 
 class GetMemoryRequest(BaseModel):
     """MemOS's GetMemoryRequest (the preference/tool/skill switches are accepted; memcube keeps
-    text memories only, so they add nothing)."""
+    text memories only, so they add nothing). `filter` is the search's filter language: only
+    the memories that pass it are paged (`domain.reads`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -363,14 +364,6 @@ class GetMemoryRequest(BaseModel):
     filter: dict[str, Any] | None = None
     page: int = Field(default=1, ge=1, le=100_000)
     page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
-
-    @field_validator("filter")
-    @classmethod
-    def _no_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Refused, not ignored: a page of the cube is listed as it is (as the hosted get/memory)."""
-        if value:
-            raise ValueError("get_memory lists a cube page by page and applies no filter; use /product/search with it")
-        return value
 
 
 class StatusParams(Params):
