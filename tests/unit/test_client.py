@@ -202,3 +202,58 @@ def test_add_file_sends_the_file_inline_under_its_content_id(tmp_path: Path) -> 
     }
     with pytest.raises(ValueError, match=r"upload \.txt, \.md"):
         client.add_file(tmp_path / "a.docx", user_id="alice", cube_id="kb-r")
+
+
+def test_the_read_routes_send_memos_shapes() -> None:
+    ok = {"code": 200, "message": "ok", "data": {"memories": [], "not_found": ["m9"]}}
+    client, _, seen = client_answering(
+        httpx.Response(200, json=ok),
+        httpx.Response(200, json=ok | {"data": [{"cube_id": "alice", "memories": []}]}),
+        httpx.Response(200, json=ok | {"data": {"all_tasks_summary": {"total": 3}}}),
+    )
+    assert client.get_by_ids(["m9"], user_id="alice")["not_found"] == ["m9"]
+    assert client.get_all({"user_id": "alice", "memory_type": "text_mem"})[0]["cube_id"] == "alice"
+    assert client.all_status("alice")["all_tasks_summary"]["total"] == 3
+    assert (seen[0].url.path, json.loads(seen[0].content), seen[0].url.params["user_id"]) == (
+        "/product/get_memory_by_ids",
+        ["m9"],
+        "alice",
+    )
+    assert (seen[2].method, seen[2].url.path, seen[2].url.params["user_id"]) == (
+        "GET",
+        "/product/scheduler/allstatus",
+        "alice",
+    )
+
+
+def test_wait_idle_sends_memos_query_and_waits_longer_than_the_server() -> None:
+    idle = {"code": 200, "message": "idle", "data": {"running_tasks": 0, "timed_out": False}}
+    client, _, seen = client_answering(httpx.Response(200, json=idle))
+    assert client.wait_idle("alice", task_id="t1", timeout=60, poll=1)["message"] == "idle"
+    params = seen[0].url.params
+    assert (seen[0].method, params["user_name"], params["task_id"], params["timeout_seconds"]) == (
+        "POST",
+        "alice",
+        "t1",
+        "60",
+    )
+    assert seen[0].extensions["timeout"]["read"] == 70
+
+
+def test_wait_events_yields_each_server_sent_event_and_a_refusal_raises() -> None:
+    frames = 'data: {"status": "running"}\n\n: a comment\n\ndata: {"status": "idle"}\n\n'
+    client, _, _ = client_answering(httpx.Response(200, text=frames, headers={"content-type": "text/event-stream"}))
+    assert [e["status"] for e in client.wait_events("alice")] == ["running", "idle"]
+    refusal = {"code": 404, "message": "task_id: 'x' not found", "data": None}
+    client, _, _ = client_answering(httpx.Response(404, json=refusal))
+    with pytest.raises(ApiError, match="task_id: 'x' not found"):
+        list(client.wait_events("alice", task_id="x"))
+
+
+def test_get_memory_sends_the_filter() -> None:
+    page = {"text_mem": [{"cube_id": "alice", "memories": [], "total_nodes": 0}], "total": 0, "page": 1}
+    client, _, seen = memos_client(
+        httpx.Response(200, json={"code": 200, "message": "ok", "data": page | {"page_size": 5}})
+    )
+    client.get_memory(user_id="alice", page_size=5, filter={"custom_tags": "travel"})
+    assert json.loads(seen[0].content)["filter"] == {"custom_tags": "travel"}

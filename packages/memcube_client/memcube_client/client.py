@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import random
 import time
@@ -76,11 +77,19 @@ class MemcubeClient(_Closes):
         return self.envelope(method, path, body=body, params=params).get("data")
 
     def envelope(
-        self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
+        """The whole envelope; `timeout` (seconds) replaces the client's for a call the server holds open."""
+        per_call: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         for attempt in range(self._retries + 1):
             try:
-                response = self._http.request(method, path, json=body, params=params)
+                response = self._http.request(method, path, json=body, params=params, **per_call)
             except httpx.TransportError:
                 if attempt == self._retries:
                     raise
@@ -160,6 +169,49 @@ class MemcubeClient(_Closes):
     def import_items(self, user_id: str, cube_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
         body = {"user_id": user_id, "cube_id": cube_id, "items": items}
         data: dict[str, Any] = self.request("POST", "/product/import_memory", body=body)
+        return data
+
+    def get_all(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """`POST /product/get_all`: a page per cube by memory type, or the memories related to a query."""
+        data: list[dict[str, Any]] = self.request("POST", "/product/get_all", body=body)
+        return data
+
+    def get_by_ids(self, memory_ids: list[str], user_id: str | None = None) -> dict[str, Any]:
+        """`POST /product/get_memory_by_ids`: `{memories, not_found}`."""
+        params = {"user_id": user_id} if user_id else None
+        data: dict[str, Any] = self.request("POST", "/product/get_memory_by_ids", body=memory_ids, params=params)
+        return data
+
+    def wait_idle(
+        self, user_id: str, task_id: str | None = None, timeout: float = 20.0, poll: float = 0.5
+    ) -> dict[str, Any]:
+        """`POST /product/scheduler/wait`: the server blocks until the user's tasks (or that one)
+        end; the envelope, whose message is `idle` or `timeout` (the deployment may cut a long
+        `timeout`: the answer says so)."""
+        params = {"user_name": user_id, "timeout_seconds": str(timeout), "poll_interval": str(poll)}
+        params |= {"task_id": task_id} if task_id else {}
+        return self.envelope("POST", "/product/scheduler/wait", params=params, timeout=timeout + 10)
+
+    def wait_events(
+        self, user_id: str, task_id: str | None = None, timeout: float = 20.0, poll: float = 0.5
+    ) -> Iterator[dict[str, Any]]:
+        """`GET /product/scheduler/wait/stream`: each server-sent event (task states as they
+        change), the last one `idle` or `timeout`. Not retried: a stream is not replayed."""
+        params = {"user_name": user_id, "timeout_seconds": str(timeout), "poll_interval": str(poll)}
+        params |= {"task_id": task_id} if task_id else {}
+        stream = self._http.stream("GET", "/product/scheduler/wait/stream", params=params, timeout=timeout + 10)
+        with stream as response:
+            if response.status_code >= 400:
+                response.read()
+                payload = response.json() if response.content else {}
+                raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    yield json.loads(line.removeprefix("data:").strip())
+
+    def all_status(self, user_id: str) -> dict[str, Any]:
+        """`GET /product/scheduler/allstatus`: the user's tasks counted by state."""
+        data: dict[str, Any] = self.request("GET", "/product/scheduler/allstatus", params={"user_id": user_id})
         return data
 
 
@@ -491,10 +543,19 @@ class MemOSClient(_Closes):
     search_memory = search
 
     def get_memory(
-        self, *, user_id: str, mem_cube_id: str | None = None, page: int = 1, page_size: int = 20
+        self,
+        *,
+        user_id: str,
+        mem_cube_id: str | None = None,
+        page: int = 1,
+        page_size: int = 20,
+        filter: dict[str, Any] | None = None,
     ) -> MemoryPage:
-        """`POST /product/get_memory`: one page of a cube (by default the user's own)."""
+        """`POST /product/get_memory`: one page of a cube (by default the user's own), of its
+        memories that pass `filter` (the search's filter language) when one is given."""
         body = {"mem_cube_id": mem_cube_id or user_id, "user_id": user_id, "page": page, "page_size": page_size}
+        if filter is not None:
+            body["filter"] = filter
         data = self._http.request("POST", "/product/get_memory", body=body)
         [cube] = data["text_mem"]
         memories = [_memory(m) for m in cube["memories"]]
