@@ -377,3 +377,17 @@ def test_the_wait_stream_of_an_unknown_task_is_a_404_envelope_not_a_stream(clien
     response = client.get("/product/scheduler/wait/stream?user_name=alice&task_id=nope")
     assert response.status_code == 404
     assert response.json()["message"] == "task_id: 'nope' not found"
+
+
+def test_the_wait_stream_through_the_lambda_entry_arrives_whole_as_event_frames(api: Container) -> None:
+    """Behind API Gateway and Mangum a response is buffered: the frames arrive together at the end."""
+    from memcube_api.handler import lambda_handler
+    from tests.lambda_support import FakeLambdaContext, v2_event
+
+    post_add({"user_id": "alice", "messages": "x"})
+    event = v2_event("GET", "/product/scheduler/wait/stream", query="user_name=alice&timeout_seconds=0.4")
+    response = lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    assert response["statusCode"] == 200
+    assert response["headers"]["content-type"].startswith("text/event-stream")
+    frames = [json.loads(f.removeprefix("data: ")) for f in response["body"].split("\n\n") if f]
+    assert [f["status"] for f in frames] == ["running", "timeout"]
