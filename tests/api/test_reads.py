@@ -386,7 +386,7 @@ def test_the_wait_stream_through_the_lambda_entry_arrives_whole_as_event_frames(
 
     post_add({"user_id": "alice", "messages": "x"})
     event = v2_event("GET", "/product/scheduler/wait/stream", query="user_name=alice&timeout_seconds=0.4")
-    response = lambda_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    response = lambda_handler(event, FakeLambdaContext())
     assert response["statusCode"] == 200
     assert response["headers"]["content-type"].startswith("text/event-stream")
     frames = [json.loads(f.removeprefix("data: ")) for f in response["body"].split("\n\n") if f]
