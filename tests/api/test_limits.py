@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from memcube.wiring import Container
-from tests.api.conftest import memory_container_with, serve
+from tests.api.conftest import Reply, memory_container_with, queue_of, serve
 from tests.lambda_support import invoke, v2_event
 
 
@@ -35,15 +35,33 @@ def test_requests_over_the_per_minute_limit_get_429_with_retry_after(limited: Co
     assert search(key(limited, "bob"), "bob") == 200  # another principal is not affected
 
 
+def add(headers: dict[str, str], user: str, text: str, **extra: object) -> Reply:
+    return invoke(v2_event("POST", "/product/add", body={"user_id": user, "messages": text, **extra}, headers=headers))
+
+
 def test_the_daily_add_quota_is_counted_per_principal(limited: Container) -> None:
+    alice, bob = key(limited, "alice"), key(limited, "bob")
+    replies = [add(alice, "alice", f"fact {n}") for n in range(3)]
+    assert [r.status for r in replies] == [200, 200, 429]
+    refused = replies[2]
+    assert refused.body["code"] == 429 and "2 adds per day for 'alice'" in refused.body["message"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 86_400
+    # The refused add wrote nothing: two tasks, two queued messages, no third of either.
+    assert len(limited.tasks.list_tasks("alice", 100)) == 2
+    assert len(queue_of(limited).sent) == 2
+    assert all("fact 2" not in m.model_dump_json() for m in queue_of(limited).sent)
+    # Another principal has its own quota.
+    assert [add(bob, "bob", f"fact {n}").status for n in range(2)] == [200, 200]
+
+
+def test_a_refused_add_still_counts_against_the_daily_quota(limited: Container) -> None:
+    """S15: an add refused by its cube permissions counts, so refusals cannot probe for free."""
     alice = key(limited, "alice")
-    statuses = [
-        invoke(
-            v2_event("POST", "/product/add", body={"user_id": "alice", "messages": f"fact {n}"}, headers=alice)
-        ).status
-        for n in range(3)
-    ]
-    assert statuses == [200, 200, 429]
+    forbidden = add(alice, "alice", "into bob's cube", writable_cube_ids=["bob"])
+    assert forbidden.status == 403
+    assert queue_of(limited).sent == [] and limited.tasks.list_tasks("alice", 100) == []
+    assert add(alice, "alice", "fact 1").status == 200
+    assert add(alice, "alice", "fact 2").status == 429
 
 
 def test_a_service_key_is_one_principal_whoever_it_acts_for(limited: Container) -> None:

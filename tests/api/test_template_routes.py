@@ -28,7 +28,8 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
 
 
 _Tagged.add_multi_constructor("!", _intrinsic)
-RESOURCES: dict[str, Any] = yaml.load(TEMPLATE.read_text(), _Tagged)["Resources"]  # a SafeLoader subclass
+TEMPLATE_DOC: dict[str, Any] = yaml.load(TEMPLATE.read_text(), _Tagged)  # a SafeLoader subclass
+RESOURCES: dict[str, Any] = TEMPLATE_DOC["Resources"]
 
 
 def test_every_route_of_the_app_has_an_http_api_event() -> None:
@@ -59,3 +60,22 @@ def test_the_jwt_front_door_is_conditional_and_guards_every_route_but_health() -
     assert set(routes) == {"$default", "GET /health"}
     env = RESOURCES["ApiFunction"]["Properties"]["Environment"]["Variables"]
     assert env["MEMCUBE_JWT_API_ID"] == {"!If": ["UseJwt", {"!Ref": "JwtApi"}, ""]}
+
+
+def test_the_jwt_authorizer_checks_the_configured_issuer_and_audience_from_the_authorization_header() -> None:
+    """S6: API Gateway verifies the token against these (signature and expiry by the issuer's keys);
+    a stack with an issuer but no audience, or an issuer that is not https, does not deploy."""
+    authorizer = RESOURCES["JwtAuthorizer"]["Properties"]
+    assert authorizer["AuthorizerType"] == "JWT"
+    assert authorizer["IdentitySource"] == ["$request.header.Authorization"]
+    assert authorizer["JwtConfiguration"] == {"Issuer": {"!Ref": "JwtIssuer"}, "Audience": {"!Ref": "JwtAudience"}}
+    rules = TEMPLATE_DOC["Rules"]
+    on_jwt = {"!Not": [{"!Equals": [{"!Ref": "JwtIssuer"}, ""]}]}
+    assert rules["JwtNeedsAudience"]["RuleCondition"] == on_jwt
+    assert rules["JwtNeedsAudience"]["Assertions"][0]["Assert"] == {
+        "!Not": [{"!Equals": [{"!Join": ["", {"!Ref": "JwtAudience"}]}, ""]}]
+    }
+    assert rules["JwtIssuerIsHttps"]["RuleCondition"] == on_jwt
+    assert rules["JwtIssuerIsHttps"]["Assertions"][0]["Assert"] == {
+        "!Equals": [{"!Select": [0, {"!Split": ["://", {"!Ref": "JwtIssuer"}]}]}, "https"]
+    }
