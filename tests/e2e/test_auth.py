@@ -95,3 +95,17 @@ def test_refusals_are_logged_with_their_fields_and_a_key_in_a_url_never_is(serve
     [refused] = [line for line in log.splitlines() if "request refused" in line and "status=403" in line]
     for field in ("method='POST'", "path='/product/search'", "caller=", "alice", "reason=", "user_id: 'bob' is not"):
         assert field in refused, (field, refused)
+
+
+def test_doctor_probes_the_embedded_index_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    done = operator(data, "doctor")
+    assert done.exit_code == 0, done.output
+    checks = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(c["check"], c["ok"]) for c in checks] == [
+        ("k-NN query runs", True),
+        ("cube filter", True),
+        ("filter before the limit", True),
+        ("nearest first, cosine", True),
+    ]
+    assert b"memcube-doctor-" not in b"".join(p.read_bytes() for p in data.glob("index.db*"))
