@@ -3,6 +3,8 @@ Retry-After header; counted per API key principal (a service key is one principa
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from memcube.wiring import Container
@@ -74,3 +76,37 @@ def test_requests_refused_for_another_users_id_count_against_the_limit(limited: 
     alice = key(limited, "alice")
     assert [search(alice, "bob") for _ in range(3)] == [403, 403, 403]
     assert search(alice) == 429
+
+
+def test_the_rate_limit_counter_and_the_user_directory_are_never_written_on_the_event_loop() -> None:
+    """A store write on the event loop would stall every other request the server is serving."""
+    import asyncio
+
+    from fastapi.testclient import TestClient
+
+    from memcube_api.app import create_app
+
+    container = memory_container_with(auth="keys", rate_limit_per_minute=100, daily_add_quota=100)
+    _, plaintext = container.keys.create("bot", "service")  # type: ignore[arg-type]
+    on_loop: list[str] = []
+
+    def spy(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(name)
+            except RuntimeError:
+                pass  # a worker thread: no loop running here
+            return real(*args, **kwargs)
+
+        return call
+
+    container.counter.hit = spy("counter.hit", container.counter.hit)  # type: ignore[method-assign]
+    directory = container.directory
+    directory.register_user = spy("register_user", directory.register_user)  # type: ignore[method-assign]
+    client = TestClient(create_app(lambda: container))
+    headers = {"authorization": f"Token {plaintext}"}
+    assert client.post("/product/add", json={"user_id": "u1", "messages": "hi"}, headers=headers).status_code == 200
+    assert client.post("/product/search", json={"user_id": "u2", "query": "hi"}, headers=headers).status_code == 200
+    assert container.directory.is_user("u1") and container.directory.is_user("u2")
+    assert on_loop == []
