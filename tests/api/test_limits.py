@@ -87,7 +87,7 @@ def test_the_rate_limit_counter_and_the_user_directory_are_never_written_on_the_
     from memcube_api.app import create_app
 
     container = memory_container_with(auth="keys", rate_limit_per_minute=100, daily_add_quota=100)
-    _, plaintext = container.keys.create("bot", "service")  # type: ignore[arg-type]
+    _, plaintext = container.keys.create("bot", "service")
     on_loop: list[str] = []
 
     def spy(name: str, real: Any) -> Any:
