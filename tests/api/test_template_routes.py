@@ -79,3 +79,13 @@ def test_the_jwt_authorizer_checks_the_configured_issuer_and_audience_from_the_a
     assert rules["JwtIssuerIsHttps"]["Assertions"][0]["Assert"] == {
         "!Equals": [{"!Select": [0, {"!Split": ["://", {"!Ref": "JwtIssuer"}]}]}, "https"]
     }
+
+
+def test_what_an_erasure_leaves_on_aws_expires_dlq_copies_in_14_days_and_claim_checks_in_28() -> None:
+    """S18's limit, pinned: SQS cannot delete a group's messages and the claim-check bodies are
+    not indexed by cube, so these are left to expire rather than erased."""
+    dlq, tasks = RESOURCES["DeadLetterQueue"]["Properties"], RESOURCES["TaskQueue"]["Properties"]
+    assert dlq["MessageRetentionPeriod"] == tasks["MessageRetentionPeriod"] == 14 * 24 * 3600
+    [rule] = RESOURCES["LargeBodyBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["ExpirationInDays"]) == ("Enabled", 28)
+    assert "Prefix" not in rule and "Filter" not in rule  # every claim check, whatever its key
