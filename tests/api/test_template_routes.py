@@ -89,3 +89,13 @@ def test_what_an_erasure_leaves_on_aws_expires_dlq_copies_in_14_days_and_claim_c
     [rule] = RESOURCES["LargeBodyBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     assert (rule["Status"], rule["ExpirationInDays"]) == ("Enabled", 28)
     assert "Prefix" not in rule and "Filter" not in rule  # every claim check, whatever its key
+
+
+def test_both_functions_publish_a_snapstart_version_and_every_front_door_invokes_its_alias() -> None:
+    function = TEMPLATE_DOC["Globals"]["Function"]
+    assert function["AutoPublishAlias"] == "live"
+    assert function["SnapStart"] == {"ApplyOn": {"!Ref": "SnapStart"}}
+    assert (function["Runtime"], function["Architectures"]) == ("python3.12", ["arm64"])  # SnapStart supports both
+    assert TEMPLATE_DOC["Parameters"]["SnapStart"]["AllowedValues"] == ["PublishedVersions", "None"]
+    assert RESOURCES["JwtIntegration"]["Properties"]["IntegrationUri"] == {"!Ref": "ApiFunction.Alias"}
+    assert RESOURCES["JwtInvokePermission"]["Properties"]["FunctionName"] == {"!Ref": "ApiFunction.Alias"}
