@@ -4,13 +4,15 @@ one port it is about and runs once per adapter of it; the reopen test takes a wh
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from memcube.domain.auth import ApiKey
-from memcube.domain.model import MemoryItem, TaskState
+from memcube.domain.model import DeadLetter, MemoryItem, TaskState
 from memcube.domain.permissions import CubeAcl
 from memcube.ports import (
     Counter,
@@ -368,6 +370,39 @@ def test_deleted_dead_letters_are_gone_and_others_stay(dead_letters: DeadLetterS
     assert dead_letters.delete_dead_letters([letters[0], letters[2]]) == 2
     assert dead_letters.list_dead_letters() == [letters[1]]
     assert dead_letters.delete_dead_letters([letters[0]]) == 0
+
+
+def test_a_message_that_fails_again_replaces_its_record_of_the_same_task_and_cube(
+    dead_letters: DeadLetterStore,
+) -> None:
+    first, other = dead_letter(1), dead_letter(2)
+    dead_letters.record_dead_letter(first)
+    dead_letters.record_dead_letter(other)
+    again = first.model_copy(update={"message_id": "q1-redriven", "reason": "failed again", "failed_at": day(5)})
+    dead_letters.record_dead_letter(again)
+    assert dead_letters.list_dead_letters() == [other, again]
+    assert dead_letters.delete_dead_letters([again]) == 1
+    assert dead_letters.list_dead_letters() == [other]
+
+
+def test_a_large_redriven_message_that_fails_again_keeps_one_record(dead_letters: DeadLetterStore) -> None:
+    """A body too big to store whole is cut short on DynamoDB; the record is still one per task and cube."""
+    body = json.dumps({"v": 1, "text": os.urandom(700_000).hex()})
+    big = dead_letter(1).model_copy(update={"body": body})
+    dead_letters.record_dead_letter(big)
+    dead_letters.record_dead_letter(big.model_copy(update={"message_id": "q1-redriven", "failed_at": day(3)}))
+    [kept] = dead_letters.list_dead_letters()
+    assert (kept.message_id, kept.task_id, kept.cube_id) == ("q1-redriven", "t1", "c1")
+    assert dead_letters.delete_dead_letters([kept]) == 1 and dead_letters.list_dead_letters() == []
+
+
+def test_unreadable_messages_are_one_record_per_body(dead_letters: DeadLetterStore) -> None:
+    broken = DeadLetter(message_id="m1", body="{not json", reason="invalid", attempts=1, failed_at=day(1))
+    dead_letters.record_dead_letter(broken)
+    dead_letters.record_dead_letter(broken.model_copy(update={"message_id": "m2", "failed_at": day(2)}))
+    other = broken.model_copy(update={"message_id": "m3", "body": "{also not json", "failed_at": day(3)})
+    dead_letters.record_dead_letter(other)
+    assert [d.message_id for d in dead_letters.list_dead_letters()] == ["m2", "m3"]
 
 
 # --- versioned updates and near-duplicate candidates ---------------------------------------------

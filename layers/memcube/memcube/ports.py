@@ -74,12 +74,17 @@ class DeadLetterStore(Protocol):
     """The record of queued messages that will never succeed, kept for operators (list, redrive)
     and removed by an erasure that takes their bodies."""
 
-    def record_dead_letter(self, letter: DeadLetter) -> None: ...
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        """Keep `letter`, replacing the record with the same `DeadLetter.key` (one per task and
+        cube: the latest failure's reason, attempts and message id)."""
+        ...
 
-    def list_dead_letters(self) -> list[DeadLetter]: ...
+    def list_dead_letters(self) -> list[DeadLetter]:
+        """Every record, oldest failure first."""
+        ...
 
     def delete_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
-        """Remove these dead-letter records (an erasure takes their bodies too); the count removed."""
+        """Remove the records with these letters' keys (an erasure takes their bodies too); the count removed."""
         ...
 
 

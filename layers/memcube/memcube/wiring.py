@@ -284,6 +284,17 @@ class Container:
             documents=self.documents,
         )
 
+    def warm_api(self) -> None:
+        """Build what API requests use, short of AWS clients: services, settings, the AWS SDK's
+        service models (a throwaway client of each service parses them into the default session,
+        no network). Run in init before a SnapStart snapshot, so a restored function does not."""
+        _ = (self.authority, self.add, self.status, self.reader, self.history, self.deleter, self.transfer)
+        if self.settings.backend == "aws":
+            import boto3
+
+            for service in ("dynamodb", "sqs"):
+                boto3.client(service).close()
+
     def warm_worker(self) -> None:
         """Make the worker ready to process a message at once: its stores, index and services
         built, and the embedding model loaded (seconds for a local model). Called before the
@@ -383,6 +394,16 @@ def _required(value: str | None) -> str:
 
 _lock = threading.Lock()
 _container: Container | None = None
+
+
+def forget_container() -> None:
+    """Close and drop the process-wide container: the next `container_from_env` builds a new one
+    (after a SnapStart restore, so no client of the snapshot's is used)."""
+    global _container
+    with _lock:
+        old, _container = _container, None
+    if old is not None:
+        old.close()
 
 
 def container_from_env() -> Container:

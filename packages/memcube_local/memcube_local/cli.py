@@ -183,6 +183,32 @@ def bootstrap_index() -> None:
 
 @main.command()
 @_data_dir_option
+def doctor(data_dir: Path | None) -> None:
+    """Probe the configured search index: does its k-NN query run, keep to the named cube, and
+    filter before its limit? One JSON line per check; exit 1 if any failed.
+
+    On AWS this is the check a deployment needs: the tests run every OpenSearch query but k-NN
+    against an OpenSearch-API test server without vector search. Writes a few probe documents in
+    two fresh `memcube-doctor-*` cubes and deletes them again.
+    """
+    import json
+
+    from memcube.domain.doctor import probe_vector_search
+
+    container = _container(data_dir)
+    try:
+        embedder = container.embedder
+        checks = probe_vector_search(container.index, model_id=embedder.model_id, dimension=embedder.dimension)
+    finally:
+        container.close()
+    for check in checks:
+        click.echo(json.dumps({"check": check.name, "ok": check.ok, "detail": check.detail}))
+    if not all(c.ok for c in checks):
+        raise SystemExit(1)
+
+
+@main.command()
+@_data_dir_option
 def redrive(data_dir: Path | None) -> None:
     """Replay dead-lettered messages (after fixing their cause). Safe to repeat.
 

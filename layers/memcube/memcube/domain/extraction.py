@@ -77,6 +77,17 @@ Reply with one JSON object and nothing else:
 "tags": ["..."]}}], "summary": "<one or two sentences about the whole conversation>"}}"""
 
 
+_DELIMITER = re.compile(r"<\s*/?\s*conversation\b[^>]*>?", re.IGNORECASE)
+
+
+def conversation_section(lines: str) -> str:
+    """The conversation inside its delimiters, with every delimiter-like tag it holds itself
+    defused (angle brackets made look-alikes), so no text can close the data section early and
+    speak outside it."""
+    defused = _DELIMITER.sub(lambda m: m.group(0).replace("<", "\u2039").replace(">", "\u203a"), lines)
+    return f"<conversation>\n{defused}\n</conversation>"
+
+
 def language_of(text: str) -> str:
     """The language the memories must be written in: Chinese when CJK characters dominate, the
     conversation's own language otherwise (named for the model, not detected word by word)."""
@@ -101,7 +112,7 @@ class Extractor:
             f"; prefer these when they fit: {json.dumps(custom_tags, ensure_ascii=False)}" if custom_tags else ""
         )
         system = SYSTEM.format(language=language_of(window.text), suggested=suggested)
-        user = f"Current time: {now}\n<conversation>\n{lines}\n</conversation>"
+        user = f"Current time: {now}\n{conversation_section(lines)}"
         reply = self._llm.complete(system, user)
         try:
             data = parse_reply(reply, list_key="memory_list")

@@ -586,20 +586,22 @@ class IngestService:
         self._telemetry.count("PartsDeadLettered")
         if self._sink is not None:
             self._sink.park(delivery.body, reason, cube_id)
-        log.error("dead-lettered", extra={"task_id": task_id, "cube_id": cube_id, "reason": reason})
-        known = any(d.body == delivery.body for d in self._dead_letters.list_dead_letters())
-        if not known:  # a redriven message that fails again keeps its one record
-            self._dead_letters.record_dead_letter(
-                DeadLetter(
-                    message_id=delivery.message_id,
-                    body=delivery.body,
-                    reason=reason,
-                    task_id=task_id,
-                    cube_id=cube_id,
-                    attempts=delivery.attempt,
-                    failed_at=now,
-                )
+        # An unreadable body names no cube: its FIFO group does (the queue's own record of it).
+        where = {"task_id": task_id, "cube_id": cube_id or delivery.group_id, "reason": reason}
+        log.error("dead-lettered", extra={k: v for k, v in where.items() if v is not None})
+        # One record per task and cube (`DeadLetter.key`): a redriven message that fails again
+        # replaces its record with this failure.
+        self._dead_letters.record_dead_letter(
+            DeadLetter(
+                message_id=delivery.message_id,
+                body=delivery.body,
+                reason=reason,
+                task_id=task_id,
+                cube_id=cube_id,
+                attempts=delivery.attempt,
+                failed_at=now,
             )
+        )
         if part is None and task_id and cube_id:
             part = self._own_part(task_id, cube_id, user_id)
         if task_id is None or part is None or part.status is TaskState.COMPLETED:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -301,3 +302,12 @@ class DeadLetter(BaseModel):
     cube_id: str | None = None
     attempts: int
     failed_at: str
+
+    @property
+    def key(self) -> str:
+        """What makes a record one: its task and cube, so a message that fails again (redriven,
+        or its body cut short for the store) replaces its record instead of adding one; a message
+        naming neither (unreadable) is keyed by its body."""
+        if self.task_id and self.cube_id:
+            return f"task#{self.task_id}#{self.cube_id}"
+        return "body#" + hashlib.sha256(self.body.encode("utf-8", "surrogatepass")).hexdigest()[:40]
