@@ -23,6 +23,11 @@ from tests.routed_llm import RoutedLLM, extraction_reply, preference
 from tests.services import add_service, ingest_service
 
 ALICE = Principal(user_id="alice")
+BEFORE = (
+    "The user takes green tea with breakfast every morning at home before leaving for work, and always without sugar."
+)
+AFTER = "The user takes green tea with breakfast every morning at home before leaving for work, and always with honey."
+"""Worded alike, so the store's LSH keys find the old one (osmem-server has no vector search)."""
 
 
 def test_a_preference_round_trips_through_dynamodb_and_opensearch_and_a_change_supersedes_it(
@@ -35,8 +40,8 @@ def test_a_preference_round_trips_through_dynamodb_and_opensearch_and_a_change_s
     embedder = HashEmbedder(384)
     llm = RoutedLLM(
         [
-            extraction_reply(preferences=[preference("The user drinks green tea every morning.")]),
-            extraction_reply(preferences=[preference("The user switched from green tea to black coffee.")]),
+            extraction_reply(preferences=[preference(BEFORE)]),
+            extraction_reply(preferences=[preference(AFTER)]),
         ],
         relation="contradictory",
     )
@@ -61,7 +66,7 @@ def test_a_preference_round_trips_through_dynamodb_and_opensearch_and_a_change_s
               and "body" in r]  # fmt: skip
     assert body["metadata"]["memory_type"] == "PreferenceMemory"
     assert body["metadata"]["preference_type"] == "explicit_preference"
-    assert body["metadata"]["preference"] == "The user drinks green tea every morning."
+    assert body["metadata"]["preference"] == BEFORE
 
     query = SearchQuery(query="green tea", cube_ids=["alice"], relativity=0.0, rerank=False, pref_top_k=6)
     answer = searcher.search(query, ALICE)
@@ -71,11 +76,11 @@ def test_a_preference_round_trips_through_dynamodb_and_opensearch_and_a_change_s
                                           memory_type="PreferenceMemory"), ALICE)  # fmt: skip
     assert [s.item.id for r in by_type.cubes for s in r.memories] == [added.memory_id]
 
-    updated, archived = run("I switched to black coffee, no more green tea.")
+    updated, archived = run("Honey in my tea from now on.")
     assert (updated.outcome, archived.outcome, archived.memory_id) == ("updated", "archived", added.memory_id)
     old = stores.memories.get_memory(added.memory_id)
     assert old is not None and old.metadata.status == "archived"
     assert old.metadata.covered_history == updated.memory_id and old.metadata.history[-1]["action"] == "archived"
-    after = searcher.search(SearchQuery(query="green tea coffee", cube_ids=["alice"], relativity=0.0, rerank=False,
+    after = searcher.search(SearchQuery(query="green tea", cube_ids=["alice"], relativity=0.0, rerank=False,
                                         pref_top_k=6), ALICE)  # fmt: skip
     assert [s.item.id for r in after.preferences for s in r.memories] == [updated.memory_id]
