@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from memcube.domain.extraction import Extraction, Extractor
-from memcube.domain.model import TaskState
+from memcube.domain.model import Principal, TaskState
 from memcube.domain.organizer import Thresholds
 from memcube.domain.preferences import FAST_MODE_NOTE, NO_LLM_NOTE, read_preferences
 from memcube.domain.reader import read
@@ -184,3 +184,21 @@ def test_a_redelivery_after_a_crash_reports_the_stored_preference_and_stores_no_
     again = world.part(task_id)
     assert [(o.memory_id, o.outcome) for o in again.outcomes] == [(stored.id, "added")]
     assert len(world.active()) == 1
+
+
+def test_undo_of_a_changed_preference_brings_the_old_one_back() -> None:
+    llm = RoutedLLM(
+        [
+            with_preferences(pref("The user loves sushi.", key="sushi")),
+            with_preferences(pref("The user no longer eats sushi.", key="sushi")),
+        ],
+        relation="contradictory",
+    )
+    world = World(llm=llm, thresholds=Thresholds(related=0.0))
+    [first] = world.run("I love sushi!").outcomes
+    updated, _ = world.run("No more sushi for me.").outcomes
+    world.history.undo(updated.memory_id, Principal(user_id="alice"))
+    [active] = [i for i in world.active() if i.metadata.memory_type == "PreferenceMemory"]
+    assert (active.id, active.metadata.preference_type) == (first.memory_id, "explicit_preference")
+    assert world.item(updated.memory_id).metadata.status == "archived"
+    assert world.searchable() == {first.memory_id}
