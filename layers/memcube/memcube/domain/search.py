@@ -46,7 +46,7 @@ from memcube.domain.accel import numpy_or_none
 from memcube.domain.commands import SearchQuery
 from memcube.domain.errors import DomainError, InvalidRequest
 from memcube.domain.filters import And, Cond, Filter, compile_filter
-from memcube.domain.model import PREFERENCE_TYPES, TOOL_TYPES, MemoryItem, MemoryType, Principal, utcnow
+from memcube.domain.model import PREFERENCE_TYPES, TOOL_TYPES, MemoryItem, Principal, utcnow
 from memcube.domain.permissions import authorize_read
 from memcube.domain.when import Span, parse_time, query_span
 from memcube.ports import LLM, Embedder, Hit, MemoryStore, Reranker, SearchIndex, UserDirectory
@@ -167,8 +167,8 @@ class SearchService:
         notes: list[str] = []
         searches = [(query, self._embedder.embed([query])[0]) for query in self._queries(q, notes)]
         cubes = self._ranked(q, flt, searches, notes)
-        preferences = self._of_kind(q, "PreferenceMemory", q.pref_top_k, searches, notes)
-        tools = self._of_kind(q, "ToolTrajectoryMemory", q.tool_top_k, searches, notes)
+        preferences = self._of_kind(q, PREFERENCE_TYPES, q.pref_top_k, searches, notes)
+        tools = self._of_kind(q, TOOL_TYPES, q.tool_top_k, searches, notes)
         if self._llm is None and q.pref_top_k and not any(r.memories for r in preferences):
             notes.append(NO_PREFERENCES_NOTE)
         if self._llm is None and q.tool_top_k and not any(r.memories for r in tools):
@@ -192,14 +192,22 @@ class SearchService:
         return [CubeResult(c, [s for s in scored if s.item.metadata.cube_id == c]) for c in q.cube_ids]
 
     def _of_kind(
-        self, q: SearchQuery, memory_type: MemoryType, k: int, searches: list[tuple[str, list[float]]], notes: list[str]
+        self,
+        q: SearchQuery,
+        memory_types: frozenset[str],
+        k: int,
+        searches: list[tuple[str, list[float]]],
+        notes: list[str],
     ) -> list[CubeResult]:
-        """The best `k` memories of one special type (preferences, tool calls), ranked as the
-        hits are, under the request's filter; none when `k` is 0."""
+        """The best `k` memories of one special kind (preferences; tool calls and schemas), ranked
+        as the hits are, under the request's filter; none when `k` is 0."""
         if k <= 0:
             return []
-        kind = replace(q, memory_type=memory_type, top_k=k)
-        return self._ranked(kind, _filter(kind), searches, notes, rerank_none=False)  # no model call for nothing
+        flt = compile_filter(q.filter)
+        kind = Cond("memory_type", "in", tuple(sorted(memory_types)))
+        scoped = kind if flt is None else And((flt, kind))
+        # rerank_none=False: no rerank model call when the kind has no candidates
+        return self._ranked(replace(q, top_k=k), scoped, searches, notes, rerank_none=False)
 
     def _candidates(
         self, q: SearchQuery, flt: Filter | None, searches: list[tuple[str, list[float]]]
