@@ -185,6 +185,26 @@ def test_search_results_are_typed_and_best_first() -> None:
                     "relativity": 0.2}  # fmt: skip
 
 
+def test_search_results_carry_the_preference_and_tool_memories_apart_from_the_hits() -> None:
+    def item(memory_id: str, memory_type: str, **extra: Any) -> dict[str, Any]:
+        meta = {"user_id": "a", "session_id": "s", "cube_id": "a", "memory_type": memory_type, "key": "k",
+                "created_at": "c", "updated_at": "u", "relativity": 0.5, **extra}  # fmt: skip
+        return {"id": memory_id, "memory": f"text {memory_id}", "metadata": meta}
+
+    data = {
+        "text_mem": [{"cube_id": "a", "memories": [item("m1", "UserMemory")], "total_nodes": 1}],
+        "pref_mem": [{"cube_id": "a", "memories": [item("p1", "PreferenceMemory",
+                                                         preference_type="implicit_preference")], "total_nodes": 1}],
+        "tool_mem": [{"cube_id": "a", "memories": [item("t1", "ToolTrajectoryMemory")], "total_nodes": 1}],
+    }  # fmt: skip
+    client, _, _ = memos_client(httpx.Response(200, json={"code": 200, "message": "ok", "data": data}))
+    res = client.search("q", user_id="a")
+    assert [m.id for m in res.memories] == ["m1"]
+    [prefs] = res.preferences
+    assert [(m.id, m.metadata["preference_type"]) for m in prefs.memories] == [("p1", "implicit_preference")]
+    assert [m.id for c in res.tool_memories for m in c.memories] == ["t1"]
+
+
 def test_add_file_sends_the_file_inline_under_its_content_id(tmp_path: Path) -> None:
     path = tmp_path / "notes.md"
     path.write_text("# Notes")

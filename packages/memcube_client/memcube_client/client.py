@@ -361,6 +361,10 @@ class SearchResult(_Record):
     code: int
     message: str
     cubes: list[CubeMemories]
+    preferences: list[CubeMemories] = field(default_factory=list)
+    """`pref_mem`: the preference memories found, per cube (fine mode extracts them)."""
+    tool_memories: list[CubeMemories] = field(default_factory=list)
+    """`tool_mem`: the tool-call memories found, per cube."""
 
     @property
     def memories(self) -> list[Memory]:
@@ -537,8 +541,11 @@ class MemOSClient(_Closes):
         body = {"query": query, "user_id": user_id, "top_k": top_k, **options}
         body |= {k: v for k, v in given.items() if v is not None}
         answer = self._http.envelope("POST", "/product/search", body=body)
-        cubes = [_cube_memories(c) for c in answer["data"]["text_mem"]]
-        return SearchResult(int(answer["code"]), str(answer["message"]), cubes)
+        data = answer["data"]
+        cubes = [_cube_memories(c) for c in data["text_mem"]]
+        preferences = [_cube_memories(c) for c in data.get("pref_mem", [])]
+        tools = [_cube_memories(c) for c in data.get("tool_mem", [])]
+        return SearchResult(int(answer["code"]), str(answer["message"]), cubes, preferences, tools)
 
     search_memory = search
 

@@ -50,6 +50,7 @@ from memcube_api.schemas.hosted import (
     StatusBody,
     detail,
 )
+from memcube_api.schemas.kinds import by_kind, pref_texts
 from memcube_api.schemas.product import AddRequest, DeleteMemoryRequest, MemoryIdParams, SearchRequest, to_command
 from memcube_api.schemas.uploads import Upload, UploadParams, json_upload, mime_for, upload_request
 from memcube_api.schemas.views import part_view, receipt_view
@@ -251,12 +252,15 @@ async def get_status(request: Request, c: Services, call: Status) -> JSONRespons
 async def search_memory(request: Request, c: Services, call: Searching) -> JSONResponse:
     answer = await blocking(request, c.searcher.search, call.input.to_query(), call.principal)
     scored = sorted((s for r in answer.cubes for s in r.memories), key=lambda s: (-s.relativity, s.item.id))
+    prefs = sorted((s for r in answer.preferences for s in r.memories), key=lambda s: (-s.relativity, s.item.id))
+    tools = sorted((s for r in answer.tools for s in r.memories), key=lambda s: (-s.relativity, s.item.id))
     data = {
         "memory_detail_list": [detail(s.item, s.relativity) for s in scored],
-        "preference_detail_list": [],
-        "tool_memory_detail_list": [],
+        "preference_detail_list": [detail(s.item, s.relativity) for s in prefs],
+        "tool_memory_detail_list": [detail(s.item, s.relativity) for s in tools],
         "skill_detail_list": [],
-        "preference_note": "",
+        "preference_note": pref_texts(s.item for s in prefs).get("pref_note", ""),
+        "notes": answer.notes,
     }
     return ok(f"Search completed: {len(scored)} memories", data)
 
@@ -271,10 +275,11 @@ async def get_memory(request: Request, c: Services, call: Listing) -> JSONRespon
         page = await blocking(request, c.reader.page, subject, call.principal, body.page, body.size)
     else:
         page = await blocking(request, c.reads.page, subject, call.principal, body.page, body.size, flt)
+    kinds = by_kind(page.items)
     data = {
-        "memory_detail_list": [detail(i) for i in page.items],
-        "preference_detail_list": [],
-        "tool_memory_detail_list": [],
+        "memory_detail_list": [detail(i) for i in kinds["text"]],
+        "preference_detail_list": [detail(i) for i in kinds["preference"]] if body.include_preference else [],
+        "tool_memory_detail_list": [detail(i) for i in kinds["tool"]] if body.include_tool_memory else [],
         "skill_detail_list": [],
         "total": page.total,
         "size": page.page_size,

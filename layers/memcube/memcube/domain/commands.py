@@ -50,6 +50,10 @@ class SearchQuery:
     threshold: float | None = None
     reference_time: str | None = None
     chat_history: list[dict[str, Any]] | None = None
+    pref_top_k: int = 0
+    """Preference memories to return beside the hits (MemOS's `pref_mem`); 0: none asked."""
+    tool_top_k: int = 0
+    """Tool memories to return beside the hits (MemOS's `tool_mem`); 0: none asked."""
 
 
 @dataclass(frozen=True)
