@@ -248,7 +248,7 @@ class MemoryTools:
         page: Annotated[int, Field(ge=1, description="The page, from 1.")] = 1,
         page_size: Annotated[int, Field(ge=1, le=100, description="Memories per page.")] = 20,
     ) -> dict[str, Any]:
-        """A page of a cube's memories, newest first, with the cube's total count."""
+        """A page of a cube's active memories, oldest first, with the cube's total count."""
         who = self._resolve(ctx)
         body = {"user_id": who.user_id, "mem_cube_id": cube_id or who.user_id, "page": page, "page_size": page_size}
         answer = await self._call(who, "POST", "/product/get_memory", body=body)
