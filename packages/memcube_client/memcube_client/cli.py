@@ -364,3 +364,36 @@ def _batches(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 
 USER_COMMANDS = [add, status, search, get, history, undo, delete, delete_cube, export, import_]
+
+
+@click.command("mcp")
+@click.option(
+    "--url",
+    envvar="MEMCUBE_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The server ($MEMCUBE_URL): a local `memcube serve` or the stack's ApiUrl.",
+)
+@click.option(
+    "--user",
+    "user_id",
+    envvar=["MEMCUBE_USER_ID", "MEMCUBE_USER"],
+    required=True,
+    help="The user the tools act as ($MEMCUBE_USER_ID, or $MEMCUBE_USER).",
+)
+@click.option("--api-key", envvar="MEMCUBE_API_KEY", default=None, help="API key ($MEMCUBE_API_KEY); never printed.")
+def mcp(url: str, user_id: str, api_key: str | None) -> None:
+    """Serve memcube's memory tools to an MCP client (a desktop assistant, an IDE agent) over stdio.
+
+    Every tool is a call of the HTTP API at --url as --user with --api-key: the API's own checks
+    apply, and its refusals come back as tool errors. Logs go to stderr; stdout is the protocol."""
+    try:
+        from memcube_client.mcp_server import serve_stdio
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the MCP server needs the `mcp` package ({exc}): pip install 'memcube[local]'"
+        ) from exc
+    serve_stdio(url, user_id, api_key)
+
+
+USER_COMMANDS.append(mcp)

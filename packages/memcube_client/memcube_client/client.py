@@ -98,13 +98,7 @@ class MemcubeClient(_Closes):
             if response.status_code in RETRYABLE and attempt < self._retries:
                 self._sleep(_backoff(attempt, response.headers.get("retry-after")))
                 continue
-            try:
-                payload: dict[str, Any] = response.json()
-            except ValueError:
-                payload = {"message": response.text[:200]}
-            if response.status_code >= 400:
-                raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
-            return payload
+            return envelope_of(response)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     # --- the API, one method per route -----------------------------------------------------
@@ -213,6 +207,17 @@ class MemcubeClient(_Closes):
         """`GET /product/scheduler/allstatus`: the user's tasks counted by state."""
         data: dict[str, Any] = self.request("GET", "/product/scheduler/allstatus", params={"user_id": user_id})
         return data
+
+
+def envelope_of(response: httpx.Response) -> dict[str, Any]:
+    """The answer's MemOS envelope; `ApiError` with its message for a 4xx or 5xx."""
+    try:
+        payload: dict[str, Any] = response.json()
+    except ValueError:
+        payload = {"message": response.text[:200]}
+    if response.status_code >= 400:
+        raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
+    return payload
 
 
 def _backoff(attempt: int, retry_after: str | None) -> float:

@@ -279,6 +279,10 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down, so the cleanup runs in the app's
     # lifespan shutdown (the worker finishes its in-flight message there), not after run().
     app = create_app(lambda: container, on_shutdown=[worker.stop, container.close])
+    from memcube_local.mcp_http import PATH, mount_mcp
+
+    if mount_mcp(app, host=host):
+        click.echo(f"memcube: MCP (streamable HTTP) on http://{host}:{port}{PATH}")
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config)
     finally:
