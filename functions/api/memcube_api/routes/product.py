@@ -206,6 +206,8 @@ def _receipt_response(receipt: Receipt) -> JSONResponse:
 def _add(c: Container, req: AddRequest, principal: Principal, idempotency_key: str | None) -> JSONResponse:
     cmd = to_command(req)
     sub = c.add.submit(cmd, principal, idempotency_key)
+    if not sub.replay:  # the conversation's own messages, for get_message
+        c.conversations.remember_add(cmd, sub.public_id, sub.record.task.created_at)
     again = " (repeated request: the existing task is returned)" if sub.replay else ""
     if sub.retried:
         again = " (repeated request: the task had failed and runs again)"
