@@ -122,7 +122,13 @@ class FakeOpenAI:
             choice = {"index": 0, "delta": delta, "finish_reason": finish}
             created = int(time.time())
             model = seen.body.get("model")
-            return {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": created, "model": model, "choices": [choice]}
+            return {
+                "id": "chatcmpl-s",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
 
         events: list[Any] = [chunk({"role": "assistant", "content": ""})]
         events += [chunk({"content": piece}) for piece in pieces]

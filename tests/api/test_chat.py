@@ -27,9 +27,7 @@ def with_llm(container: Container, llm: ScriptedLLM) -> Container:
     """The container's chat answering with `llm` (the rest of the deployment has no LLM: adds are
     fast mode, searches are not reranked)."""
     c = container
-    c.__dict__["chat"] = ChatService(
-        c.searcher, c.add, c.messages, c.directory, llm, model_name=MODEL, sync_timeout=20
-    )
+    c.__dict__["chat"] = ChatService(c.searcher, c.add, c.messages, c.directory, llm, model_name=MODEL, sync_timeout=20)
     return c
 
 
@@ -132,7 +130,11 @@ def test_history_system_prompt_and_sampling_reach_the_model(api: Container, llm:
     )  # fmt: skip
     assert code == 200, payload
     [(turns, sampling)] = llm.streamed
-    assert [(t.role, t.content) for t in turns[1:]] == [("user", "Hi"), ("assistant", "Hello!"), ("user", "How are you?")]
+    assert [(t.role, t.content) for t in turns[1:]] == [
+        ("user", "Hi"),
+        ("assistant", "Hello!"),
+        ("user", "How are you?"),
+    ]
     assert turns[0].content.startswith("Be brief. Memories: <memories>")
     assert (sampling.max_tokens, sampling.temperature, sampling.top_p) == (64, 0.2, 0.9)
 
@@ -247,7 +249,9 @@ def test_a_provider_failure_mid_stream_ends_with_an_error_event_and_writes_nothi
 
 def test_a_refused_stream_is_a_json_error_not_an_event_stream(api: Container, client: TestClient) -> None:
     add("Bob's notes.", user="bob")
-    response = client.post("/product/chat/stream", json={"user_id": "alice", "query": "hi", "writable_cube_ids": ["bob"]})
+    response = client.post(
+        "/product/chat/stream", json={"user_id": "alice", "query": "hi", "writable_cube_ids": ["bob"]}
+    )
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/json"
 

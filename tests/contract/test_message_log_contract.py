@@ -16,7 +16,9 @@ def messages(stores: Stores) -> MessageLog:
     return stores.messages
 
 
-def msg(n: int, *, user: str = "alice", session: str = "s1", at: str = "2026-12-06T10:00:00.000Z") -> ConversationMessage:
+def msg(
+    n: int, *, user: str = "alice", session: str = "s1", at: str = "2026-12-06T10:00:00.000Z"
+) -> ConversationMessage:
     return ConversationMessage(
         message_id=f"m-{user}-{session}-{n}",
         user_id=user,

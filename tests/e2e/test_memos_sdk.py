@@ -306,7 +306,9 @@ def test_chat_streamed_chat_and_get_message_through_the_sdk(sdk: SdkBridge, chat
     assert [m["role"] for m in messages] == ["user", "user", "assistant", "user", "assistant"]
     assert messages[0]["content"] == "I adopted a greyhound called Pixel." and messages[-2]["content"] == "And my dog?"
 
-    refused = sdk.call(base, key, "chat", user_id="alice", conversation_id="c-chat", query="news?", internet_search=True)
+    refused = sdk.call(
+        base, key, "chat", user_id="alice", conversation_id="c-chat", query="news?", internet_search=True
+    )
     assert {r["status"] for r in refused["requests"]} == {422}
     assert "internet_search" in refused["requests"][0]["body"]["message"]
     others = sdk.call(base, chat_deployment.keys["bob"], "chat", user_id="alice", conversation_id="c-chat", query="hi")

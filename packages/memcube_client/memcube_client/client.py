@@ -581,7 +581,11 @@ class MemOSClient(_Closes):
         **options: Any,
     ) -> ChatResult:
         """`POST /product/chat/complete` (MemOS's APIChatCompleteRequest; other fields go in `options`)."""
-        given = {"session_id": session_id, "readable_cube_ids": readable_cube_ids, "writable_cube_ids": writable_cube_ids}
+        given = {
+            "session_id": session_id,
+            "readable_cube_ids": readable_cube_ids,
+            "writable_cube_ids": writable_cube_ids,
+        }
         body = {"query": query, "user_id": user_id, "add_message_on_answer": add_message_on_answer, **options}
         body |= {k: v for k, v in given.items() if v is not None}
         d = self._http.chat(body)

@@ -68,8 +68,9 @@ async def chat_stream(request: Request, c: Services, call: Chatting) -> Streamin
 async def get_message(request: Request, c: Services, call: Messages) -> JSONResponse:
     q = call.input
     sessions = await blocking(request, c.conversations.recent, call.principal, q.session_id, q.session_limit, q.limit)
-    data = {"sessions": [s.session_id for s in sessions], "messages": session_views(sessions)}
-    return envelope(200, f"{len(data['messages'])} message(s) of {len(sessions)} session(s)", data)
+    messages = session_views(sessions)
+    data = {"sessions": [s.session_id for s in sessions], "messages": messages}
+    return envelope(200, f"{len(messages)} message(s) of {len(sessions)} session(s)", data)
 
 
 @hosted_router.post("/chat", summary="Chat with memory (hosted API); stream=true answers with server-sent events")

@@ -173,19 +173,21 @@ class ChatBody(BaseModel):
 def chat_command(body: ChatBody) -> ChatCommand:
     """The hosted chat as a `/product` chat in the user's cube (and the knowledge bases named),
     the exchange added as `add/message` would add it (tags, info with app_id and agent_id, source)."""
-    search = SearchRequest(
-        query=body.query,
-        user_id=body.user_id,
-        readable_cube_ids=_with_knowledgebases(body.user_id, body.knowledgebase_ids, "knowledgebase_ids"),
-        session_id=body.conversation_id,
-        top_k=body.memory_limit_number,
-        filter=body.filter,
-        include_preference=body.include_preference,
-        pref_top_k=body.preference_limit_number,
-        search_tool_memory=body.include_tool_memory,
-        tool_mem_top_k=body.tool_memory_limit_number,
-        **({"relativity": body.relativity} if body.relativity is not None else {}),
-    )
+    fields: dict[str, Any] = {
+        "query": body.query,
+        "user_id": body.user_id,
+        "readable_cube_ids": _with_knowledgebases(body.user_id, body.knowledgebase_ids, "knowledgebase_ids"),
+        "session_id": body.conversation_id,
+        "top_k": body.memory_limit_number,
+        "filter": body.filter,
+        "include_preference": body.include_preference,
+        "pref_top_k": body.preference_limit_number,
+        "search_tool_memory": body.include_tool_memory,
+        "tool_mem_top_k": body.tool_memory_limit_number,
+    }
+    if body.relativity is not None:
+        fields["relativity"] = body.relativity
+    search = SearchRequest.model_validate(fields)
     info = dict(_tagged_info(body.info, app_id=body.app_id, agent_id=body.agent_id) or {})
     if body.source and "source" not in info:
         info["source"] = body.source

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -136,19 +136,15 @@ class OpenAICompatibleLLM:
             {"role": t.role, "content": t.content}  # type: ignore[misc]  # a role literal per TypedDict
             for t in turns
         ]
-        options = {
-            name: value
-            for name, value in (
-                ("max_tokens", sampling.max_tokens),
-                ("temperature", sampling.temperature),
-                ("top_p", sampling.top_p),
-            )
-            if value is not None
-        }
         wrote = finished = False
         try:
             chunks = self._client.chat.completions.create(
-                model=self._model, messages=messages, stream=True, **options  # type: ignore[arg-type]
+                model=self._model,
+                messages=messages,
+                stream=True,
+                max_tokens=_given(sampling.max_tokens),
+                temperature=_given(sampling.temperature),
+                top_p=_given(sampling.top_p),
             )
             for chunk in chunks:
                 choice = chunk.choices[0] if chunk.choices else None
@@ -167,6 +163,11 @@ class OpenAICompatibleLLM:
 
     def _fail(self, error: openai.OpenAIError) -> NoReturn:
         raise LLMUnavailable(f"{self._where}: {_describe(error, self._api_key)}") from error
+
+
+def _given(value: float | None) -> Any:
+    """The value, or the SDK's marker for a parameter left out of the request (not sent as null)."""
+    return openai.omit if value is None else value
 
 
 def _mentions_response_format(error: openai.BadRequestError) -> bool:

@@ -66,7 +66,7 @@ class ChatCommand:
     system_prompt: str | None = None
     threshold: float = 0.0
     """The least relativity of a memory handed to the model (MemOS's `threshold`)."""
-    sampling: Sampling = Sampling()
+    sampling: Sampling = field(default_factory=Sampling)
     model: str | None = None
     model_field: str = "model_name_or_path"
     """The request field that named `model` (to name it in a refusal)."""
@@ -213,20 +213,24 @@ class ChatService:
 
     def _record(self, cmd: ChatCommand, response: str, cited: list[Reference], task_id: str | None, at: str) -> None:
         exchange = secrets.token_hex(8)
-        common = {"user_id": cmd.user_id, "session_id": cmd.session_id, "created_at": at, "task_id": task_id}
+        said: list[tuple[str, Literal["user", "assistant"], str, list[str]]] = [
+            ("q", "user", cmd.query, []),
+            ("a", "assistant", response, [r.memory_id for r in cited]),
+        ]
         self._messages.append_messages(
             [
                 ConversationMessage(
-                    message_id=f"msg-{exchange}-q", role="user", content=cmd.query, seq=f"{at}#0000", **common
-                ),
-                ConversationMessage(
-                    message_id=f"msg-{exchange}-a",
-                    role="assistant",
-                    content=response,
-                    seq=f"{at}#0001",
-                    references=[r.memory_id for r in cited],
-                    **common,
-                ),
+                    message_id=f"msg-{exchange}-{tag}",
+                    user_id=cmd.user_id,
+                    session_id=cmd.session_id,
+                    role=role,
+                    content=content,
+                    seq=f"{at}#{n:04d}",
+                    created_at=at,
+                    references=references,
+                    task_id=task_id,
+                )
+                for n, (tag, role, content, references) in enumerate(said)
             ]
         )
 
@@ -286,20 +290,20 @@ class Conversations:
         turns) under its session; ids follow the task, so a resent add rewrites the same ones."""
         kept = [u for u in cmd.messages if u.type == "chat" and u.role in {"user", "assistant", "system"}]
         records = [
-                ConversationMessage(
-                    message_id=f"msg-{task_id}-{n:04d}",
-                    user_id=cmd.user_id,
-                    session_id=cmd.session_id,
-                    role=u.role or "user",
-                    content=u.content,
-                    seq=f"{at}#{n:04d}",
-                    created_at=at,
-                    chat_time=u.chat_time,
-                    source="add",
-                    task_id=task_id,
-                )
-                for n, u in enumerate(kept)
-                if u.content.strip()
+            ConversationMessage(
+                message_id=f"msg-{task_id}-{n:04d}",
+                user_id=cmd.user_id,
+                session_id=cmd.session_id,
+                role=u.role or "user",
+                content=u.content,
+                seq=f"{at}#{n:04d}",
+                created_at=at,
+                chat_time=u.chat_time,
+                source="add",
+                task_id=task_id,
+            )
+            for n, u in enumerate(kept)
+            if u.content.strip()
         ]
         if records:
             self._messages.append_messages(records)

@@ -14,6 +14,7 @@ session's prefix never matches another session. A repeated message id is a put o
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -53,7 +54,7 @@ class DynamoMessages:
 
     def _touch(self, user_id: str, session_id: str, seq: str) -> None:
         """Move the session's marker to `seq` unless it is already later (a concurrent append)."""
-        try:
+        with contextlib.suppress(self._t.condition_failed):  # already at a later message
             self._t.write(
                 "put_item",
                 Item={
@@ -67,8 +68,6 @@ class DynamoMessages:
                 ExpressionAttributeNames={"#pk": "pk", "#l": "latest"},
                 ExpressionAttributeValues={":seq": attr_s(seq)},
             )
-        except self._t.condition_failed:
-            pass  # already at a later message
 
     def recent_messages(self, user_id: str, session_id: str, limit: int) -> list[ConversationMessage]:
         if limit <= 0:
