@@ -323,3 +323,18 @@ def test_get_message_without_a_session_reads_the_most_recent_sessions(api: Conta
     assert code == 200, got
     assert got["data"]["sessions"] == ["c", "b"]
     assert [m["content"] for m in got["data"]["messages"]] == ["third", "second"]
+
+
+def test_deleting_a_session_or_erasing_the_user_erases_their_conversation_messages_too(api: Container) -> None:
+    for session in ("s-a", "s-b"):
+        body = {"user_id": "alice", "session_id": session, "messages": [{"role": "user", "content": f"hi {session}"}]}
+        assert call("POST", "/product/add", body=body)[0] == 200
+    bob = {"user_id": "bob", "session_id": "s-a", "messages": [{"role": "user", "content": "bob here"}]}
+    assert call("POST", "/product/add", body=bob)[0] == 200
+    code, gone = call("POST", "/product/delete_memory", body={"user_id": "alice", "session_id": "s-a"})
+    assert code == 200 and gone["data"]["messages_deleted"] == 1, gone
+    assert api.messages.recent_sessions("alice", 10) == ["s-b"]
+    code, erased = call("POST", "/product/delete_memory", body={"user_id": "alice"})
+    assert code == 200 and erased["data"]["messages_deleted"] == 1, erased
+    assert api.messages.recent_sessions("alice", 10) == []
+    assert api.messages.recent_sessions("bob", 10) == ["s-a"]  # another user's conversation stays

@@ -330,6 +330,7 @@ class Container:
             users=self.directory,
             index=self.index,
             queue=self.queue,
+            messages=self.messages,
         )
 
     @cached_property

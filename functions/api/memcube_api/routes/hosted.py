@@ -138,6 +138,7 @@ def _deleted(receipt: Receipt) -> JSONResponse:
         "deleted": receipt.memories,
         "not_found": receipt.not_found,
         "cubes": [receipt_view(r) for r in receipt.cubes],
+        "messages_deleted": receipt.messages,
     }
     return ok(f"Deleted {receipt.memories} memories", data)
 

@@ -199,6 +199,7 @@ def _receipt_response(receipt: Receipt) -> JSONResponse:
         "deleted": receipt.memories,
         "cubes": [receipt_view(r) for r in receipt.cubes],
         "not_found": receipt.not_found,
+        "messages_deleted": receipt.messages,
     }
     return envelope(200, f"Memories deleted successfully: {receipt.memories} removed", data)
 
