@@ -63,7 +63,7 @@ def test_openai_an_error_event_part_way_raises_after_the_pieces_already_sent(fak
 def test_openai_a_stalled_stream_times_out_instead_of_hanging(fake: FakeOpenAI) -> None:
     fake.script["/v1/chat/completions"].append(Reply(chunks=["You ", "live"], chunk_delay=5.0))
     started = time.monotonic()
-    with pytest.raises(LLMUnavailable, match="stream broke off|timed out"):
+    with pytest.raises(LLMUnavailable, match=r"stream broke off|timed out"):
         list(openai_llm(fake, timeout=0.5).stream(TURNS, Sampling()))
     assert time.monotonic() - started < 4.0
 
@@ -140,9 +140,7 @@ def test_bedrock_streams_the_text_deltas_with_system_messages_and_inference_conf
 
 
 def test_bedrock_an_error_event_part_way_raises_llm_unavailable_naming_it() -> None:
-    error = EventStreamError(
-        {"Error": {"Code": "throttlingException", "Message": "Too many tokens"}}, "ConverseStream"
-    )
+    error = EventStreamError({"Error": {"Code": "throttlingException", "Message": "Too many tokens"}}, "ConverseStream")
     client = ConverseStream(START, delta("You live "), error)
     got: list[str] = []
     with pytest.raises(LLMUnavailable, match="throttlingException"):

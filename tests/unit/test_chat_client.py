@@ -39,7 +39,11 @@ def client(*responses: httpx.Response, seen: list[httpx.Request] | None = None) 
 
 
 def test_chat_stream_yields_each_event_in_order() -> None:
-    events = [{"type": "reference", "data": []}, {"type": "text", "data": "Lisbon."}, {"type": "end", "data": END}]
+    events: list[dict[str, Any]] = [
+        {"type": "reference", "data": []},
+        {"type": "text", "data": "Lisbon."},
+        {"type": "end", "data": END},
+    ]
     got = list(client(sse(*events)).chat_stream({"user_id": "alice", "query": "Where?"}))
     assert [e["type"] for e in got] == ["reference", "text", "end"]
 
@@ -67,7 +71,11 @@ def test_memos_client_chat_returns_the_answer_and_its_citations() -> None:
 
 def test_memcube_chat_prints_the_streamed_answer_then_the_cited_memories(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[httpx.Request] = []
-    events = [{"type": "text", "data": "Lisbon. "}, {"type": "text", "data": "[1:mem-a]"}, {"type": "end", "data": END}]
+    events: list[dict[str, Any]] = [
+        {"type": "text", "data": "Lisbon. "},
+        {"type": "text", "data": "[1:mem-a]"},
+        {"type": "end", "data": END},
+    ]
     monkeypatch.setattr(cli, "_client", lambda url, key: client(sse(*events), seen=seen))
     done = CliRunner().invoke(cli.chat, ["Where do I live?", "--user", "alice", "--session", "s1", "--no-remember"])
     assert done.exit_code == 0, done.output
@@ -78,7 +86,10 @@ def test_memcube_chat_prints_the_streamed_answer_then_the_cited_memories(monkeyp
 
 
 def test_memcube_chat_reports_an_answer_that_broke_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    events = [{"type": "text", "data": "Lis"}, {"type": "error", "code": 503, "content": "timed out"}]
+    events: list[dict[str, Any]] = [
+        {"type": "text", "data": "Lis"},
+        {"type": "error", "code": 503, "content": "timed out"},
+    ]
     monkeypatch.setattr(cli, "_client", lambda url, key: client(sse(*events)))
     done = CliRunner().invoke(cli.chat, ["Where?", "--user", "alice"])
     assert done.exit_code == 1 and "the answer broke off: timed out" in done.output
