@@ -17,6 +17,7 @@ from memcube.domain.chat import ChatService
 from memcube.domain.errors import LLMUnavailable
 from memcube.wiring import Container
 from memcube_api.app import create_app
+from tests.api.conftest import memory_container_with, serve
 from tests.lambda_support import call, serving
 from tests.unit.world import ScriptedLLM
 
@@ -338,3 +339,17 @@ def test_deleting_a_session_or_erasing_the_user_erases_their_conversation_messag
     assert code == 200 and erased["data"]["messages_deleted"] == 1, erased
     assert api.messages.recent_sessions("alice", 10) == []
     assert api.messages.recent_sessions("bob", 10) == ["s-a"]  # another user's conversation stays
+
+
+def test_get_message_refuses_a_source_it_cannot_filter_by(api: Container) -> None:
+    code, payload = call("POST", "/get/message", body={"user_id": "alice", "conversation_id": "c", "source": "app"})
+    assert code == 422 and "source" in payload["message"], payload
+
+
+def test_a_chat_counts_against_the_daily_add_quota(monkeypatch: pytest.MonkeyPatch, llm: ScriptedLLM) -> None:
+    serve(monkeypatch, with_llm(memory_container_with(daily_add_quota=1), llm))
+    llm.replies.append("Hello.")
+    assert chat(query="hi", add_message_on_answer=False)[0] == 200
+    code, payload = chat(query="hi again")
+    assert code == 429, payload
+    assert len(llm.streamed) == 1  # the refused chat never reached the model

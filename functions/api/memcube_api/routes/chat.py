@@ -41,9 +41,10 @@ product_router = APIRouter(prefix="/product", route_class=MemcubeRoute)
 hosted_router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=MemcubeRoute)
 log = logging.getLogger(__name__)
 
-Chatting = Annotated[Acting[ChatRequest], Depends(acting(ChatRequest))]
+# A chat counts against the daily add quota: it adds its exchange by default, and asks the LLM.
+Chatting = Annotated[Acting[ChatRequest], Depends(acting(ChatRequest, adding=True))]
 Messages = Annotated[Acting[GetMessageRequest], Depends(acting(GetMessageRequest))]
-HostedChat = Annotated[Acting[ChatBody], Depends(acting(ChatBody))]
+HostedChat = Annotated[Acting[ChatBody], Depends(acting(ChatBody, adding=True))]
 HostedMessages = Annotated[Acting[GetMessageBody], Depends(acting(GetMessageBody))]
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

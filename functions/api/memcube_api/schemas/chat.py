@@ -223,7 +223,14 @@ class GetMessageBody(BaseModel):
     conversation_id: Id | None = None
     conversation_limit_number: int | None = Field(default=None, ge=1, le=MAX_SESSION_LIMIT)
     message_limit_number: int | None = Field(default=None, ge=1, le=MAX_MESSAGE_LIMIT)
-    source: None = Field(default=None, description="Messages are not kept by source: send null.")
+    source: str | None = Field(default=None, max_length=256)
+
+    @field_validator("source")
+    @classmethod
+    def _no_source(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("messages are not kept by source, so they cannot be read by it (send null)")
+        return value
 
 
 class GetMessageRequest(BaseModel):
