@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -179,6 +180,35 @@ class FakeOpenAI:
             "model": seen.body.get("model"),
             "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
         }
+
+
+def completion(content: str) -> dict[str, Any]:
+    """A non-streamed chat completion answering `content`."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+    return {"id": "chatcmpl-r", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
+
+
+def memory_llm(*pieces: str) -> Callable[[Seen], Reply | None]:
+    """A `FakeOpenAI.rule` for a deployment with an LLM: a streamed chat answers `pieces`, then
+    cites the first memory its system prompt offers (`[n:<id>]`); fine extraction keeps the first
+    user line as one memory; the organizer's judge finds every pair independent."""
+
+    def rule(seen: Seen) -> Reply | None:
+        system, user = seen.body["messages"][0]["content"], seen.body["messages"][-1]["content"]
+        if seen.body.get("stream"):
+            marker = re.search(r"^\[\d+:[^\]]+\]", system, re.M)
+            return Reply(chunks=[*pieces, marker.group(0) if marker else ""])
+        if "extract long-term memories" in system:
+            lines = [line for line in user.splitlines() if "user" in line.lower()] or [user]
+            items = [{"key": "chat", "memory_type": "UserMemory", "value": lines[0][-200:], "tags": []}]
+            return Reply(body=completion(json.dumps({"memory_list": items, "summary": "a chat"})))
+        if "free of duplicates and stale facts" in system:
+            offered = json.loads(user)["existing"]
+            judgements = [{"id": e["id"], "relation": "independent", "reason": "different"} for e in offered]
+            return Reply(body=completion(json.dumps({"judgements": judgements})))
+        return None
+
+    return rule
 
 
 @contextmanager

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from click.testing import CliRunner
 
 from memcube_local.cli import main
 from tests.e2e.conftest import Server
-from tests.fakes import Reply, Seen, running_fake_openai
+from tests.fakes import memory_llm, running_fake_openai
 from tests.pdfs import pdf_with_pages
 from tests.sdk.bridge import SdkBridge
 
@@ -245,34 +244,11 @@ def test_without_keys_the_sdk_acts_as_memos_does_without_authentication(sdk: Sdk
         server.stop(grace=5.0)
 
 
-def sdk_llm(seen: Seen) -> Reply | None:
-    """The LLM of the chat deployment: a streamed chat answer cites the first memory offered; fine
-    extraction keeps each user line; the organizer's judge finds every pair independent."""
-    system, user = seen.body["messages"][0]["content"], seen.body["messages"][-1]["content"]
-    if seen.body.get("stream"):
-        marker = re.search(r"^\[\d+:[^\]]+\]", system, re.M)
-        return Reply(chunks=["Your greyhound ", "is called Pixel. ", marker.group(0) if marker else ""])
-    if "extract long-term memories" in system:
-        lines = [line for line in user.splitlines() if "user" in line.lower()] or [user]
-        items = [{"key": "chat", "memory_type": "UserMemory", "value": lines[0][-200:], "tags": []}]
-        return Reply(body=completion(json.dumps({"memory_list": items, "summary": "a chat"})))
-    if "free of duplicates and stale facts" in system:
-        offered = json.loads(user)["existing"]
-        judgements = [{"id": e["id"], "relation": "independent", "reason": "different"} for e in offered]
-        return Reply(body=completion(json.dumps({"judgements": judgements})))
-    return None
-
-
-def completion(content: str) -> dict[str, Any]:
-    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-    return {"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
-
-
 @pytest.fixture(scope="module")
 def chat_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """A keys-on `memcube serve` with an LLM: the OpenAI-compatible fake (tests/fakes.py)."""
     with running_fake_openai() as fake:
-        fake.rule = sdk_llm
+        fake.rule = memory_llm("Your greyhound ", "is called Pixel. ")
         llm = {"MEMCUBE_LLM": "openai", "MEMCUBE_LLM_BASE_URL": fake.base_url, "MEMCUBE_LLM_MODEL": "chat-model",
                "MEMCUBE_LLM_MAX_RETRIES": "0"}  # fmt: skip
         deployed = Deployment(tmp_path_factory.mktemp("memcube-chat"), llm)

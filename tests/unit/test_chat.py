@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from memcube.domain.chat import ChatCommand, ChatService, Reference, cited_references, strip_citations
+from memcube.domain.chat import (
+    ChatCommand,
+    ChatService,
+    Reference,
+    ThinkSplitter,
+    cited_references,
+    strip_citations,
+)
 from memcube.domain.commands import SearchQuery
 from memcube.domain.errors import NotConfigured
 from memcube.domain.model import Principal
@@ -58,3 +65,12 @@ def test_only_the_last_twenty_history_turns_reach_the_model_before_the_question(
     assert [t.content for t in prepared.turns[1:-1]] == [f"turn {n}" for n in range(10, 30)]
     assert prepared.turns[-1] == ChatTurn("user", "Where do I live?")
     assert "(no memory matched)" in prepared.turns[0].content
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 7])
+def test_a_streamed_think_part_becomes_reasoning_wherever_the_pieces_cut_its_tags(cut: int) -> None:
+    text = "<think>She moved in May.</think>You live in Lisbon <3."
+    split = ThinkSplitter()
+    events = [e for n in range(0, len(text), cut) for e in split.feed(text[n : n + cut])] + split.flush()
+    kinds = {kind: "".join(t for k, t in events if k == kind) for kind in ("reasoning", "text")}
+    assert kinds == {"reasoning": "She moved in May.", "text": "You live in Lisbon <3."}

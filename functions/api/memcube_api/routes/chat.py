@@ -5,9 +5,9 @@
 Thin, like the other routes. A stream is refused before it starts (no LLM, a cube the caller may
 not read or write, a model not served: the usual JSON error and status); once started it is
 `text/event-stream` of `data: {json}` events: `reference` (the memories handed to the model),
-`text` (each piece of the answer), then `end` (the answer's data, as the complete route returns
-it) or `error` (the provider failed or timed out part-way: nothing was written, and the stream
-ends rather than hangs).
+`text` (each piece of the answer; `reasoning` for a reasoning model's `<think>` part), then `end`
+(the answer's data, as the complete route returns it) or `error` (the provider failed or timed out
+part-way: nothing was written, and the stream ends rather than hangs).
 """
 
 import logging
@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from memcube.domain.chat import Prepared
+from memcube.domain.chat import Prepared, ThinkSplitter
 from memcube.domain.errors import DomainError
 from memcube.wiring import Container
 from memcube_api.deps import Acting, Services, acting, blocking
@@ -100,10 +100,14 @@ def events(c: Container, prepared: Prepared, session_field: str) -> Iterator[str
     """The answer's server-sent events; a failure part-way ends them with an `error` event."""
     yield sse({"type": "reference", "data": [reference_view(r) for r in prepared.offered]})
     pieces: list[str] = []
+    split = ThinkSplitter()  # a reasoning model's <think> part goes out as `reasoning` events
     try:
         for piece in c.chat.pieces(prepared):
             pieces.append(piece)
-            yield sse({"type": "text", "data": piece})
+            for kind, text in split.feed(piece):
+                yield sse({"type": kind, "data": text})
+        for kind, text in split.flush():
+            yield sse({"type": kind, "data": text})
         answer = c.chat.finish(prepared, "".join(pieces))
     except DomainError as exc:
         yield sse({"type": "error", "code": exc.http_status, "content": exc.message})

@@ -307,3 +307,37 @@ class Conversations:
         ]
         if records:
             self._messages.append_messages(records)
+
+
+class ThinkSplitter:
+    """Splits a streamed answer into `reasoning` (inside `<think>...</think>`, as reasoning models
+    write it) and `text`, with a tag cut across pieces held back until it is whole."""
+
+    TAGS = {False: "<think>", True: "</think>"}
+
+    def __init__(self) -> None:
+        self._held = ""
+        self._thinking = False
+
+    def feed(self, piece: str) -> list[tuple[str, str]]:
+        self._held += piece
+        out: list[tuple[str, str]] = []
+        while (at := self._held.find(self.TAGS[self._thinking])) >= 0:
+            self._emit(out, self._held[:at])
+            self._held = self._held[at + len(self.TAGS[self._thinking]) :]
+            self._thinking = not self._thinking
+        tag = self.TAGS[self._thinking]
+        keep = next((n for n in range(min(len(tag) - 1, len(self._held)), 0, -1) if tag.startswith(self._held[-n:])), 0)
+        self._emit(out, self._held[: len(self._held) - keep])
+        self._held = self._held[len(self._held) - keep :]
+        return out
+
+    def flush(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        self._emit(out, self._held)
+        self._held = ""
+        return out
+
+    def _emit(self, out: list[tuple[str, str]], text: str) -> None:
+        if text:
+            out.append(("reasoning" if self._thinking else "text", text))
