@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from memcube.domain.conversation import ConversationMessage
 from memcube.ports import MessageLog, Stores
+from memcube_local import sqlite
 
 
 @pytest.fixture
@@ -78,3 +81,15 @@ def test_messages_survive_reopening(open_stores: Callable[[], Stores]) -> None:
     open_stores().messages.append_messages([msg(0), msg(1)])
     again = open_stores().messages
     assert [m.content for m in again.recent_messages("alice", "s1", 10)] == ["message 0", "message 1"]
+
+
+def test_a_store_file_of_the_previous_schema_gains_the_message_log_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    old = sqlite3.connect(path)
+    old.executescript(sqlite.SCHEMA.split("CREATE TABLE IF NOT EXISTS conversation_messages")[0])
+    old.execute("PRAGMA user_version=5")
+    old.close()
+    upgraded = sqlite.open_stores(path)
+    upgraded.messages.append_messages([msg(0)])
+    assert upgraded.messages.recent_messages("alice", "s1", 5) == [msg(0)]
+    upgraded.close()
