@@ -353,3 +353,11 @@ def test_a_chat_counts_against_the_daily_add_quota(monkeypatch: pytest.MonkeyPat
     code, payload = chat(query="hi again")
     assert code == 429, payload
     assert len(llm.streamed) == 1  # the refused chat never reached the model
+
+
+def test_erasing_a_personal_cube_erases_its_users_conversation_messages(api: Container) -> None:
+    body = {"user_id": "alice", "session_id": "s", "messages": [{"role": "user", "content": "my pin is 4711"}]}
+    assert call("POST", "/product/add", body=body)[0] == 200
+    code, erased = call("POST", "/product/delete_cube", body={"user_id": "alice", "cube_id": "alice"})
+    assert code == 200 and erased["data"]["messages_deleted"] == 1, erased
+    assert api.messages.recent_sessions("alice", 10) == []

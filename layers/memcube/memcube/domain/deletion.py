@@ -147,6 +147,8 @@ class DeletionService:
         authorize_owner(principal, cube_id, self._users)
         receipt = self._erase([cube_id], erasing=None)
         self._users.delete_cube(cube_id)  # its grants go with it; the id is free again
+        if self._messages is not None and self._users.is_user(cube_id):  # a personal cube: its user's words too
+            receipt = replace(receipt, messages=self._messages.delete_messages(cube_id, None))
         return receipt
 
     # --- selective ---------------------------------------------------------------------------
