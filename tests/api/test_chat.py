@@ -18,7 +18,7 @@ from memcube.domain.errors import LLMUnavailable
 from memcube.wiring import Container
 from memcube_api.app import create_app
 from tests.api.conftest import memory_container_with, serve
-from tests.lambda_support import call, serving
+from tests.lambda_support import FakeLambdaContext, call, serving, v2_event
 from tests.unit.world import ScriptedLLM
 
 MODEL = "qwen2.5-7b-instruct"
@@ -361,3 +361,17 @@ def test_erasing_a_personal_cube_erases_its_users_conversation_messages(api: Con
     code, erased = call("POST", "/product/delete_cube", body={"user_id": "alice", "cube_id": "alice"})
     assert code == 200 and erased["data"]["messages_deleted"] == 1, erased
     assert api.messages.recent_sessions("alice", 10) == []
+
+
+def test_on_lambda_the_stream_is_returned_whole_as_event_stream_text(api: Container, llm: ScriptedLLM) -> None:
+    """API Gateway's HTTP API buffers a Lambda's answer: Mangum collects the events into one body."""
+    from memcube_api.handler import lambda_handler
+
+    llm.replies.append(["Hello ", "there."])
+    event = v2_event("POST", "/product/chat/stream", body={"user_id": "alice", "query": "hi"})
+    response = lambda_handler(event, FakeLambdaContext())
+    assert response["statusCode"] == 200
+    assert response["headers"]["content-type"].startswith("text/event-stream")
+    lines = [line for line in response["body"].splitlines() if line]
+    types = [json.loads(line.removeprefix("data: "))["type"] for line in lines]
+    assert types == ["reference", "text", "text", "end"]
