@@ -375,3 +375,12 @@ def test_on_lambda_the_stream_is_returned_whole_as_event_stream_text(api: Contai
     lines = [line for line in response["body"].splitlines() if line]
     types = [json.loads(line.removeprefix("data: "))["type"] for line in lines]
     assert types == ["reference", "text", "text", "end"]
+
+
+def test_a_hosted_chat_with_async_mode_off_waits_for_the_exchanges_add(api: Container, llm: ScriptedLLM) -> None:
+    llm.replies.append("Noted.")
+    body = {"user_id": "alice", "conversation_id": "c", "query": "I like green tea.", "async_mode": False}
+    code, payload = call("POST", "/chat", body=body)
+    assert code == 200, payload
+    assert payload["data"]["task_status"] == "completed"
+    assert any("I like green tea." in m for m in memories(api))
