@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from memcube.domain.conversation import ConversationMessage
 from memcube.domain.filters import Filter
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
@@ -201,6 +202,27 @@ class Counter(Protocol):
         ...
 
 
+class MessageLog(Protocol):
+    """A conversation's own messages per user and session (chat's exchanges, an add's chat
+    messages): what `get_message` and "the last N messages" read. Not memories: never searched."""
+
+    def append_messages(self, messages: Sequence[ConversationMessage]) -> None:
+        """Record messages (a repeat of a message id overwrites it, never doubles it)."""
+        ...
+
+    def recent_messages(self, user_id: str, session_id: str, limit: int) -> list[ConversationMessage]:
+        """The session's last `limit` messages, oldest first (by `seq`)."""
+        ...
+
+    def recent_sessions(self, user_id: str, limit: int) -> list[str]:
+        """The user's `limit` sessions with the latest messages, most recent first."""
+        ...
+
+    def delete_messages(self, user_id: str, session_id: str | None) -> int:
+        """Erase the user's messages of one session (or of all, None); the number removed."""
+        ...
+
+
 @dataclass(frozen=True)
 class Stores:
     """Every port of one backend's system of record, built over one shared table or connection
@@ -214,6 +236,7 @@ class Stores:
     directory: UserDirectory
     api_keys: KeyStore
     counter: Counter
+    messages: MessageLog
     close: Callable[[], None]
     """Releases the shared table client or connection (the ports above then stop working)."""
 
@@ -314,6 +337,23 @@ class Reranker(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ChatTurn:
+    """One message of a conversation handed to the LLM."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the model samples a chat answer (None: the provider's default)."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+
+
 class LLM(Protocol):
     """A chat model behind one call. Adapters own timeouts and retries with backoff; when the
     provider still cannot answer they raise `LLMUnavailable`, so the queued message is retried
@@ -324,6 +364,12 @@ class LLM(Protocol):
 
     def complete(self, system: str, user: str, *, json_output: bool = True) -> str:
         """The model's reply to one system + user turn (JSON mode where the provider has it)."""
+        ...
+
+    def stream(self, turns: Sequence[ChatTurn], sampling: Sampling) -> Iterator[str]:
+        """A free-text answer to the conversation, piece by piece as the model writes it (chat).
+        `LLMUnavailable` before the first piece or between pieces (a provider error, a read that
+        timed out): a stream never hangs past the adapter's timeout, and never ends silently short."""
         ...
 
 

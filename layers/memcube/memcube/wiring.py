@@ -32,6 +32,7 @@ from memcube.ports import (
     IdempotencyKeys,
     KeyStore,
     MemoryStore,
+    MessageLog,
     TaskStore,
     UserDirectory,
 )
@@ -39,6 +40,7 @@ from memcube.settings import Settings
 
 if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
+    from memcube.domain.chat import ChatService, Conversations
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
@@ -85,6 +87,7 @@ class Container:
     directory = _Port[UserDirectory]()
     api_keys = _Port[KeyStore]()
     counter = _Port[Counter]()
+    messages = _Port[MessageLog]()
 
     def __init__(self, settings: Settings, **overrides: object) -> None:
         self.settings = settings
@@ -353,6 +356,7 @@ class Container:
             users=self.directory,
             index=self.index,
             queue=self.queue,
+            messages=self.messages,
         )
 
     @cached_property
@@ -370,6 +374,28 @@ class Container:
         from memcube.domain.maintenance import Maintenance
 
         return Maintenance(self.memories, self.index, self.embedder)
+
+    @cached_property
+    def chat(self) -> ChatService:
+        """Chat with memory (the API's alone): the LLM is built on the first chat, not before."""
+        from memcube.domain.chat import ChatService
+
+        s = self.settings
+        return ChatService(
+            self.searcher,
+            self.add,
+            self.messages,
+            self.directory,
+            self.llm,
+            model_name=s.llm_model,
+            sync_timeout=s.sync_timeout_seconds,
+        )
+
+    @cached_property
+    def conversations(self) -> Conversations:
+        from memcube.domain.chat import Conversations
+
+        return Conversations(self.messages)
 
     def close(self) -> None:
         stores = self.__dict__.get("stores")

@@ -363,7 +363,56 @@ def _batches(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-USER_COMMANDS = [add, status, search, get, history, undo, delete, delete_cube, export, import_]
+@click.command()
+@_connection
+@click.argument("query")
+@click.option("--session", "session_id", default=None, help="The conversation (default: default_session).")
+@click.option("--cube", "cubes", multiple=True, help="Cube to answer from (repeatable; default: your own).")
+@click.option("--no-remember", is_flag=True, help="Do not add the exchange as memory.")
+@click.option("--threshold", type=float, default=None, help="Least relevance of a memory given to the model.")
+@_guarded
+def chat(
+    *,
+    url: str,
+    user_id: str,
+    api_key: str | None,
+    query: str,
+    session_id: str | None,
+    cubes: tuple[str, ...],
+    no_remember: bool,
+    threshold: float | None,
+) -> None:
+    """Ask a question answered from your memories (streamed); the cited memory ids follow the answer."""
+    body: dict[str, Any] = {"user_id": user_id, "query": query, "add_message_on_answer": not no_remember}
+    given = {"session_id": session_id, "readable_cube_ids": list(cubes) or None, "threshold": threshold}
+    body |= {k: v for k, v in given.items() if v is not None}
+    with _client(url, api_key) as client:
+        for event in client.chat_stream(body):
+            if event["type"] == "text":
+                click.echo(event["data"], nl=False)
+            elif event["type"] == "error":
+                raise click.ClickException(f"the answer broke off: {event['content']}")
+            elif event["type"] == "end":
+                end = event["data"]
+                click.echo()
+                for ref in end["references"]:
+                    click.echo(f"[{ref['reference_number']}] {ref['memory_id']}: {ref['memory']}", err=True)
+                if end["task_id"]:
+                    click.echo(f"exchange added as memory: task {end['task_id']}", err=True)
+
+
+@click.command("messages")
+@_connection
+@click.option("--session", "session_id", default=None, help="The conversation (default: your latest).")
+@click.option("--limit", type=int, default=20, show_default=True, help="The last N messages.")
+@_guarded
+def messages(url: str, user_id: str, api_key: str | None, session_id: str | None, limit: int) -> None:
+    """The last messages of a conversation, as JSON."""
+    with _client(url, api_key) as client:
+        _echo_json(client.get_message(user_id, session_id, limit)["messages"])
+
+
+USER_COMMANDS = [add, status, search, get, history, undo, delete, delete_cube, export, import_, chat, messages]
 
 
 @click.command("mcp")

@@ -208,15 +208,51 @@ class MemcubeClient(_Closes):
         data: dict[str, Any] = self.request("GET", "/product/scheduler/allstatus", params={"user_id": user_id})
         return data
 
+    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /product/chat/complete`: the answer, its citations and the exchange's add task.
+        Not retried on a 5xx: a chat that failed after answering may have added its exchange."""
+        data: dict[str, Any] = self._once("POST", "/product/chat/complete", body)
+        return data
+
+    def chat_stream(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """`POST /product/chat/stream`: each server-sent event as it arrives (`reference`, `text`
+        pieces, then `end` or `error`); a refusal before the stream starts raises `ApiError`."""
+        with self._http.stream("POST", "/product/chat/stream", json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+                payload = _json_or_text(response)
+                raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    event: dict[str, Any] = json.loads(line.removeprefix("data:").strip())
+                    yield event
+
+    def get_message(self, user_id: str, session_id: str | None = None, limit: int = 20) -> dict[str, Any]:
+        body = {"user_id": user_id, "session_id": session_id, "limit": limit}
+        data: dict[str, Any] = self.request("POST", "/product/get_message", body=body)
+        return data
+
+    def _once(self, method: str, path: str, body: Any) -> Any:
+        response = self._http.request(method, path, json=body)
+        payload = _json_or_text(response)
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
+        return payload.get("data")
+
 
 def envelope_of(response: httpx.Response) -> dict[str, Any]:
     """The answer's MemOS envelope; `ApiError` with its message for a 4xx or 5xx."""
+    payload = _json_or_text(response)
+    if response.status_code >= 400:
+        raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
+    return payload
+
+
+def _json_or_text(response: httpx.Response) -> dict[str, Any]:
     try:
         payload: dict[str, Any] = response.json()
     except ValueError:
         payload = {"message": response.text[:200]}
-    if response.status_code >= 400:
-        raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
     return payload
 
 
@@ -601,6 +637,40 @@ class MemOSClient(_Closes):
         return DeleteResult(
             int(answer["code"]), str(answer["message"]), int(data["deleted"]), data["not_found"], data["cubes"]
         )
+
+    def chat(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        readable_cube_ids: list[str] | None = None,
+        writable_cube_ids: list[str] | None = None,
+        add_message_on_answer: bool = True,
+        **options: Any,
+    ) -> ChatResult:
+        """`POST /product/chat/complete` (MemOS's APIChatCompleteRequest; other fields go in `options`)."""
+        given = {
+            "session_id": session_id,
+            "readable_cube_ids": readable_cube_ids,
+            "writable_cube_ids": writable_cube_ids,
+        }
+        body = {"query": query, "user_id": user_id, "add_message_on_answer": add_message_on_answer, **options}
+        body |= {k: v for k, v in given.items() if v is not None}
+        d = self._http.chat(body)
+        return ChatResult(d["response"], list(d["memory_ids"]), list(d["references"]), d["session_id"], d["task_id"])
+
+
+@dataclass(frozen=True)
+class ChatResult(_Record):
+    """A chat answer: `response` with its citation markers, the cited memory ids, and the add task
+    of the exchange (None when it was not added)."""
+
+    response: str
+    memory_ids: list[str]
+    references: list[dict[str, Any]]
+    session_id: str
+    task_id: str | None
 
 
 def _added(d: dict[str, Any]) -> AddedMemory:

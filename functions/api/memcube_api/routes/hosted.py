@@ -121,6 +121,8 @@ def _accept(c: Container, req: AddRequest, principal: Principal, key: str | None
     of a failed one runs it again."""
     cmd = to_command(req)
     sub = c.add.submit(cmd, principal, key)
+    if not sub.replay:  # the conversation's own messages, for get_message
+        c.conversations.remember_add(cmd, sub.public_id, sub.record.task.created_at)
     if cmd.async_mode == "sync":
         return c.add.wait(sub.task_id, c.settings.sync_timeout_seconds)
     return sub.record
@@ -138,6 +140,7 @@ def _deleted(receipt: Receipt) -> JSONResponse:
         "deleted": receipt.memories,
         "not_found": receipt.not_found,
         "cubes": [receipt_view(r) for r in receipt.cubes],
+        "messages_deleted": receipt.messages,
     }
     return ok(f"Deleted {receipt.memories} memories", data)
 

@@ -217,6 +217,7 @@ def _receipt_response(receipt: Receipt) -> JSONResponse:
         "deleted": receipt.memories,
         "cubes": [receipt_view(r) for r in receipt.cubes],
         "not_found": receipt.not_found,
+        "messages_deleted": receipt.messages,
     }
     return envelope(200, f"Memories deleted successfully: {receipt.memories} removed", data)
 
@@ -224,6 +225,8 @@ def _receipt_response(receipt: Receipt) -> JSONResponse:
 def _add(c: Container, req: AddRequest, principal: Principal, idempotency_key: str | None) -> JSONResponse:
     cmd = to_command(req)
     sub = c.add.submit(cmd, principal, idempotency_key)
+    if not sub.replay:  # the conversation's own messages, for get_message
+        c.conversations.remember_add(cmd, sub.public_id, sub.record.task.created_at)
     again = " (repeated request: the existing task is returned)" if sub.replay else ""
     if sub.retried:
         again = " (repeated request: the task had failed and runs again)"

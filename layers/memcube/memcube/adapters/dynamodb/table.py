@@ -24,6 +24,8 @@ TTL on `expires_at` (epoch seconds). Every record keeps its pydantic model's JSO
 | API key | `APIKEY#<key id>` | `#APIKEY` | `gsi1pk=APIKEYS`, `gsi1sk=<user>#<created_at>#<key id>` |
 | dead letter | `DLQ` | `<failed_at>#<message_id>` | |
 | erasure mark | `ERASED#<cube>` | `#CUBE`, or `USER#<user>` | `erased_at` (the latest erasure) |
+| chat message | `CONV#<user>` | `MSG#<session>#<seq>#<id>` | (the `messages` module) |
+| chat session | `CONV#<user>` | `SESSION#<session>` | `latest`, `gsi1pk=CONVS#<user>`, `gsi1sk=<latest>#<session>` |
 
 One Query on `TASK#<task>` reads a task with its parts; the `gsi1` partition `USER#<user>` lists a
 user's tasks newest first. A cube's items sort oldest first (ties by id) within `CUBE#<cube>`.
