@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from memcube.wiring import Container
 from memcube_api.errors import install
-from memcube_api.routes import hosted, product
+from memcube_api.routes import edits, hosted, product
 from memcube_api.routing import document_schemas, include
 from memcube_api.schemas.hosted import PREFIX
 
@@ -53,5 +53,8 @@ def create_app(
     include(app, product.router)
     include(app, hosted.router)  # under the SDK's path
     include(app, hosted.router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))  # for a base URL without it
+    include(app, edits.router)
+    include(app, edits.hosted_router)
+    include(app, edits.hosted_router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))
     document_schemas(app)
     return app

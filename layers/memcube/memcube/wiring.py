@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
+    from memcube.domain.corrections import FeedbackIntake
+    from memcube.domain.edits import EditService
     from memcube.domain.maintenance import Maintenance
     from memcube.ports import (
         LLM,
@@ -344,6 +346,18 @@ class Container:
         from memcube.domain.maintenance import Maintenance
 
         return Maintenance(self.memories, self.index, self.embedder)
+
+    @cached_property
+    def editor(self) -> EditService:
+        from memcube.domain.edits import EditService
+
+        return EditService(self.memories, self.directory, self.index, self.embedder, lambda: iso(utcnow()))
+
+    @cached_property
+    def feedback(self) -> FeedbackIntake:
+        from memcube.domain.corrections import FeedbackIntake
+
+        return FeedbackIntake(self.add, self.memories, self.directory, self.llm)
 
     def close(self) -> None:
         stores = self.__dict__.get("stores")
