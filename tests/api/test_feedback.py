@@ -57,7 +57,8 @@ def feedback(**body: Any) -> tuple[int, dict[str, Any]]:
 def test_sync_feedback_answers_memos_record_with_the_corrected_and_archived_memory(api: Container) -> None:
     old = add(LISBON)
     add("Bob plays the cello on Sundays.")
-    code, payload = feedback(feedback_content="No, Alice lives in Porto near the castle, not Lisbon.", async_mode="sync")
+    correction = "No, Alice lives in Porto near the castle, not Lisbon."
+    code, payload = feedback(feedback_content=correction, async_mode="sync")
     assert code == 200, payload
     assert payload["message"].startswith("Memory feedback successfully")
     [cube] = payload["data"]

@@ -39,10 +39,10 @@ from memcube.settings import Settings
 
 if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
-    from memcube.domain.ingest import IngestService
-    from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.corrections import FeedbackIntake
     from memcube.domain.edits import EditService
+    from memcube.domain.ingest import IngestService
+    from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
     from memcube.ports import (
         LLM,

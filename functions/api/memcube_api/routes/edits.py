@@ -62,8 +62,8 @@ def _feedback(c: Container, req: FeedbackRequest, principal: Principal, key: str
     sub = c.feedback.submit(cmd, principal, key, corrected_answer=req.corrected_answer)
     again = " (repeated request: the existing task is returned)" if sub.replay else ""
     if cmd.async_mode == "async":
-        data = [{"cube_id": p.cube_id, "task_id": sub.public_id, "status": p.status.value} for p in sub.record.parts]
-        return envelope(200, f"Memory feedback task accepted{again}", data, task_id=sub.public_id)
+        parts = [{"cube_id": p.cube_id, "task_id": sub.public_id, "status": p.status.value} for p in sub.record.parts]
+        return envelope(200, f"Memory feedback task accepted{again}", parts, task_id=sub.public_id)
     record = c.add.wait(sub.task_id, c.settings.sync_timeout_seconds)
     if record.status is not TaskState.COMPLETED:
         return _sync_response(c, record, again)

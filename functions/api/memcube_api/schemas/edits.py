@@ -105,9 +105,7 @@ def feedback_command(req: FeedbackRequest) -> AddCommand:
     return to_command(add).model_copy(update={"retrieved_memory_ids": ids})
 
 
-def feedback_record(
-    outcomes: Iterable[MemoryOutcome], items: dict[str, MemoryItem], answer: str
-) -> dict[str, Any]:
+def feedback_record(outcomes: Iterable[MemoryOutcome], items: dict[str, MemoryItem], answer: str) -> dict[str, Any]:
     """MemOS's sync feedback answer for one cube: `{answer, record: {add, update}}`, one `update`
     entry per archived item (`archived_id`, its text as `origin_memory`)."""
     add: list[dict[str, Any]] = []
@@ -197,8 +195,7 @@ class UpdateMemoryBody(BaseModel):
     def _status(cls, value: str | None) -> str | None:
         if value not in (None, "activated", "archived"):
             raise ValueError(
-                f"{value!r} is not a status an update sets: activated or archived "
-                "(delete a memory with delete/memory)"
+                f"{value!r} is not a status an update sets: activated or archived (delete a memory with delete/memory)"
             )
         return value
 

@@ -84,7 +84,9 @@ class EditService:
                 changes={f: getattr(edit, f) for f in fields if f != "memory"},
                 extra={"fields": list(fields)},
             )
-            return retext(updated, edit.memory, self._embedder, vectors) if "memory" in fields and edit.memory else updated
+            if "memory" in fields and edit.memory:
+                return retext(updated, edit.memory, self._embedder, vectors)
+            return updated
 
         stored = apply_edit(self._memories, item.id, change)
         if stored is None:

@@ -147,6 +147,7 @@ class FeedbackService:
         new_item: NewItem,
         task_id: str,
         record_plan: Callable[[list[FeedbackStep]], None] = lambda _: None,
+        *,
         retrieved: list[str] | None = None,
         items: Callable[[list[str]], list[MemoryItem]] = lambda _: [],
     ) -> Placement:

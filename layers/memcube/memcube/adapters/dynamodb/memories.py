@@ -140,7 +140,10 @@ class DynamoMemories:
         }
         ops: list[dict[str, Any]] = [record]
         if meta.content_hash != old.content_hash:
-            mine = {"ExpressionAttributeNames": {"#pk": "pk", "#m": "memory_id"}, "ExpressionAttributeValues": {":id": me}}
+            mine = {
+                "ExpressionAttributeNames": {"#pk": "pk", "#m": "memory_id"},
+                "ExpressionAttributeValues": {":id": me},
+            }
             ops.append({"Put": {
                 "TableName": self._t.name,
                 "Item": {"pk": cube, "sk": attr_s(f"HASH#{meta.content_hash}"), "memory_id": me},
