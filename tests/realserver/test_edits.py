@@ -15,27 +15,27 @@ TEXT = "Alice moved to Lisbon in March and works as a nurse at the Santa Maria h
 NEW = "Alice moved to Porto in May and works as a surgeon at the Sao Joao hospital."
 
 
-def add(stack: Stack, text: str, user: str = "alice") -> str:
+def add(on: Stack, text: str, user: str = "alice") -> str:
     body = {"user_id": user, "messages": text, "async_mode": "sync", "mode": "fast"}
-    code, payload = stack.add(body)
+    code, payload = on.add(body)
     assert code == 200, payload
     return str(payload["data"][0]["memory_id"])
 
 
-def found(stack: Stack, query: str, user: str = "alice") -> set[str]:
+def found(on: Stack, query: str, user: str = "alice") -> set[str]:
     body = {"user_id": user, "query": query, "relativity": 0.0, "dedup": "no"}
-    code, payload = stack.call("POST", "/product/search", body=body)
+    code, payload = on.call("POST", "/product/search", body=body)
     assert code == 200, payload
     return {m["memory"] for c in payload["data"]["text_mem"] for m in c["memories"]}
 
 
-def guards(stack: Stack, cube: str) -> dict[str, str]:
+def guards(on: Stack, cube: str) -> dict[str, str]:
     """The cube's content guards as DynamoDB Local holds them (hash -> memory id); {} embedded."""
-    if stack.ddb is None:
+    if on.ddb is None:
         return {}
-    memories = stack.container.memories
+    memories = on.container.memories
     assert isinstance(memories, DynamoMemories)
-    items: list[dict[str, Any]] = stack.ddb.query(
+    items: list[dict[str, Any]] = on.ddb.query(
         TableName=memories._t.name,
         KeyConditionExpression="#pk = :pk AND begins_with(#sk, :h)",
         ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"},
