@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from memcube.domain import limits
 from memcube.domain.commands import AddCommand, MemoryEdit
-from memcube.domain.ids import Id, check_cube_ids, check_info, check_tags
+from memcube.domain.ids import Id
 from memcube.domain.model import MemoryItem, MemoryOutcome
+from memcube_api.schemas.hosted import CubeIds, Info, Tags
 from memcube_api.schemas.messages import ChatMessage, MessageEntry
 from memcube_api.schemas.product import AddRequest, to_command
 
@@ -52,23 +53,11 @@ class FeedbackRequest(BaseModel):
     retrieved_memory_ids: list[Id] | None = Field(default=None, min_length=1, max_length=limits.MAX_RETRIEVED_IDS)
     feedback_content: str = Field(min_length=1, max_length=limits.MAX_CONTENT_BYTES)
     feedback_time: str | None = Field(default=None, max_length=64)
-    writable_cube_ids: list[str] | None = None
+    writable_cube_ids: CubeIds | None = None
     async_mode: Literal["sync", "async"] = "async"
     corrected_answer: bool = False
-    info: dict[str, Any] | None = None
+    info: Info | None = None
     mem_cube_id: Id | None = Field(default=None, json_schema_extra=_DEPRECATED)
-
-    @field_validator("writable_cube_ids")
-    @classmethod
-    def _cubes(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else check_cube_ids(value)
-
-    @field_validator("info")
-    @classmethod
-    def _info(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            check_info(value)
-        return value
 
     @field_validator("feedback_content")
     @classmethod
@@ -137,8 +126,8 @@ class UpdateMemoryRequest(BaseModel):
     memory_id: Id
     mem_cube_id: Id | None = None
     memory: str | None = Field(default=None, min_length=1, max_length=MAX_MEMORY_CHARS)
-    tags: list[str] | None = None
-    info: dict[str, Any] | None = None
+    tags: Tags | None = None
+    info: Info | None = None
 
     @field_validator("memory")
     @classmethod
@@ -146,18 +135,6 @@ class UpdateMemoryRequest(BaseModel):
         if value is not None and not value.strip():
             raise ValueError("empty: a memory's text must say something (delete the memory instead)")
         return value.strip() if value is not None else None
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else check_tags(value)
-
-    @field_validator("info")
-    @classmethod
-    def _info(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            check_info(value)
-        return value
 
     @model_validator(mode="after")
     def _something(self) -> UpdateMemoryRequest:
