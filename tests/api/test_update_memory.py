@@ -49,6 +49,8 @@ def test_an_edit_of_the_text_is_a_new_version_reembedded_and_searchable_at_once(
     view = payload["data"]
     assert (view["id"], view["memory"], view["metadata"]["version"]) == (memory_id, NEW, 2)
     assert view["metadata"]["tags"] == ["moved"] and view["metadata"]["info"] == {"app_id": "crm"}
+    assert before.metadata.key == TEXT[: len(before.metadata.key)]  # keyed by its first words...
+    assert view["metadata"]["key"] == NEW[: len(view["metadata"]["key"])]  # ...and so it follows the text
     assert "embedding" not in view["metadata"]
     stored = api.memories.get_memory(memory_id)
     assert stored is not None and stored.metadata.embedding != before.metadata.embedding
@@ -68,7 +70,7 @@ def test_the_edit_shows_in_the_history_and_undo_restores_the_previous_version(ap
     code, payload = call("GET", f"/product/get_memory_history/{memory_id}", query="user_id=alice")
     assert code == 200, payload
     [entry] = payload["data"]["history"]
-    assert entry["action"] == "edited" and entry["fields"] == ["memory"]
+    assert entry["action"] == "edited" and entry["fields"] == ["memory", "key"]
     assert entry["previous"]["memory"] == TEXT
 
     code, payload = call("POST", "/product/undo_memory", body={"user_id": "alice", "memory_id": memory_id})

@@ -22,7 +22,7 @@ from memcube.domain.errors import Forbidden, InvalidRequest, NotFound, Unavailab
 from memcube.domain.history import EDITABLE, apply_edit, retext, revise
 from memcube.domain.model import MemoryItem, Principal
 from memcube.domain.permissions import allowed
-from memcube.domain.reader import Sizes, count_tokens
+from memcube.domain.reader import KEY_CHARS, Sizes, count_tokens
 from memcube.ports import Embedder, MemoryStore, SearchIndex, UserDirectory
 
 
@@ -45,6 +45,15 @@ def changed_fields(item: MemoryItem, edit: MemoryEdit) -> list[str]:
         "status": meta.status,
     }
     return [f for f in EDITABLE if getattr(edit, f) is not None and getattr(edit, f) != current[f]]
+
+
+def followed_key(key: str, old_text: str, new_text: str) -> str:
+    """The key after a text edit: kept while the new text still says it; a key taken from the old
+    text's words that the new text no longer has becomes the start of the new text (as the reader
+    keys a memory by its first words)."""
+    if not key or key in " ".join(new_text.split()) or key not in " ".join(old_text.split()):
+        return key
+    return " ".join(new_text.split())[:KEY_CHARS]
 
 
 class EditService:
@@ -75,13 +84,19 @@ class EditService:
             fields[:] = changed_fields(current, edit)
             if not fields:
                 return None
+            changes = {f: getattr(edit, f) for f in fields if f != "memory"}
+            if "memory" in fields and edit.memory and "key" not in fields:
+                key = followed_key(current.metadata.key, current.memory, edit.memory)
+                if key != current.metadata.key:
+                    fields.insert(1, "key")
+                    changes["key"] = key
             updated = revise(
                 current,
                 "edited",
                 at=now,
                 task_id=None,
                 reason=f"direct edit of {', '.join(fields)}",
-                changes={f: getattr(edit, f) for f in fields if f != "memory"},
+                changes=changes,
                 extra={"fields": list(fields)},
             )
             if "memory" in fields and edit.memory:
