@@ -8,7 +8,8 @@ An item's `metadata.history` is a list of entries, oldest first, one per version
 
 Actions: `merged` (another item folded into this one), `archived` (this item was superseded by a
 newer, contradicting or corrected one: `related_ids`), `supersedes` (this new item archived
-`related_ids`), `restored` and `undone` (written by an undo). Nothing is hard-deleted: an undo
+`related_ids`), `edited` (a direct edit, `domain.edits`: `fields` names what changed, text
+included), `restored` and `undone` (written by an undo). Nothing is hard-deleted: an undo
 writes new versions that put the earlier state back.
 """
 
