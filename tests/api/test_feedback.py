@@ -72,7 +72,7 @@ def test_sync_feedback_answers_memos_record_with_the_corrected_and_archived_memo
 
 
 def test_async_feedback_is_a_task_whose_status_shows_the_candidates_and_outcomes(api: Container) -> None:
-    old = add(LISBON)
+    old = add(LISBON, info={"app_id": "crm"})
     code, payload = feedback(
         feedback_content="No, Alice lives in Porto near the castle, not Lisbon.",
         feedback_time="2025-06-01T10:00:00Z",
@@ -180,3 +180,15 @@ def test_with_an_llm_sync_feedback_returns_the_corrected_answer_and_the_llm_plan
         assert any(n.startswith("feedback plan: 1. UPDATE") and "2. ADD" in n for n in cube["notes"])
         system, user = llm.calls[-1]
         assert "FEEDBACK on your previous answer" in system and "Where do I live?" in user and "Porto" in user
+
+
+def test_a_feedback_with_an_agent_id_in_info_corrects_only_that_agents_memories(api: Container) -> None:
+    other = add(LISBON, info={"agent_id": "travel-bot"})
+    correction = "No, Alice lives in Porto near the castle, not Lisbon."
+    code, payload = feedback(feedback_content=correction, async_mode="sync", info={"agent_id": "desk-bot"})
+    assert code == 200, payload
+    [cube] = payload["data"]
+    assert cube["record"]["update"] == [] and [a["text"] for a in cube["record"]["add"]] == [correction]
+    assert "feedback: candidates are limited to memories with info {'agent_id': 'desk-bot'}" in cube["notes"]
+    kept = api.memories.get_memory(other)
+    assert kept is not None and kept.metadata.status == "activated"

@@ -31,6 +31,9 @@ from memcube.domain.similarity import jaccard, shingles, tokens
 from memcube.ports import LLM
 
 RELATED = 5
+SCOPE_KEYS = ("agent_id", "app_id")
+"""Info keys that scope a feedback, as MemOS does: with one in its `info`, only memories with the
+same value are candidates (an agent's feedback corrects that agent's memories)."""
 NewItem = Callable[[int, str, str, list[str]], MemoryItem]
 FEEDBACK_MARGIN = 0.1
 _STOP = frozenset(
@@ -158,7 +161,11 @@ class FeedbackService:
         probe = new_item(0, fb.feedback.content.strip(), "", [])
         notes: list[str] = []
         if retrieved is None:
-            related = self._organizer.neighbours(probe, [], floor=0.0, exclude_task=task_id, notes=notes)[:RELATED]
+            near = self._organizer.neighbours(probe, [], floor=0.0, exclude_task=task_id, notes=notes)
+            related = [n for n in near if in_scope(n.item, probe)][:RELATED]
+            scope = {k: probe.metadata.info[k] for k in SCOPE_KEYS if k in probe.metadata.info}
+            if scope:
+                notes.append(f"feedback: candidates are limited to memories with info {scope}")
         else:
             related = given_candidates(probe, retrieved, items(retrieved), task_id, notes)
         source = "retrieved_memory_ids" if retrieved is not None else "the most similar items"
@@ -298,3 +305,9 @@ def _not_correctable(item: MemoryItem | None, cube_id: str, user_id: str, task_i
     if item.metadata.task_id == task_id:
         return "was written by this feedback"
     return ""
+
+
+def in_scope(item: MemoryItem, probe: MemoryItem) -> bool:
+    """Whether `item` carries the feedback's `SCOPE_KEYS` values (those it sets)."""
+    info = probe.metadata.info
+    return all(item.metadata.info.get(k) == info[k] for k in SCOPE_KEYS if k in info)
