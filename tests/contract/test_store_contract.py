@@ -553,3 +553,46 @@ def test_a_window_counts_up_to_its_limit_and_a_new_window_starts_afresh(counter:
 def test_racing_hits_never_exceed_the_limit(counter: Counter) -> None:
     results = race(10, lambda _: counter.hit("req:alice", 4, 600, 60))
     assert results.count(True) == 4
+
+
+# --- rewriting an item's text (a direct edit) ----------------------------------------------------
+
+
+def _retexted(item: MemoryItem, text: str) -> MemoryItem:
+    from memcube.domain.ingest import content_hash
+
+    meta = item.metadata.model_copy(update={"content_hash": content_hash(text), "version": item.metadata.version + 1})
+    return item.model_copy(update={"memory": text, "metadata": meta})
+
+
+def test_rewrite_moves_the_content_guard_and_band_keys_with_the_text(memories: MemoryStore) -> None:
+    old_text, new_text = "alice lives in lisbon near the old castle", "alice lives in porto by the douro river"
+    item = memory("m1", old_text)
+    memories.put_memory(item)
+    assert memories.rewrite_memory(_retexted(item, new_text), expected_version=1) == PutResult("created")
+    stored = memories.get_memory("m1")
+    assert stored is not None and (stored.memory, stored.metadata.version) == (new_text, 2)
+    assert "m1" in memories.similar_ids("cube-a", new_text, 10)
+    assert "m1" not in memories.similar_ids("cube-a", old_text, 10)
+    assert memories.put_memory(memory("m2", new_text, created_at=day(2))) == PutResult("duplicate", "m1")
+    assert memories.put_memory(memory("m3", old_text, created_at=day(3))).status == "created"
+    assert memories.list_memories("cube-a", 0, 10)[1] == 2
+
+
+def test_rewrite_to_the_text_of_another_item_is_a_duplicate_and_writes_nothing(memories: MemoryStore) -> None:
+    first, second = memory("m1", "alice likes tea"), memory("m2", "bob likes coffee", created_at=day(2))
+    memories.put_memory(first)
+    memories.put_memory(second)
+    assert memories.rewrite_memory(_retexted(second, "alice likes tea"), 1) == PutResult("duplicate", "m1")
+    assert memories.get_memory("m2") == second
+    assert memories.put_memory(memory("m3", "bob likes coffee", created_at=day(3))) == PutResult("duplicate", "m2")
+    assert "m2" in memories.similar_ids("cube-a", "bob likes coffee", 10)
+
+
+def test_rewrite_of_a_changed_or_missing_item_writes_nothing(memories: MemoryStore) -> None:
+    item = memory("m1", "alice likes tea")
+    memories.put_memory(item)
+    assert memories.rewrite_memory(_retexted(item, "alice likes green tea"), expected_version=5) is None
+    assert memories.get_memory("m1") == item
+    assert memories.rewrite_memory(memory("nope", "anything at all"), expected_version=1) is None
+    assert memories.get_memory("nope") is None

@@ -236,7 +236,6 @@ def test_streamable_http_names_the_user_in_the_url_when_keys_are_off(server: Ser
     anyio.run(run)
 
 
-@pytest.mark.xfail(strict=False, reason="update_memory lands in r16-edit")
 def test_update_tool_writes_a_new_version_through_the_apis_update_memory(
     keyed: tuple[Server, dict[str, str]],
 ) -> None:

@@ -289,3 +289,33 @@ def test_chat_streamed_chat_and_get_message_through_the_sdk(sdk: SdkBridge, chat
     assert "internet_search" in refused["requests"][0]["body"]["message"]
     others = sdk.call(base, chat_deployment.keys["bob"], "chat", user_id="alice", conversation_id="c-chat", query="hi")
     assert {r["status"] for r in others["requests"]} == {403}  # bob may not act as alice
+
+
+def test_update_memory_through_the_sdk_is_a_new_version_and_a_bad_status_is_refused(
+    sdk: SdkBridge, deployment: Deployment
+) -> None:
+    base, carol, bob = deployment.base, deployment.keys["carol"], deployment.keys["bob"]
+    added = sdk.ok(base, carol, "add_message", messages=[{"role": "user", "content": "My locker is number 14."}],
+                   user_id="carol", conversation_id="c-locker", async_mode=False)  # fmt: skip
+    [memory_id] = wait_task(sdk, base, carol, added["data"]["task_id"])["memory_views"]["added"]
+    updated = sdk.ok(
+        base, carol, "update_memory", memory_id=memory_id, content="My locker is number 41.", title="Locker"
+    )
+    assert updated["code"] == 0
+    assert (updated["data"]["memory_value"], updated["data"]["memory_key"]) == ("My locker is number 41.", "Locker")
+    assert sdk.ok(base, carol, "get_memory_by_id", memid=memory_id)["data"]["memory_value"] == "My locker is number 41."
+    hits = sdk.ok(base, carol, "search_memory", query="locker number 41", user_id="carol", relativity=0.0)
+    assert memory_id in [h["id"] for h in hits["data"]["memory_detail_list"]]
+
+    archived = sdk.ok(base, carol, "update_memory", memory_id=memory_id, status="archived")
+    assert archived["data"]["status"] == "archived"
+    hits = sdk.ok(base, carol, "search_memory", query="locker number 41", user_id="carol", relativity=0.0)
+    assert memory_id not in [h["id"] for h in hits["data"]["memory_detail_list"]]
+    refusals = [
+        (sdk.call(base, carol, "update_memory", memory_id=memory_id, status="deleted"), 422),
+        (sdk.call(base, bob, "update_memory", memory_id=memory_id, content="Bob's locker now."), 404),
+    ]
+    for answer, status in refusals:
+        assert not answer["ok"] and {r["status"] for r in answer["requests"]} == {status}, answer["requests"]
+    one = sdk.ok(base, carol, "get_memory_by_id", memid=memory_id)["data"]
+    assert (one["memory_value"], one["status"]) == ("My locker is number 41.", "archived")

@@ -44,6 +44,7 @@ EXPECTED: dict[str, type[BaseModel] | None] = {
     "delete_knowledgebase_file": models.MemOSDeleteKnowledgebaseResponse,
     "chat": models.MemOSChatResponse,  # stream=True: the SDK's iterator of SSE data strings instead
     "get_message": models.MemOSGetMessagesResponse,
+    "update_memory": None,  # the SDK returns the raw JSON: its data is checked as a MemoryDetail
 }
 
 exchanges: list[dict[str, Any]] = []

@@ -277,3 +277,24 @@ def test_get_memory_sends_the_filter() -> None:
     )
     client.get_memory(user_id="alice", page_size=5, filter={"custom_tags": "travel"})
     assert json.loads(seen[0].content)["filter"] == {"custom_tags": "travel"}
+
+
+def test_update_memory_sends_only_the_fields_given_and_returns_the_stored_memory() -> None:
+    meta = {
+        "memory_type": "UserMemory", "cube_id": "alice", "user_id": "alice", "session_id": "s", "key": "k",
+        "tags": ["home"], "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-02T00:00:00Z", "version": 2,
+    }  # fmt: skip
+    view = {"id": "m1", "memory": "I live in Porto.", "metadata": meta}
+    client, _, seen = memos_client(httpx.Response(200, json={"code": 200, "message": "Memory updated", "data": view}))
+    memory = client.update_memory("m1", user_id="alice", memory="I live in Porto.", tags=["home"])
+    assert (memory.id, memory.memory, memory.tags, memory.metadata["version"]) == (
+        "m1",
+        "I live in Porto.",
+        ["home"],
+        2,
+    )
+    [request] = seen
+    assert request.url.path == "/product/update_memory"
+    assert json.loads(request.content) == {
+        "user_id": "alice", "memory_id": "m1", "memory": "I live in Porto.", "tags": ["home"]
+    }  # fmt: skip

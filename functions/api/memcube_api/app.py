@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from memcube.wiring import Container
 from memcube_api.errors import install
-from memcube_api.routes import chat, hosted, product, reads
+from memcube_api.routes import chat, edits, hosted, product, reads
 from memcube_api.routing import document_schemas, include
 from memcube_api.schemas.hosted import PREFIX
 
@@ -57,5 +57,8 @@ def create_app(
     include(app, chat.product_router)
     include(app, chat.hosted_router)
     include(app, chat.hosted_router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))
+    include(app, edits.router)
+    include(app, edits.hosted_router)
+    include(app, edits.hosted_router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))
     document_schemas(app)
     return app

@@ -106,6 +106,14 @@ class MemoryStore(Protocol):
         changed it first or it is gone: the caller rereads and decides again."""
         ...
 
+    def rewrite_memory(self, item: MemoryItem, expected_version: int) -> PutResult | None:
+        """Replace a stored item whose text may change (same id, cube and creation time), if
+        its stored version is still `expected_version`: the content guard moves to the new
+        text's hash and the LSH band keys follow it, in one transaction with the item. `created`
+        when written; a `duplicate` of `existing_id` (nothing written) when another item of the
+        cube holds that text; None when another writer changed the item first or it is gone."""
+        ...
+
     def similar_ids(self, cube_id: str, text: str, limit: int) -> list[str]:
         """Ids of the cube's items (any status) sharing a MinHash LSH band with `text`
         (`domain.similarity.lsh_keys`), most shared bands first: lexical near-duplicate

@@ -41,6 +41,8 @@ from memcube.settings import Settings
 if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
     from memcube.domain.chat import ChatService, Conversations
+    from memcube.domain.corrections import FeedbackIntake
+    from memcube.domain.edits import EditService
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
@@ -396,6 +398,18 @@ class Container:
         from memcube.domain.chat import Conversations
 
         return Conversations(self.messages)
+
+    @cached_property
+    def editor(self) -> EditService:
+        from memcube.domain.edits import EditService
+
+        return EditService(self.memories, self.directory, self.index, self.embedder, lambda: iso(utcnow()))
+
+    @cached_property
+    def feedback(self) -> FeedbackIntake:
+        from memcube.domain.corrections import FeedbackIntake
+
+        return FeedbackIntake(self.add, self.memories, self.directory, self.llm)
 
     def close(self) -> None:
         stores = self.__dict__.get("stores")

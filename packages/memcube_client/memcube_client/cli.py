@@ -412,7 +412,37 @@ def messages(url: str, user_id: str, api_key: str | None, session_id: str | None
         _echo_json(client.get_message(user_id, session_id, limit)["messages"])
 
 
-USER_COMMANDS = [add, status, search, get, history, undo, delete, delete_cube, export, import_, chat, messages]
+@click.command()
+@_connection
+@click.argument("memory_id")
+@click.option("--text", "memory", default=None, help="The memory's new text (re-embedded).")
+@click.option("--tag", "tags", multiple=True, help="Replace the memory's tags (repeatable).")
+@click.option("--info", "info_json", default=None, help="Replace the memory's info (a JSON object).")
+@click.option("--cube", "cube_id", default=None, help="The cube the memory must be in.")
+@_guarded
+def edit(
+    *,
+    url: str,
+    user_id: str,
+    api_key: str | None,
+    memory_id: str,
+    memory: str | None,
+    tags: tuple[str, ...],
+    info_json: str | None,
+    cube_id: str | None,
+) -> None:
+    """Edit MEMORY_ID (new text, tags or info) as a new version; `memcube undo` reverts it."""
+    info = _json_option(info_json, "--info")
+    if memory is None and not tags and info is None:
+        raise click.UsageError("give --text, --tag or --info")
+    with _client(url, api_key) as client:
+        edited = client.update_memory(
+            memory_id, user_id, memory=memory, tags=list(tags) or None, info=info, mem_cube_id=cube_id
+        )
+        _echo_json(edited)
+
+
+USER_COMMANDS = [add, status, search, get, history, undo, edit, delete, delete_cube, export, import_, chat, messages]
 
 
 @click.command("mcp")

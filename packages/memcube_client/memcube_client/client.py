@@ -239,6 +239,27 @@ class MemcubeClient(_Closes):
             raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
         return payload.get("data")
 
+    def update_memory(
+        self,
+        memory_id: str,
+        user_id: str,
+        *,
+        memory: str | None = None,
+        tags: list[str] | None = None,
+        info: dict[str, Any] | None = None,
+        mem_cube_id: str | None = None,
+    ) -> dict[str, Any]:
+        """`POST /product/update_memory`: the memory's next version (a field left None is kept).
+        Safe to retry: resending the same edit writes no second version."""
+        given = {"mem_cube_id": mem_cube_id, "memory": memory, "tags": tags, "info": info}
+        body = {"user_id": user_id, "memory_id": memory_id} | {k: v for k, v in given.items() if v is not None}
+        data: dict[str, Any] = self.request("POST", "/product/update_memory", body=body)
+        return data
+
+    def feedback(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /product/feedback` (MemOS's APIFeedbackRequest): the whole envelope, with `task_id`."""
+        return self.envelope("POST", "/product/feedback", body=body)
+
 
 def envelope_of(response: httpx.Response) -> dict[str, Any]:
     """The answer's MemOS envelope; `ApiError` with its message for a 4xx or 5xx."""
@@ -611,6 +632,23 @@ class MemOSClient(_Closes):
 
     def get_memory_by_id(self, memory_id: str, *, user_id: str) -> Memory:
         return _memory(self._http.get(memory_id, user_id))
+
+    def update_memory(
+        self,
+        memory_id: str,
+        *,
+        user_id: str,
+        memory: str | None = None,
+        tags: list[str] | None = None,
+        info: dict[str, Any] | None = None,
+        mem_cube_id: str | None = None,
+    ) -> Memory:
+        """`POST /product/update_memory`: new text (re-embedded), tags or info for one memory, as a
+        new version in its history (`undo_memory` reverts it); returns the memory as stored now."""
+        edited = self._http.update_memory(
+            memory_id, user_id, memory=memory, tags=tags, info=info, mem_cube_id=mem_cube_id
+        )
+        return _memory(edited)
 
     def delete_memory(
         self,

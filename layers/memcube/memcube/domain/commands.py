@@ -30,6 +30,8 @@ class AddCommand(BaseModel):
     is_feedback: bool
     manager_user_id: str | None
     project_id: str | None
+    retrieved_memory_ids: list[str] | None = None
+    """A feedback's candidates (MemOS's `retrieved_memory_ids`): only these may be corrected."""
 
 
 @dataclass(frozen=True)
@@ -86,3 +88,17 @@ class GrantChange:
     cube_id: str
     target_user_id: str
     permission: Literal["read", "write"]
+
+
+@dataclass(frozen=True)
+class MemoryEdit:
+    """A direct edit of one memory: each field given replaces the stored one (None: unchanged);
+    `cube_id`, when given, must be the memory's cube."""
+
+    memory_id: str
+    cube_id: str | None = None
+    memory: str | None = None
+    key: str | None = None
+    tags: list[str] | None = None
+    info: dict[str, Any] | None = None
+    status: Literal["activated", "archived"] | None = None

@@ -519,7 +519,10 @@ class IngestService:
         def record_plan(plan: list[FeedbackStep]) -> None:
             self._tasks.put_task_part(msg.task_id, part.model_copy(update={"feedback_plan": plan}))
 
-        return self._feedback.apply(fb, new_item, msg.task_id, record_plan)
+        retrieved = msg.retrieved_memory_ids
+        return self._feedback.apply(
+            fb, new_item, msg.task_id, record_plan, retrieved=retrieved, items=self._memories.get_memories
+        )
 
     def _cancel(self, msg: QueuedAdd, part: TaskPart) -> TaskPart:
         cancelled = part.finished(

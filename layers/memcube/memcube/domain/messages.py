@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from memcube.domain import limits
 from memcube.domain.files import decoded_size, is_binary_data_url
@@ -45,6 +45,17 @@ class QueuedAdd(BaseModel):
     run: int = Field(default=0, ge=0, le=1000)
     """0 for a task's first run; n for the caller's n-th retry of a failed part (a new message,
     not a duplicate of the failed run's)."""
+    retrieved_memory_ids: list[Id] | None = Field(default=None, max_length=limits.MAX_RETRIEVED_IDS)
+    """A feedback's candidates: only these items of the cube may be corrected (None: the cube's
+    items most similar to the feedback). Written only when set, so other messages keep their
+    shape and a worker of the version before it still reads them."""
+
+    @model_serializer(mode="wrap")
+    def _without_unset_ids(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        body: dict[str, Any] = handler(self)
+        if body.get("retrieved_memory_ids") is None:
+            body.pop("retrieved_memory_ids", None)
+        return body
 
     @field_validator("info")
     @classmethod

@@ -179,6 +179,24 @@ class DynamoTable:
                 raise
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def transact_checked(self, ops: list[dict[str, Any]]) -> list[str] | None:
+        """Run one TransactWriteItems with any number of conditional operations: None when it
+        committed, else the cancellation code of each operation in order (a failed condition
+        is `ConditionalCheckFailed`). Conflicts and throttling are retried; anything else raises."""
+        for attempt in range(TX_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=ops, ClientRequestToken=str(uuid.uuid4()))
+                return None
+            except self.client.exceptions.TransactionCanceledException as exc:
+                codes = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons") or []]
+                if "ConditionalCheckFailed" in codes:
+                    return codes
+                if attempt + 1 < TX_ATTEMPTS and RETRYABLE_CANCELLATIONS.intersection(codes):
+                    time.sleep(backoff(attempt))
+                    continue
+                raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def write(self, method: str, **kwargs: Any) -> Any:
         """One single-item write, retried while it conflicts with a transaction on that item."""
         for attempt in range(TX_ATTEMPTS):
