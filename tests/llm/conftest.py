@@ -9,6 +9,7 @@ refusals, task outcomes), never what it judged or extracted.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -89,8 +90,12 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
     cmd = [str(PYTHON), "-m", "llama_cpp.server", "--model", str(model_path()), "--model_alias", MODEL]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--api_key", API_KEY, "--n_ctx", str(CONTEXT)]
     cmd += ["--n_threads", "2", "--n_threads_batch", "2", "--seed", "7", "--verbose", "false"]
+    # HOST and PORT in the environment would override --host and --port (its __main__ reads them).
+    env = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "CONFIG_FILE")}
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env | {"PYTHONUNBUFFERED": "1"}
+        )
     server = LlamaServer(f"http://127.0.0.1:{port}/v1", MODEL, API_KEY, log, proc)
     try:
         _wait_ready(server)

@@ -41,6 +41,13 @@ def assert_items_have_text(server: Server, part: dict[str, Any]) -> None:
     assert all(items[i]["memory"].strip() for i in live), [items[i] for i in live]
 
 
+def remember_lisbon(server: Server, llama: LlamaServer) -> int:
+    """A fast, sync add of one fact (no LLM call: the cube was empty); the LLM's count after it."""
+    fact = {"user_id": "alice", "messages": "I live in Lisbon.", "mode": "fast", "async_mode": "sync"}
+    server.add_ok(fact)
+    return chat_completions(llama)
+
+
 def test_a_fine_add_asks_the_llm_and_ends_completed_or_failed_with_a_reason(
     memcube_with_llm: Server, llama_server: LlamaServer
 ) -> None:
@@ -58,9 +65,7 @@ def test_a_fine_add_asks_the_llm_and_ends_completed_or_failed_with_a_reason(
 def test_a_feedback_asks_the_llm_and_ends_completed_or_failed_with_a_reason(
     memcube_with_llm: Server, llama_server: LlamaServer
 ) -> None:
-    fact = {"user_id": "alice", "messages": "I live in Lisbon.", "mode": "fast", "async_mode": "sync"}
-    memcube_with_llm.add_ok(fact)
-    before = chat_completions(llama_server)
+    before = remember_lisbon(memcube_with_llm, llama_server)
     correction = [{"role": "user", "content": "That is wrong: I live in Porto now."}]
     task_id = memcube_with_llm.add_ok({"user_id": "alice", "messages": correction, "is_feedback": True})["task_id"]
     part = terminal_part(memcube_with_llm, task_id)
@@ -72,9 +77,7 @@ def test_a_feedback_asks_the_llm_and_ends_completed_or_failed_with_a_reason(
 def test_a_fine_search_has_the_llm_rewrite_the_query_and_answers_either_way(
     memcube_with_llm: Server, llama_server: LlamaServer
 ) -> None:
-    fact = {"user_id": "alice", "messages": "I live in Lisbon.", "mode": "fast", "async_mode": "sync"}
-    memcube_with_llm.add_ok(fact)
-    before = chat_completions(llama_server)
+    before = remember_lisbon(memcube_with_llm, llama_server)
     query = {"user_id": "alice", "query": "Where does the user live?", "mode": "fine", "relativity": 0.0}
     response = memcube_with_llm.http.post("/product/search", json=query, timeout=TIMEOUT)
     assert response.status_code == 200, response.text
