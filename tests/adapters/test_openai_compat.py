@@ -11,6 +11,8 @@ import pytest
 
 from memcube.adapters.openai_compat import OpenAICompatibleEmbedder, OpenAICompatibleLLM
 from memcube.domain.errors import LLMUnavailable, Unavailable
+from memcube.settings import Settings
+from memcube.wiring import Container
 from tests.fakes import FakeOpenAI, Reply, Seen, fake_vector, running_fake_openai, unit
 from tests.net import free_port
 
@@ -252,3 +254,14 @@ def test_without_max_output_tokens_no_max_tokens_is_sent(fake: FakeOpenAI) -> No
     llm(fake).complete("s", "u")
     [seen] = fake.requests("/v1/chat/completions")
     assert "max_tokens" not in seen.body
+
+
+def test_the_max_output_tokens_setting_reaches_the_llm_the_container_builds(fake: FakeOpenAI) -> None:
+    settings = Settings(
+        backend="memory", llm="openai", llm_base_url=fake.base_url, llm_model="qwen2.5-7b", llm_max_output_tokens=96
+    )
+    llm = Container(settings).llm
+    assert llm is not None
+    llm.complete("s", "u")
+    [seen] = fake.requests("/v1/chat/completions")
+    assert seen.body["max_tokens"] == 96

@@ -1,6 +1,10 @@
 """The OpenAI-compatible LLM adapter against a real server (llama-cpp-python, SmolLM2-135M):
 a completion round trip, JSON mode, the reader's repair of what the model really returns,
-a timeout, and refusals, each ending in a reply or in our own `LLMUnavailable`."""
+a timeout, and refusals, each ending in a reply or in our own `LLMUnavailable`.
+
+A model name the server lacks cannot be refused here: llama-cpp-python's server answers any name
+with its one model (its LlamaProxy falls back to the default alias). A wrong base URL (404) stands
+for an endpoint that refuses the request outright."""
 
 from __future__ import annotations
 
