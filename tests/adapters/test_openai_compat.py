@@ -11,6 +11,8 @@ import pytest
 
 from memcube.adapters.openai_compat import OpenAICompatibleEmbedder, OpenAICompatibleLLM
 from memcube.domain.errors import LLMUnavailable, Unavailable
+from memcube.settings import Settings
+from memcube.wiring import Container
 from tests.fakes import FakeOpenAI, Reply, Seen, fake_vector, running_fake_openai, unit
 from tests.net import free_port
 
@@ -236,3 +238,30 @@ def test_the_embedder_model_id_names_model_and_dimension(fake: FakeOpenAI) -> No
     model = embedder(fake, dimension=4)
     assert model.model_id == "openai:bge-m3:4"
     assert model.dimension == 4
+
+
+# --- the output limit ------------------------------------------------------------------------
+
+
+def test_max_output_tokens_is_sent_as_max_tokens_in_both_modes(fake: FakeOpenAI) -> None:
+    limited = llm(fake, max_output_tokens=64)
+    limited.complete("s", "u")
+    limited.complete("s", "u", json_output=False)
+    assert [seen.body["max_tokens"] for seen in fake.requests("/v1/chat/completions")] == [64, 64]
+
+
+def test_without_max_output_tokens_no_max_tokens_is_sent(fake: FakeOpenAI) -> None:
+    llm(fake).complete("s", "u")
+    [seen] = fake.requests("/v1/chat/completions")
+    assert "max_tokens" not in seen.body
+
+
+def test_the_max_output_tokens_setting_reaches_the_llm_the_container_builds(fake: FakeOpenAI) -> None:
+    settings = Settings(
+        backend="memory", llm="openai", llm_base_url=fake.base_url, llm_model="qwen2.5-7b", llm_max_output_tokens=96
+    )
+    llm = Container(settings).llm
+    assert llm is not None
+    llm.complete("s", "u")
+    [seen] = fake.requests("/v1/chat/completions")
+    assert seen.body["max_tokens"] == 96

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
+    llm_max_output_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    """`openai` only: the `max_tokens` of each completion (a reply cut there is still read and
+    repaired). Unset: not sent, the server's own limit applies."""
 
     reranker: Literal["none", "llm", "http", "bedrock"] | None = None
     """What `rerank: true` on a search uses. `http`: a Cohere-style `POST {reranker_base_url}/rerank`

@@ -195,6 +195,7 @@ class Container:
                 api_key=secret,
                 timeout=s.llm_timeout_seconds,
                 max_retries=s.llm_max_retries,
+                max_output_tokens=s.llm_max_output_tokens,
             )
         if s.llm == "bedrock":
             from memcube.adapters.bedrock import BedrockLLM

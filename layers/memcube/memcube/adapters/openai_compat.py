@@ -83,10 +83,14 @@ class OpenAICompatibleLLM:
         api_key: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 3,
+        max_output_tokens: int | None = None,
         client: openai.OpenAI | None = None,
     ) -> None:
         self._model = model
         self._api_key = api_key
+        self._max_tokens: int | openai.Omit = openai.omit if max_output_tokens is None else max_output_tokens
+        """Sent only when set: some servers refuse a max_tokens that, added to the prompt, exceeds
+        their context; unset, a server generates until the model stops or its context is full."""
         self._where = f"{_PROVIDER} LLM at {_safe_url(base_url)} (model {model})"
         # Local servers (vLLM, Ollama) take no key, but the SDK insists on one.
         self._client = client or openai.OpenAI(
@@ -125,9 +129,15 @@ class OpenAICompatibleLLM:
     def _create(self, messages: list[ChatCompletionMessageParam], *, json_mode: bool) -> ChatCompletion:
         if json_mode:
             return self._client.chat.completions.create(
-                model=self._model, messages=messages, temperature=0, response_format={"type": "json_object"}
+                model=self._model,
+                messages=messages,
+                temperature=0,
+                response_format={"type": "json_object"},
+                max_tokens=self._max_tokens,
             )
-        return self._client.chat.completions.create(model=self._model, messages=messages, temperature=0)
+        return self._client.chat.completions.create(
+            model=self._model, messages=messages, temperature=0, max_tokens=self._max_tokens
+        )
 
     def stream(self, turns: Sequence[ChatTurn], sampling: Sampling) -> Iterator[str]:
         """`stream: true`: the answer's text deltas as the server sends them. The client's timeout
