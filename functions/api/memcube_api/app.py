@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from memcube.wiring import Container
+from memcube_api import console_assets
 from memcube_api.errors import install
-from memcube_api.routes import hosted, product
+from memcube_api.routes import console, hosted, product
 from memcube_api.routing import document_schemas, include
 from memcube_api.schemas.hosted import PREFIX
 
@@ -51,7 +52,9 @@ def create_app(
         return {"status": "ok"}
 
     include(app, product.router)
+    include(app, console.router)  # the web console's own reads (its cubes; operators' dead letters)
     include(app, hosted.router)  # under the SDK's path
     include(app, hosted.router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))  # for a base URL without it
     document_schemas(app)
+    console_assets.install(app)  # the web console's static files at /console
     return app
