@@ -62,7 +62,11 @@ def test_list_cubes_shows_the_personal_cube_and_readable_knowledge_bases_with_co
     http: TestClient, keyed: Container
 ) -> None:
     alice, bob, carol = auth(keyed, "alice"), auth(keyed, "bob"), auth(keyed, "carol")
-    ok(http.post("/product/create_cube", json={"user_id": "alice", "cube_id": "kb-team", "readers": ["bob"]}, headers=alice))
+    ok(
+        http.post(
+            "/product/create_cube", json={"user_id": "alice", "cube_id": "kb-team", "readers": ["bob"]}, headers=alice
+        )
+    )
     ok(http.post("/product/create_cube", json={"user_id": "carol", "cube_id": "kb-carol"}, headers=carol))
     add(http, {**alice, "x-user": "alice"}, "alice", "Alice moved to Lisbon in March to work as a nurse.")
     add(http, {**alice, "x-user": "alice"}, "kb-team", "The team meets every Monday at nine in room 4.")
@@ -95,14 +99,21 @@ def test_list_cubes_with_keys_off_needs_a_user_id(tmp_path: Path) -> None:
         http = TestClient(create_app(lambda: container))
         response = http.get("/product/list_cubes")
         assert response.status_code == 422 and response.json()["message"].startswith("user_id: required")
-        assert [c["cube_id"] for c in ok(http.get("/product/list_cubes", params={"user_id": "ann"}))["cubes"]] == ["ann"]
+        assert [c["cube_id"] for c in ok(http.get("/product/list_cubes", params={"user_id": "ann"}))["cubes"]] == [
+            "ann"
+        ]
     finally:
         container.close()
 
 
 def letter(message_id: str, body: str) -> DeadLetter:
     return DeadLetter(
-        message_id=message_id, body=body, reason="the PDF cannot be read", cube_id="alice", attempts=1, failed_at=FAILED_AT
+        message_id=message_id,
+        body=body,
+        reason="the PDF cannot be read",
+        cube_id="alice",
+        attempts=1,
+        failed_at=FAILED_AT,
     )
 
 

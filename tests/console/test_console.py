@@ -10,7 +10,7 @@ import base64
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.console.conftest import Console, shot, sign_in
 
@@ -18,6 +18,13 @@ pytestmark = pytest.mark.timeout(300)
 
 TEXT = "Alice moved to Lisbon in March and works as a nurse at the Santa Maria hospital by the river."
 EDITED = TEXT.replace("nurse", "senior nurse")
+TRIPS = [
+    ("porto-weekend", "4-04", "We took the train to Porto and ate francesinha by the Douro."),
+    ("porto-weekend", "4-05", "On Sunday we crossed the Dom Luis bridge on foot at sunset."),
+    ("sintra-day", "5-17", "Sintra was foggy; the Pena palace looked like a painted cake."),
+    ("work", "6-02", "Alice started night shifts at the hospital in June."),
+    ("work", "6-20", "The ward got two new nurses, so Alice's shifts are shorter."),
+]
 KB_TEXT = "The team meets every Monday at nine in room 4 to plan the week's releases."
 
 
@@ -30,7 +37,7 @@ def nav(page: Page, name: str) -> None:
     page.get_by_role("navigation", name="Console pages").get_by_role("link", name=name, exact=True).click()
 
 
-def task_row(page: Page, task_id: str) -> object:
+def task_row(page: Page, task_id: str) -> Locator:
     return page.locator(f'tr[data-task="{task_id}"]')
 
 
@@ -39,6 +46,7 @@ def test_a_user_watches_an_add_searches_undoes_a_merge_deletes_and_grants(consol
     server.http.post(
         "/product/create_cube", json={"user_id": "alice", "cube_id": "kb-team", "readers": ["bob"]}, headers=alice
     ).raise_for_status()
+    assert f"web console on {console.url}" in server.output()  # what `make run` prints
     page.goto(console.url)
     shot(page, "signin")
     sign_in(page, console, "alice")
@@ -49,11 +57,11 @@ def test_a_user_watches_an_add_searches_undoes_a_merge_deletes_and_grants(consol
 
     # Tasks: an add through the API goes from waiting to completed on the page, live.
     nav(page, "Tasks")
-    first = add(console, "alice", {"messages": [{"role": "user", "content": TEXT, "chat_time": "2026-03-10T09:00:00Z"}],
-                                   "session_id": "move", "custom_tags": ["move"]})  # fmt: skip
+    said = [{"role": "user", "content": TEXT, "chat_time": "2026-03-10T09:00:00Z"}]
+    first = add(console, "alice", {"messages": said, "session_id": "move", "custom_tags": ["move"]})
     expect(task_row(page, first).locator(".badge").first).to_have_text("completed", timeout=30_000)
-    second = add(console, "alice", {"messages": [{"role": "user", "content": EDITED, "chat_time": "2026-03-12T10:00:00Z"}],
-                                    "session_id": "work", "custom_tags": ["work"]})  # fmt: skip
+    said = [{"role": "user", "content": EDITED, "chat_time": "2026-03-12T10:00:00Z"}]
+    second = add(console, "alice", {"messages": said, "session_id": "work", "custom_tags": ["work"]})
     expect(task_row(page, second).locator(".badge").first).to_have_text("completed", timeout=30_000)
     expect(task_row(page, second)).to_contain_text("merged")
     add(console, "alice", {"messages": KB_TEXT, "writable_cube_ids": ["kb-team"], "session_id": "planning"})
@@ -104,9 +112,14 @@ def test_a_user_watches_an_add_searches_undoes_a_merge_deletes_and_grants(consol
     shot(page, "delete")
 
     # Picture: memories by event time, one lane per session.
+    for n, (session, day, text) in enumerate(TRIPS):
+        body = {"messages": [{"role": "user", "content": text, "chat_time": f"2026-0{day}T1{n}:00:00Z"}]}
+        add(console, "alice", {**body, "session_id": session, "async_mode": "sync"})
     nav(page, "Picture")
     expect(page.get_by_role("img", name=re.compile("by event time"))).to_be_visible()
-    expect(page.get_by_role("table", name="Sessions in this window")).to_contain_text("work")
+    sessions = page.get_by_role("table", name="Sessions in this window")
+    expect(sessions).to_contain_text("porto-weekend")
+    expect(sessions).to_contain_text("sintra-day")
     shot(page, "picture")
 
     # Grants: the owner grants carol read on the knowledge base from its row.

@@ -137,6 +137,7 @@ async function route() {
     signIn();
     return;
   }
+  ui.notice(""); // a notice belongs to the page it was given on
   document.getElementById("nav").hidden = false;
   document.getElementById("signout").hidden = false;
   document.getElementById("who").textContent = session.user();

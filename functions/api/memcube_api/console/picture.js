@@ -50,15 +50,17 @@ function chart(items) {
     svg.append(s("text", { x: 20, y: 30, class: "axis" }, "No memory in this window has an event time."));
     return svg;
   }
-  const lo = Math.min(...times);
-  const hi = Math.max(...times);
-  const span = Math.max(hi - lo, 1);
+  const DAY = 86_400_000;
+  const pad = Math.max(Math.max(...times) - Math.min(...times), DAY) * 0.04;
+  const lo = Math.min(...times) - pad;
+  const hi = Math.max(...times) + pad;
+  const span = hi - lo;
   const x = (t) => left + ((t - lo) / span) * (width - left - 20);
   for (let k = 0; k <= 4; k++) {
     const t = lo + (span * k) / 4;
     svg.append(
       s("line", { x1: x(t), y1: 30, x2: x(t), y2: height - 28, class: "grid" }),
-      s("text", { x: x(t), y: height - 10, class: "axis" }, new Date(t).toISOString().slice(0, 10)),
+      s("text", { x: x(t), y: height - 10, class: `axis${k === 4 ? " end" : ""}` }, new Date(t).toISOString().slice(0, 10)),
     );
   }
   lanes.forEach(([session, list], k) => {
