@@ -122,6 +122,28 @@ def test_a_user_watches_an_add_searches_undoes_a_merge_deletes_and_grants(consol
     expect(sessions).to_contain_text("sintra-day")
     shot(page, "picture")
 
+    # Search again, narrowed by the filter (the search's filter language): one session's memories.
+    nav(page, "Search")
+    page.get_by_label("Query").fill("a day out by the river")
+    page.get_by_label("Relativity ≥").fill("0")
+    page.get_by_role("button", name="Search", exact=True).click()
+    filters = page.get_by_role("form", name="Filter")
+    filters.get_by_label("Session").fill("sintra-day")
+    filters.get_by_role("button", name="Apply").click()
+    hits = page.get_by_role("table", name=re.compile("Hits in alice"))
+    expect(hits).to_contain_text("Pena palace")
+    expect(hits.get_by_role("row")).to_have_count(2)  # the header and the one hit
+
+    # Every status: the stored items page by page, the filter applied to each page.
+    nav(page, "Memories")
+    filters = page.get_by_role("form", name="Filter")
+    filters.get_by_label("Session").fill("porto-weekend")
+    filters.get_by_label("Status").select_option("all")
+    filters.get_by_role("button", name="Apply").click()
+    stored = page.get_by_role("table", name="Stored items, every status")
+    expect(stored.get_by_role("row")).to_have_count(3)
+    expect(stored).to_contain_text("Dom Luis bridge")
+
     # Grants: the owner grants carol read on the knowledge base from its row.
     nav(page, "Cubes")
     team = page.get_by_role("row", name=re.compile(r"^kb-team"))
@@ -164,7 +186,14 @@ def test_a_user_who_may_not_read_a_cube_sees_nothing_of_it(console: Console, pag
     console.server.wait("alice", task_id)
     [item] = console.server.items("alice", "alice")
 
-    sign_in(page, console, "bob")
+    # Signed in with the keyboard alone: the page's heading has focus, Tab reaches the key, Enter submits.
+    page.goto(console.url)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("API key")).to_be_focused()
+    page.keyboard.type(console.keys["bob"])
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Cubes")).to_be_focused()  # focus follows the page
     expect(page.get_by_role("table", name="Readable cubes")).not_to_contain_text("alice")
     for route in (
         "#/memories/alice",
