@@ -43,7 +43,7 @@ async def list_cubes(request: Request, c: Services, call: Listing) -> JSONRespon
 
 @router.get("/dead_letters", summary="Operators: messages given up on, with their reasons (admin only)")
 async def dead_letters(request: Request, c: Services, call: Letters) -> JSONResponse:
-    letters = await blocking(request, _desk(c).list, call.caller)
+    letters = await blocking(request, DeadLetterDesk(c.dead_letters, None).list, call.caller)
     data = [letter.model_dump(mode="json", exclude={"body"}) for letter in letters]
     return envelope(200, f"{len(data)} dead letter(s)", data)
 

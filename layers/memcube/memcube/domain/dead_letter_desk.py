@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from memcube.domain.errors import Forbidden
+from memcube.domain.errors import Forbidden, Unavailable
 from memcube.domain.model import DeadLetter, Principal
 from memcube.ports import DeadLetterStore, RawQueue
 
@@ -48,7 +48,8 @@ class _Chosen:
 
 
 class DeadLetterDesk:
-    def __init__(self, dead_letters: DeadLetterStore, queue: RawQueue) -> None:
+    def __init__(self, dead_letters: DeadLetterStore, queue: RawQueue | None) -> None:
+        """`queue` None: a desk that lists (a redrive needs the queue)."""
         self._dead_letters = dead_letters
         self._queue = queue
 
@@ -67,6 +68,8 @@ class DeadLetterDesk:
         from memcube.domain.maintenance import redrive_dead_letters  # the reader's tokenizer: not on the API's start
 
         self.authorize(caller)
+        if self._queue is None:
+            raise Unavailable("dead letters: no queue to redrive to on this backend; use `memcube redrive`")
         letters = self._dead_letters.list_dead_letters()
         wanted = None if message_ids is None else set(message_ids)
         chosen = [letter for letter in letters if wanted is None or letter.message_id in wanted]
