@@ -98,8 +98,8 @@ async function cubesPage() {
       h("td", {}, c.owner_id),
       h("td", {}, badge(c.role)),
       h("td", { class: "num" }, c.memories.toLocaleString("en")),
-      h("td", {}, grantList(c.readers)),
-      h("td", {}, grantList(c.writers)),
+      h("td", {}, c.kind === "personal" ? h("span", { class: "muted" }, "yours alone") : grantList(c.readers)),
+      h("td", {}, c.kind === "personal" ? h("span", { class: "muted" }, "yours alone") : grantList(c.writers)),
       h(
         "td",
         { class: "actions" },
