@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.console.conftest import Console, shot, sign_in
+from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -224,3 +226,18 @@ def test_a_memory_holding_markup_is_shown_as_text_and_the_csp_refuses_markup_sin
         "() => { try { document.body.innerHTML = '<b>x</b>'; return 'assigned'; } catch (e) { return e.name; } }"
     )
     assert refused == "TypeError"  # Trusted Types: no string ever becomes markup on this page
+
+
+def test_out_of_the_box_with_keys_off_a_user_id_signs_in_and_no_key_is_kept(tmp_path: Path, page: Page) -> None:
+    server = Server(tmp_path / "open", 1, tmp_path / "open.log").wait_healthy()  # `make run`: keys off
+    try:
+        server.add_ok({"user_id": "ann", "messages": "Ann keeps bees on her roof in Ghent.", "async_mode": "sync"})
+        page.goto(f"{server.url}/console")
+        page.get_by_label("User id").fill("ann")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("row", name=re.compile(r"^ann personal"))).to_contain_text("1")
+        assert page.evaluate("sessionStorage.getItem('memcube.key')") is None
+        nav(page, "Memories")
+        expect(page.get_by_role("cell", name=re.compile("keeps bees"))).to_be_visible()
+    finally:
+        server.stop(grace=5.0)
