@@ -75,5 +75,5 @@ class CubeLister:
         )
 
     def _count(self, cube_id: str) -> int:
-        _, total = self._memories.list_memories(cube_id, 0, 1)
+        _, total = self._memories.list_memories(cube_id, 0, 0)  # the count alone, no item read
         return total
