@@ -62,13 +62,14 @@ def test_each_user_lists_exactly_the_cubes_they_may_read(stack: Stack) -> None:
 
 
 def letters_when(stack: Stack, count: int) -> list[DeadLetter]:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # generous: the shared machine may be busy
     while len(found := stack.container.dead_letters.list_dead_letters()) != count:
         assert time.monotonic() < deadline, found
         time.sleep(0.2)
     return found
 
 
+@pytest.mark.timeout(300)
 def test_an_admin_redrives_a_real_dead_letter_through_the_queue_and_users_may_not(stack: Stack) -> None:
     alice, root = headers(stack, "alice"), headers(stack, "root", "admin")
     pdf = base64.b64encode(b"%PDF-1.4 not really a PDF").decode()
