@@ -54,8 +54,10 @@ def console(tmp_path: Path) -> Iterator[Console]:
         server.stop(grace=5.0)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
+    """Per test: sync Playwright runs an event loop in this thread while it is open, which every
+    later test that runs its own (the TestClient, Mangum) would find already running."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test-browser` installs Debian's chromium")
     with sync_playwright() as playwright:
