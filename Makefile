@@ -12,7 +12,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=te
 SAM_PYENV ?= 3.12.1:3.11.7
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test unit lint complexity template system-deps test-servers test-clients test-llm-server reliability clean bench
+.PHONY: run test unit lint complexity template system-deps test-servers test-clients test-llm-server test-browser reliability clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "memcube needs Python 3.11+ (set PYTHON=...)")'
@@ -58,6 +58,13 @@ system-deps:
 test-servers: $(STAMP) system-deps
 	PYTHONPATH=. $(VENV)/bin/python -c 'from tests.realserver.servers import install_dynamodb_local, install_localstack; install_dynamodb_local(); install_localstack()'
 
+# The web console's browser tests (tests/console) drive Debian's Chromium through Playwright (a dev
+# dependency): nothing is downloaded at run time. Installs chromium if missing (idempotent).
+test-browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the console's browser tests"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
 # The official MemOS SDK (PyPI MemoryOS) for the SDK suite, in its own venv (idempotent).
 test-clients: $(STAMP)
 	PYTHONPATH=. $(VENV)/bin/python -c 'from tests.sdk.venv import install_memos_sdk; install_memos_sdk()'
@@ -71,7 +78,7 @@ test-llm-server: $(STAMP)
 # Lint and the unit tier first, so their failures show before SAM, Java, npm and LocalStack are
 # installed; then every other tier.
 test: lint unit
-	$(MAKE) template test-servers test-clients test-llm-server
+	$(MAKE) template test-servers test-clients test-llm-server test-browser
 	$(VENV)/bin/pytest -m 'not unit'
 
 # Benchmarks (bench/, BENCHMARKS.md): installs what they need (mem0 open source, and a venv with

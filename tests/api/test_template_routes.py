@@ -1,6 +1,7 @@
 """template.yaml routes what the app serves: every route of the API has its HttpApi event (a
 route the template forgets is a 404 from API Gateway on AWS only), and the optional JWT front
-door exists only with JwtIssuer set and verifies every route but /health."""
+door exists only with JwtIssuer set and verifies every route but /health and the console's
+static files."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def test_every_route_of_the_app_has_an_http_api_event() -> None:
         (m, r.path) for r in app.routes if isinstance(r, APIRoute) and r.include_in_schema for m in r.methods or ()
     }
     served.add(("GET", "/health"))
+    served |= {("GET", "/console"), ("GET", "/console/{name}")}  # the web console's static files
     events = RESOURCES["ApiFunction"]["Properties"]["Events"].values()
     routed = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events if e["Type"] == "HttpApi"}
     assert served - routed == set(), "routes the template does not send to the API function"
@@ -57,7 +59,9 @@ def test_the_jwt_front_door_is_conditional_and_guards_every_route_but_health() -
     assert routes["$default"]["AuthorizationType"] == "JWT"
     assert routes["$default"]["AuthorizerId"] == {"!Ref": "JwtAuthorizer"}
     assert routes["GET /health"]["AuthorizationType"] == "NONE"
-    assert set(routes) == {"$default", "GET /health"}
+    # The console's static files are public; its data goes through $default (JWT).
+    assert routes["GET /console"]["AuthorizationType"] == routes["GET /console/{name}"]["AuthorizationType"] == "NONE"
+    assert set(routes) == {"$default", "GET /health", "GET /console", "GET /console/{name}"}
     env = RESOURCES["ApiFunction"]["Properties"]["Environment"]["Variables"]
     assert env["MEMCUBE_JWT_API_ID"] == {"!If": ["UseJwt", {"!Ref": "JwtApi"}, ""]}
 

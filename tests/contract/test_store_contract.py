@@ -541,6 +541,20 @@ def test_a_deleted_cube_frees_its_id(directory: UserDirectory) -> None:
     assert directory.create_cube(CubeAcl(cube_id="kb-team", owner_id="bob", created_at=day(2))) is True
 
 
+def test_the_cubes_of_a_user_are_those_they_own_or_are_granted_and_follow_changes(directory: UserDirectory) -> None:
+    directory.create_cube(CubeAcl(cube_id="kb-b", owner_id="alice", created_at=day(1)))
+    directory.create_cube(CubeAcl(cube_id="kb-a", owner_id="carol", readers=["alice"], created_at=day(1)))
+    directory.create_cube(CubeAcl(cube_id="kb-c", owner_id="carol", writers=["bob"], created_at=day(1)))
+    assert [a.cube_id for a in directory.cubes_of("alice")] == ["kb-a", "kb-b"]
+    assert [a.cube_id for a in directory.cubes_of("bob")] == ["kb-c"]
+    assert directory.cubes_of("mallory") == []
+    revoked = CubeAcl(cube_id="kb-a", owner_id="carol", created_at=day(1), version=2)
+    assert directory.update_cube(revoked, expected_version=1) is True
+    directory.delete_cube("kb-b")
+    assert directory.cubes_of("alice") == []
+    assert [a.cube_id for a in directory.cubes_of("carol")] == ["kb-a", "kb-c"]
+
+
 # --- rate windows --------------------------------------------------------------------------------
 
 

@@ -45,3 +45,8 @@ class InMemoryDirectory:
     def delete_cube(self, cube_id: str) -> bool:
         with self._lock:
             return self._cubes.pop(cube_id, None) is not None
+
+    def cubes_of(self, user_id: str) -> list[CubeAcl]:
+        with self._lock:
+            acls = sorted(self._cubes.values(), key=lambda a: a.cube_id)
+        return [a for a in acls if user_id == a.owner_id or user_id in a.readers or user_id in a.writers]

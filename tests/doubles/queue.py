@@ -30,3 +30,10 @@ class InMemoryQueue:
         gone = [m for m in self.sent if m.cube_id == cube_id and user_id in (None, m.user_id)]
         self.sent = [m for m in self.sent if m not in gone]
         return [m.model_dump_json() for m in gone]
+
+    def send_raw(self, entries: Sequence[tuple[str, str, str]]) -> None:
+        """`RawQueue` (an operator's redrive): each body as it was queued, deduplicated by its dedup id."""
+        for _, dedup_id, body in entries:
+            if dedup_id not in self._seen:
+                self._seen.add(dedup_id)
+                self.sent.append(QueuedAdd.model_validate_json(body))

@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from memcube.wiring import Container
+from memcube_api import console_assets
 from memcube_api.errors import install
-from memcube_api.routes import chat, edits, hosted, product, reads
+from memcube_api.routes import chat, console, edits, hosted, product, reads
 from memcube_api.routing import document_schemas, include
 from memcube_api.schemas.hosted import PREFIX
 
@@ -52,6 +53,7 @@ def create_app(
 
     include(app, product.router)
     include(app, reads.router)  # MemOS's other /product reads
+    include(app, console.router)  # the web console's own reads (its cubes; operators' dead letters)
     include(app, hosted.router)  # under the SDK's path
     include(app, hosted.router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))  # for a base URL without it
     include(app, chat.product_router)
@@ -61,4 +63,5 @@ def create_app(
     include(app, edits.hosted_router)
     include(app, edits.hosted_router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))
     document_schemas(app)
+    console_assets.install(app)  # the web console's static files at /console
     return app

@@ -183,6 +183,11 @@ class UserDirectory(Protocol):
         """Forget the cube's owner and grants (after its erasure); False if it had none."""
         ...
 
+    def cubes_of(self, user_id: str) -> list[CubeAcl]:
+        """The knowledge-base cubes `user_id` owns or is granted read or write on, by cube id
+        (the web console's list of a user's cubes; `permissions.allowed` still decides)."""
+        ...
+
 
 class KeyStore(Protocol):
     """API keys by key id (salt and digest, never the secret; `domain.auth`)."""

@@ -276,6 +276,10 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
     worker.start()  # loads the model in the background while the API starts; takes messages once ready
     auth = "API keys required" if settings.auth_mode == "keys" else "no authentication (loopback only)"
     click.echo(f"memcube: data in {settings.data_dir.resolve()}, API on http://{host}:{port}, {auth}")
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"memcube: web console on http://{shown}:{port}/console (sign in with an API key, or a user id with keys off)"
+    )
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down, so the cleanup runs in the app's
     # lifespan shutdown (the worker finishes its in-flight message there), not after run().
     app = create_app(lambda: container, on_shutdown=[worker.stop, container.close])

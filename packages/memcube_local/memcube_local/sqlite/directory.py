@@ -45,3 +45,10 @@ class SqliteDirectory:
         with self._db.tx() as cur:
             cur.execute("DELETE FROM cubes WHERE cube_id = ?", (cube_id,))
             return cur.rowcount == 1
+
+    def cubes_of(self, user_id: str) -> list[CubeAcl]:
+        # Knowledge bases are few next to memories: the grants are read whole and matched here.
+        with self._db.read() as cur:
+            rows = cur.execute("SELECT body FROM cubes ORDER BY cube_id").fetchall()
+        acls = [CubeAcl.model_validate_json(row["body"]) for row in rows]
+        return [a for a in acls if user_id == a.owner_id or user_id in a.readers or user_id in a.writers]

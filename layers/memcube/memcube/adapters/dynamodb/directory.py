@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Final
 
-from memcube.adapters.dynamodb.table import Attr, DynamoTable, attr_n, attr_s, body_attr, body_text
+from memcube.adapters.dynamodb.table import GSI, Attr, DynamoTable, attr_n, attr_s, body_attr, body_text
 from memcube.domain.permissions import CubeAcl
 
 USER_SK: Final = "#USER"
 ACL_SK: Final = "#ACL"
+CUBES_GSI_PK: Final = "CUBES"
+"""The `gsi1` partition every cube's grants are written to (`gsi1sk` its id): `cubes_of` reads it."""
 
 
 class DynamoDirectory:
@@ -29,6 +31,7 @@ class DynamoDirectory:
 
     def _put_cube(self, acl: CubeAcl, condition: str, values: dict[str, Attr] | None = None) -> bool:
         item = {"pk": attr_s(f"ACL#{acl.cube_id}"), "sk": attr_s(ACL_SK), "version": attr_n(acl.version)}
+        item |= {"gsi1pk": attr_s(CUBES_GSI_PK), "gsi1sk": attr_s(acl.cube_id)}
         item["body"] = body_attr(acl.model_dump_json())
         try:
             extra = {"ExpressionAttributeValues": values} if values else {}
@@ -54,3 +57,16 @@ class DynamoDirectory:
             "delete_item", Key={"pk": attr_s(f"ACL#{cube_id}"), "sk": attr_s(ACL_SK)}, ReturnValues="ALL_OLD"
         )
         return "Attributes" in old
+
+    def cubes_of(self, user_id: str) -> list[CubeAcl]:
+        # One Query of the cubes' gsi1 partition (no scan of the table); grants are matched here.
+        # A cube written before the partition existed appears once its grants next change.
+        items = self._t.query(
+            IndexName=GSI,
+            KeyConditionExpression="#g = :g",
+            ExpressionAttributeNames={"#g": "gsi1pk"},
+            ExpressionAttributeValues={":g": attr_s(CUBES_GSI_PK)},
+        )
+        acls = [CubeAcl.model_validate_json(body_text(i["body"])) for i in items]
+        mine = [a for a in acls if user_id == a.owner_id or user_id in a.readers or user_id in a.writers]
+        return sorted(mine, key=lambda a: a.cube_id)

@@ -20,7 +20,7 @@ TTL on `expires_at` (epoch seconds). Every record keeps its pydantic model's JSO
 | id pointer | `MEM#<id>` | `#MEM` | `cube_id`, `item_sk`: get by id with two reads, never a scan |
 | user | `USER#<user>` | `#USER` | (presence is the fact) |
 | rate window | `RATE#<principal key>` | `<window start>` | `used`, `expires_at` (TTL) |
-| cube grants | `ACL#<cube>` | `#ACL` | `version` (owner, readers, writers in `body`) |
+| cube grants | `ACL#<cube>` | `#ACL` | `version` (owner, readers, writers in `body`), `gsi1pk=CUBES`, `gsi1sk=<cube>` |
 | API key | `APIKEY#<key id>` | `#APIKEY` | `gsi1pk=APIKEYS`, `gsi1sk=<user>#<created_at>#<key id>` |
 | dead letter | `DLQ` | `<failed_at>#<message_id>` | |
 | erasure mark | `ERASED#<cube>` | `#CUBE`, or `USER#<user>` | `erased_at` (the latest erasure) |
