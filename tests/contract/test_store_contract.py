@@ -24,7 +24,7 @@ from memcube.ports import (
     TaskStore,
     UserDirectory,
 )
-from tests.contract.support import day, dead_letter, memory, race, task
+from tests.contract.support import day, dead_letter, expiring, memory, race, task
 
 
 def _port_of_stores(name: str) -> Any:
@@ -518,3 +518,42 @@ def test_a_window_counts_up_to_its_limit_and_a_new_window_starts_afresh(counter:
 def test_racing_hits_never_exceed_the_limit(counter: Counter) -> None:
     results = race(10, lambda _: counter.hit("req:alice", 4, 600, 60))
     assert results.count(True) == 4
+
+
+# --- expiry (domain.expiry) ----------------------------------------------------------------------
+
+
+def test_a_page_read_live_leaves_expired_items_out_of_the_page_and_the_total(memories: MemoryStore) -> None:
+    for item in (
+        expiring("m1", "alice likes tea", None),
+        expiring("m2", "alice likes coffee", 1_000),
+        expiring("m3", "alice likes cocoa", 3_000),
+    ):
+        memories.put_memory(item)
+    assert [i.id for i in memories.list_memories("cube-a", 0, 10, live_at=2_000)[0]] == ["m1", "m3"]
+    assert memories.list_memories("cube-a", 0, 10, live_at=2_000)[1] == 2
+    assert memories.list_memories("cube-a", 0, 10, live_at=3_000)[1] == 1  # the expiry instant itself is expired
+    assert memories.list_memories("cube-a", 0, 10)[1] == 3  # without live_at: every activated item, as before
+
+
+def test_expired_memories_lists_items_of_every_cube_past_their_expiry_soonest_first(stores: Stores) -> None:
+    for item in (
+        expiring("m1", "alice likes tea", None),
+        expiring("m2", "alice likes coffee", 2_000),
+        expiring("m3", "bob likes cocoa", 1_000, cube="cube-b"),
+        expiring("m4", "alice likes juice", 9_000),
+    ):
+        stores.memories.put_memory(item)
+    assert [i.id for i in stores.expiring.expired_memories(5_000, 10)] == ["m3", "m2"]
+    assert [i.id for i in stores.expiring.expired_memories(5_000, 1)] == ["m3"]
+    assert stores.expiring.expired_memories(500, 10) == []
+
+
+def test_an_expiry_changed_by_an_update_is_what_the_store_lists_by(stores: Stores) -> None:
+    item = expiring("m1", "alice likes tea", 1_000)
+    stores.memories.put_memory(item)
+    cleared = item.model_copy(update={"metadata": item.metadata.model_copy(update={"expires_at": None, "version": 2})})
+    assert stores.memories.update_memory(cleared, expected_version=1) is True
+    assert stores.expiring.expired_memories(5_000, 10) == []
+    assert stores.memories.list_memories("cube-a", 0, 10, live_at=5_000)[1] == 1
+    assert stores.memories.get_memory("m1") == cleared  # its guard and pointer outlive the old expiry

@@ -39,6 +39,7 @@ from memcube.settings import Settings
 
 if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
+    from memcube.domain.expiry import ExpiryService, ExpirySweep
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
@@ -344,6 +345,20 @@ class Container:
         from memcube.domain.maintenance import Maintenance
 
         return Maintenance(self.memories, self.index, self.embedder)
+
+    @cached_property
+    def expiry(self) -> ExpiryService:
+        """Setting and clearing one memory's expiry (for the update route)."""
+        from memcube.domain.expiry import ExpiryService
+
+        return ExpiryService(self.memories, self.directory, self.index)
+
+    @cached_property
+    def sweeper(self) -> ExpirySweep:
+        """Erases expired memories (the embedded worker's loop; the AWS worker's schedule)."""
+        from memcube.domain.expiry import ExpirySweep
+
+        return ExpirySweep(self.memories, self.stores.expiring, self.index, self.deleter)
 
     def close(self) -> None:
         stores = self.__dict__.get("stores")

@@ -30,6 +30,9 @@ class AddCommand(BaseModel):
     is_feedback: bool
     manager_user_id: str | None
     project_id: str | None
+    expires_at: int | None = None
+    """The add's explicit expiry (epoch seconds, already checked to lie ahead); None: each cube's
+    default, if it has one (`domain.expiry`)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class SearchQuery:
     threshold: float | None = None
     reference_time: str | None = None
     chat_history: list[dict[str, Any]] | None = None
+    show_expired: bool = False
+    """Also return memories past their expiry that the sweep has not erased yet (marked expired)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class NewCube:
     cube_id: str
     readers: list[str]
     writers: list[str]
+    default_ttl_days: int | None = None
+    """The cube's default expiry for memories written without one (`domain.expiry`)."""
 
 
 @dataclass(frozen=True)

@@ -575,6 +575,7 @@ class IngestService:
                 event_time_end=end,
                 manager_user_id=msg.manager_user_id,
                 project_id=msg.project_id,
+                expires_at=msg.expires_at,
             ),
         )
 

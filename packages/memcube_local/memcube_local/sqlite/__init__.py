@@ -48,8 +48,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE INDEX IF NOT EXISTS api_keys_by_user ON api_keys (user_id, created_at);
 CREATE TABLE IF NOT EXISTS erasures (
     cube_id TEXT NOT NULL, user_id TEXT NOT NULL, erased_at TEXT NOT NULL, PRIMARY KEY (cube_id, user_id));
+CREATE INDEX IF NOT EXISTS items_by_expiry ON items (json_extract(body, '$.metadata.expires_at'))
+    WHERE json_extract(body, '$.metadata.expires_at') IS NOT NULL;
 """
-VERSION = 5
+VERSION = 6
 
 
 def open_stores(path: Path) -> Stores:
@@ -69,4 +71,5 @@ def open_stores(path: Path) -> Stores:
         api_keys=SqliteKeys(db),
         counter=SqliteCounter(db),
         close=db.close,
+        expiring=memories,
     )
