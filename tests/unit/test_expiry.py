@@ -15,7 +15,9 @@ from memcube.domain.cubes import CubeService
 from memcube.domain.errors import InvalidRequest, NotFound
 from memcube.domain.expiry import DAY, ExpiryService, ExpirySweep, parse_expiration
 from memcube.domain.history import HistoryService
+from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.memories import MemoryReader
+from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import Principal, iso
 from memcube.domain.search import SearchService
 from memcube.domain.transfer import TransferService, exported
@@ -285,3 +287,14 @@ def test_an_imported_item_without_an_expiry_gets_the_cubes_default() -> None:
     [item] = w.world.stores.memories.get_memories(result.imported)
     assert item.metadata.expires_at == int(w.clock.now) + 5 * DAY
     assert item.metadata.expiration_date is not None
+
+
+def test_a_direct_producers_message_without_an_expiry_gets_the_cubes_default_from_the_worker() -> None:
+    world = World()
+    kb(world, days=3)
+    text = [{"type": "text", "content": "Elections on Sunday."}]
+    body = {"task_id": "p-1", "cube_id": "kb-news", "user_id": "alice", "messages": text}
+    message = QueuedAdd.model_validate({**body, "submitted_at": "2026-11-25T10:00:00Z"})
+    assert world.ingest.handle(Delivery(message.model_dump_json(), "q-1", 1, 5)) is Verdict.DONE
+    [item] = world.stores.memories.list_memories("kb-news", 0, 10)[0]
+    assert item.metadata.expires_at == epoch("2026-11-25T10:00:00+00:00") + 3 * DAY
