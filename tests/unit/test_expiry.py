@@ -199,6 +199,30 @@ def test_the_sweep_erases_what_expired_records_it_in_the_history_and_erases_noth
     assert w.sweeper.sweep().erased == []  # a tombstone is not swept again
 
 
+def test_an_expired_memory_and_its_tombstone_can_be_neither_undone_nor_changed() -> None:
+    world = World()
+    soon = datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()
+    [added] = world.run(CONVERSATION, expiration_date=soon).outcomes
+    world.run(edited(CONVERSATION), expiration_date=soon)  # a merge: something to undo
+    clock = FakeClock(time.time() + 3600)
+    stores = world.stores
+    expired = HistoryService(
+        stores.memories,
+        stores.directory,
+        world.index,
+        world.embedder,
+        lambda: iso(datetime.fromtimestamp(clock.now, UTC)),
+    )
+    with pytest.raises(NotFound):
+        expired.undo(added.memory_id, ALICE)
+    deleter = deletion_service(stores, world.index, world.queue)
+    ExpirySweep(stores.memories, stores.expiring, world.index, deleter, clock=clock).sweep()
+    with pytest.raises(NotFound):
+        world.history.undo(added.memory_id, ALICE)  # the tombstone keeps the steps, not what they undid
+    with pytest.raises(NotFound):
+        ExpiryService(stores.memories, stores.directory, world.index).set_expiry(added.memory_id, None, ALICE)
+
+
 def test_the_sweep_leaves_only_the_tombstone_of_an_expired_memory_that_absorbed_another() -> None:
     world = World()
     soon = datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()
