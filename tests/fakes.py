@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,14 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    chunks: list[str] | None = None
+    """A streamed chat's content pieces (default: `chat_content` cut in words)."""
+    chunk_delay: float = 0.0
+    """Seconds before each streamed piece after the first (a stalled server)."""
+    stream_error: str | None = None
+    """After the pieces, an error event with this message instead of the end (a failure part-way)."""
+    unfinished: bool = False
+    """End the stream after the pieces without a finish reason or `[DONE]` (a server cut off)."""
 
 
 @dataclass
@@ -89,6 +98,9 @@ class FakeOpenAI:
             self.released.wait(reply.delay)  # set at teardown, so no handler outlives the test
         if seen.path not in self.script:
             reply = Reply(404, {"error": {"message": f"no route {seen.path}", "type": "invalid_request_error"}})
+        if seen.body.get("stream") and seen.path == "/v1/chat/completions" and reply.status == 200:
+            self.stream(handler, seen, reply)
+            return
         body = reply.body if reply.body is not None else self.success(seen)
         raw = json.dumps(body).encode()
         try:
@@ -99,6 +111,43 @@ class FakeOpenAI:
                 handler.send_header(name, value)
             handler.end_headers()
             handler.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test)
+
+    def stream(self, handler: BaseHTTPRequestHandler, seen: Seen, reply: Reply) -> None:
+        """`stream: true`: OpenAI's `chat.completion.chunk` events, `data: [DONE]` last."""
+        content = self.chat_content or ""
+        pieces = reply.chunks if reply.chunks is not None else [w + " " for w in content.split(" ")]
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            created = int(time.time())
+            model = seen.body.get("model")
+            return {
+                "id": "chatcmpl-s",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
+
+        events: list[Any] = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": piece}) for piece in pieces]
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/event-stream")
+            handler.end_headers()
+            for n, event in enumerate(events):
+                if n > 1 and reply.chunk_delay:
+                    self.released.wait(reply.chunk_delay)
+                handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                handler.wfile.flush()
+            if reply.stream_error is not None:
+                error = {"error": {"message": reply.stream_error, "type": "server_error"}}
+                handler.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
+            elif not reply.unfinished:
+                handler.wfile.write(f"data: {json.dumps(chunk({}, 'stop'))}\n\ndata: [DONE]\n\n".encode())
+            handler.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test)
 
@@ -131,6 +180,35 @@ class FakeOpenAI:
             "model": seen.body.get("model"),
             "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)},
         }
+
+
+def completion(content: str) -> dict[str, Any]:
+    """A non-streamed chat completion answering `content`."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+    return {"id": "chatcmpl-r", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
+
+
+def memory_llm(*pieces: str) -> Callable[[Seen], Reply | None]:
+    """A `FakeOpenAI.rule` for a deployment with an LLM: a streamed chat answers `pieces`, then
+    cites the first memory its system prompt offers (`[n:<id>]`); fine extraction keeps the first
+    user line as one memory; the organizer's judge finds every pair independent."""
+
+    def rule(seen: Seen) -> Reply | None:
+        system, user = seen.body["messages"][0]["content"], seen.body["messages"][-1]["content"]
+        if seen.body.get("stream"):
+            marker = re.search(r"^\[\d+:[^\]]+\]", system, re.M)
+            return Reply(chunks=[*pieces, marker.group(0) if marker else ""])
+        if "extract long-term memories" in system:
+            lines = [line for line in user.splitlines() if "user" in line.lower()] or [user]
+            items = [{"key": "chat", "memory_type": "UserMemory", "value": lines[0][-200:], "tags": []}]
+            return Reply(body=completion(json.dumps({"memory_list": items, "summary": "a chat"})))
+        if "free of duplicates and stale facts" in system:
+            offered = json.loads(user)["existing"]
+            judgements = [{"id": e["id"], "relation": "independent", "reason": "different"} for e in offered]
+            return Reply(body=completion(json.dumps({"judgements": judgements})))
+        return None
+
+    return rule
 
 
 @contextmanager

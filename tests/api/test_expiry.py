@@ -84,9 +84,7 @@ def test_an_expired_memory_is_gone_from_search_get_and_list_at_once_and_show_exp
     hits = searched("green tea", show_expired=True)
     assert [m["metadata"].get("expired") for m in hits if m["id"] == memory_id] == [True]
     assert listed(show_expired=True)["total"] == 2
-    code, history = call(
-        "GET", f"/product/get_memory_history/{memory_id}", query="user_id=alice&show_expired=true"
-    )
+    code, history = call("GET", f"/product/get_memory_history/{memory_id}", query="user_id=alice&show_expired=true")
     assert code == 200 and history["data"]["memory_id"] == memory_id
 
 

@@ -107,7 +107,7 @@ def test_rerank_without_a_rerank_model_or_llm_says_it_was_not_reranked(api: Cont
     assert any(
         ("rerank" in note and "not" in note.lower()) or "no rerank" in note for note in reranked["data"]["notes"]
     )
-    _, plain = search(query="maps", rerank=False)
+    _, plain = search(query="maps", rerank=False, include_preference=False, search_tool_memory=False)
     assert plain["data"]["notes"] == []
 
 

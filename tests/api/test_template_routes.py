@@ -28,7 +28,8 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
 
 
 _Tagged.add_multi_constructor("!", _intrinsic)
-RESOURCES: dict[str, Any] = yaml.load(TEMPLATE.read_text(), _Tagged)["Resources"]  # a SafeLoader subclass
+TEMPLATE_DOC: dict[str, Any] = yaml.load(TEMPLATE.read_text(), _Tagged)  # a SafeLoader subclass
+RESOURCES: dict[str, Any] = TEMPLATE_DOC["Resources"]
 
 
 def test_every_route_of_the_app_has_an_http_api_event() -> None:
@@ -59,3 +60,42 @@ def test_the_jwt_front_door_is_conditional_and_guards_every_route_but_health() -
     assert set(routes) == {"$default", "GET /health"}
     env = RESOURCES["ApiFunction"]["Properties"]["Environment"]["Variables"]
     assert env["MEMCUBE_JWT_API_ID"] == {"!If": ["UseJwt", {"!Ref": "JwtApi"}, ""]}
+
+
+def test_the_jwt_authorizer_checks_the_configured_issuer_and_audience_from_the_authorization_header() -> None:
+    """S6: API Gateway verifies the token against these (signature and expiry by the issuer's keys);
+    a stack with an issuer but no audience, or an issuer that is not https, does not deploy."""
+    authorizer = RESOURCES["JwtAuthorizer"]["Properties"]
+    assert authorizer["AuthorizerType"] == "JWT"
+    assert authorizer["IdentitySource"] == ["$request.header.Authorization"]
+    assert authorizer["JwtConfiguration"] == {"Issuer": {"!Ref": "JwtIssuer"}, "Audience": {"!Ref": "JwtAudience"}}
+    rules = TEMPLATE_DOC["Rules"]
+    on_jwt = {"!Not": [{"!Equals": [{"!Ref": "JwtIssuer"}, ""]}]}
+    assert rules["JwtNeedsAudience"]["RuleCondition"] == on_jwt
+    assert rules["JwtNeedsAudience"]["Assertions"][0]["Assert"] == {
+        "!Not": [{"!Equals": [{"!Join": ["", {"!Ref": "JwtAudience"}]}, ""]}]
+    }
+    assert rules["JwtIssuerIsHttps"]["RuleCondition"] == on_jwt
+    assert rules["JwtIssuerIsHttps"]["Assertions"][0]["Assert"] == {
+        "!Equals": [{"!Select": [0, {"!Split": ["://", {"!Ref": "JwtIssuer"}]}]}, "https"]
+    }
+
+
+def test_what_an_erasure_leaves_on_aws_expires_dlq_copies_in_14_days_and_claim_checks_in_28() -> None:
+    """S18's limit, pinned: SQS cannot delete a group's messages and the claim-check bodies are
+    not indexed by cube, so these are left to expire rather than erased."""
+    dlq, tasks = RESOURCES["DeadLetterQueue"]["Properties"], RESOURCES["TaskQueue"]["Properties"]
+    assert dlq["MessageRetentionPeriod"] == tasks["MessageRetentionPeriod"] == 14 * 24 * 3600
+    [rule] = RESOURCES["LargeBodyBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["ExpirationInDays"]) == ("Enabled", 28)
+    assert "Prefix" not in rule and "Filter" not in rule  # every claim check, whatever its key
+
+
+def test_both_functions_publish_a_snapstart_version_and_every_front_door_invokes_its_alias() -> None:
+    function = TEMPLATE_DOC["Globals"]["Function"]
+    assert function["AutoPublishAlias"] == "live"
+    assert function["SnapStart"] == {"ApplyOn": {"!Ref": "SnapStart"}}
+    assert (function["Runtime"], function["Architectures"]) == ("python3.12", ["arm64"])  # SnapStart supports both
+    assert TEMPLATE_DOC["Parameters"]["SnapStart"]["AllowedValues"] == ["PublishedVersions", "None"]
+    assert RESOURCES["JwtIntegration"]["Properties"]["IntegrationUri"] == {"!Ref": "ApiFunction.Alias"}
+    assert RESOURCES["JwtInvokePermission"]["Properties"]["FunctionName"] == {"!Ref": "ApiFunction.Alias"}

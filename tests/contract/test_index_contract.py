@@ -10,7 +10,7 @@ import pytest
 from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.model import MemoryItem
 from memcube.ports import SearchIndex
-from tests.contract.support import TextIndex, close, expiring, memory
+from tests.contract.support import TextIndex, close, day, expiring, memory
 
 # --- SearchIndex: every index --------------------------------------------------------------------
 
@@ -363,3 +363,59 @@ def test_expired_documents_names_each_documents_cube_across_cubes(index: SearchI
     assert index.expired_documents(5_000, 10) == [("cube-b", "m3"), ("cube-a", "m2")]
     index.delete("cube-b", ["m3"])
     assert index.expired_documents(5_000, 10) == [("cube-a", "m2")]
+
+
+# --- select: a filtered listing's page ----------------------------------------------------------
+
+
+def _tagged(item_id: str, text: str, created: int, tags: list[str], cube: str = "cube-a") -> MemoryItem:
+    item = memory(item_id, text, cube=cube, created_at=day(created))
+    item.metadata.custom_tags = tags
+    item.metadata.info = {"year": f"202{created % 2}"}
+    return item
+
+
+def test_select_pages_the_cubes_activated_docs_that_pass_the_filter_oldest_first(index: SearchIndex) -> None:
+    from memcube.domain.filters import compile_filter
+
+    archived = _tagged("m0", "an archived trip", 1, ["travel"])
+    archived.metadata.status = "archived"
+    index.upsert(
+        [
+            _tagged("m5", "a fifth trip", 5, ["travel"]),
+            _tagged("m3", "a third trip", 3, ["travel"]),
+            _tagged("m2", "bread", 2, ["food"]),
+            _tagged("m4", "a fourth trip", 4, ["travel", "food"]),
+            _tagged("m3b", "another trip that day", 3, ["travel"]),
+            archived,
+            _tagged("x1", "someone else's trip", 1, ["travel"], cube="cube-b"),
+        ]
+    )
+    travel = compile_filter({"custom_tags": "travel"})
+    assert travel is not None
+    pages = [index.select("cube-a", travel, offset, 2) for offset in (0, 2, 4)]
+    assert pages == [(["m3", "m3b"], 4), (["m4", "m5"], 4), ([], 4)]  # created_at, then id
+    both = compile_filter({"and": [{"custom_tags": "travel"}, {"info.year": "2021"}]})
+    assert both is not None
+    assert index.select("cube-a", both, 0, 10) == (["m3", "m3b", "m5"], 3)
+    either = compile_filter({"or": [{"custom_tags": {"in": ["food"]}}, {"memory": "x"}]})
+    assert either is not None
+    assert index.select("cube-a", either, 0, 10) == (["m2", "m4"], 2)
+    assert index.select("cube-c", travel, 0, 10) == ([], 0)
+
+
+def test_select_live_at_leaves_expired_documents_out_of_the_page_and_the_total(index: SearchIndex) -> None:
+    from memcube.domain.filters import compile_filter
+
+    index.upsert(
+        [
+            expiring("m1", "alice drinks tea", None),
+            expiring("m2", "alice drinks tea daily", 1_000),
+            expiring("m3", "alice drinks tea often", 3_000),
+        ]
+    )
+    flt = compile_filter({"memory_type": "LongTermMemory"})
+    assert flt is not None
+    assert index.select("cube-a", flt, 0, 10, live_at=2_000) == (["m1", "m3"], 2)
+    assert index.select("cube-a", flt, 0, 10, live_at=3_000) == (["m1"], 1)  # the expiry instant is expired
+    assert index.select("cube-a", flt, 0, 10)[1] == 3  # without live_at: every activated document

@@ -4,13 +4,15 @@ one port it is about and runs once per adapter of it; the reopen test takes a wh
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from memcube.domain.auth import ApiKey
-from memcube.domain.model import MemoryItem, TaskState
+from memcube.domain.model import DeadLetter, MemoryItem, TaskState
 from memcube.domain.permissions import CubeAcl
 from memcube.ports import (
     Counter,
@@ -370,6 +372,39 @@ def test_deleted_dead_letters_are_gone_and_others_stay(dead_letters: DeadLetterS
     assert dead_letters.delete_dead_letters([letters[0]]) == 0
 
 
+def test_a_message_that_fails_again_replaces_its_record_of_the_same_task_and_cube(
+    dead_letters: DeadLetterStore,
+) -> None:
+    first, other = dead_letter(1), dead_letter(2)
+    dead_letters.record_dead_letter(first)
+    dead_letters.record_dead_letter(other)
+    again = first.model_copy(update={"message_id": "q1-redriven", "reason": "failed again", "failed_at": day(5)})
+    dead_letters.record_dead_letter(again)
+    assert dead_letters.list_dead_letters() == [other, again]
+    assert dead_letters.delete_dead_letters([again]) == 1
+    assert dead_letters.list_dead_letters() == [other]
+
+
+def test_a_large_redriven_message_that_fails_again_keeps_one_record(dead_letters: DeadLetterStore) -> None:
+    """A body too big to store whole is cut short on DynamoDB; the record is still one per task and cube."""
+    body = json.dumps({"v": 1, "text": os.urandom(700_000).hex()})
+    big = dead_letter(1).model_copy(update={"body": body})
+    dead_letters.record_dead_letter(big)
+    dead_letters.record_dead_letter(big.model_copy(update={"message_id": "q1-redriven", "failed_at": day(3)}))
+    [kept] = dead_letters.list_dead_letters()
+    assert (kept.message_id, kept.task_id, kept.cube_id) == ("q1-redriven", "t1", "c1")
+    assert dead_letters.delete_dead_letters([kept]) == 1 and dead_letters.list_dead_letters() == []
+
+
+def test_unreadable_messages_are_one_record_per_body(dead_letters: DeadLetterStore) -> None:
+    broken = DeadLetter(message_id="m1", body="{not json", reason="invalid", attempts=1, failed_at=day(1))
+    dead_letters.record_dead_letter(broken)
+    dead_letters.record_dead_letter(broken.model_copy(update={"message_id": "m2", "failed_at": day(2)}))
+    other = broken.model_copy(update={"message_id": "m3", "body": "{also not json", "failed_at": day(3)})
+    dead_letters.record_dead_letter(other)
+    assert [d.message_id for d in dead_letters.list_dead_letters()] == ["m2", "m3"]
+
+
 # --- versioned updates and near-duplicate candidates ---------------------------------------------
 
 
@@ -557,3 +592,46 @@ def test_an_expiry_changed_by_an_update_is_what_the_store_lists_by(stores: Store
     assert stores.expiring.expired_memories(5_000, 10) == []
     assert stores.memories.list_memories("cube-a", 0, 10, live_at=5_000)[1] == 1
     assert stores.memories.get_memory("m1") == cleared  # its guard and pointer outlive the old expiry
+
+
+# --- rewriting an item's text (a direct edit) ----------------------------------------------------
+
+
+def _retexted(item: MemoryItem, text: str) -> MemoryItem:
+    from memcube.domain.ingest import content_hash
+
+    meta = item.metadata.model_copy(update={"content_hash": content_hash(text), "version": item.metadata.version + 1})
+    return item.model_copy(update={"memory": text, "metadata": meta})
+
+
+def test_rewrite_moves_the_content_guard_and_band_keys_with_the_text(memories: MemoryStore) -> None:
+    old_text, new_text = "alice lives in lisbon near the old castle", "alice lives in porto by the douro river"
+    item = memory("m1", old_text)
+    memories.put_memory(item)
+    assert memories.rewrite_memory(_retexted(item, new_text), expected_version=1) == PutResult("created")
+    stored = memories.get_memory("m1")
+    assert stored is not None and (stored.memory, stored.metadata.version) == (new_text, 2)
+    assert "m1" in memories.similar_ids("cube-a", new_text, 10)
+    assert "m1" not in memories.similar_ids("cube-a", old_text, 10)
+    assert memories.put_memory(memory("m2", new_text, created_at=day(2))) == PutResult("duplicate", "m1")
+    assert memories.put_memory(memory("m3", old_text, created_at=day(3))).status == "created"
+    assert memories.list_memories("cube-a", 0, 10)[1] == 2
+
+
+def test_rewrite_to_the_text_of_another_item_is_a_duplicate_and_writes_nothing(memories: MemoryStore) -> None:
+    first, second = memory("m1", "alice likes tea"), memory("m2", "bob likes coffee", created_at=day(2))
+    memories.put_memory(first)
+    memories.put_memory(second)
+    assert memories.rewrite_memory(_retexted(second, "alice likes tea"), 1) == PutResult("duplicate", "m1")
+    assert memories.get_memory("m2") == second
+    assert memories.put_memory(memory("m3", "bob likes coffee", created_at=day(3))) == PutResult("duplicate", "m2")
+    assert "m2" in memories.similar_ids("cube-a", "bob likes coffee", 10)
+
+
+def test_rewrite_of_a_changed_or_missing_item_writes_nothing(memories: MemoryStore) -> None:
+    item = memory("m1", "alice likes tea")
+    memories.put_memory(item)
+    assert memories.rewrite_memory(_retexted(item, "alice likes green tea"), expected_version=5) is None
+    assert memories.get_memory("m1") == item
+    assert memories.rewrite_memory(memory("nope", "anything at all"), expected_version=1) is None
+    assert memories.get_memory("nope") is None

@@ -18,6 +18,7 @@ from tests.doubles.idempotency import InMemoryIdempotencyKeys
 from tests.doubles.index import InMemoryIndex
 from tests.doubles.keys import InMemoryKeys
 from tests.doubles.memories import InMemoryMemories
+from tests.doubles.messages import InMemoryMessages
 from tests.doubles.queue import InMemoryQueue
 from tests.doubles.tasks import InMemoryTasks
 
@@ -43,6 +44,7 @@ def open_stores() -> Stores:
         directory=InMemoryDirectory(),
         api_keys=InMemoryKeys(),
         counter=InMemoryCounter(),
+        messages=InMemoryMessages(),
         close=lambda: None,
         expiring=memories,
     )

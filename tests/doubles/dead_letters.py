@@ -9,7 +9,7 @@ from memcube.domain.model import DeadLetter
 
 
 class InMemoryDeadLetters:
-    """Dead letters in the order they were recorded."""
+    """Dead letters, one per `DeadLetter.key`, listed by the time they failed."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -17,16 +17,18 @@ class InMemoryDeadLetters:
 
     def record_dead_letter(self, letter: DeadLetter) -> None:
         with self._lock:
-            self._dead.append(letter.model_copy(deep=True))
+            self._dead = [d if d.key != letter.key else letter.model_copy(deep=True) for d in self._dead]
+            if all(d.key != letter.key for d in self._dead):
+                self._dead.append(letter.model_copy(deep=True))
 
     def list_dead_letters(self) -> list[DeadLetter]:
         with self._lock:
-            return [d.model_copy(deep=True) for d in self._dead]
+            return sorted((d.model_copy(deep=True) for d in self._dead), key=lambda d: d.failed_at)
 
     def delete_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
-        gone = {(d.message_id, d.failed_at) for d in letters}
+        gone = {d.key for d in letters}
         with self._lock:
-            kept = [d for d in self._dead if (d.message_id, d.failed_at) not in gone]
+            kept = [d for d in self._dead if d.key not in gone]
             removed = len(self._dead) - len(kept)
             self._dead = kept
         return removed

@@ -81,6 +81,13 @@ class InMemoryIndex:
         due.sort(key=lambda d: (d.metadata.expires_at or 0, d.id))
         return [(d.metadata.cube_id, d.id) for d in due[:limit]]
 
+    def select(
+        self, cube_id: str, flt: Filter, offset: int, limit: int, *, live_at: int | None = None
+    ) -> tuple[list[str], int]:
+        passing = [d for d in self._snapshot() if _candidate(d, [cube_id], flt) and _live(d, live_at)]
+        passing.sort(key=lambda d: (d.metadata.created_at, d.id))
+        return [d.id for d in passing[offset : offset + limit]], len(passing)
+
 
 def _live(doc: MemoryItem, live_at: int | None) -> bool:
     expires = doc.metadata.expires_at

@@ -43,6 +43,28 @@ class InMemoryMemories:
             self._items[item.id] = item.model_copy(deep=True)
             return True
 
+    def rewrite_memory(self, item: MemoryItem, expected_version: int) -> PutResult | None:
+        meta = item.metadata
+        with self._lock:
+            stored = self._items.get(item.id)
+            if stored is None or stored.metadata.version != expected_version:
+                return None
+            if (stored.metadata.cube_id, stored.metadata.created_at) != (meta.cube_id, meta.created_at):
+                raise ValueError(f"rewrite_memory may not move {item.id!r} to another cube or creation time")
+            owner = self._guards.get((meta.cube_id, meta.content_hash))
+            if owner is not None and owner != item.id:
+                return PutResult("duplicate", owner)
+            old_guard = (stored.metadata.cube_id, stored.metadata.content_hash)
+            if self._guards.get(old_guard) == item.id:
+                del self._guards[old_guard]
+            self._guards[(meta.cube_id, meta.content_hash)] = item.id
+            for key in lsh_keys(stored.memory):
+                self._bands.get((meta.cube_id, key), set()).discard(item.id)
+            for key in lsh_keys(item.memory):
+                self._bands.setdefault((meta.cube_id, key), set()).add(item.id)
+            self._items[item.id] = item.model_copy(deep=True)
+            return PutResult("created")
+
     def similar_ids(self, cube_id: str, text: str, limit: int) -> list[str]:
         counts: dict[str, int] = {}
         with self._lock:

@@ -7,10 +7,16 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from memcube_local.cli import main
 from tests.e2e.conftest import MEMCUBE, ServeFactory, free_port
+
+
+def secret_of(key: str) -> str:
+    """A key is `mck_<hex id>_<secret>`, and the secret (URL-safe base64) may itself hold `_`."""
+    return key.split("_", 2)[2]
 
 
 def operator(data: Path, *args: str) -> Result:
@@ -38,14 +44,24 @@ def test_keys_are_created_used_listed_and_revoked(serve: ServeFactory, tmp_path:
 
     [listed] = [json.loads(line) for line in operator(data, "keys", "list", "--user", "alice").stdout.splitlines()]
     assert (listed["user_id"], listed["label"], listed["revoked_at"]) == ("alice", "laptop", None)
-    assert "digest" not in listed and "salt" not in listed and key.split("_")[2] not in json.dumps(listed)
+    assert "digest" not in listed and "salt" not in listed and secret_of(key) not in json.dumps(listed)
     stored = b"".join(p.read_bytes() for p in data.glob("store.db*"))
-    assert key.split("_")[2].encode() not in stored  # only the salted digest is stored
+    assert secret_of(key).encode() not in stored  # only the salted digest is stored
 
     revoked = operator(data, "keys", "revoke", listed["key_id"])
     assert revoked.exit_code == 0 and "revoked" in revoked.stdout
     after = user_cli(server.url, key, "search", "tea")
     assert after.exit_code == 1 and "401" in after.output and "invalid or revoked" in after.output
+
+
+@pytest.mark.parametrize("host", ["::", "192.168.1.10", "10.0.0.1", "example.com", "127.0.0.1.nip.io"])
+def test_serving_on_any_non_loopback_address_or_name_without_keys_is_refused(host: str, tmp_path: Path) -> None:
+    """S5 for every kind of address: any IPv4 or IPv6 wildcard or interface, and any name but localhost."""
+    env = {"MEMCUBE_EMBEDDER": "hash", "MEMCUBE_AUTH": "none", "MEMCUBE_DATA_DIR": str(tmp_path / "d")}
+    result = CliRunner().invoke(main, ["serve", "--host", host, "--port", str(free_port())], env=env)
+    assert result.exit_code == 1
+    assert f"refusing to listen on {host} without authentication: set MEMCUBE_AUTH=keys" in result.output
+    assert not (tmp_path / "d").exists()  # refused before the data directory is touched
 
 
 def test_serving_beyond_loopback_without_keys_is_refused(tmp_path: Path) -> None:
@@ -61,7 +77,7 @@ def test_refusals_are_logged_with_their_fields_and_a_key_in_a_url_never_is(serve
 
     data = tmp_path / "data"
     key = operator(data, "keys", "create", "--user", "alice").stdout.strip()
-    secret = key.split("_")[2]
+    secret = secret_of(key)
     server = serve(data_dir=data, env={"MEMCUBE_AUTH": "keys", "PYTHONUNBUFFERED": "1"})
     # A key sent in the query string (refused: keys go in the Authorization header), and a 403
     answer = httpx.get(f"{server.url}/product/scheduler/status?user_id=alice&api_key={key}", timeout=10)
@@ -79,3 +95,17 @@ def test_refusals_are_logged_with_their_fields_and_a_key_in_a_url_never_is(serve
     [refused] = [line for line in log.splitlines() if "request refused" in line and "status=403" in line]
     for field in ("method='POST'", "path='/product/search'", "caller=", "alice", "reason=", "user_id: 'bob' is not"):
         assert field in refused, (field, refused)
+
+
+def test_doctor_probes_the_embedded_index_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    done = operator(data, "doctor")
+    assert done.exit_code == 0, done.output
+    checks = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(c["check"], c["ok"]) for c in checks] == [
+        ("k-NN query runs", True),
+        ("cube filter", True),
+        ("filter before the limit", True),
+        ("nearest first, cosine", True),
+    ]
+    assert b"memcube-doctor-" not in b"".join(p.read_bytes() for p in data.glob("index.db*"))

@@ -155,3 +155,19 @@ def test_edited_repeat_merges_feedback_corrects_and_undo_restores_with_the_local
     receipt = json.loads(ok(server, "undo", survivor))
     assert receipt["restored"] == [survivor]
     assert json.loads(ok(server, "get", survivor))["metadata"]["status"] == "activated"
+
+
+def test_edit_writes_a_new_version_that_search_finds_and_undo_reverts(server: Server, tmp_path: Path) -> None:
+    added_from(server, tmp_path)
+    [memory] = json.loads(ok(server, "search", "sister Ana", "--relativity", "0"))[0]["memories"][:1]
+    edited = json.loads(ok(server, "edit", memory["id"], "--text", "My sister Ana moved to Braga.", "--tag", "family"))
+    assert (edited["id"], edited["memory"], edited["metadata"]["tags"]) == (
+        memory["id"], "My sister Ana moved to Braga.", ["family"]
+    )  # fmt: skip
+    assert edited["metadata"]["version"] == memory["metadata"]["version"] + 1
+    history = json.loads(ok(server, "history", memory["id"]))
+    assert history["history"][0]["action"] == "edited"
+    assert json.loads(ok(server, "undo", memory["id"]))["undone"] == "edited"
+    assert json.loads(ok(server, "get", memory["id"]))["memory"] == memory["memory"]
+    refused = run(server, "edit", memory["id"])
+    assert refused.exit_code != 0 and "--text" in refused.output

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from memcube_local.cli import main
 from tests.e2e.conftest import Server
+from tests.fakes import memory_llm, running_fake_openai
 from tests.pdfs import pdf_with_pages
 from tests.sdk.bridge import SdkBridge
 
@@ -43,10 +44,10 @@ def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkBridge]:
 class Deployment:
     """One keys-on `memcube serve` and a key per user."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
         data = root / "data"
         self.keys = {user: create_key(data, user) for user in ("alice", "bob", "carol")}
-        self.server = Server(data, 2, root / "serve.log", {"MEMCUBE_AUTH": "keys"}).wait_healthy()
+        self.server = Server(data, 2, root / "serve.log", {"MEMCUBE_AUTH": "keys"} | (env or {})).wait_healthy()
         self.base = self.server.url + PREFIX
 
 
@@ -241,3 +242,80 @@ def test_without_keys_the_sdk_acts_as_memos_does_without_authentication(sdk: Sdk
         assert sdk.last_body["data"]["deleted"] == 1
     finally:
         server.stop(grace=5.0)
+
+
+@pytest.fixture(scope="module")
+def chat_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A keys-on `memcube serve` with an LLM: the OpenAI-compatible fake (tests/fakes.py)."""
+    with running_fake_openai() as fake:
+        fake.rule = memory_llm("Your greyhound ", "is called Pixel. ")
+        llm = {"MEMCUBE_LLM": "openai", "MEMCUBE_LLM_BASE_URL": fake.base_url, "MEMCUBE_LLM_MODEL": "chat-model",
+               "MEMCUBE_LLM_MAX_RETRIES": "0"}  # fmt: skip
+        deployed = Deployment(tmp_path_factory.mktemp("memcube-chat"), llm)
+        yield deployed
+        deployed.server.stop(grace=5.0)
+
+
+def test_chat_streamed_chat_and_get_message_through_the_sdk(sdk: SdkBridge, chat_deployment: Deployment) -> None:
+    base, key = chat_deployment.base, chat_deployment.keys["alice"]
+    said = [{"role": "user", "content": "I adopted a greyhound called Pixel."}]
+    added = sdk.ok(base, key, "add_message", messages=said, user_id="alice", conversation_id="c-chat", async_mode=False)
+    [pixel] = wait_task(sdk, base, key, added["data"]["task_id"])["memory_views"]["added"]
+
+    answer = sdk.ok(base, key, "chat", user_id="alice", conversation_id="c-chat", query="What is my dog called?",
+                    relativity=0.05)  # fmt: skip
+    assert answer["data"]["response"].startswith("Your greyhound is called Pixel.")
+    sent = sdk.last_body["data"]
+    assert sent["memory_ids"] == [pixel] and sent["conversation_id"] == "c-chat"
+    assert wait_task(sdk, base, key, sent["task_id"])["status"] == "completed"  # the exchange, added as memory
+
+    streamed = sdk.ok(base, key, "chat", user_id="alice", conversation_id="c-chat", query="And my dog?",
+                      relativity=0.05, stream=True, add_message_on_answer=False)  # fmt: skip
+    events = [json.loads(data) for data in streamed]
+    assert [e["type"] for e in events][:1] == ["reference"] and events[-1]["type"] == "end"
+    text = "".join(e["data"] for e in events if e["type"] == "text")
+    assert text.startswith("Your greyhound is called Pixel.")
+    assert events[-1]["data"]["task_id"] is None
+
+    got = sdk.ok(base, key, "get_message", user_id="alice", conversation_id="c-chat", message_limit_number=10)
+    messages = got["data"]["message_detail_list"]
+    assert [m["role"] for m in messages] == ["user", "user", "assistant", "user", "assistant"]
+    assert messages[0]["content"] == "I adopted a greyhound called Pixel." and messages[-2]["content"] == "And my dog?"
+
+    refused = sdk.call(
+        base, key, "chat", user_id="alice", conversation_id="c-chat", query="news?", internet_search=True
+    )
+    assert {r["status"] for r in refused["requests"]} == {422}
+    assert "internet_search" in refused["requests"][0]["body"]["message"]
+    others = sdk.call(base, chat_deployment.keys["bob"], "chat", user_id="alice", conversation_id="c-chat", query="hi")
+    assert {r["status"] for r in others["requests"]} == {403}  # bob may not act as alice
+
+
+def test_update_memory_through_the_sdk_is_a_new_version_and_a_bad_status_is_refused(
+    sdk: SdkBridge, deployment: Deployment
+) -> None:
+    base, carol, bob = deployment.base, deployment.keys["carol"], deployment.keys["bob"]
+    added = sdk.ok(base, carol, "add_message", messages=[{"role": "user", "content": "My locker is number 14."}],
+                   user_id="carol", conversation_id="c-locker", async_mode=False)  # fmt: skip
+    [memory_id] = wait_task(sdk, base, carol, added["data"]["task_id"])["memory_views"]["added"]
+    updated = sdk.ok(
+        base, carol, "update_memory", memory_id=memory_id, content="My locker is number 41.", title="Locker"
+    )
+    assert updated["code"] == 0
+    assert (updated["data"]["memory_value"], updated["data"]["memory_key"]) == ("My locker is number 41.", "Locker")
+    assert sdk.ok(base, carol, "get_memory_by_id", memid=memory_id)["data"]["memory_value"] == "My locker is number 41."
+    hits = sdk.ok(base, carol, "search_memory", query="locker number 41", user_id="carol", relativity=0.0)
+    assert memory_id in [h["id"] for h in hits["data"]["memory_detail_list"]]
+
+    archived = sdk.ok(base, carol, "update_memory", memory_id=memory_id, status="archived")
+    assert archived["data"]["status"] == "archived"
+    hits = sdk.ok(base, carol, "search_memory", query="locker number 41", user_id="carol", relativity=0.0)
+    assert memory_id not in [h["id"] for h in hits["data"]["memory_detail_list"]]
+    refusals = [
+        (sdk.call(base, carol, "update_memory", memory_id=memory_id, status="deleted"), 422),
+        (sdk.call(base, bob, "update_memory", memory_id=memory_id, content="Bob's locker now."), 404),
+    ]
+    for answer, status in refusals:
+        assert not answer["ok"] and {r["status"] for r in answer["requests"]} == {status}, answer["requests"]
+    one = sdk.ok(base, carol, "get_memory_by_id", memid=memory_id)["data"]
+    assert (one["memory_value"], one["status"]) == ("My locker is number 41.", "archived")

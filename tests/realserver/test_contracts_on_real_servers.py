@@ -25,6 +25,8 @@ from tests.contract.test_index_contract import (  # noqa: F401 - collected here 
     test_ids_include_docs_of_every_status,
     test_search_is_confined_to_its_cubes_activated_docs_and_the_filter,
     test_search_live_at_leaves_expired_documents_out_before_ranking,
+    test_select_live_at_leaves_expired_documents_out_of_the_page_and_the_total,
+    test_select_pages_the_cubes_activated_docs_that_pass_the_filter_oldest_first,
     test_text_search_finds_a_cjk_word_inside_a_sentence,
     test_text_search_finds_a_just_upserted_item_in_its_cube_only,
     test_text_search_forgets_deleted_items,

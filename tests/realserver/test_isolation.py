@@ -6,6 +6,7 @@ deduplicating against them and by a message put on the queue directly. Every att
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +114,7 @@ def test_no_endpoint_reads_writes_or_deletes_another_users_cubes(stack: Stack) -
             mallory.post("/product/grant_cube", cube_id="kb-alice", target_user_id="mallory", permission="write"),
         ),
         ("revoke", mallory.post("/product/revoke_cube", cube_id="kb-alice", target_user_id="alice", permission="read")),
+        ("feedback into alice", mallory.post("/product/feedback", writable_cube_ids=["alice"], feedback_content="no")),
     ]
     for what, (code, payload) in forbidden:
         assert code == 403 and payload["code"] == 403, (what, payload)
@@ -121,6 +123,12 @@ def test_no_endpoint_reads_writes_or_deletes_another_users_cubes(stack: Stack) -
         ("get by id", mallory.call("GET", f"/product/get_memory/{memory_id}", query="user_id=mallory")),
         ("history", mallory.call("GET", f"/product/get_memory_history/{memory_id}", query="user_id=mallory")),
         ("undo", mallory.post("/product/undo_memory", memory_id=memory_id)),
+        ("update", mallory.post("/product/update_memory", memory_id=memory_id, memory="pwned")),
+        ("update kb item", mallory.post("/product/update_memory", memory_id=kb_item["memory_id"], tags=["pwned"])),
+        (
+            "feedback on alice's",
+            mallory.post("/product/feedback", feedback_content="no", retrieved_memory_ids=[memory_id]),
+        ),
         ("status", mallory.call("GET", "/product/scheduler/status", query=f"user_id=mallory&task_id={alice_task}")),
     ]
     for what, (code, payload) in not_found:
@@ -132,6 +140,26 @@ def test_no_endpoint_reads_writes_or_deletes_another_users_cubes(stack: Stack) -
         assert mallory.post("/product/create_cube", cube_id=cube)[0] == 409
     code, listing = mallory.call("GET", "/product/scheduler/status", query="user_id=mallory")
     assert code == 200 and alice_task not in {t["task_id"] for t in listing["data"]}
+
+    # The other reads: a filtered page, get_all, reads by ids, waits and counts see nothing of alice's.
+    reads = [
+        ("filtered page alice", mallory.post("/product/get_memory", mem_cube_id="alice", filter={"user_id": "alice"})),
+        ("get_all alice", mallory.post("/product/get_all", memory_type="text_mem", mem_cube_ids=["alice"])),
+        (
+            "get_all kb query",
+            mallory.post("/product/get_all", memory_type="text_mem", mem_cube_ids=["kb-alice"], search_query="pump"),
+        ),
+        ("get_all act_mem alice", mallory.post("/product/get_all", memory_type="act_mem", mem_cube_ids=["alice"])),
+    ]
+    for what, (code, payload) in reads:
+        assert code == 403 and payload["data"] is None, (what, payload)
+    code, payload = mallory.call("POST", "/product/get_memory_by_ids", body=[memory_id, kb_item["memory_id"]])
+    assert code == 200 and payload["data"] == {"memories": [], "not_found": [memory_id, kb_item["memory_id"]]}, payload
+    code, payload = mallory.call("POST", "/product/scheduler/wait", query=f"user_name=mallory&task_id={alice_task}")
+    assert code == 404, payload
+    code, payload = mallory.call("GET", "/product/scheduler/allstatus")
+    assert code == 200 and alice_task not in json.dumps(payload), payload
+    assert payload["data"]["user_id"] == "mallory"
 
     # Same text in mallory's own cube: an independent item, never a duplicate of (or merge into) alice's.
     [copy] = mallory.sync_add(SECRET)
@@ -213,6 +241,8 @@ def test_the_hosted_memos_routes_hold_another_user_to_the_same_rules(stack: Stac
     by_id = mallory.call("GET", f"{HOSTED}/get/memory/{memory_id}")
     status = hosted("/get/status", {"task_id": added["data"]["task_id"]})
     assert (by_id[0], status[0]) == (404, 404), (by_id, status)
+    edit = hosted("/update/memory", {"memory_id": memory_id, "content": "pwned", "title": None, "status": None})
+    assert edit[0] == 404, edit
     code, deleted = hosted("/delete/memory", {"memory_ids": [memory_id]})
     assert code == 200 and deleted["message"] == "Deleted 0 memories", deleted
 

@@ -88,3 +88,16 @@ def test_search_applies_compiled_filters_in_the_engine(osmem_clone: Any) -> None
         ["cube-a"], "drinks", [], compile_filter({"app_id": {"ne": "a1"}, "key": {"contains": "tea"}}), 10
     )
     assert none == []
+
+
+def test_doctor_reports_that_osmem_server_runs_no_k_nn_query_and_cleans_up(osmem_clone: Any) -> None:
+    """The gap the tests cannot close here, said by the tool a deployment runs on a real domain:
+    osmem-server (an in-memory OpenSearch-API test server) refuses the k-NN query."""
+    from memcube.domain.doctor import PROBE_PREFIX, probe_vector_search
+
+    idx = OpenSearchIndex(osmem_clone.url, service="es", auth="none", dimension=8, vector_search=True)
+    idx.bootstrap()
+    [check] = probe_vector_search(idx, model_id="m", dimension=8, settle_seconds=1)
+    assert not check.ok and check.detail.startswith("the k-NN query failed")
+    everything = idx.client.search(index=idx._index, body={"query": {"match_all": {}}, "size": 100})
+    assert not [h for h in everything["hits"]["hits"] if h["_source"]["cube_id"].startswith(PROBE_PREFIX)]

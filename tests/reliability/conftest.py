@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ import pytest
 from tests.e2e.conftest import Server
 
 FULL = os.environ.get("MEMCUBE_RELIABILITY", "").lower() == "full"
+FUZZ_SEED = int(os.environ.get("MEMCUBE_FUZZ_SEED") or secrets.randbelow(2**32))
+"""The fuzzing's seed: new on every run, so each run draws new examples; printed at the start and
+end of the run, and `MEMCUBE_FUZZ_SEED=<seed>` replays that run's examples."""
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,15 @@ def scale() -> Scale:
     return SCALE
 
 
+def pytest_report_header() -> str:
+    return f"fuzz seed: {FUZZ_SEED} (replay with MEMCUBE_FUZZ_SEED={FUZZ_SEED})"
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not FIGURES.points:
         return
     terminalreporter.section(f"reliability figures ({SCALE.name} size)")
+    terminalreporter.write_line(f"fuzz seed: {FUZZ_SEED} (replay with MEMCUBE_FUZZ_SEED={FUZZ_SEED})")
     for point in sorted(FIGURES.points):
         values = ", ".join(f"{k}={v}" for k, v in FIGURES.points[point].items())
         terminalreporter.write_line(f"{point}: {values}")

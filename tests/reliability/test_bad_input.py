@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from memcube.settings import Settings
@@ -27,7 +27,7 @@ from memcube_api.app import create_app
 from memcube_local.embedded import EmbeddedWorker
 from memcube_local.wiring import LocalContainer
 from tests.doubles import InMemoryIndex, InMemoryQueue, open_stores
-from tests.reliability.conftest import FULL, SCALE, Figures
+from tests.reliability.conftest import FUZZ_SEED, SCALE, Figures
 
 SCHEMA = create_app(lambda: None).openapi()  # type: ignore[arg-type, return-value]
 COMPONENTS: dict[str, Any] = SCHEMA.get("components", {}).get("schemas", {})
@@ -321,7 +321,8 @@ def test_fuzzed_requests_from_the_schema_never_get_a_5xx_and_rejections_write_no
     queries = param_strategy(op, "query")
     paths = param_strategy(op, "path")
 
-    @settings(max_examples=SCALE.fuzz_examples, deadline=None, derandomize=not FULL, database=None,
+    @seed(FUZZ_SEED)
+    @settings(max_examples=SCALE.fuzz_examples, deadline=None, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(body=bodies, query=queries, path_values=paths)
     def fuzz(body: Any, query: dict[str, str], path_values: dict[str, str]) -> None:

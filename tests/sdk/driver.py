@@ -42,6 +42,9 @@ EXPECTED: dict[str, type[BaseModel] | None] = {
     "add_knowledgebase_file_json": models.MemOSAddKnowledgebaseFileResponse,
     "add_knowledgebase_file_form": models.MemOSAddKnowledgebaseFileResponse,
     "delete_knowledgebase_file": models.MemOSDeleteKnowledgebaseResponse,
+    "chat": models.MemOSChatResponse,  # stream=True: the SDK's iterator of SSE data strings instead
+    "get_message": models.MemOSGetMessagesResponse,
+    "update_memory": None,  # the SDK returns the raw JSON: its data is checked as a MemoryDetail
 }
 
 exchanges: list[dict[str, Any]] = []
@@ -63,6 +66,10 @@ requests.Session.send = _recording_send  # type: ignore[method-assign]  # observ
 
 def _check(method: str, result: Any, raw: list[dict[str, Any]]) -> str:
     """The name of the model `result` is, after re-validating every raw body against it."""
+    if isinstance(result, list):  # a streamed chat, read to its end: every data line is a JSON event
+        for data in result:
+            assert isinstance(json.loads(data).get("type"), str), data
+        return "SSE data lines"
     model = EXPECTED[method]
     if model is None:
         assert isinstance(result, dict), type(result)
@@ -84,6 +91,8 @@ def _call(line: dict[str, Any]) -> dict[str, Any]:
     method = line["method"]
     try:
         result = getattr(client, method)(**line.get("kwargs", {}))
+        if method == "chat" and not isinstance(result, BaseModel):
+            result = list(result)  # `_iter_sse_data`: the stream's data payloads, as the SDK yields them
         name = _check(method, result, [e for e in exchanges if e["status"] < 400])
     except Exception as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "requests": list(exchanges)}

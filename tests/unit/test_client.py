@@ -185,6 +185,26 @@ def test_search_results_are_typed_and_best_first() -> None:
                     "relativity": 0.2}  # fmt: skip
 
 
+def test_search_results_carry_the_preference_and_tool_memories_apart_from_the_hits() -> None:
+    def item(memory_id: str, memory_type: str, **extra: Any) -> dict[str, Any]:
+        meta = {"user_id": "a", "session_id": "s", "cube_id": "a", "memory_type": memory_type, "key": "k",
+                "created_at": "c", "updated_at": "u", "relativity": 0.5, **extra}  # fmt: skip
+        return {"id": memory_id, "memory": f"text {memory_id}", "metadata": meta}
+
+    data = {
+        "text_mem": [{"cube_id": "a", "memories": [item("m1", "UserMemory")], "total_nodes": 1}],
+        "pref_mem": [{"cube_id": "a", "memories": [item("p1", "PreferenceMemory",
+                                                         preference_type="implicit_preference")], "total_nodes": 1}],
+        "tool_mem": [{"cube_id": "a", "memories": [item("t1", "ToolTrajectoryMemory")], "total_nodes": 1}],
+    }  # fmt: skip
+    client, _, _ = memos_client(httpx.Response(200, json={"code": 200, "message": "ok", "data": data}))
+    res = client.search("q", user_id="a")
+    assert [m.id for m in res.memories] == ["m1"]
+    [prefs] = res.preferences
+    assert [(m.id, m.metadata["preference_type"]) for m in prefs.memories] == [("p1", "implicit_preference")]
+    assert [m.id for c in res.tool_memories for m in c.memories] == ["t1"]
+
+
 def test_add_file_sends_the_file_inline_under_its_content_id(tmp_path: Path) -> None:
     path = tmp_path / "notes.md"
     path.write_text("# Notes")
@@ -202,3 +222,79 @@ def test_add_file_sends_the_file_inline_under_its_content_id(tmp_path: Path) -> 
     }
     with pytest.raises(ValueError, match=r"upload \.txt, \.md"):
         client.add_file(tmp_path / "a.docx", user_id="alice", cube_id="kb-r")
+
+
+def test_the_read_routes_send_memos_shapes() -> None:
+    ok = {"code": 200, "message": "ok", "data": {"memories": [], "not_found": ["m9"]}}
+    client, _, seen = client_answering(
+        httpx.Response(200, json=ok),
+        httpx.Response(200, json=ok | {"data": [{"cube_id": "alice", "memories": []}]}),
+        httpx.Response(200, json=ok | {"data": {"all_tasks_summary": {"total": 3}}}),
+    )
+    assert client.get_by_ids(["m9"], user_id="alice")["not_found"] == ["m9"]
+    assert client.get_all({"user_id": "alice", "memory_type": "text_mem"})[0]["cube_id"] == "alice"
+    assert client.all_status("alice")["all_tasks_summary"]["total"] == 3
+    assert (seen[0].url.path, json.loads(seen[0].content), seen[0].url.params["user_id"]) == (
+        "/product/get_memory_by_ids",
+        ["m9"],
+        "alice",
+    )
+    assert (seen[2].method, seen[2].url.path, seen[2].url.params["user_id"]) == (
+        "GET",
+        "/product/scheduler/allstatus",
+        "alice",
+    )
+
+
+def test_wait_idle_sends_memos_query_and_waits_longer_than_the_server() -> None:
+    idle = {"code": 200, "message": "idle", "data": {"running_tasks": 0, "timed_out": False}}
+    client, _, seen = client_answering(httpx.Response(200, json=idle))
+    assert client.wait_idle("alice", task_id="t1", timeout=60, poll=1)["message"] == "idle"
+    params = seen[0].url.params
+    assert (seen[0].method, params["user_name"], params["task_id"], params["timeout_seconds"]) == (
+        "POST",
+        "alice",
+        "t1",
+        "60",
+    )
+    assert seen[0].extensions["timeout"]["read"] == 70
+
+
+def test_wait_events_yields_each_server_sent_event_and_a_refusal_raises() -> None:
+    frames = 'data: {"status": "running"}\n\n: a comment\n\ndata: {"status": "idle"}\n\n'
+    client, _, _ = client_answering(httpx.Response(200, text=frames, headers={"content-type": "text/event-stream"}))
+    assert [e["status"] for e in client.wait_events("alice")] == ["running", "idle"]
+    refusal = {"code": 404, "message": "task_id: 'x' not found", "data": None}
+    client, _, _ = client_answering(httpx.Response(404, json=refusal))
+    with pytest.raises(ApiError, match="task_id: 'x' not found"):
+        list(client.wait_events("alice", task_id="x"))
+
+
+def test_get_memory_sends_the_filter() -> None:
+    page = {"text_mem": [{"cube_id": "alice", "memories": [], "total_nodes": 0}], "total": 0, "page": 1}
+    client, _, seen = memos_client(
+        httpx.Response(200, json={"code": 200, "message": "ok", "data": page | {"page_size": 5}})
+    )
+    client.get_memory(user_id="alice", page_size=5, filter={"custom_tags": "travel"})
+    assert json.loads(seen[0].content)["filter"] == {"custom_tags": "travel"}
+
+
+def test_update_memory_sends_only_the_fields_given_and_returns_the_stored_memory() -> None:
+    meta = {
+        "memory_type": "UserMemory", "cube_id": "alice", "user_id": "alice", "session_id": "s", "key": "k",
+        "tags": ["home"], "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-02T00:00:00Z", "version": 2,
+    }  # fmt: skip
+    view = {"id": "m1", "memory": "I live in Porto.", "metadata": meta}
+    client, _, seen = memos_client(httpx.Response(200, json={"code": 200, "message": "Memory updated", "data": view}))
+    memory = client.update_memory("m1", user_id="alice", memory="I live in Porto.", tags=["home"])
+    assert (memory.id, memory.memory, memory.tags, memory.metadata["version"]) == (
+        "m1",
+        "I live in Porto.",
+        ["home"],
+        2,
+    )
+    [request] = seen
+    assert request.url.path == "/product/update_memory"
+    assert json.loads(request.content) == {
+        "user_id": "alice", "memory_id": "m1", "memory": "I live in Porto.", "tags": ["home"]
+    }  # fmt: skip

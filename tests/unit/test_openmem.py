@@ -128,9 +128,8 @@ def test_search_and_get_need_exactly_one_subject(model: type[SearchMemoryBody] |
             model.model_validate(query | subjects)
 
 
-def test_get_memory_refuses_a_filter_it_would_not_apply() -> None:
-    with pytest.raises(ValidationError, match="use search/memory with filter"):
-        GetMemoryBody(user_id="a", filter={"tags": "x"})
+def test_get_memory_takes_a_filter_to_apply() -> None:
+    assert GetMemoryBody(user_id="a", filter={"tags": "x"}).filter == {"tags": "x"}
 
 
 def test_deletes_by_subject_or_filter_map_to_the_subjects_cube() -> None:

@@ -4,7 +4,7 @@ worker's ingest service, and read outcomes; an LLM whose replies are scripted pe
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from memcube.adapters.hash_embedder import HashEmbedder
@@ -13,13 +13,13 @@ from memcube.domain.history import HistoryService
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.model import MemoryItem, MemoryOutcome, Principal, TaskPart
 from memcube.domain.organizer import Thresholds
-from memcube.ports import DocumentReader, Embedder
+from memcube.ports import ChatTurn, DocumentReader, Embedder, Sampling
 from memcube_api.schemas.product import AddRequest, to_command
 from tests.doubles import InMemoryIndex, InMemoryQueue
 from tests.doubles import open_stores as memory_stores
 from tests.services import add_service, ingest_service
 
-Reply = str | Callable[[str, str], str] | Exception
+Reply = str | Callable[[str, str], str] | Exception | list[str | Exception]
 
 
 class ScriptedLLM:
@@ -29,6 +29,7 @@ class ScriptedLLM:
     def __init__(self, *replies: Reply) -> None:
         self.replies = list(replies)
         self.calls: list[tuple[str, str]] = []
+        self.streamed: list[tuple[list[ChatTurn], Sampling]] = []
 
     @property
     def model_id(self) -> str:
@@ -41,7 +42,26 @@ class ScriptedLLM:
         reply = self.replies.pop(0)
         if isinstance(reply, Exception):
             raise reply
+        if isinstance(reply, list):
+            raise AssertionError("a list of pieces answers a streamed chat, not complete()")
         return reply(system, user) if callable(reply) else reply
+
+    def stream(self, turns: Sequence[ChatTurn], sampling: Sampling) -> Iterator[str]:
+        """A chat answer: a string comes word by word, a list piece by piece (an exception in it
+        raised there: a failure part-way), a function gets the system prompt and the last turn."""
+        self.streamed.append((list(turns), sampling))
+        if not self.replies:
+            raise AssertionError(f"unscripted LLM stream: {turns[-1].content[:200]}")
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        if callable(reply):
+            reply = reply(turns[0].content, turns[-1].content)
+        pieces = reply if isinstance(reply, list) else [w + " " for w in reply.split(" ")]
+        for piece in pieces:
+            if isinstance(piece, Exception):
+                raise piece
+            yield piece
 
 
 def extraction(*items: dict[str, Any], summary: str = "a conversation") -> str:

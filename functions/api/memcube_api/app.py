@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from memcube.wiring import Container
 from memcube_api.errors import install
-from memcube_api.routes import hosted, product
+from memcube_api.routes import chat, edits, hosted, product, reads
 from memcube_api.routing import document_schemas, include
 from memcube_api.schemas.hosted import PREFIX
 
@@ -51,7 +51,14 @@ def create_app(
         return {"status": "ok"}
 
     include(app, product.router)
+    include(app, reads.router)  # MemOS's other /product reads
     include(app, hosted.router)  # under the SDK's path
     include(app, hosted.router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))  # for a base URL without it
+    include(app, chat.product_router)
+    include(app, chat.hosted_router)
+    include(app, chat.hosted_router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))
+    include(app, edits.router)
+    include(app, edits.hosted_router)
+    include(app, edits.hosted_router, strip=PREFIX, tags=(hosted.TAG_AT_ROOT,))
     document_schemas(app)
     return app

@@ -16,6 +16,7 @@ parsing, nor name fields as memcube's error envelope does.
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Request
@@ -192,7 +193,8 @@ def acting(
         given = await read(request)  # after the caller is authenticated
         value = mapped(given, who) if mapped is not None else given
         key = idempotency_key(request) if keyed else None
-        principal = c.authority.acting_for(who, subject(value, who), adding=adding)
+        # Counting the rate limit and registering the user write the store: off the event loop.
+        principal = await blocking(request, partial(c.authority.acting_for, adding=adding), who, subject(value, who))
         return Acting(value, principal, who, key)
 
     act.acting = True  # type: ignore[attr-defined]

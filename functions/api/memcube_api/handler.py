@@ -16,11 +16,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
-from memcube.observability import logger, metrics
+from memcube import snapstart
+from memcube.observability import log_as_json, logger, metrics
 from memcube.wiring import container_from_env
 from memcube_api.app import create_app
 
 app = create_app(container_from_env, offload=False)
+log_as_json("memcube_api")  # refusals (memcube_api.errors) as JSON with their fields
+snapstart.register(lambda: container_from_env().warm_api())  # SnapStart: ready before the snapshot
 _asgi = Mangum(app, lifespan="off", api_gateway_base_path="/")
 
 

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from memcube import snapstart
 from memcube.domain.errors import PermanentError
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.messages import peek
@@ -88,6 +89,7 @@ def _init() -> None:
 
 
 _init()
+snapstart.register(lambda: container_from_env().warm_worker())  # SnapStart: ready before the snapshot
 
 
 @logger.inject_lambda_context(clear_state=True)

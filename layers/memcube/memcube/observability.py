@@ -18,7 +18,22 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
 logger = Logger(service="memcube")
+"""Also the `memcube` standard logger: the domain's and adapters' `logging.getLogger(__name__)`
+records reach powertools' JSON handler on stdout through it."""
 metrics = Metrics(namespace="Memcube", service="memcube")
+
+
+def log_as_json(*packages: str) -> None:
+    """Give these packages' standard loggers (the entry points' own, outside `memcube`)
+    powertools' JSON handler on stdout, so their records keep their fields (a refusal's status,
+    caller and reason) in CloudWatch instead of the runtime's plain text line without them."""
+    import logging
+
+    from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+    for name in packages:
+        logging.getLogger(name)  # registered, so powertools finds it
+    copy_config_to_registered_loggers(source_logger=logger, include=set(packages))
 
 
 @cache

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from memcube.domain.conversation import ConversationMessage
 from memcube.domain.filters import Filter
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import DeadLetter, MemoryItem, Task, TaskPart, TaskRecord
@@ -74,12 +75,17 @@ class DeadLetterStore(Protocol):
     """The record of queued messages that will never succeed, kept for operators (list, redrive)
     and removed by an erasure that takes their bodies."""
 
-    def record_dead_letter(self, letter: DeadLetter) -> None: ...
+    def record_dead_letter(self, letter: DeadLetter) -> None:
+        """Keep `letter`, replacing the record with the same `DeadLetter.key` (one per task and
+        cube: the latest failure's reason, attempts and message id)."""
+        ...
 
-    def list_dead_letters(self) -> list[DeadLetter]: ...
+    def list_dead_letters(self) -> list[DeadLetter]:
+        """Every record, oldest failure first."""
+        ...
 
     def delete_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
-        """Remove these dead-letter records (an erasure takes their bodies too); the count removed."""
+        """Remove the records with these letters' keys (an erasure takes their bodies too); the count removed."""
         ...
 
 
@@ -98,6 +104,14 @@ class MemoryStore(Protocol):
         """Replace a stored item (same id, cube and content; metadata, status and version may
         change) if its stored version is still `expected_version`. False when another writer
         changed it first or it is gone: the caller rereads and decides again."""
+        ...
+
+    def rewrite_memory(self, item: MemoryItem, expected_version: int) -> PutResult | None:
+        """Replace a stored item whose text may change (same id, cube and creation time), if
+        its stored version is still `expected_version`: the content guard moves to the new
+        text's hash and the LSH band keys follow it, in one transaction with the item. `created`
+        when written; a `duplicate` of `existing_id` (nothing written) when another item of the
+        cube holds that text; None when another writer changed the item first or it is gone."""
         ...
 
     def similar_ids(self, cube_id: str, text: str, limit: int) -> list[str]:
@@ -210,6 +224,27 @@ class ExpiringMemories(Protocol):
         ...
 
 
+class MessageLog(Protocol):
+    """A conversation's own messages per user and session (chat's exchanges, an add's chat
+    messages): what `get_message` and "the last N messages" read. Not memories: never searched."""
+
+    def append_messages(self, messages: Sequence[ConversationMessage]) -> None:
+        """Record messages (a repeat of a message id overwrites it, never doubles it)."""
+        ...
+
+    def recent_messages(self, user_id: str, session_id: str, limit: int) -> list[ConversationMessage]:
+        """The session's last `limit` messages, oldest first (by `seq`)."""
+        ...
+
+    def recent_sessions(self, user_id: str, limit: int) -> list[str]:
+        """The user's `limit` sessions with the latest messages, most recent first."""
+        ...
+
+    def delete_messages(self, user_id: str, session_id: str | None) -> int:
+        """Erase the user's messages of one session (or of all, None); the number removed."""
+        ...
+
+
 @dataclass(frozen=True)
 class Stores:
     """Every port of one backend's system of record, built over one shared table or connection
@@ -223,6 +258,7 @@ class Stores:
     directory: UserDirectory
     api_keys: KeyStore
     counter: Counter
+    messages: MessageLog
     close: Callable[[], None]
     """Releases the shared table client or connection (the ports above then stop working)."""
     expiring: ExpiringMemories
@@ -300,6 +336,15 @@ class SearchIndex(Protocol):
         the embedder changed (OpenSearch recreates the index: its vector field has a fixed size)."""
         ...
 
+    def select(
+        self, cube_id: str, flt: Filter, offset: int, limit: int, *, live_at: int | None = None
+    ) -> tuple[list[str], int]:
+        """A page of ids of the cube's activated documents that pass the filter, oldest first
+        (`created_at`, then id), skipping `offset`, and how many pass in all: a filtered listing
+        that reads only its page (the caller keeps `offset + limit` within `domain.reads.WINDOW`).
+        With `live_at` (epoch seconds), documents expired by then are out of the page and the total."""
+        ...
+
 
 class Embedder(Protocol):
     @property
@@ -333,6 +378,23 @@ class Reranker(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ChatTurn:
+    """One message of a conversation handed to the LLM."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the model samples a chat answer (None: the provider's default)."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+
+
 class LLM(Protocol):
     """A chat model behind one call. Adapters own timeouts and retries with backoff; when the
     provider still cannot answer they raise `LLMUnavailable`, so the queued message is retried
@@ -343,6 +405,12 @@ class LLM(Protocol):
 
     def complete(self, system: str, user: str, *, json_output: bool = True) -> str:
         """The model's reply to one system + user turn (JSON mode where the provider has it)."""
+        ...
+
+    def stream(self, turns: Sequence[ChatTurn], sampling: Sampling) -> Iterator[str]:
+        """A free-text answer to the conversation, piece by piece as the model writes it (chat).
+        `LLMUnavailable` before the first piece or between pieces (a provider error, a read that
+        timed out): a stream never hangs past the adapter's timeout, and never ends silently short."""
         ...
 
 

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     sync_timeout_seconds: float = Field(default=25.0, gt=0, le=600)
     """How long a sync add waits for its task before answering `in_progress`."""
 
+    wait_max_seconds: float | None = Field(default=None, gt=0, le=3600)
+    """The longest `/product/scheduler/wait` (and its stream) may block; a longer timeout asked
+    for is cut to it, and the answer says so. Default: 20 s on aws (API Gateway ends a request
+    at 30 s), 600 s otherwise."""
+
     embedder: Literal["minilm", "hash", "bedrock", "openai"] | None = None
     """Embedding model; by default `minilm` embedded, `bedrock` on aws, `hash` on memory.
     `minilm`: all-MiniLM-L6-v2 run locally (offline, 384-d); `hash`: the deterministic
@@ -109,6 +114,12 @@ class Settings(BaseSettings):
     expiry_sweep_seconds: float = Field(default=60.0, ge=1, le=86_400)
     """Embedded: how often the worker erases expired memories (`domain.expiry`). Reads leave an
     expired memory out at once; this bounds how long it stays stored. (AWS: the template's schedule.)"""
+
+    @property
+    def wait_cap_seconds(self) -> float:
+        if self.wait_max_seconds is not None:
+            return self.wait_max_seconds
+        return 20.0 if self.backend == "aws" else 600.0
 
     @property
     def auth_mode(self) -> Literal["none", "keys"]:

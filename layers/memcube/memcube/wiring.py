@@ -32,6 +32,7 @@ from memcube.ports import (
     IdempotencyKeys,
     KeyStore,
     MemoryStore,
+    MessageLog,
     TaskStore,
     UserDirectory,
 )
@@ -39,10 +40,15 @@ from memcube.settings import Settings
 
 if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
+    from memcube.domain.chat import ChatService, Conversations
+    from memcube.domain.corrections import FeedbackIntake
+    from memcube.domain.edits import EditService
     from memcube.domain.expiry import ExpiryService, ExpirySweep
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
+    from memcube.domain.reads import MemoryReads
+    from memcube.domain.scheduler import SchedulerService
     from memcube.ports import (
         LLM,
         DeadLetterSink,
@@ -84,6 +90,7 @@ class Container:
     directory = _Port[UserDirectory]()
     api_keys = _Port[KeyStore]()
     counter = _Port[Counter]()
+    messages = _Port[MessageLog]()
 
     def __init__(self, settings: Settings, **overrides: object) -> None:
         self.settings = settings
@@ -245,6 +252,19 @@ class Container:
         return MemoryReader(self.memories, self.directory)
 
     @cached_property
+    def reads(self) -> MemoryReads:
+        """Filtered pages, reads by ids and `get_all`: the index selects, the store answers."""
+        from memcube.domain.reads import MemoryReads
+
+        return MemoryReads(self.memories, self.directory, self.index, self.embedder)
+
+    @cached_property
+    def scheduler(self) -> SchedulerService:
+        from memcube.domain.scheduler import SchedulerService
+
+        return SchedulerService(self.tasks, self.status)
+
+    @cached_property
     def ingest(self) -> IngestService:
         from memcube.domain.ingest import IngestService
         from memcube.domain.organizer import Thresholds
@@ -269,6 +289,17 @@ class Container:
             sink=self.dead_letter_sink,
             documents=self.documents,
         )
+
+    def warm_api(self) -> None:
+        """Build what API requests use, short of AWS clients: services, settings, the AWS SDK's
+        service models (a throwaway client of each service parses them into the default session,
+        no network). Run in init before a SnapStart snapshot, so a restored function does not."""
+        _ = (self.authority, self.add, self.status, self.reader, self.history, self.deleter, self.transfer)
+        if self.settings.backend == "aws":
+            import boto3
+
+            for service in ("dynamodb", "sqs"):
+                boto3.client(service).close()
 
     def warm_worker(self) -> None:
         """Make the worker ready to process a message at once: its stores, index and services
@@ -328,6 +359,7 @@ class Container:
             users=self.directory,
             index=self.index,
             queue=self.queue,
+            messages=self.messages,
         )
 
     @cached_property
@@ -360,6 +392,40 @@ class Container:
 
         return ExpirySweep(self.memories, self.stores.expiring, self.index, self.deleter)
 
+    @cached_property
+    def chat(self) -> ChatService:
+        """Chat with memory (the API's alone): the LLM is built on the first chat, not before."""
+        from memcube.domain.chat import ChatService
+
+        s = self.settings
+        return ChatService(
+            self.searcher,
+            self.add,
+            self.messages,
+            self.directory,
+            self.llm,
+            model_name=s.llm_model,
+            sync_timeout=s.sync_timeout_seconds,
+        )
+
+    @cached_property
+    def conversations(self) -> Conversations:
+        from memcube.domain.chat import Conversations
+
+        return Conversations(self.messages)
+
+    @cached_property
+    def editor(self) -> EditService:
+        from memcube.domain.edits import EditService
+
+        return EditService(self.memories, self.directory, self.index, self.embedder, lambda: iso(utcnow()))
+
+    @cached_property
+    def feedback(self) -> FeedbackIntake:
+        from memcube.domain.corrections import FeedbackIntake
+
+        return FeedbackIntake(self.add, self.memories, self.directory, self.llm)
+
     def close(self) -> None:
         stores = self.__dict__.get("stores")
         if stores is not None:
@@ -383,6 +449,16 @@ def _required(value: str | None) -> str:
 
 _lock = threading.Lock()
 _container: Container | None = None
+
+
+def forget_container() -> None:
+    """Close and drop the process-wide container: the next `container_from_env` builds a new one
+    (after a SnapStart restore, so no client of the snapshot's is used)."""
+    global _container
+    with _lock:
+        old, _container = _container, None
+    if old is not None:
+        old.close()
 
 
 def container_from_env() -> Container:

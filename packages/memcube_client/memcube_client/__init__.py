@@ -5,6 +5,7 @@ documentation's call shapes, `MemcubeClient` route by route) and the `memcube` u
 from memcube_client.client import (
     AddResult,
     ApiError,
+    ChatResult,
     MemcubeClient,
     MemOSClient,
     SearchResult,
@@ -15,6 +16,7 @@ from memcube_client.client import (
 __all__ = [
     "AddResult",
     "ApiError",
+    "ChatResult",
     "MemOSClient",
     "MemcubeClient",
     "SearchResult",

@@ -363,4 +363,116 @@ def _batches(items: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-USER_COMMANDS = [add, status, search, get, history, undo, delete, delete_cube, export, import_]
+@click.command()
+@_connection
+@click.argument("query")
+@click.option("--session", "session_id", default=None, help="The conversation (default: default_session).")
+@click.option("--cube", "cubes", multiple=True, help="Cube to answer from (repeatable; default: your own).")
+@click.option("--no-remember", is_flag=True, help="Do not add the exchange as memory.")
+@click.option("--threshold", type=float, default=None, help="Least relevance of a memory given to the model.")
+@_guarded
+def chat(
+    *,
+    url: str,
+    user_id: str,
+    api_key: str | None,
+    query: str,
+    session_id: str | None,
+    cubes: tuple[str, ...],
+    no_remember: bool,
+    threshold: float | None,
+) -> None:
+    """Ask a question answered from your memories (streamed); the cited memory ids follow the answer."""
+    body: dict[str, Any] = {"user_id": user_id, "query": query, "add_message_on_answer": not no_remember}
+    given = {"session_id": session_id, "readable_cube_ids": list(cubes) or None, "threshold": threshold}
+    body |= {k: v for k, v in given.items() if v is not None}
+    with _client(url, api_key) as client:
+        for event in client.chat_stream(body):
+            if event["type"] == "text":
+                click.echo(event["data"], nl=False)
+            elif event["type"] == "error":
+                raise click.ClickException(f"the answer broke off: {event['content']}")
+            elif event["type"] == "end":
+                end = event["data"]
+                click.echo()
+                for ref in end["references"]:
+                    click.echo(f"[{ref['reference_number']}] {ref['memory_id']}: {ref['memory']}", err=True)
+                if end["task_id"]:
+                    click.echo(f"exchange added as memory: task {end['task_id']}", err=True)
+
+
+@click.command("messages")
+@_connection
+@click.option("--session", "session_id", default=None, help="The conversation (default: your latest).")
+@click.option("--limit", type=int, default=20, show_default=True, help="The last N messages.")
+@_guarded
+def messages(url: str, user_id: str, api_key: str | None, session_id: str | None, limit: int) -> None:
+    """The last messages of a conversation, as JSON."""
+    with _client(url, api_key) as client:
+        _echo_json(client.get_message(user_id, session_id, limit)["messages"])
+
+
+@click.command()
+@_connection
+@click.argument("memory_id")
+@click.option("--text", "memory", default=None, help="The memory's new text (re-embedded).")
+@click.option("--tag", "tags", multiple=True, help="Replace the memory's tags (repeatable).")
+@click.option("--info", "info_json", default=None, help="Replace the memory's info (a JSON object).")
+@click.option("--cube", "cube_id", default=None, help="The cube the memory must be in.")
+@_guarded
+def edit(
+    *,
+    url: str,
+    user_id: str,
+    api_key: str | None,
+    memory_id: str,
+    memory: str | None,
+    tags: tuple[str, ...],
+    info_json: str | None,
+    cube_id: str | None,
+) -> None:
+    """Edit MEMORY_ID (new text, tags or info) as a new version; `memcube undo` reverts it."""
+    info = _json_option(info_json, "--info")
+    if memory is None and not tags and info is None:
+        raise click.UsageError("give --text, --tag or --info")
+    with _client(url, api_key) as client:
+        edited = client.update_memory(
+            memory_id, user_id, memory=memory, tags=list(tags) or None, info=info, mem_cube_id=cube_id
+        )
+        _echo_json(edited)
+
+
+USER_COMMANDS = [add, status, search, get, history, undo, edit, delete, delete_cube, export, import_, chat, messages]
+
+
+@click.command("mcp")
+@click.option(
+    "--url",
+    envvar="MEMCUBE_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The server ($MEMCUBE_URL): a local `memcube serve` or the stack's ApiUrl.",
+)
+@click.option(
+    "--user",
+    "user_id",
+    envvar=["MEMCUBE_USER_ID", "MEMCUBE_USER"],
+    required=True,
+    help="The user the tools act as ($MEMCUBE_USER_ID, or $MEMCUBE_USER).",
+)
+@click.option("--api-key", envvar="MEMCUBE_API_KEY", default=None, help="API key ($MEMCUBE_API_KEY); never printed.")
+def mcp(url: str, user_id: str, api_key: str | None) -> None:
+    """Serve memcube's memory tools to an MCP client (a desktop assistant, an IDE agent) over stdio.
+
+    Every tool is a call of the HTTP API at --url as --user with --api-key: the API's own checks
+    apply, and its refusals come back as tool errors. Logs go to stderr; stdout is the protocol."""
+    try:
+        from memcube_client.mcp_server import serve_stdio
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the MCP server needs the `mcp` package ({exc}): pip install 'memcube[local]'"
+        ) from exc
+    serve_stdio(url, user_id, api_key)
+
+
+USER_COMMANDS.append(mcp)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import random
 import time
@@ -76,11 +77,19 @@ class MemcubeClient(_Closes):
         return self.envelope(method, path, body=body, params=params).get("data")
 
     def envelope(
-        self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
+        """The whole envelope; `timeout` (seconds) replaces the client's for a call the server holds open."""
+        per_call: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         for attempt in range(self._retries + 1):
             try:
-                response = self._http.request(method, path, json=body, params=params)
+                response = self._http.request(method, path, json=body, params=params, **per_call)
             except httpx.TransportError:
                 if attempt == self._retries:
                     raise
@@ -89,13 +98,7 @@ class MemcubeClient(_Closes):
             if response.status_code in RETRYABLE and attempt < self._retries:
                 self._sleep(_backoff(attempt, response.headers.get("retry-after")))
                 continue
-            try:
-                payload: dict[str, Any] = response.json()
-            except ValueError:
-                payload = {"message": response.text[:200]}
-            if response.status_code >= 400:
-                raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
-            return payload
+            return envelope_of(response)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     # --- the API, one method per route -----------------------------------------------------
@@ -161,6 +164,117 @@ class MemcubeClient(_Closes):
         body = {"user_id": user_id, "cube_id": cube_id, "items": items}
         data: dict[str, Any] = self.request("POST", "/product/import_memory", body=body)
         return data
+
+    def get_all(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """`POST /product/get_all`: a page per cube by memory type, or the memories related to a query."""
+        data: list[dict[str, Any]] = self.request("POST", "/product/get_all", body=body)
+        return data
+
+    def get_by_ids(self, memory_ids: list[str], user_id: str | None = None) -> dict[str, Any]:
+        """`POST /product/get_memory_by_ids`: `{memories, not_found}`."""
+        params = {"user_id": user_id} if user_id else None
+        data: dict[str, Any] = self.request("POST", "/product/get_memory_by_ids", body=memory_ids, params=params)
+        return data
+
+    def wait_idle(
+        self, user_id: str, task_id: str | None = None, timeout: float = 20.0, poll: float = 0.5
+    ) -> dict[str, Any]:
+        """`POST /product/scheduler/wait`: the server blocks until the user's tasks (or that one)
+        end; the envelope, whose message is `idle` or `timeout` (the deployment may cut a long
+        `timeout`: the answer says so)."""
+        params = {"user_name": user_id, "timeout_seconds": str(timeout), "poll_interval": str(poll)}
+        params |= {"task_id": task_id} if task_id else {}
+        return self.envelope("POST", "/product/scheduler/wait", params=params, timeout=timeout + 10)
+
+    def wait_events(
+        self, user_id: str, task_id: str | None = None, timeout: float = 20.0, poll: float = 0.5
+    ) -> Iterator[dict[str, Any]]:
+        """`GET /product/scheduler/wait/stream`: each server-sent event (task states as they
+        change), the last one `idle` or `timeout`. Not retried: a stream is not replayed."""
+        params = {"user_name": user_id, "timeout_seconds": str(timeout), "poll_interval": str(poll)}
+        params |= {"task_id": task_id} if task_id else {}
+        stream = self._http.stream("GET", "/product/scheduler/wait/stream", params=params, timeout=timeout + 10)
+        with stream as response:
+            if response.status_code >= 400:
+                response.read()
+                payload = response.json() if response.content else {}
+                raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    yield json.loads(line.removeprefix("data:").strip())
+
+    def all_status(self, user_id: str) -> dict[str, Any]:
+        """`GET /product/scheduler/allstatus`: the user's tasks counted by state."""
+        data: dict[str, Any] = self.request("GET", "/product/scheduler/allstatus", params={"user_id": user_id})
+        return data
+
+    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /product/chat/complete`: the answer, its citations and the exchange's add task.
+        Not retried on a 5xx: a chat that failed after answering may have added its exchange."""
+        data: dict[str, Any] = self._once("POST", "/product/chat/complete", body)
+        return data
+
+    def chat_stream(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """`POST /product/chat/stream`: each server-sent event as it arrives (`reference`, `text`
+        pieces, then `end` or `error`); a refusal before the stream starts raises `ApiError`."""
+        with self._http.stream("POST", "/product/chat/stream", json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+                payload = _json_or_text(response)
+                raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    event: dict[str, Any] = json.loads(line.removeprefix("data:").strip())
+                    yield event
+
+    def get_message(self, user_id: str, session_id: str | None = None, limit: int = 20) -> dict[str, Any]:
+        body = {"user_id": user_id, "session_id": session_id, "limit": limit}
+        data: dict[str, Any] = self.request("POST", "/product/get_message", body=body)
+        return data
+
+    def _once(self, method: str, path: str, body: Any) -> Any:
+        response = self._http.request(method, path, json=body)
+        payload = _json_or_text(response)
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
+        return payload.get("data")
+
+    def update_memory(
+        self,
+        memory_id: str,
+        user_id: str,
+        *,
+        memory: str | None = None,
+        tags: list[str] | None = None,
+        info: dict[str, Any] | None = None,
+        mem_cube_id: str | None = None,
+    ) -> dict[str, Any]:
+        """`POST /product/update_memory`: the memory's next version (a field left None is kept).
+        Safe to retry: resending the same edit writes no second version."""
+        given = {"mem_cube_id": mem_cube_id, "memory": memory, "tags": tags, "info": info}
+        body = {"user_id": user_id, "memory_id": memory_id} | {k: v for k, v in given.items() if v is not None}
+        data: dict[str, Any] = self.request("POST", "/product/update_memory", body=body)
+        return data
+
+    def feedback(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /product/feedback` (MemOS's APIFeedbackRequest): the whole envelope, with `task_id`."""
+        return self.envelope("POST", "/product/feedback", body=body)
+
+
+def envelope_of(response: httpx.Response) -> dict[str, Any]:
+    """The answer's MemOS envelope; `ApiError` with its message for a 4xx or 5xx."""
+    payload = _json_or_text(response)
+    if response.status_code >= 400:
+        raise ApiError(response.status_code, str(payload.get("message", "")), payload.get("data"))
+    return payload
+
+
+def _json_or_text(response: httpx.Response) -> dict[str, Any]:
+    try:
+        payload: dict[str, Any] = response.json()
+    except ValueError:
+        payload = {"message": response.text[:200]}
+    return payload
 
 
 def _backoff(attempt: int, retry_after: str | None) -> float:
@@ -309,6 +423,10 @@ class SearchResult(_Record):
     code: int
     message: str
     cubes: list[CubeMemories]
+    preferences: list[CubeMemories] = field(default_factory=list)
+    """`pref_mem`: the preference memories found, per cube (fine mode extracts them)."""
+    tool_memories: list[CubeMemories] = field(default_factory=list)
+    """`tool_mem`: the tool-call memories found, per cube."""
 
     @property
     def memories(self) -> list[Memory]:
@@ -485,16 +603,28 @@ class MemOSClient(_Closes):
         body = {"query": query, "user_id": user_id, "top_k": top_k, **options}
         body |= {k: v for k, v in given.items() if v is not None}
         answer = self._http.envelope("POST", "/product/search", body=body)
-        cubes = [_cube_memories(c) for c in answer["data"]["text_mem"]]
-        return SearchResult(int(answer["code"]), str(answer["message"]), cubes)
+        data = answer["data"]
+        cubes = [_cube_memories(c) for c in data["text_mem"]]
+        preferences = [_cube_memories(c) for c in data.get("pref_mem", [])]
+        tools = [_cube_memories(c) for c in data.get("tool_mem", [])]
+        return SearchResult(int(answer["code"]), str(answer["message"]), cubes, preferences, tools)
 
     search_memory = search
 
     def get_memory(
-        self, *, user_id: str, mem_cube_id: str | None = None, page: int = 1, page_size: int = 20
+        self,
+        *,
+        user_id: str,
+        mem_cube_id: str | None = None,
+        page: int = 1,
+        page_size: int = 20,
+        filter: dict[str, Any] | None = None,
     ) -> MemoryPage:
-        """`POST /product/get_memory`: one page of a cube (by default the user's own)."""
+        """`POST /product/get_memory`: one page of a cube (by default the user's own), of its
+        memories that pass `filter` (the search's filter language) when one is given."""
         body = {"mem_cube_id": mem_cube_id or user_id, "user_id": user_id, "page": page, "page_size": page_size}
+        if filter is not None:
+            body["filter"] = filter
         data = self._http.request("POST", "/product/get_memory", body=body)
         [cube] = data["text_mem"]
         memories = [_memory(m) for m in cube["memories"]]
@@ -502,6 +632,23 @@ class MemOSClient(_Closes):
 
     def get_memory_by_id(self, memory_id: str, *, user_id: str) -> Memory:
         return _memory(self._http.get(memory_id, user_id))
+
+    def update_memory(
+        self,
+        memory_id: str,
+        *,
+        user_id: str,
+        memory: str | None = None,
+        tags: list[str] | None = None,
+        info: dict[str, Any] | None = None,
+        mem_cube_id: str | None = None,
+    ) -> Memory:
+        """`POST /product/update_memory`: new text (re-embedded), tags or info for one memory, as a
+        new version in its history (`undo_memory` reverts it); returns the memory as stored now."""
+        edited = self._http.update_memory(
+            memory_id, user_id, memory=memory, tags=tags, info=info, mem_cube_id=mem_cube_id
+        )
+        return _memory(edited)
 
     def delete_memory(
         self,
@@ -528,6 +675,40 @@ class MemOSClient(_Closes):
         return DeleteResult(
             int(answer["code"]), str(answer["message"]), int(data["deleted"]), data["not_found"], data["cubes"]
         )
+
+    def chat(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        readable_cube_ids: list[str] | None = None,
+        writable_cube_ids: list[str] | None = None,
+        add_message_on_answer: bool = True,
+        **options: Any,
+    ) -> ChatResult:
+        """`POST /product/chat/complete` (MemOS's APIChatCompleteRequest; other fields go in `options`)."""
+        given = {
+            "session_id": session_id,
+            "readable_cube_ids": readable_cube_ids,
+            "writable_cube_ids": writable_cube_ids,
+        }
+        body = {"query": query, "user_id": user_id, "add_message_on_answer": add_message_on_answer, **options}
+        body |= {k: v for k, v in given.items() if v is not None}
+        d = self._http.chat(body)
+        return ChatResult(d["response"], list(d["memory_ids"]), list(d["references"]), d["session_id"], d["task_id"])
+
+
+@dataclass(frozen=True)
+class ChatResult(_Record):
+    """A chat answer: `response` with its citation markers, the cited memory ids, and the add task
+    of the exchange (None when it was not added)."""
+
+    response: str
+    memory_ids: list[str]
+    references: list[dict[str, Any]]
+    session_id: str
+    task_id: str | None
 
 
 def _added(d: dict[str, Any]) -> AddedMemory:

@@ -183,6 +183,32 @@ def bootstrap_index() -> None:
 
 @main.command()
 @_data_dir_option
+def doctor(data_dir: Path | None) -> None:
+    """Probe the configured search index: does its k-NN query run, keep to the named cube, and
+    filter before its limit? One JSON line per check; exit 1 if any failed.
+
+    On AWS this is the check a deployment needs: the tests run every OpenSearch query but k-NN
+    against an OpenSearch-API test server without vector search. Writes a few probe documents in
+    two fresh `memcube-doctor-*` cubes and deletes them again.
+    """
+    import json
+
+    from memcube.domain.doctor import probe_vector_search
+
+    container = _container(data_dir)
+    try:
+        embedder = container.embedder
+        checks = probe_vector_search(container.index, model_id=embedder.model_id, dimension=embedder.dimension)
+    finally:
+        container.close()
+    for check in checks:
+        click.echo(json.dumps({"check": check.name, "ok": check.ok, "detail": check.detail}))
+    if not all(c.ok for c in checks):
+        raise SystemExit(1)
+
+
+@main.command()
+@_data_dir_option
 def redrive(data_dir: Path | None) -> None:
     """Replay dead-lettered messages (after fixing their cause). Safe to repeat.
 
@@ -253,6 +279,10 @@ def serve(host: str, port: int, data_dir: Path | None, workers: int | None) -> N
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down, so the cleanup runs in the app's
     # lifespan shutdown (the worker finishes its in-flight message there), not after run().
     app = create_app(lambda: container, on_shutdown=[worker.stop, container.close])
+    from memcube_local.mcp_http import PATH, mount_mcp
+
+    if mount_mcp(app, host=host):
+        click.echo(f"memcube: MCP (streamable HTTP) on http://{host}:{port}{PATH}")
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config)
     finally:

@@ -14,6 +14,7 @@ from memcube.adapters.dynamodb import table as dynamodb_table
 from memcube.adapters.dynamodb.table import TX_ATTEMPTS, DynamoTable
 from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult, Stores
+from tests.contract.support import day
 from tests.integration.dynamodb.behaviours import *  # noqa: F403 - the shared behaviours run on this tier
 from tests.integration.dynamodb.behaviours import dead_letter, memory, noise, task
 from tests.integration.dynamodb.conftest import Recorded, expression_problems
@@ -264,3 +265,28 @@ def test_a_dead_letter_body_is_cut_until_the_record_fits(stores: Stores, monkeyp
     assert 100_000 < len(kept.body) <= 500_000
     assert letter.body.startswith(kept.body)
     assert f"first {len(kept.body)} of 900000 bytes kept" in kept.reason
+
+
+class _PagesOfTwo:
+    """The client with every Query answering at most two items a page (as the 1 MB page limit
+    would, for a user with many tasks)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def query(self, **params: Any) -> Any:
+        return self._client.query(**params | {"Limit": min(int(params.get("Limit", 2)), 2)})
+
+
+def test_listing_a_users_tasks_follows_the_index_pages_up_to_the_limit(stores: Stores, recorded: Recorded) -> None:
+    for n in range(1, 6):
+        stores.tasks.create_task(*task(f"t{n}", created_at=day(n)))
+    recorded.client = _PagesOfTwo(recorded.client)
+    recorded.calls.clear()
+    assert [r.task.task_id for r in stores.tasks.list_tasks("u1", 4)] == ["t5", "t4", "t3", "t2"]
+    index_pages = [p for name, p in recorded.calls if name == "query" and p.get("IndexName")]
+    assert [p["Limit"] for p in index_pages] == [4, 2]  # the second page asks only for what is missing
+    assert [r.task.task_id for r in stores.tasks.list_tasks("u1", 10)] == ["t5", "t4", "t3", "t2", "t1"]

@@ -24,6 +24,7 @@ from memcube.domain import limits
 from memcube.domain.auth import Authority
 from memcube.domain.deletion import Receipt
 from memcube.domain.errors import InvalidRequest
+from memcube.domain.filters import compile_filter
 from memcube.domain.ids import check_id
 from memcube.domain.model import Principal, TaskRecord, TaskState
 from memcube.wiring import Container
@@ -49,6 +50,7 @@ from memcube_api.schemas.hosted import (
     StatusBody,
     detail,
 )
+from memcube_api.schemas.kinds import by_kind, pref_texts
 from memcube_api.schemas.product import AddRequest, DeleteMemoryRequest, MemoryIdParams, SearchRequest, to_command
 from memcube_api.schemas.uploads import Upload, UploadParams, json_upload, mime_for, upload_request
 from memcube_api.schemas.views import part_view, receipt_view
@@ -119,6 +121,8 @@ def _accept(c: Container, req: AddRequest, principal: Principal, key: str | None
     of a failed one runs it again."""
     cmd = to_command(req)
     sub = c.add.submit(cmd, principal, key)
+    if not sub.replay:  # the conversation's own messages, for get_message
+        c.conversations.remember_add(cmd, sub.public_id, sub.record.task.created_at)
     if cmd.async_mode == "sync":
         return c.add.wait(sub.task_id, c.settings.sync_timeout_seconds)
     return sub.record
@@ -136,6 +140,7 @@ def _deleted(receipt: Receipt) -> JSONResponse:
         "deleted": receipt.memories,
         "not_found": receipt.not_found,
         "cubes": [receipt_view(r) for r in receipt.cubes],
+        "messages_deleted": receipt.messages,
     }
     return ok(f"Deleted {receipt.memories} memories", data)
 
@@ -250,12 +255,15 @@ async def get_status(request: Request, c: Services, call: Status) -> JSONRespons
 async def search_memory(request: Request, c: Services, call: Searching) -> JSONResponse:
     answer = await blocking(request, c.searcher.search, call.input.to_query(), call.principal)
     scored = sorted((s for r in answer.cubes for s in r.memories), key=lambda s: (-s.relativity, s.item.id))
+    prefs = sorted((s for r in answer.preferences for s in r.memories), key=lambda s: (-s.relativity, s.item.id))
+    tools = sorted((s for r in answer.tools for s in r.memories), key=lambda s: (-s.relativity, s.item.id))
     data = {
         "memory_detail_list": [detail(s.item, s.relativity) for s in scored],
-        "preference_detail_list": [],
-        "tool_memory_detail_list": [],
+        "preference_detail_list": [detail(s.item, s.relativity) for s in prefs],
+        "tool_memory_detail_list": [detail(s.item, s.relativity) for s in tools],
         "skill_detail_list": [],
-        "preference_note": "",
+        "preference_note": pref_texts(s.item for s in prefs).get("pref_note", ""),
+        "notes": answer.notes,
     }
     return ok(f"Search completed: {len(scored)} memories", data)
 
@@ -265,11 +273,16 @@ async def get_memory(request: Request, c: Services, call: Listing) -> JSONRespon
     body = call.input
     subject = _subject(body, call.caller)
     assert subject is not None  # the model requires one
-    page = await blocking(request, c.reader.page, subject, call.principal, body.page, body.size)
+    flt = compile_filter(body.filter)  # the search's filter language; an invalid one is a 422 naming its key
+    if flt is None:
+        page = await blocking(request, c.reader.page, subject, call.principal, body.page, body.size)
+    else:
+        page = await blocking(request, c.reads.page, subject, call.principal, body.page, body.size, flt)
+    kinds = by_kind(page.items)
     data = {
-        "memory_detail_list": [detail(i) for i in page.items],
-        "preference_detail_list": [],
-        "tool_memory_detail_list": [],
+        "memory_detail_list": [detail(i) for i in kinds["text"]],
+        "preference_detail_list": [detail(i) for i in kinds["preference"]] if body.include_preference else [],
+        "tool_memory_detail_list": [detail(i) for i in kinds["tool"]] if body.include_tool_memory else [],
         "skill_detail_list": [],
         "total": page.total,
         "size": page.page_size,

@@ -3,18 +3,21 @@ principal (its rate limit counted); a route maps the request to a command, calls
 shapes the MemOS envelope."""
 
 from dataclasses import asdict
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from memcube.domain.deletion import Receipt
-from memcube.domain.model import Principal, TaskRecord, TaskState
+from memcube.domain.filters import compile_filter
+from memcube.domain.model import MemoryItem, Principal, TaskRecord, TaskState
 from memcube.domain.transfer import exported
 from memcube.wiring import Container
 from memcube_api.deps import Acting, IdempotencyKey, Services, acting, blocking, query
 from memcube_api.errors import envelope
 from memcube_api.routing import MemcubeRoute
+from memcube_api.schemas.kinds import by_kind, pref_texts
 from memcube_api.schemas.product import (
     AddRequest,
     CreateCubeRequest,
@@ -111,12 +114,19 @@ async def undo_memory(request: Request, c: Services, call: Undo) -> JSONResponse
 @router.post("/get_memory", summary="A cube's memories, page by page")
 async def get_memory(request: Request, c: Services, call: Listing) -> JSONResponse:
     req = call.input
-    page = await blocking(
-        request, c.reader.page, req.mem_cube_id, call.principal, req.page, req.page_size, req.show_expired
-    )
+    flt = compile_filter(req.filter)  # the search's filter language; an invalid one is a 422 naming its key
+    if flt is None:
+        page = await blocking(
+            request, c.reader.page, req.mem_cube_id, call.principal, req.page, req.page_size, req.show_expired
+        )
+    else:
+        filtered = partial(c.reads.page, show_expired=req.show_expired)
+        page = await blocking(request, filtered, req.mem_cube_id, call.principal, req.page, req.page_size, flt)
+    kinds = by_kind(page.items)
     data = {
-        "text_mem": [cube_memories(page.cube_id, [memory_view(i) for i in page.items], page.total)],
-        "pref_mem": [],
+        "text_mem": [cube_memories(page.cube_id, [memory_view(i) for i in kinds["text"]], page.total)],
+        "pref_mem": _kind_block(page.cube_id, kinds["preference"], req.include_preference),
+        "tool_mem": _kind_block(page.cube_id, kinds["tool"], req.include_tool_memory),
         "page": page.page,
         "page_size": page.page_size,
         "total": page.total,
@@ -131,9 +141,19 @@ async def search(request: Request, c: Services, call: Searching) -> JSONResponse
         cube_memories(r.cube_id, [scored_view(s.item, s.relativity) for s in r.memories], len(r.memories))
         for r in answer.cubes
     ]
-    data: dict[str, Any] = {"text_mem": text_mem, "pref_mem": [], "tool_mem": [], "skill_mem": []}
+    pref_mem = [cube_memories(r.cube_id, [scored_view(s.item, s.relativity) for s in r.memories], len(r.memories))
+                for r in answer.preferences]  # fmt: skip
+    tool_mem = [cube_memories(r.cube_id, [scored_view(s.item, s.relativity) for s in r.memories], len(r.memories))
+                for r in answer.tools]  # fmt: skip
+    data: dict[str, Any] = {"text_mem": text_mem, "pref_mem": pref_mem, "tool_mem": tool_mem, "skill_mem": []}
     data |= {"act_mem": [], "para_mem": [], "notes": answer.notes}
+    data |= pref_texts(s.item for r in answer.preferences for s in r.memories)
     return envelope(200, "Search completed successfully", data)
+
+
+def _kind_block(cube_id: str, items: list[MemoryItem], included: bool) -> list[dict[str, Any]]:
+    """A page's preference or tool memories as MemOS's per-cube block; none when switched off."""
+    return [cube_memories(cube_id, [memory_view(i) for i in items], len(items))] if included else []
 
 
 @router.post(
@@ -204,6 +224,7 @@ def _receipt_response(receipt: Receipt) -> JSONResponse:
         "deleted": receipt.memories,
         "cubes": [receipt_view(r) for r in receipt.cubes],
         "not_found": receipt.not_found,
+        "messages_deleted": receipt.messages,
     }
     return envelope(200, f"Memories deleted successfully: {receipt.memories} removed", data)
 
@@ -211,6 +232,8 @@ def _receipt_response(receipt: Receipt) -> JSONResponse:
 def _add(c: Container, req: AddRequest, principal: Principal, idempotency_key: str | None) -> JSONResponse:
     cmd = to_command(req)
     sub = c.add.submit(cmd, principal, idempotency_key)
+    if not sub.replay:  # the conversation's own messages, for get_message
+        c.conversations.remember_add(cmd, sub.public_id, sub.record.task.created_at)
     again = " (repeated request: the existing task is returned)" if sub.replay else ""
     if sub.retried:
         again = " (repeated request: the task had failed and runs again)"

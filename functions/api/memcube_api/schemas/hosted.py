@@ -32,6 +32,7 @@ from memcube.domain import limits
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.ids import Id, check_cube_ids, check_id, check_info, check_tags
 from memcube.domain.model import MemoryItem, MemoryType, TaskState
+from memcube_api.schemas.kinds import kind_fields
 from memcube_api.schemas.messages import MAX_FILE_DATA_CHARS, ChatMessage, MessagesType
 from memcube_api.schemas.product import AddRequest, DeleteMemoryRequest, SearchRequest
 
@@ -136,7 +137,8 @@ class SearchMemoryBody(_Body):
 
 
 class GetMemoryBody(_Body):
-    """`POST /get/memory`: one page of the subject's cube."""
+    """`POST /get/memory`: one page of the subject's cube (of its memories that pass `filter`,
+    the search's filter language, when one is given)."""
 
     user_id: Id | None = None
     agent_id: Id | None = None
@@ -150,8 +152,6 @@ class GetMemoryBody(_Body):
     @model_validator(mode="after")
     def _subject(self) -> GetMemoryBody:
         _exactly_one_subject(self.user_id, self.agent_id)
-        if self.filter:
-            raise ValueError("filter: get/memory lists a cube page by page; to filter, use search/memory with filter")
         return self
 
 
@@ -268,6 +268,9 @@ def search_request(body: SearchMemoryBody) -> SearchRequest:
         "source": body.source,
         "context_format": body.context_format,
         "include_preference": body.include_preference,
+        "pref_top_k": body.preference_limit_number,
+        "search_tool_memory": body.include_tool_memory,
+        "tool_mem_top_k": body.tool_memory_limit_number,
     }
     if body.relativity is not None:
         fields["relativity"] = body.relativity
@@ -355,6 +358,7 @@ def detail(item: MemoryItem, relativity: float | None = None) -> dict[str, Any]:
         "user_id": meta.user_id,
         "cube_id": meta.cube_id,
     }
+    view |= kind_fields(item)
     if relativity is not None:
         view["relativity"] = relativity
     return view

@@ -112,7 +112,33 @@ class ChatMessage(_Strict):
             raise ValueError("content is required (only an assistant message with tool_calls may omit it)")
         if isinstance(self.content, list) and len(self.content) > limits.MAX_PARTS_PER_MESSAGE:
             raise ValueError(f"content has more than {limits.MAX_PARTS_PER_MESSAGE} parts")
+        if self.tool_calls is not None:
+            _check_tool_calls(self.role, self.tool_calls)
         return self
+
+
+MAX_TOOL_CALLS = 32
+"""Tool calls in one assistant message."""
+
+
+def _check_tool_calls(role: str, calls: list[dict[str, Any]]) -> None:
+    """OpenAI's shape, `[{id, type: function, function: {name, arguments}}]`: tool memory reads
+    the id, name and arguments of each, so a call without them is refused, not stored half-read."""
+    if role != "assistant":
+        raise ValueError("tool_calls: only an assistant message makes tool calls")
+    if len(calls) > MAX_TOOL_CALLS:
+        raise ValueError(f"tool_calls: at most {MAX_TOOL_CALLS} calls, got {len(calls)}")
+    for i, call in enumerate(calls):
+        function = call.get("function")
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not 0 < len(call_id) <= 256:
+            raise ValueError(f"tool_calls[{i}].id: required, a string of 1 to 256 characters")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise ValueError(f"tool_calls[{i}].function.name: required, the name of the tool called")
+        if len(function["name"]) > 256:
+            raise ValueError(f"tool_calls[{i}].function.name: at most 256 characters")
+        if not isinstance(function.get("arguments", ""), str | dict):
+            raise ValueError(f"tool_calls[{i}].function.arguments: a JSON string (or object) of the arguments")
 
 
 def _message_tag(value: Any) -> str | None:
@@ -155,6 +181,14 @@ def flatten(entries: list[Any], field: str) -> list[SourceMessage]:
 
 
 def _chat_units(msg: ChatMessage, where: str) -> list[SourceMessage]:
+    units = _content_units(msg, where)
+    if units and (msg.tool_call_id or msg.tool_calls):  # tool memory pairs calls and answers by id
+        tool = {"tool_call_id": msg.tool_call_id, "tool_calls": msg.tool_calls}
+        units[0] = units[0].model_copy(update=tool)
+    return units
+
+
+def _content_units(msg: ChatMessage, where: str) -> list[SourceMessage]:
     base = _Origin(role=msg.role, chat_time=msg.chat_time, message_id=msg.message_id)
     if msg.content is None:
         calls = json.dumps(msg.tool_calls, ensure_ascii=False, separators=(",", ":"))

@@ -189,8 +189,9 @@ def _check_parts(field: str, units: list[SourceMessage]) -> None:
 
 
 class SearchRequest(BaseModel):
-    """MemOS's APISearchRequest. The preference, tool and skill switches select memory kinds
-    that memcube does not extract yet: their lists come back empty."""
+    """MemOS's APISearchRequest. `include_preference`/`pref_top_k` fill `pref_mem` and
+    `search_tool_memory`/`tool_mem_top_k` fill `tool_mem` (memories fine mode extracts); the
+    skill switches select a kind memcube does not extract: `skill_mem` comes back empty."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -262,6 +263,8 @@ class SearchRequest(BaseModel):
             reference_time=self.reference_time,
             chat_history=self.chat_history,
             show_expired=self.show_expired,
+            pref_top_k=self.pref_top_k if self.include_preference else 0,
+            tool_top_k=self.tool_mem_top_k if self.search_tool_memory else 0,
         )
 
 
@@ -380,8 +383,12 @@ class ImportRequest(BaseModel):
 
 
 class GetMemoryRequest(BaseModel):
-    """MemOS's GetMemoryRequest (the preference/tool/skill switches are accepted; memcube keeps
-    text memories only, so they add nothing)."""
+    """MemOS's GetMemoryRequest. The page lists every kind of the cube's memories; each is
+    answered in its list (`text_mem`, `pref_mem`, `tool_mem`), and `include_preference: false`
+    or `include_tool_memory: false` leaves that kind out of the answer (the page and its `total`
+    stay the cube's). memcube extracts no skill memories: `include_skill_memory` selects nothing.
+    `filter` is the search's filter language: only the memories that pass it are paged
+    (`domain.reads`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -394,14 +401,6 @@ class GetMemoryRequest(BaseModel):
     page: int = Field(default=1, ge=1, le=100_000)
     page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
     show_expired: bool = Field(default=False, description=SHOW_EXPIRED)
-
-    @field_validator("filter")
-    @classmethod
-    def _no_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Refused, not ignored: a page of the cube is listed as it is (as the hosted get/memory)."""
-        if value:
-            raise ValueError("get_memory lists a cube page by page and applies no filter; use /product/search with it")
-        return value
 
 
 class StatusParams(Params):

@@ -22,6 +22,7 @@ METADATA_VIEW = frozenset(
         "updated_at", "version", "history", "covered_history", "merged_from", "content_hash", "task_id",
         "event_time", "event_time_end", "manager_user_id", "project_id", "original_user_id",
         "expires_at", "expiration_date",
+        "preference_type", "preference", "reasoning", "tool_call", "experience",
     }
 )  # fmt: skip
 """The stored metadata a client sees (MemOS's names, in the stored order): all of it but the

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from memcube.domain.errors import LLMUnavailable, Unavailable
+from memcube.ports import ChatTurn, Sampling
 
 JSON_INSTRUCTION = (
     "Answer with a single JSON object and nothing else: no prose before or after it, no Markdown code fences."
@@ -111,6 +112,50 @@ class BedrockLLM:
             raise LLMUnavailable(f"Bedrock model {self._model}: empty reply (stopReason {response.get('stopReason')})")
         # A `max_tokens` stop still returns its text: the caller validates (and may repair) it.
         return text
+
+    def stream(self, turns: Sequence[ChatTurn], sampling: Sampling) -> Iterator[str]:
+        """ConverseStream: the answer's text deltas. An error event of the stream (throttling, a
+        model error) and a read that times out (botocore's read timeout) end it with
+        `LLMUnavailable`."""
+        system = [{"text": t.content} for t in turns if t.role == "system"]
+        messages = _alternating([t for t in turns if t.role != "system"])
+        config = {
+            name: value
+            for name, value in (
+                ("maxTokens", sampling.max_tokens),
+                ("temperature", sampling.temperature),
+                ("topP", sampling.top_p),
+            )
+            if value is not None
+        }
+        wrote = False
+        try:
+            response = self._runtime().converse_stream(
+                modelId=self._model, system=system, messages=messages, inferenceConfig=config
+            )
+            for event in response.get("stream", []):
+                text = event.get("contentBlockDelta", {}).get("delta", {}).get("text")
+                if isinstance(text, str) and text:
+                    wrote = True
+                    yield text
+        except (ClientError, BotoCoreError) as error:  # EventStreamError is a ClientError
+            raise LLMUnavailable(f"Bedrock model {self._model}: {_describe(error)}") from error
+        if not wrote:
+            raise LLMUnavailable(f"Bedrock model {self._model}: empty answer")
+
+
+def _alternating(turns: Sequence[ChatTurn]) -> list[dict[str, Any]]:
+    """Converse's messages: consecutive turns of one role joined (Converse requires the roles to
+    alternate, starting with the user's)."""
+    messages: list[dict[str, Any]] = []
+    for turn in turns:
+        if messages and messages[-1]["role"] == turn.role:
+            messages[-1]["content"].append({"text": turn.content})
+        else:
+            messages.append({"role": turn.role, "content": [{"text": turn.content}]})
+    if messages and messages[0]["role"] != "user":
+        messages.insert(0, {"role": "user", "content": [{"text": "(earlier conversation)"}]})
+    return messages
 
 
 class TitanEmbedder:

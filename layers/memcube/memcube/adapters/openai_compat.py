@@ -11,14 +11,16 @@ status and the provider's own message, never the API key.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from memcube.domain.errors import LLMUnavailable, Unavailable
+from memcube.ports import ChatTurn, Sampling
 
 _PROVIDER = "OpenAI-compatible"
 _MAX_DETAIL = 300
@@ -127,8 +129,45 @@ class OpenAICompatibleLLM:
             )
         return self._client.chat.completions.create(model=self._model, messages=messages, temperature=0)
 
+    def stream(self, turns: Sequence[ChatTurn], sampling: Sampling) -> Iterator[str]:
+        """`stream: true`: the answer's text deltas as the server sends them. The client's timeout
+        bounds each read, so a server that stops sending ends the stream with `LLMUnavailable`."""
+        messages: list[ChatCompletionMessageParam] = [
+            {"role": t.role, "content": t.content}  # type: ignore[misc]  # a role literal per TypedDict
+            for t in turns
+        ]
+        wrote = finished = False
+        try:
+            chunks = self._client.chat.completions.create(
+                model=self._model,
+                messages=messages,
+                stream=True,
+                max_tokens=_given(sampling.max_tokens),
+                temperature=_given(sampling.temperature),
+                top_p=_given(sampling.top_p),
+            )
+            for chunk in chunks:
+                choice = chunk.choices[0] if chunk.choices else None
+                finished = finished or bool(choice and choice.finish_reason)
+                if choice and choice.delta.content:
+                    wrote = True
+                    yield choice.delta.content
+        except openai.OpenAIError as error:
+            self._fail(error)
+        except httpx.HTTPError as error:  # a transport error while reading the stream's body
+            raise LLMUnavailable(f"{self._where}: the answer's stream broke off ({type(error).__name__})") from error
+        if not finished:  # the connection closed before the model said it was done
+            raise LLMUnavailable(f"{self._where}: the answer's stream ended before the model finished")
+        if not wrote:
+            raise LLMUnavailable(f"{self._where}: empty answer")
+
     def _fail(self, error: openai.OpenAIError) -> NoReturn:
         raise LLMUnavailable(f"{self._where}: {_describe(error, self._api_key)}") from error
+
+
+def _given(value: float | None) -> Any:
+    """The value, or the SDK's marker for a parameter left out of the request (not sent as null)."""
+    return openai.omit if value is None else value
 
 
 def _mentions_response_format(error: openai.BadRequestError) -> bool:

@@ -478,6 +478,26 @@ class OpenSearchIndex:
             response = self.client.search(index=self._index, body=body)
         return [(str(h["_source"]["cube_id"]), str(h["_id"])) for h in response["hits"]["hits"]]
 
+    def select(
+        self, cube_id: str, flt: Filter, offset: int, limit: int, *, live_at: int | None = None
+    ) -> tuple[list[str], int]:
+        """One search with from/size, sorted by `created_at` then `memory_id` (a total order, so
+        pages never overlap), with the exact total (`track_total_hits`); ids only."""
+        body: dict[str, Any] = {
+            "from": offset,
+            "size": limit,
+            "_source": False,
+            "track_total_hits": True,
+            "query": {"bool": {"filter": scope_filter([cube_id], flt=flt, live_at=live_at)}},
+            "sort": [{"created_at": "asc"}, {"memory_id": "asc"}],
+        }
+        params: dict[str, Any] = {"routing": cube_id} if self._managed else {}
+        with _unavailable():
+            response = self.client.search(index=self._index, body=body, params=params)
+        total = response["hits"]["total"]
+        count = int(total["value"] if isinstance(total, dict) else total)
+        return [h["_id"] for h in response["hits"]["hits"]], count
+
     def text_search(self, cube_id: str, query: str, limit: int) -> list[str]:
         return [h["_id"] for h in self._search(text_query(query, limit, [cube_id]), [cube_id])]
 

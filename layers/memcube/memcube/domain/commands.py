@@ -33,6 +33,8 @@ class AddCommand(BaseModel):
     expires_at: int | None = None
     """The add's explicit expiry (epoch seconds, already checked to lie ahead); None: each cube's
     default, if it has one (`domain.expiry`)."""
+    retrieved_memory_ids: list[str] | None = None
+    """A feedback's candidates (MemOS's `retrieved_memory_ids`): only these may be corrected."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class SearchQuery:
     chat_history: list[dict[str, Any]] | None = None
     show_expired: bool = False
     """Also return memories past their expiry that the sweep has not erased yet (marked expired)."""
+    pref_top_k: int = 0
+    """Preference memories to return beside the hits (MemOS's `pref_mem`); 0: none asked."""
+    tool_top_k: int = 0
+    """Tool memories to return beside the hits (MemOS's `tool_mem`); 0: none asked."""
 
 
 @dataclass(frozen=True)
@@ -89,3 +95,21 @@ class GrantChange:
     cube_id: str
     target_user_id: str
     permission: Literal["read", "write"]
+
+
+@dataclass(frozen=True)
+class MemoryEdit:
+    """A direct edit of one memory: each field given replaces the stored one (None: unchanged);
+    `cube_id`, when given, must be the memory's cube."""
+
+    memory_id: str
+    cube_id: str | None = None
+    memory: str | None = None
+    key: str | None = None
+    tags: list[str] | None = None
+    info: dict[str, Any] | None = None
+    status: Literal["activated", "archived"] | None = None
+    sets_expiry: bool = False
+    """Whether the edit sets or clears the expiry: to `expires_at` (None: never expires)."""
+    expires_at: int | None = None
+    """The new expiry (epoch seconds, already checked to lie ahead), when `sets_expiry`."""

@@ -16,7 +16,7 @@ Every delete answers with a receipt of counts per place, per cube.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 
@@ -31,6 +31,7 @@ from memcube.ports import (
     DeadLetterStore,
     ErasureMarks,
     MemoryStore,
+    MessageLog,
     SearchIndex,
     TaskQueue,
     TaskStore,
@@ -66,6 +67,8 @@ class Receipt:
     not_found: list[str]
     """Requested memory ids that are not in any cube the caller may write (unknown ids and other
     users' ids look the same)."""
+    messages: int = 0
+    """The conversation's own messages erased with it (a user's erasure, or a session's delete)."""
 
     @property
     def memories(self) -> int:
@@ -91,6 +94,7 @@ class DeletionService:
         index: SearchIndex,
         queue: TaskQueue,
         now: Callable[[], str] = lambda: iso(utcnow()),
+        messages: MessageLog | None = None,
     ) -> None:
         self._memories = memories
         self._erasures = erasures
@@ -100,6 +104,7 @@ class DeletionService:
         self._index = index
         self._queue = queue
         self._now = now
+        self._messages = messages
 
     def delete(self, req: DeleteMemories, principal: Principal) -> Receipt:
         session = req.session_id
@@ -120,8 +125,15 @@ class DeletionService:
                     "filter: empty; it would match everything (to erase all your data, send no selector)"
                 )
             flt = compile_filter(req.filter)
-            return self._select(cubes, _Selection(_matcher(flt, session)))
-        return self._erase(cubes, erasing=req.user_id)
+            return self._forget_messages(self._select(cubes, _Selection(_matcher(flt, session))), req, cubes)
+        return self._forget_messages(self._erase(cubes, erasing=req.user_id), req, cubes)
+
+    def _forget_messages(self, receipt: Receipt, req: DeleteMemories, cubes: list[str]) -> Receipt:
+        """A user's erasure (or a session's delete, without a filter) in their personal cube also
+        erases the conversation's own messages, so nothing they said stays behind."""
+        if self._messages is None or req.user_id not in cubes or req.filter is not None:
+            return receipt
+        return replace(receipt, messages=self._messages.delete_messages(req.user_id, req.session_id))
 
     def delete_files(self, by_cube: dict[str, list[str]], principal: Principal) -> Receipt:
         """Every memory of each cube's files (a file id names its cube); write on every cube is
@@ -135,6 +147,8 @@ class DeletionService:
         authorize_owner(principal, cube_id, self._users)
         receipt = self._erase([cube_id], erasing=None)
         self._users.delete_cube(cube_id)  # its grants go with it; the id is free again
+        if self._messages is not None and self._users.is_user(cube_id):  # a personal cube: its user's words too
+            receipt = replace(receipt, messages=self._messages.delete_messages(cube_id, None))
         return receipt
 
     # --- selective ---------------------------------------------------------------------------

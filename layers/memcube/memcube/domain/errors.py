@@ -132,3 +132,11 @@ class IndexUnavailable(Unavailable):
     write is retried with the message, and the task status says they are not yet searchable."""
 
     code = "index_unavailable"
+
+
+class NotConfigured(DomainError):
+    """The request needs a part of the deployment the operator has not configured (chat without
+    an LLM): nothing was done, and a setting (named in the message) would enable it."""
+
+    http_status = 409
+    code = "not_configured"

@@ -25,12 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memcube.domain.llm_json import parse_reply
 from memcube.domain.model import FeedbackStep, MemoryItem, SourceMessage
-from memcube.domain.organizer import Neighbour, Organizer, Placement
+from memcube.domain.organizer import Neighbour, Organizer, Placement, cosine
 from memcube.domain.reader import render
-from memcube.domain.similarity import tokens
+from memcube.domain.similarity import jaccard, shingles, tokens
 from memcube.ports import LLM
 
 RELATED = 5
+SCOPE_KEYS = ("agent_id", "app_id")
+"""Info keys that scope a feedback, as MemOS does: with one in its `info`, only memories with the
+same value are candidates (an agent's feedback corrects that agent's memories)."""
 NewItem = Callable[[int, str, str, list[str]], MemoryItem]
 FEEDBACK_MARGIN = 0.1
 _STOP = frozenset(
@@ -147,12 +150,26 @@ class FeedbackService:
         new_item: NewItem,
         task_id: str,
         record_plan: Callable[[list[FeedbackStep]], None] = lambda _: None,
+        *,
+        retrieved: list[str] | None = None,
+        items: Callable[[list[str]], list[MemoryItem]] = lambda _: [],
     ) -> Placement:
         """Apply one feedback. `new_item(index, text, key, tags)` builds (and embeds) a new item;
-        `record_plan` durably records an LLM's steps before the first is applied (see `replay`)."""
+        `record_plan` durably records an LLM's steps before the first is applied (see `replay`).
+        With `retrieved` (MemOS's `retrieved_memory_ids`, read through `items`), only those items
+        may be corrected; without, the cube's items most similar to the feedback."""
         probe = new_item(0, fb.feedback.content.strip(), "", [])
         notes: list[str] = []
-        related = self._organizer.neighbours(probe, [], floor=0.0, exclude_task=task_id, notes=notes)[:RELATED]
+        if retrieved is None:
+            near = self._organizer.neighbours(probe, [], floor=0.0, exclude_task=task_id, notes=notes)
+            related = [n for n in near if in_scope(n.item, probe)][:RELATED]
+            scope = {k: probe.metadata.info[k] for k in SCOPE_KEYS if k in probe.metadata.info}
+            if scope:
+                notes.append(f"feedback: candidates are limited to memories with info {scope}")
+        else:
+            related = given_candidates(probe, retrieved, items(retrieved), task_id, notes)
+        source = "retrieved_memory_ids" if retrieved is not None else "the most similar items"
+        notes.append(f"feedback: {len(related)} candidate(s) to correct ({source}): {[n.item.id for n in related]}")
         if self._llm is not None:
             placement = self._with_llm(fb, probe, related, new_item, record_plan)
         else:
@@ -171,6 +188,8 @@ class FeedbackService:
         """Apply `plan` step by step; a step whose item an earlier attempt stored (`stored(n)`)
         is read back, not applied again; `items` reads the items an UPDATE supersedes."""
         placement = placement or Placement()
+        if plan:
+            placement.notes.append("feedback plan: " + "; ".join(_step_note(n, s) for n, s in enumerate(plan, start=1)))
         for n, step in enumerate(plan, start=1):
             earlier = stored(n)
             if earlier is not None:
@@ -245,3 +264,50 @@ class FeedbackService:
         if plan:
             record_plan(plan)
         return self.replay(plan, new_item, lambda _: None, lambda ids: [offered[i] for i in ids], placement)
+
+
+def _step_note(n: int, step: FeedbackStep) -> str:
+    if step.operation == "UPDATE":
+        return f"{n}. UPDATE: a corrected item replaces {step.replaces}"
+    return f"{n}. ADD: a new item"
+
+
+def given_candidates(
+    probe: MemoryItem, ids: list[str], found: list[MemoryItem], task_id: str, notes: list[str]
+) -> list[Neighbour]:
+    """The retrieved items a feedback may correct, most similar first: activated items of the
+    feedback's cube written by its user (as the organizer: two users' content never mixes), not
+    by this task; each one left out is noted with why."""
+    meta = probe.metadata
+    by_id = {i.id: i for i in found}
+    out: list[Neighbour] = []
+    for memory_id in dict.fromkeys(ids):
+        item = by_id.get(memory_id)
+        why = _not_correctable(item, meta.cube_id, meta.user_id, task_id)
+        if why:
+            notes.append(f"feedback: retrieved memory {memory_id!r} {why}; it is not corrected")
+            continue
+        assert item is not None
+        near = jaccard(shingles(probe.memory), shingles(item.memory))
+        out.append(Neighbour(item, near, cosine(meta.embedding, item.metadata.embedding)))
+    return sorted(out, key=lambda n: (-n.near, n.item.id))
+
+
+def _not_correctable(item: MemoryItem | None, cube_id: str, user_id: str, task_id: str) -> str:
+    if item is None or item.metadata.status == "deleted":
+        return "is gone"
+    if item.metadata.cube_id != cube_id:
+        return f"is in another cube ({item.metadata.cube_id!r})"
+    if item.metadata.status != "activated":
+        return f"is {item.metadata.status}"
+    if item.metadata.user_id != user_id:
+        return "was written by another user"
+    if item.metadata.task_id == task_id:
+        return "was written by this feedback"
+    return ""
+
+
+def in_scope(item: MemoryItem, probe: MemoryItem) -> bool:
+    """Whether `item` carries the feedback's `SCOPE_KEYS` values (those it sets)."""
+    info = probe.metadata.info
+    return all(item.metadata.info.get(k) == info[k] for k in SCOPE_KEYS if k in info)

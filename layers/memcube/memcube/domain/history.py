@@ -8,7 +8,8 @@ An item's `metadata.history` is a list of entries, oldest first, one per version
 
 Actions: `merged` (another item folded into this one), `archived` (this item was superseded by a
 newer, contradicting or corrected one: `related_ids`), `supersedes` (this new item archived
-`related_ids`), `restored` and `undone` (written by an undo). Nothing is hard-deleted: an undo
+`related_ids`), `edited` (a direct edit, `domain.edits`: `fields` names what changed, text
+included), `restored` and `undone` (written by an undo). Nothing is hard-deleted: an undo
 writes new versions that put the earlier state back.
 """
 
@@ -24,7 +25,7 @@ from memcube.domain.model import MemoryItem, MemoryMetadata, Principal
 from memcube.domain.permissions import authorize_read, authorize_write
 from memcube.ports import Embedder, MemoryStore, SearchIndex, UserDirectory
 
-UNDOABLE = ("merged", "archived", "supersedes")
+UNDOABLE = ("merged", "archived", "supersedes", "edited")
 ATTEMPTS = 5
 """Optimistic retries of one change when another writer updated the item in between."""
 _RESTORED_FIELDS = (
@@ -173,7 +174,9 @@ class HistoryService:
         if entry is None:
             raise InvalidRequest(f"memory_id: {memory_id!r} has no merge or correction to undo")
         now = self._now()
-        if entry["action"] == "merged":
+        if entry["action"] == "edited":
+            receipt = self._undo_edit(item, entry, now)
+        elif entry["action"] == "merged":
             receipt = self._undo_merge(item, entry, now)
         elif entry["action"] == "supersedes":
             receipt = self._undo_supersession(item.id, list(entry["related_ids"]), entry, now)
@@ -183,6 +186,29 @@ class HistoryService:
         changed = self._memories.get_memories([*receipt.restored, *receipt.archived, *receipt.reverted])
         self._index.upsert(changed)
         return receipt
+
+    def _undo_edit(self, item: MemoryItem, entry: dict[str, Any], now: str) -> UndoReceipt:
+        """Put the edited fields (text included: re-embedded) back as they were, in a new version."""
+        previous = entry["previous"]
+        fields = [f for f in entry.get("fields") or EDITABLE if f in EDITABLE]
+        vectors: dict[str, list[float]] = {}
+
+        def revert(current: MemoryItem) -> MemoryItem:
+            changes = {f: previous["metadata"][f] for f in fields if f != "memory" and f in previous["metadata"]}
+            reverted = revise(
+                current,
+                "undone",
+                at=now,
+                task_id=None,
+                reason=f"undo of the edit of {', '.join(fields)}",
+                changes=changes,
+                extra={"undoes": entry["version"], "fields": fields},
+            )
+            text = str(previous["memory"])
+            return retext(reverted, text, self._embedder, vectors) if text != current.memory else reverted
+
+        apply_edit(self._memories, item.id, revert)
+        return UndoReceipt(undone="edited", memory_id=item.id, reverted=[item.id])
 
     def _undo_merge(self, survivor: MemoryItem, entry: dict[str, Any], now: str) -> UndoReceipt:
         previous = entry["previous"]["metadata"]
@@ -255,3 +281,50 @@ class HistoryService:
 
         item = apply(self._memories, memory_id, restore)
         return item is not None and item.metadata.status == "activated"
+
+
+EDITABLE = ("memory", "key", "tags", "info", "status", "expires_at")
+"""What a direct edit (`domain.edits`) may change, and its undo puts back."""
+
+
+def retext(item: MemoryItem, text: str, embedder: Embedder, vectors: dict[str, list[float]]) -> MemoryItem:
+    """`item` with new text: its content hash and embedding follow (`vectors` caches the
+    embedding across the retries of one change)."""
+    from memcube.domain.ingest import content_hash  # ingest imports this module
+
+    if text not in vectors:
+        [vectors[text]] = embedder.embed([text])
+    meta = item.metadata.model_copy(
+        update={"content_hash": content_hash(text), "embedding": vectors[text], "embedding_model": embedder.model_id}
+    )
+    return item.model_copy(update={"memory": text, "metadata": meta})
+
+
+def apply_edit(
+    store: MemoryStore,
+    memory_id: str,
+    change: Callable[[MemoryItem], MemoryItem | None],
+) -> MemoryItem | None:
+    """As `apply`, for a change that may replace the item's text: the store then moves the
+    content guard and band keys with it in the same transaction (`rewrite_memory`). A text that
+    another item of the cube holds is a Conflict naming that item, and nothing is written."""
+    for _ in range(ATTEMPTS):
+        current = store.get_memory(memory_id)
+        if current is None:
+            return None
+        updated = change(current)
+        if updated is None:
+            return current
+        if updated.memory == current.memory:
+            if store.update_memory(updated, expected_version=current.metadata.version):
+                return updated
+            continue
+        result = store.rewrite_memory(updated, current.metadata.version)
+        if result is not None and result.status == "duplicate":
+            raise Conflict(
+                f"memory: memory {result.existing_id!r} of cube {current.metadata.cube_id!r} already holds this "
+                "text; nothing was changed (edit or delete that one instead)"
+            )
+        if result is not None:
+            return updated
+    raise Conflict(f"memory {memory_id!r} kept changing while it was being updated; retry")

@@ -19,13 +19,14 @@ import logging
 import unicodedata
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 from pydantic import ValidationError
 
+from memcube.domain import preferences, tool_memory
 from memcube.domain.errors import Forbidden, PermanentError, UnreadableFile
 from memcube.domain.expiry import resolve
 from memcube.domain.extraction import MAX_ITEMS, Extraction, Extractor
@@ -47,6 +48,7 @@ from memcube.domain.model import (
     TaskRecord,
     TaskState,
     iso,
+    kind_of,
     utcnow,
 )
 from memcube.domain.organizer import Organizer, Placement, Thresholds
@@ -77,10 +79,13 @@ FINISHED = frozenset({TaskState.COMPLETED, TaskState.CANCELLED, TaskState.FAILED
 """Part states a delivery leaves as they are: done, cancelled by an erasure, or given up on."""
 
 
-def content_hash(text: str) -> str:
-    """Exact-duplicate key: NFC-normalized text with whitespace runs folded."""
+def content_hash(text: str, memory_type: str | None = None) -> str:
+    """Exact-duplicate key: NFC-normalized text with whitespace runs folded. A preference or a
+    tool memory is keyed under its kind too, so one saying what a fact says is not refused as
+    that fact's copy (search answers them in different lists)."""
     folded = " ".join(unicodedata.normalize("NFC", text).split())
-    return hashlib.sha256(folded.encode()).hexdigest()
+    kind = kind_of(memory_type) if memory_type else "text"
+    return hashlib.sha256((folded if kind == "text" else f"{kind}\x1f{folded}").encode()).hexdigest()
 
 
 def item_id(task_id: str, cube_id: str, index: int | str) -> str:
@@ -101,6 +106,8 @@ class Draft:
     sources: list[SourceMessage]
     background: str = ""
     source: Literal["conversation", "file"] = "conversation"
+    fields: dict[str, Any] = field(default_factory=dict)
+    """The preference or tool metadata of such an item (`model.KIND_FIELDS`)."""
 
 
 class IndexingPending(Exception):
@@ -178,6 +185,7 @@ class IngestService:
         self._open_cubes = open_cubes
         """API keys off: cubes nobody created are open (the worker re-checks with the API's rules)."""
         self._extractor = Extractor(llm) if llm is not None else None
+        self._llm = llm
         self._organizer = Organizer(memories, index, llm=llm, thresholds=thresholds, now=now)
         self._feedback = FeedbackService(self._organizer, llm=llm, feedback_cosine=feedback_cosine, now=now)
 
@@ -317,9 +325,16 @@ class IngestService:
                 self._telemetry.count(f"Memories{outcome.capitalize()}", n)
 
     def _mode_notes(self, msg: QueuedAdd) -> list[str]:
+        notes = []
         if msg.mode == "fine" and self._extractor is None:
-            return ["fine mode requested but no LLM is configured: fast mode was used"]
-        return []
+            notes.append("fine mode requested but no LLM is configured: fast mode was used")
+        if not self._fine(msg) and not msg.is_feedback:  # say why no preference or tool memory was made
+            no_llm = self._extractor is None
+            if any(u.type != "file" for u in msg.messages):
+                notes.append(preferences.NO_LLM_NOTE if no_llm else preferences.FAST_MODE_NOTE)
+            if tool_memory.has_tool_messages(msg.messages):
+                notes.append(tool_memory.NO_LLM_NOTE if no_llm else tool_memory.FAST_MODE_NOTE)
+        return notes
 
     def _fine(self, msg: QueuedAdd) -> bool:
         """Fine unless fast was asked for: fine is the default when an LLM is configured."""
@@ -329,7 +344,9 @@ class IngestService:
         sizes = Sizes.for_embedder(self._embedder.max_tokens)  # every memory's text reaches its vector
         windows = read(self._readable(msg.messages), sizes)  # once: a PDF's text is extracted here
         drafts, notes = self._drafts(msg, windows)
-        placement = Placement(notes=notes)
+        tools, tool_notes = self._tool_drafts(msg)
+        drafts += tools
+        placement = Placement(notes=notes + tool_notes)
         earlier = self._earlier(msg, self._candidate_ids(msg, drafts, len(windows))) if redelivery else {}
         new = {i.id: i for i in self._embedded(msg, [d for d in drafts if d.id not in earlier])}
         for memory_id in dict.fromkeys([d.id for d in drafts] + list(earlier)):  # draft order, then the rest
@@ -349,7 +366,47 @@ class IngestService:
             for i in range(windows):
                 ids += [item_id(msg.item_seed, msg.cube_id, i)]
                 ids += [item_id(msg.item_seed, msg.cube_id, f"{i}.{j}") for j in range(MAX_ITEMS)]
+                ids += [item_id(msg.item_seed, msg.cube_id, f"{i}.p{j}") for j in range(preferences.MAX_PREFERENCE_IDS)]
+            if tool_memory.has_tool_messages(msg.messages):
+                ids += [item_id(msg.item_seed, msg.cube_id, f"tool.{n}") for n in range(tool_memory.MAX_CALLS)]
         return list(dict.fromkeys(ids))
+
+    def _tool_drafts(self, msg: QueuedAdd) -> tuple[list[Draft], list[str]]:
+        """Fine mode: one `ToolTrajectoryMemory` per tool call of the message (`tool_memory`)."""
+        if self._llm is None or not self._fine(msg) or not tool_memory.has_tool_messages(msg.messages):
+            return [], []
+        reading = tool_memory.read(self._llm, msg.messages)
+        drafts = [
+            Draft(
+                id=item_id(msg.item_seed, msg.cube_id, f"tool.{n}"),
+                text=t.text,
+                key=f"tool call: {t.call.name}"[:80],
+                tags=list(dict.fromkeys(["mode:fine", "tool", t.call.name[:64], t.call.status, *msg.custom_tags])),
+                memory_type="ToolTrajectoryMemory",
+                sources=t.sources,
+                fields={"tool_call": t.call, "experience": t.experience or None},
+            )
+            for n, t in enumerate(reading.trajectories)
+        ]
+        return drafts, reading.notes
+
+    def _preference_drafts(
+        self, msg: QueuedAdd, window: int, result: Extraction, sources: list[SourceMessage]
+    ) -> list[Draft]:
+        """The window's preferences as `PreferenceMemory` drafts (`preferences`)."""
+        return [
+            Draft(
+                id=item_id(msg.item_seed, msg.cube_id, f"{window}.p{j}"),
+                text=p.preference,
+                key=p.title,
+                tags=list(dict.fromkeys(["mode:fine", "preference", *p.tags, *msg.custom_tags])),
+                memory_type="PreferenceMemory",
+                sources=sources,
+                background=result.summary,
+                fields={"preference_type": p.preference_type, "preference": p.preference, "reasoning": p.reasoning},
+            )
+            for j, p in enumerate(result.preferences)
+        ]
 
     def _earlier(self, msg: QueuedAdd, ids: list[str]) -> dict[str, MemoryItem]:
         """The items an earlier attempt of this part stored, by id, in the order of `ids`."""
@@ -372,7 +429,7 @@ class IngestService:
                 result = self._extractor.extract(win, custom_tags=custom, now=_instant(msg.submitted_at or self._now()))
                 if isinstance(result, Extraction):
                     notes += [f"window {i}: {n}" for n in result.notes]
-                    if not result.items:
+                    if not result.items and not (result.preferences and not win.from_file):
                         notes.append(f"window {i}: the LLM found nothing worth remembering")
                     drafts += [
                         Draft(
@@ -387,6 +444,8 @@ class IngestService:
                         )
                         for j, x in enumerate(result.items)
                     ]
+                    if not win.from_file:  # a document states no preference of the user's
+                        drafts += self._preference_drafts(msg, i, result, win.sources)
                     continue
                 notes.append(f"window {i}: {result}; its fast item was stored instead")
             drafts.append(
@@ -461,7 +520,10 @@ class IngestService:
         def record_plan(plan: list[FeedbackStep]) -> None:
             self._tasks.put_task_part(msg.task_id, part.model_copy(update={"feedback_plan": plan}))
 
-        return self._feedback.apply(fb, new_item, msg.task_id, record_plan)
+        retrieved = msg.retrieved_memory_ids
+        return self._feedback.apply(
+            fb, new_item, msg.task_id, record_plan, retrieved=retrieved, items=self._memories.get_memories
+        )
 
     def _cancel(self, msg: QueuedAdd, part: TaskPart) -> TaskPart:
         cancelled = part.finished(
@@ -570,13 +632,14 @@ class IngestService:
                 embedding_model=self._embedder.model_id,
                 created_at=now,
                 updated_at=now,
-                content_hash=content_hash(draft.text),
+                content_hash=content_hash(draft.text, draft.memory_type),
                 task_id=msg.task_id,
                 event_time=start,
                 event_time_end=end,
                 manager_user_id=msg.manager_user_id,
                 project_id=msg.project_id,
                 expires_at=self._expiry(msg, now),
+                **draft.fields,
             ),
         )
 
@@ -599,20 +662,22 @@ class IngestService:
         self._telemetry.count("PartsDeadLettered")
         if self._sink is not None:
             self._sink.park(delivery.body, reason, cube_id)
-        log.error("dead-lettered", extra={"task_id": task_id, "cube_id": cube_id, "reason": reason})
-        known = any(d.body == delivery.body for d in self._dead_letters.list_dead_letters())
-        if not known:  # a redriven message that fails again keeps its one record
-            self._dead_letters.record_dead_letter(
-                DeadLetter(
-                    message_id=delivery.message_id,
-                    body=delivery.body,
-                    reason=reason,
-                    task_id=task_id,
-                    cube_id=cube_id,
-                    attempts=delivery.attempt,
-                    failed_at=now,
-                )
+        # An unreadable body names no cube: its FIFO group does (the queue's own record of it).
+        where = {"task_id": task_id, "cube_id": cube_id or delivery.group_id, "reason": reason}
+        log.error("dead-lettered", extra={k: v for k, v in where.items() if v is not None})
+        # One record per task and cube (`DeadLetter.key`): a redriven message that fails again
+        # replaces its record with this failure.
+        self._dead_letters.record_dead_letter(
+            DeadLetter(
+                message_id=delivery.message_id,
+                body=delivery.body,
+                reason=reason,
+                task_id=task_id,
+                cube_id=cube_id,
+                attempts=delivery.attempt,
+                failed_at=now,
             )
+        )
         if part is None and task_id and cube_id:
             part = self._own_part(task_id, cube_id, user_id)
         if task_id is None or part is None or part.status is TaskState.COMPLETED:

@@ -43,3 +43,6 @@ ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$")
 """Ids (user, cube, session, task, message, project): letters, digits and `_ . : @ -`."""
 
 ID_RULE: Final = f"1-{MAX_ID_CHARS} characters: letters, digits and _ . : @ - (not starting with a symbol)"
+
+MAX_RETRIEVED_IDS = 100
+"""Memory ids a feedback may name as the ones it corrects (`retrieved_memory_ids`)."""

@@ -5,7 +5,12 @@ against a pydantic schema, so a reply is only ever data, never an instruction.""
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def parse_reply(text: str, *, list_key: str) -> dict[str, Any]:
@@ -26,3 +31,26 @@ def parse_reply(text: str, *, list_key: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not data:
         raise ValueError("the reply holds no JSON object")
     return data
+
+
+def entries(raw: list[Any], model: type[M], fix: Callable[[object], object], limit: int) -> tuple[list[M], int]:
+    """The entries of a reply's list that validate against `model` (after `fix` repairs their
+    near-misses), reading at most twice `limit`; and how many were dropped as malformed."""
+    found: list[M] = []
+    dropped = 0
+    for entry in raw[: limit * 2]:
+        try:
+            found.append(model.model_validate(fix(entry)))
+        except ValidationError:
+            dropped += 1
+    return found, dropped
+
+
+def loose_tags(value: object) -> object:
+    """Tags as models write them (a comma-separated string, or a list of anything): at most ten
+    stripped strings of up to 64 characters; anything else is left to the schema to refuse."""
+    if isinstance(value, str):
+        value = [t.strip() for t in value.split(",")]
+    if isinstance(value, list):
+        return [str(t).strip()[:64] for t in value if str(t).strip()][:10]
+    return value

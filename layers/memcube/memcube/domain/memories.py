@@ -25,9 +25,7 @@ class Page:
 
 
 class MemoryReader:
-    def __init__(
-        self, memories: MemoryStore, users: UserDirectory, *, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, memories: MemoryStore, users: UserDirectory, *, clock: Callable[[], float] = time.time) -> None:
         self._memories = memories
         self._users = users
         self._clock = clock

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from memcube.domain import limits
 from memcube.domain.files import decoded_size, is_binary_data_url
@@ -49,6 +49,17 @@ class QueuedAdd(BaseModel):
     """When this cube's memories of the add expire (epoch seconds; `domain.expiry`): the add's
     `expiration_date`, or the cube's default resolved by the API. None: never (a direct producer
     may set it; the worker then applies it as sent)."""
+    retrieved_memory_ids: list[Id] | None = Field(default=None, max_length=limits.MAX_RETRIEVED_IDS)
+    """A feedback's candidates: only these items of the cube may be corrected (None: the cube's
+    items most similar to the feedback). Written only when set, so other messages keep their
+    shape and a worker of the version before it still reads them."""
+
+    @model_serializer(mode="wrap")
+    def _without_unset_ids(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        body: dict[str, Any] = handler(self)
+        if body.get("retrieved_memory_ids") is None:
+            body.pop("retrieved_memory_ids", None)
+        return body
 
     @field_validator("info")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -21,6 +22,8 @@ MemoryType = Literal[
     "PreferenceMemory",
 ]
 ItemStatus = Literal["activated", "archived", "deleted"]
+PreferenceType = Literal["explicit_preference", "implicit_preference"]
+"""MemOS's two kinds of preference: stated by the user, or shown by what the user does."""
 
 
 def utcnow() -> datetime:
@@ -56,14 +59,34 @@ class SourceMessage(BaseModel):
     data: str | None = None
     """A binary file (PDF) as a `data:<mime>;base64,...` URL, on its way to the worker, which reads
     its text (document mode); memory items never keep it."""
+    tool_call_id: str | None = None
+    """A `tool` message's answer to this call id (tool memory pairs it with the call)."""
+    tool_calls: list[dict[str, Any]] | None = None
+    """An assistant message's tool calls, as sent (`[{id, type, function: {name, arguments}}]`)."""
 
     @model_serializer(mode="wrap")
     def _without_empty_data(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """`data` is written only when set (on the queue), so stored sources keep their shape."""
+        """`data` and the tool fields are written only when set, so stored sources keep their shape."""
         body: dict[str, Any] = handler(self)
-        if body.get("data") is None:
-            body.pop("data", None)
+        for name in ("data", "tool_call_id", "tool_calls"):
+            if body.get(name) is None:
+                body.pop(name, None)
         return body
+
+
+class ToolCall(BaseModel):
+    """One tool call of a `ToolTrajectoryMemory`: what was called, with what, what came back and
+    whether it worked, under the call id that links the assistant's call to the tool's answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call_id: str
+    name: str
+    arguments: str = ""
+    result: str | None = None
+    """The tool message's content; None when the conversation holds no answer to the call."""
+    status: Literal["success", "error", "no_result"]
+    error: str | None = None
 
 
 class MemoryMetadata(BaseModel):
@@ -108,6 +131,16 @@ class MemoryMetadata(BaseModel):
     search or read (unless asked with `show_expired`), and the next sweep erases it. None: never."""
     expiration_date: str | None = None
     """`expires_at` as ISO 8601 (UTC), for people; always derived from `expires_at`."""
+    preference_type: PreferenceType | None = None
+    """A `PreferenceMemory`'s kind (MemOS's names); None for every other type."""
+    preference: str | None = None
+    """A `PreferenceMemory`'s preference (MemOS keeps it beside `memory`, which says the same)."""
+    reasoning: str | None = None
+    """Why the reader took it for a preference (what in the conversation shows it)."""
+    tool_call: ToolCall | None = None
+    """A `ToolTrajectoryMemory`'s call: name, arguments, result, success or error, call id."""
+    experience: str | None = None
+    """A `ToolTrajectoryMemory`'s lesson, as MemOS words it ("when ..., then ...")."""
 
     @model_validator(mode="after")
     def _expiry_view(self) -> MemoryMetadata:
@@ -115,6 +148,30 @@ class MemoryMetadata(BaseModel):
         view is read by `domain.expiry` first)."""
         self.expiration_date = iso(datetime.fromtimestamp(self.expires_at, UTC)) if self.expires_at else None
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_kind_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The preference and tool fields are written only on those types, so every other item
+        keeps its stored shape."""
+        body: dict[str, Any] = handler(self)
+        for name in KIND_FIELDS:
+            if body.get(name) is None:
+                body.pop(name, None)
+        return body
+
+
+KIND_FIELDS = ("preference_type", "preference", "reasoning", "tool_call", "experience")
+"""Metadata fields only preference and tool memories carry (absent from the others)."""
+PREFERENCE_TYPES: frozenset[str] = frozenset({"PreferenceMemory"})
+TOOL_TYPES: frozenset[str] = frozenset({"ToolTrajectoryMemory", "ToolSchemaMemory"})
+
+
+def kind_of(memory_type: str) -> Literal["text", "preference", "tool"]:
+    """Which of search's lists a memory type answers in (`text_mem`, `pref_mem`, `tool_mem`):
+    the organizer only compares memories of one kind."""
+    if memory_type in PREFERENCE_TYPES:
+        return "preference"
+    return "tool" if memory_type in TOOL_TYPES else "text"
 
 
 class MemoryItem(BaseModel):
@@ -313,3 +370,12 @@ class DeadLetter(BaseModel):
     cube_id: str | None = None
     attempts: int
     failed_at: str
+
+    @property
+    def key(self) -> str:
+        """What makes a record one: its task and cube, so a message that fails again (redriven,
+        or its body cut short for the store) replaces its record instead of adding one; a message
+        naming neither (unreadable) is keyed by its body."""
+        if self.task_id and self.cube_id:
+            return f"task#{self.task_id}#{self.cube_id}"
+        return "body#" + hashlib.sha256(self.body.encode("utf-8", "surrogatepass")).hexdigest()[:40]

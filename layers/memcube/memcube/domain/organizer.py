@@ -19,7 +19,9 @@ For each new item, inside its own cube only:
 
 Only items written by the same user are merged into or superseded: in a shared (knowledge-base)
 cube, two users' content never mixes, so erasing one user's data leaves the others' items whole
-(an exact copy from another user is still refused by the cube's content guard).
+(an exact copy from another user is still refused by the cube's content guard). Likewise only
+items of one kind are compared (`model.kind_of`: facts, preferences, tool calls): a preference
+is superseded by a changed preference, never merged into a fact that says the same.
 
 Nothing is hard-deleted. A redelivered message finds its earlier work (the item exists, or its
 id is in a survivor's `merged_from`) and reports the same outcome without a second change, with
@@ -42,7 +44,7 @@ from memcube.domain.errors import IndexUnavailable
 from memcube.domain.expiry import is_expired, iso_epoch, longer_lived
 from memcube.domain.history import apply, revise, snapshot
 from memcube.domain.llm_json import parse_reply
-from memcube.domain.model import MemoryItem, MemoryOutcome
+from memcube.domain.model import MemoryItem, MemoryOutcome, kind_of
 from memcube.domain.similarity import jaccard, numbers_in, shingles
 from memcube.ports import LLM, MemoryStore, SearchIndex
 
@@ -180,6 +182,8 @@ class Organizer:
                 continue  # gone for every reader: a new add must not merge into what the sweep erases
             if meta.user_id != item.metadata.user_id:
                 continue  # never mix two users' content: erasing one user must not touch the other's items
+            if kind_of(meta.memory_type) != kind_of(item.metadata.memory_type):
+                continue  # a preference or a tool call is compared with its own kind only, never merged into a fact
             vector = vectors.get(other.id, cosine(item.metadata.embedding, meta.embedding))
             near = Neighbour(other, jaccard(mine, shingles(other.memory)), vector)
             if near.near >= floor:
@@ -443,7 +447,6 @@ class Organizer:
             )
         )
         return placement
-
 
     def _renewed(self, existing_id: str, item: MemoryItem, placement: Placement) -> Placement:
         """An exact duplicate restates a stored fact: the stored item lives as long as the

@@ -26,6 +26,11 @@ is refused: memcube searches memories only.
 a hit is penalized only for what it repeats of a kept one, cosine above `MMR_FLOOR`). Items are
 read back from the store (the system of record), so a hit the index still holds for a deleted
 item is dropped, and embeddings are never returned.
+
+Preference and tool memories answer in their own lists, as MemOS's `pref_mem` and `tool_mem`:
+the hits (`text_mem`) leave them out unless `search_memory_type` names their type, and
+`pref_top_k` / `tool_top_k` rank each kind on its own with the same queries, filter and scoring.
+Without an LLM none are extracted, and the notes say so when they were asked for.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +46,7 @@ from memcube.domain.accel import numpy_or_none
 from memcube.domain.commands import SearchQuery
 from memcube.domain.errors import DomainError, InvalidRequest
 from memcube.domain.filters import And, Cond, Filter, compile_filter
-from memcube.domain.model import MemoryItem, Principal, utcnow
+from memcube.domain.model import PREFERENCE_TYPES, TOOL_TYPES, MemoryItem, Principal, utcnow
 from memcube.domain.permissions import authorize_read
 from memcube.domain.when import Span, parse_time, query_span
 from memcube.ports import LLM, Embedder, Hit, MemoryStore, Reranker, SearchIndex, UserDirectory
@@ -107,6 +112,22 @@ class SearchAnswer:
 
     cubes: list[CubeResult]
     notes: list[str] = field(default_factory=list)
+    preferences: list[CubeResult] = field(default_factory=list)
+    """`PreferenceMemory` hits per cube (`pref_top_k` of them at most); empty when none asked."""
+    tools: list[CubeResult] = field(default_factory=list)
+    """`ToolTrajectoryMemory` hits per cube (`tool_top_k` at most); empty when none asked."""
+
+
+SPECIAL_TYPES: tuple[str, ...] = tuple(sorted(PREFERENCE_TYPES | TOOL_TYPES))
+"""Memory types that answer in their own lists, not among the hits."""
+NO_PREFERENCES_NOTE = (
+    "pref_mem: preferences are extracted by the LLM in fine mode, and no LLM is configured "
+    "(memcube runs in fast mode), so none were extracted from adds"
+)
+NO_TOOL_MEMORY_NOTE = (
+    "tool_mem: tool calls become tool memories by the LLM in fine mode, and no LLM is configured "
+    "(memcube runs in fast mode), so none were made from adds"
+)
 
 
 @dataclass
@@ -144,21 +165,58 @@ class SearchService:
         if not q.query.strip():
             raise InvalidRequest("query: must contain text")
         notes: list[str] = []
-        ranked = self._candidates(q, flt, notes)
+        searches = [(query, self._embedder.embed([query])[0]) for query in self._queries(q, notes)]
+        cubes = self._ranked(q, flt, searches, notes)
+        preferences = self._of_kind(q, PREFERENCE_TYPES, q.pref_top_k, searches, notes)
+        tools = self._of_kind(q, TOOL_TYPES, q.tool_top_k, searches, notes)
+        if self._llm is None and q.pref_top_k and not any(r.memories for r in preferences):
+            notes.append(NO_PREFERENCES_NOTE)
+        if self._llm is None and q.tool_top_k and not any(r.memories for r in tools):
+            notes.append(NO_TOOL_MEMORY_NOTE)
+        return SearchAnswer(cubes, list(dict.fromkeys(notes)), preferences, tools)
+
+    def _ranked(
+        self,
+        q: SearchQuery,
+        flt: Filter | None,
+        searches: list[tuple[str, list[float]]],
+        notes: list[str],
+        *,
+        rerank_none: bool = True,
+    ) -> list[CubeResult]:
+        ranked = self._candidates(q, flt, searches)
         if q.threshold is not None:
             ranked = [c for c in ranked if c.cosine >= q.threshold]
-        ranked = self._reranked(q, ranked, notes) if q.rerank else ranked
+        ranked = self._reranked(q, ranked, notes) if q.rerank and (ranked or rerank_none) else ranked
         scored = _deduped(q, [Scored(c.item, round(min(c.score, 1.0), 4)) for c in ranked if c.score >= q.relativity])
-        cubes = [CubeResult(c, [s for s in scored if s.item.metadata.cube_id == c]) for c in q.cube_ids]
-        return SearchAnswer(cubes, notes)
+        return [CubeResult(c, [s for s in scored if s.item.metadata.cube_id == c]) for c in q.cube_ids]
 
-    def _candidates(self, q: SearchQuery, flt: Filter | None, notes: list[str]) -> list[_Candidate]:
+    def _of_kind(
+        self,
+        q: SearchQuery,
+        memory_types: frozenset[str],
+        k: int,
+        searches: list[tuple[str, list[float]]],
+        notes: list[str],
+    ) -> list[CubeResult]:
+        """The best `k` memories of one special kind (preferences; tool calls and schemas), ranked
+        as the hits are, under the request's filter; none when `k` is 0."""
+        if k <= 0:
+            return []
+        flt = compile_filter(q.filter)
+        kind = Cond("memory_type", "in", tuple(sorted(memory_types)))
+        scoped = kind if flt is None else And((flt, kind))
+        # rerank_none=False: no rerank model call when the kind has no candidates
+        return self._ranked(replace(q, top_k=k), scoped, searches, notes, rerank_none=False)
+
+    def _candidates(
+        self, q: SearchQuery, flt: Filter | None, searches: list[tuple[str, list[float]]]
+    ) -> list[_Candidate]:
         """Every query's hits (the best score of each item), best first."""
         period = query_span(q.query, parse_time(q.reference_time) or self._now())
         found: dict[str, _Candidate] = {}
         live_at = None if q.show_expired else int(self._now().timestamp())
-        for query in self._queries(q, notes):
-            [vector] = self._embedder.embed([query])
+        for query, vector in searches:
             hits = self._index.search(q.cube_ids, query, vector, flt, q.top_k * CANDIDATES_PER_RESULT, live_at=live_at)
             for candidate in self._score(hits, q, vector, period, live_at):
                 known = found.get(candidate.item.id)
@@ -227,10 +285,13 @@ def _unexpired(items: list[MemoryItem], live_at: int | None) -> dict[str, Memory
 
 
 def _filter(q: SearchQuery) -> Filter | None:
+    """The request's filter, confined to the asked memory type; with none asked, to the types
+    that answer among the hits (preferences and tool calls have their own lists)."""
     flt = compile_filter(q.filter)
     if q.memory_type is None:
-        return flt
-    kind = Cond("memory_type", "eq", q.memory_type)
+        kind = Cond("memory_type", "nin", SPECIAL_TYPES)
+    else:
+        kind = Cond("memory_type", "eq", q.memory_type)
     return kind if flt is None else And((flt, kind))
 
 

@@ -50,7 +50,9 @@ class Submission:
 def fingerprint(cmd: AddCommand) -> str:
     """A digest of everything that defines the add except its task id: a reused task id with a
     different body is a conflict, not a replay."""
-    body = cmd.model_dump(mode="json", exclude={"task_id"})
+    # A field added later is left out while unset, so a resent add keeps its fingerprint.
+    unset = {"retrieved_memory_ids"} if cmd.retrieved_memory_ids is None else set()
+    body = cmd.model_dump(mode="json", exclude={"task_id", *unset})
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -213,6 +215,7 @@ class AddService:
             custom_tags=cmd.custom_tags,
             info=cmd.info,
             is_feedback=cmd.is_feedback,
+            retrieved_memory_ids=cmd.retrieved_memory_ids,
             manager_user_id=cmd.manager_user_id,
             project_id=cmd.project_id,
             submitted_at=submitted_at,

@@ -15,6 +15,7 @@ from memcube_local.sqlite.erasures import SqliteErasureMarks
 from memcube_local.sqlite.idempotency import SqliteIdempotencyKeys
 from memcube_local.sqlite.keys import SqliteKeys
 from memcube_local.sqlite.memories import SqliteMemories
+from memcube_local.sqlite.messages import SqliteMessages
 from memcube_local.sqlite.tasks import SqliteTasks
 
 SCHEMA = """
@@ -50,8 +51,12 @@ CREATE TABLE IF NOT EXISTS erasures (
     cube_id TEXT NOT NULL, user_id TEXT NOT NULL, erased_at TEXT NOT NULL, PRIMARY KEY (cube_id, user_id));
 CREATE INDEX IF NOT EXISTS items_by_expiry ON items (json_extract(body, '$.metadata.expires_at'))
     WHERE json_extract(body, '$.metadata.expires_at') IS NOT NULL;
+CREATE TABLE IF NOT EXISTS conversation_messages (
+    message_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, session_id TEXT NOT NULL, seq TEXT NOT NULL,
+    body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS conversation_messages_by_session ON conversation_messages (user_id, session_id, seq);
 """
-VERSION = 6
+VERSION = 7
 
 
 def open_stores(path: Path) -> Stores:
@@ -70,6 +75,7 @@ def open_stores(path: Path) -> Stores:
         directory=SqliteDirectory(db),
         api_keys=SqliteKeys(db),
         counter=SqliteCounter(db),
+        messages=SqliteMessages(db),
         close=db.close,
         expiring=memories,
     )

@@ -202,6 +202,24 @@ class SqliteIndex:
             hits[memory_id] = Hit(memory_id, cube_id, known.cosine if known else None, score)
         return list(hits.values())
 
+    def select(
+        self, cube_id: str, flt: Filter, offset: int, limit: int, *, live_at: int | None = None
+    ) -> tuple[list[str], int]:
+        """One query for the page (ordered by the stored `created_at`, then id) and one count,
+        inside one read: the page and its total are one snapshot."""
+        where, params = _scope([cube_id], flt)
+        if live_at is not None:
+            where += f" AND ({DOC_EXPIRES} IS NULL OR {DOC_EXPIRES} > ?)"
+            params = [*params, live_at]
+        with self._db.read() as cur:
+            (total,) = cur.execute(f"SELECT count(*) FROM docs d WHERE {where}", params).fetchone()
+            rows = cur.execute(
+                f"SELECT d.id FROM docs d WHERE {where} "
+                "ORDER BY json_extract(d.doc, '$.created_at'), d.id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+        return [r["id"] for r in rows], int(total)
+
     def _nearest(
         self,
         cur: sqlite3.Cursor,

@@ -71,6 +71,39 @@ class SqliteMemories:
             )
             return True
 
+    def rewrite_memory(self, item: MemoryItem, expected_version: int) -> PutResult | None:
+        meta = item.metadata
+        with self._db.tx() as cur:
+            row = cur.execute("SELECT body FROM items WHERE id = ?", (item.id,)).fetchone()
+            if row is None:
+                return None
+            stored = MemoryItem.model_validate_json(row["body"])
+            if stored.metadata.version != expected_version:
+                return None
+            if (stored.metadata.cube_id, stored.metadata.created_at) != (meta.cube_id, meta.created_at):
+                raise ValueError(f"rewrite_memory may not move {item.id!r} to another cube or creation time")
+            owner = cur.execute(
+                "SELECT memory_id FROM content_guards WHERE cube_id = ? AND content_hash = ?",
+                (meta.cube_id, meta.content_hash),
+            ).fetchone()
+            if owner is not None and owner["memory_id"] != item.id:
+                return PutResult("duplicate", str(owner["memory_id"]))
+            cur.execute(
+                "DELETE FROM content_guards WHERE cube_id = ? AND content_hash = ? AND memory_id = ?",
+                (meta.cube_id, stored.metadata.content_hash, item.id),
+            )
+            cur.execute(
+                "INSERT OR REPLACE INTO content_guards (cube_id, content_hash, memory_id) VALUES (?, ?, ?)",
+                (meta.cube_id, meta.content_hash, item.id),
+            )
+            cur.execute("DELETE FROM lsh_bands WHERE memory_id = ?", (item.id,))
+            self._file_bands(cur, item)
+            cur.execute(
+                "UPDATE items SET status = ?, body = ? WHERE id = ?",
+                (meta.status, item.model_dump_json(), item.id),
+            )
+            return PutResult("created")
+
     def similar_ids(self, cube_id: str, text: str, limit: int) -> list[str]:
         keys = lsh_keys(text)
         if not keys:
@@ -117,7 +150,7 @@ class SqliteMemories:
         return [MemoryItem.model_validate_json(r["body"]) for r in rows], int(total)
 
     def expired_memories(self, before: int, limit: int) -> list[MemoryItem]:
-        """Through the partial index on the items' expiry (schema 6)."""
+        """Through the partial index on the items' expiry (schema 7)."""
         with self._db.read() as cur:
             rows = cur.execute(
                 f"SELECT body FROM items WHERE {EXPIRES} IS NOT NULL AND {EXPIRES} <= ? AND status != 'deleted' "

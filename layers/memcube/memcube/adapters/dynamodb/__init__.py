@@ -9,6 +9,7 @@ from memcube.adapters.dynamodb.erasures import DynamoErasureMarks
 from memcube.adapters.dynamodb.idempotency import DynamoIdempotencyKeys
 from memcube.adapters.dynamodb.keys import DynamoKeys
 from memcube.adapters.dynamodb.memories import DynamoMemories
+from memcube.adapters.dynamodb.messages import DynamoMessages
 from memcube.adapters.dynamodb.table import DynamoTable
 from memcube.adapters.dynamodb.tasks import DynamoTasks
 from memcube.ports import Stores
@@ -26,6 +27,7 @@ def open_stores(table: DynamoTable) -> Stores:
         directory=DynamoDirectory(table),
         api_keys=DynamoKeys(table),
         counter=DynamoCounter(table),
+        messages=DynamoMessages(table),
         close=table.close,
         expiring=memories,
     )

@@ -36,7 +36,9 @@ def _fit(letter: DeadLetter) -> DeadLetter:
 
 
 class DynamoDeadLetters:
-    """The one `DLQ` partition, sorted by `<failed_at>#<message_id>` (see `table` on why one)."""
+    """The one `DLQ` partition (see `table` on why one), one item per `DeadLetter.key` (of the
+    letter as stored: a body cut short the same way gives the same key). Records written before
+    that were keyed `<failed_at>#<message_id>`; they are still listed and deleted."""
 
     def __init__(self, table: DynamoTable) -> None:
         self._t = table
@@ -47,7 +49,7 @@ class DynamoDeadLetters:
             "put_item",
             Item={
                 "pk": attr_s(DLQ_PK),
-                "sk": attr_s(f"{kept.failed_at}#{kept.message_id}"),
+                "sk": attr_s(kept.key),
                 "body": body_attr(kept.model_dump_json()),
             },
         )
@@ -59,15 +61,13 @@ class DynamoDeadLetters:
             ExpressionAttributeValues={":pk": attr_s(DLQ_PK)},
             ConsistentRead=True,
         )
-        return [DeadLetter.model_validate_json(body_text(i["body"])) for i in items]
+        letters = [DeadLetter.model_validate_json(body_text(i["body"])) for i in items]
+        return sorted(letters, key=lambda d: d.failed_at)
 
     def delete_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
         removed = 0
         for letter in letters:
-            old = self._t.write(
-                "delete_item",
-                Key={"pk": attr_s(DLQ_PK), "sk": attr_s(f"{letter.failed_at}#{letter.message_id}")},
-                ReturnValues="ALL_OLD",
-            )
-            removed += "Attributes" in old
+            for sk in (letter.key, f"{letter.failed_at}#{letter.message_id}"):  # the second: older records
+                old = self._t.write("delete_item", Key={"pk": attr_s(DLQ_PK), "sk": attr_s(sk)}, ReturnValues="ALL_OLD")
+                removed += "Attributes" in old
         return removed

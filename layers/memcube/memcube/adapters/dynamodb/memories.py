@@ -186,6 +186,69 @@ class DynamoMemories:
                     **change,
                 )
 
+    def rewrite_memory(self, item: MemoryItem, expected_version: int) -> PutResult | None:
+        """One transaction: the record (its version checked), the new text's guard (unless
+        another item holds it), the old guard removed, and the band keys that differ swapped."""
+        stored = self.get_memory(item.id)
+        if stored is None:
+            return None
+        meta, old = item.metadata, stored.metadata
+        if (old.cube_id, old.created_at) != (meta.cube_id, meta.created_at):
+            raise ValueError(f"rewrite_memory may not move {item.id!r} to another cube or creation time")
+        cube, me = attr_s(f"CUBE#{meta.cube_id}"), attr_s(item.id)
+        version = "attribute_exists(#pk) AND #v = :v"
+        if expected_version == 1:
+            version = "attribute_exists(#pk) AND (attribute_not_exists(#v) OR #v = :v)"
+        record = {
+            "Put": {
+                "TableName": self._t.name,
+                "Item": {
+                    "pk": cube,
+                    "sk": attr_s(_item_sk(meta, item.id)),
+                    "memory_id": me,
+                    "status": attr_s(meta.status),
+                    "version": attr_n(meta.version),
+                    "body": body_attr(item.model_dump_json()),
+                    **_expiry_attrs(meta, item.id),
+                },
+                "ConditionExpression": version,
+                "ExpressionAttributeNames": {"#pk": "pk", "#v": "version"},
+                "ExpressionAttributeValues": {":v": attr_n(expected_version)},
+            }
+        }
+        ops: list[dict[str, Any]] = [record]
+        if meta.content_hash != old.content_hash:
+            mine = {
+                "ExpressionAttributeNames": {"#pk": "pk", "#m": "memory_id"},
+                "ExpressionAttributeValues": {":id": me},
+            }
+            ops.append({"Put": {
+                "TableName": self._t.name,
+                "Item": {"pk": cube, "sk": attr_s(f"HASH#{meta.content_hash}"), "memory_id": me, **_ttl(meta)},
+                "ConditionExpression": "attribute_not_exists(#pk) OR #m = :id", **mine,
+            }})  # fmt: skip
+            ops.append({"Delete": {
+                "TableName": self._t.name,
+                "Key": {"pk": cube, "sk": attr_s(f"HASH#{old.content_hash}")},
+                "ConditionExpression": "attribute_not_exists(#pk) OR #m = :id", **mine,
+            }})  # fmt: skip
+        before, after = set(_band_sks(stored)), set(_band_sks(item))
+        ops += [{"Delete": {"TableName": self._t.name, "Key": {"pk": cube, "sk": attr_s(sk)}}} for sk in before - after]
+        ops += [
+            {"Put": {"TableName": self._t.name, "Item": {"pk": cube, "sk": attr_s(sk), "memory_id": me, **_ttl(meta)}}}
+            for sk in sorted(after - before)
+        ]
+        codes = self._t.transact_checked(ops)
+        if codes is None:
+            if old.expires_at != meta.expires_at:
+                self._retime(item)  # the guard, pointer and band keys it kept get the new TTL
+            return PutResult("created")
+        if codes[0] == "ConditionalCheckFailed":
+            return None
+        if codes[1:2] == ["ConditionalCheckFailed"]:
+            return PutResult("duplicate", self._guard_owner(meta))
+        raise RuntimeError(f"the content guard of {item.id!r}'s current text names another item")
+
     def similar_ids(self, cube_id: str, text: str, limit: int) -> list[str]:
         keys = lsh_keys(text)
         if not keys:

@@ -24,6 +24,8 @@ TTL on `expires_at` (epoch seconds). Every record keeps its pydantic model's JSO
 | API key | `APIKEY#<key id>` | `#APIKEY` | `gsi1pk=APIKEYS`, `gsi1sk=<user>#<created_at>#<key id>` |
 | dead letter | `DLQ` | `<failed_at>#<message_id>` | |
 | erasure mark | `ERASED#<cube>` | `#CUBE`, or `USER#<user>` | `erased_at` (the latest erasure) |
+| chat message | `CONV#<user>` | `MSG#<session>#<seq>#<id>` | (the `messages` module) |
+| chat session | `CONV#<user>` | `SESSION#<session>` | `latest`, `gsi1pk=CONVS#<user>`, `gsi1sk=<latest>#<session>` |
 
 An expiring memory's item record also has `expiry` (epoch seconds: what reads filter on) and a
 `gsi1` entry `EXPIRY#<day>#<shard>` / `<expiry>#<id>` (what the expiry sweep queries), and it, its
@@ -175,6 +177,24 @@ class DynamoTable:
                 codes = [r.get("Code", "None") for r in reasons]
                 if codes[:1] == ["ConditionalCheckFailed"]:
                     return reasons[0]
+                if attempt + 1 < TX_ATTEMPTS and RETRYABLE_CANCELLATIONS.intersection(codes):
+                    time.sleep(backoff(attempt))
+                    continue
+                raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def transact_checked(self, ops: list[dict[str, Any]]) -> list[str] | None:
+        """Run one TransactWriteItems with any number of conditional operations: None when it
+        committed, else the cancellation code of each operation in order (a failed condition
+        is `ConditionalCheckFailed`). Conflicts and throttling are retried; anything else raises."""
+        for attempt in range(TX_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=ops, ClientRequestToken=str(uuid.uuid4()))
+                return None
+            except self.client.exceptions.TransactionCanceledException as exc:
+                codes = [str(r.get("Code", "None")) for r in exc.response.get("CancellationReasons") or []]
+                if "ConditionalCheckFailed" in codes:
+                    return codes
                 if attempt + 1 < TX_ATTEMPTS and RETRYABLE_CANCELLATIONS.intersection(codes):
                     time.sleep(backoff(attempt))
                     continue

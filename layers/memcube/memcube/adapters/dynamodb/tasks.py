@@ -83,18 +83,27 @@ class DynamoTasks:
         """Newest first, from the user's index partition (eventually consistent, as GSIs are)."""
         if limit <= 0:
             return []
-        page = self._t.client.query(
-            TableName=self._t.name,
-            IndexName=GSI,
-            KeyConditionExpression="#g = :g",
-            ProjectionExpression="#gs",
-            ExpressionAttributeNames={"#g": "gsi1pk", "#gs": "gsi1sk"},
-            ExpressionAttributeValues={":g": attr_s(f"USER#{user_id}")},
-            ScanIndexForward=False,
-            Limit=limit,
-        )
+        keys: list[Item] = []
+        start: Item | None = None
+        while len(keys) < limit:  # a page stops at 1 MB read: a long list takes several
+            query: dict[str, object] = {"ExclusiveStartKey": start} if start else {}
+            page = self._t.client.query(
+                TableName=self._t.name,
+                IndexName=GSI,
+                KeyConditionExpression="#g = :g",
+                ProjectionExpression="#gs",
+                ExpressionAttributeNames={"#g": "gsi1pk", "#gs": "gsi1sk"},
+                ExpressionAttributeValues={":g": attr_s(f"USER#{user_id}")},
+                ScanIndexForward=False,
+                Limit=limit - len(keys),
+                **query,
+            )
+            keys += page.get("Items", [])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
         # gsi1sk is `<created_at>#<task_id>`, and an ISO timestamp holds no `#`.
-        ids = [i["gsi1sk"]["S"].split("#", 1)[1] for i in page.get("Items", [])]
+        ids = [i["gsi1sk"]["S"].split("#", 1)[1] for i in keys]
         if len(ids) <= 1:
             records = [self.get_task(i) for i in ids]
         else:
