@@ -635,3 +635,20 @@ def test_rewrite_of_a_changed_or_missing_item_writes_nothing(memories: MemorySto
     assert memories.get_memory("m1") == item
     assert memories.rewrite_memory(memory("nope", "anything at all"), expected_version=1) is None
     assert memories.get_memory("nope") is None
+
+
+def test_a_rewrite_carries_the_expiry_and_one_that_clears_it_leaves_the_expiry_listing(stores: Stores) -> None:
+    old_text, new_text = "alice lives in lisbon near the old castle", "alice lives in porto by the douro river"
+    item = expiring("m1", old_text, 1_000)
+    stores.memories.put_memory(item)
+    kept = _retexted(item, new_text)
+    assert stores.memories.rewrite_memory(kept, expected_version=1) == PutResult("created")
+    assert [i.id for i in stores.expiring.expired_memories(5_000, 10)] == ["m1"]
+    assert stores.memories.list_memories("cube-a", 0, 10, live_at=2_000)[1] == 0
+    meta = kept.metadata.model_copy(update={"expires_at": None})
+    cleared = _retexted(kept.model_copy(update={"metadata": meta}), old_text)  # version 3
+    assert stores.memories.rewrite_memory(cleared, expected_version=2) == PutResult("created")
+    assert stores.expiring.expired_memories(5_000, 10) == []
+    assert stores.memories.list_memories("cube-a", 0, 10, live_at=5_000)[1] == 1
+    assert stores.memories.get_memory("m1") == cleared
+    assert "m1" in stores.memories.similar_ids("cube-a", old_text, 10)

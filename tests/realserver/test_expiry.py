@@ -16,7 +16,8 @@ from memcube.adapters.dynamodb.memories import TTL_GRACE_SECONDS
 from memcube.adapters.dynamodb.table import DynamoTable
 from memcube.adapters.opensearch_index import OpenSearchIndex
 from memcube.domain.expiry import ExpirySweep
-from memcube.ports import Stores
+from memcube.domain.model import MemoryItem
+from memcube.ports import PutResult, Stores
 from tests.aws_support import TEMPLATE
 from tests.contract.support import expiring
 from tests.doubles import InMemoryQueue
@@ -74,6 +75,29 @@ def test_clearing_an_expiry_takes_the_ttl_off_every_record_of_the_memory(
     stores.memories.put_memory(item)
     cleared = item.model_copy(update={"metadata": item.metadata.model_copy(update={"expires_at": None, "version": 2})})
     assert stores.memories.update_memory(cleared, expected_version=1) is True
+    records = _records(dynamodb, table, "m1")
+    assert len(records) >= 4 and all("expires_at" not in r and "gsi1pk" not in r for r in records)
+
+
+def test_a_text_edit_keeps_the_ttl_on_every_record_and_one_that_clears_the_expiry_takes_it_off(
+    stores: Stores, dynamodb: Any, table: str
+) -> None:
+    from memcube.domain.ingest import content_hash
+
+    def retexted(item: MemoryItem, text: str, expires_at: int | None) -> MemoryItem:
+        changes = {"content_hash": content_hash(text), "version": item.metadata.version + 1, "expires_at": expires_at}
+        return item.model_copy(update={"memory": text, "metadata": item.metadata.model_copy(update=changes)})
+
+    expires = int(time.time()) + 3600
+    item = expiring("m1", "alice lives in lisbon near the old castle", expires)
+    stores.memories.put_memory(item)
+    moved = retexted(item, "alice lives in porto by the douro river", expires)
+    assert stores.memories.rewrite_memory(moved, expected_version=1) == PutResult("created")
+    records = _records(dynamodb, table, "m1")
+    assert {r["sk"]["S"].split("#")[0] for r in records} >= {"ITEM", "HASH", "LSH", ""}
+    assert {r["expires_at"]["N"] for r in records} == {str(expires + TTL_GRACE_SECONDS)}
+    cleared = retexted(moved, "alice lives in braga by the cathedral", None)
+    assert stores.memories.rewrite_memory(cleared, expected_version=2) == PutResult("created")
     records = _records(dynamodb, table, "m1")
     assert len(records) >= 4 and all("expires_at" not in r and "gsi1pk" not in r for r in records)
 
