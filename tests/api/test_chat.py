@@ -384,3 +384,17 @@ def test_a_hosted_chat_with_async_mode_off_waits_for_the_exchanges_add(api: Cont
     assert code == 200, payload
     assert payload["data"]["task_status"] == "completed"
     assert any("I like green tea." in m for m in memories(api))
+
+
+def test_chat_never_offers_the_model_an_expired_memory(api: Container, llm: ScriptedLLM) -> None:
+    from tests.api.test_expiry_reads_and_edits import expire
+
+    lisbon = add("I moved to Lisbon last May.")
+    porto = add("I lived in Porto before Lisbon.")
+    expire(api, porto)
+    llm.replies.append(cite_what_mentions("Lisbon", "You live in Lisbon."))
+    code, payload = chat(query="Where did I live, Porto or Lisbon?", session_id="s-x", add_message_on_answer=False)
+    assert code == 200, payload
+    assert {r["memory_id"] for r in payload["data"]["retrieved"]} == {lisbon}
+    [(turns, _)] = llm.streamed
+    assert "Porto" not in turns[0].content

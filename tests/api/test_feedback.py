@@ -192,3 +192,15 @@ def test_a_feedback_with_an_agent_id_in_info_corrects_only_that_agents_memories(
     assert "feedback: candidates are limited to memories with info {'agent_id': 'desk-bot'}" in cube["notes"]
     kept = api.memories.get_memory(other)
     assert kept is not None and kept.metadata.status == "activated"
+
+
+def test_an_expired_retrieved_memory_id_is_a_404_like_an_unknown_one_and_nothing_is_written(api: Container) -> None:
+    from tests.api.test_expiry_reads_and_edits import expire
+
+    lisbon = add(LISBON)
+    expire(api, lisbon)
+    before = [i.model_dump() for i in api.memories.iter_memories()]
+    code, payload = feedback(feedback_content="No, Porto.", retrieved_memory_ids=[lisbon], async_mode="sync")
+    assert code == 404 and "retrieved_memory_ids" in payload["message"] and lisbon in payload["message"], payload
+    assert [i.model_dump() for i in api.memories.iter_memories()] == before
+    assert len(api.tasks.list_tasks("alice", 10)) == 1  # the add's alone

@@ -54,7 +54,11 @@ def test_input_the_tool_schema_refuses_is_a_tool_error_naming_the_parameter_and_
         assert "role" in await error_of(session, "add_memory", messages=[{"role": "robot", "content": "hi"}])
         assert "memory_ids" in await error_of(session, "delete_memories", memory_ids=[])
         assert "exactly one of text and messages" in await error_of(session, "add_memory")
-        assert "at least one of memory, tags and info" in await error_of(session, "update_memory", memory_id="m1")
+        assert "at least one of memory, tags, info and expiration_date" in await error_of(
+            session, "update_memory", memory_id="m1"
+        )
+        error = await error_of(session, "update_memory", memory_id="m1", expiration_date="2001-01-01")
+        assert "memcube refused (422)" in error and "expiration_date" in error, error
 
     run_tools(api, scenario)
     assert_nothing_written(api)

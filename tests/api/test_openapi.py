@@ -56,6 +56,10 @@ def test_a_route_documents_the_input_its_dependencies_read() -> None:
     assert add["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/AddRequest"
     assert [p["name"] for p in add["parameters"]] == ["idempotency-key"]
     by_id = schema["paths"]["/product/get_memory/{memory_id}"]["get"]["parameters"]
-    assert [(p["name"], p["in"]) for p in by_id] == [("memory_id", "path"), ("user_id", "query")]
+    assert [(p["name"], p["in"]) for p in by_id] == [
+        ("memory_id", "path"),
+        ("user_id", "query"),
+        ("show_expired", "query"),
+    ]
     upload = schema["paths"]["/api/openmem/v1/add/knowledgebase-file"]["post"]["requestBody"]["content"]
     assert set(upload) == {"application/json", "multipart/form-data"}

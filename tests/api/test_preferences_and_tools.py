@@ -202,3 +202,24 @@ def test_a_tool_call_without_an_id_is_refused_naming_the_field_and_nothing_is_wr
     code, payload = call("POST", "/product/add", body={"user_id": "bob", "messages": bad})
     assert code == 422 and "tool_calls[0].id" in payload["message"], payload
     assert_nothing_written(api)
+
+
+def test_an_expired_preference_or_tool_memory_leaves_pref_mem_and_tool_mem_unless_show_expired(
+    fine: Container,
+) -> None:
+    from tests.api.test_expiry_reads_and_edits import expire
+
+    stored = [i for i in fine.memories.iter_memories("alice") if i.metadata.status == "activated"]
+    pref = next(i for i in stored if i.memory == "The user prefers tea to coffee.")
+    tool = next(i for i in stored if i.metadata.memory_type == "ToolTrajectoryMemory")
+    expire(fine, pref.id)
+    expire(fine, tool.id)
+    data = search(query="what does the user drink? weather in Paris", search_tool_memory=True)
+    assert len(memories(data["pref_mem"])) == 2 and pref.id not in {m["id"] for m in memories(data["pref_mem"])}
+    assert [m["id"] for m in memories(data["tool_mem"])] and tool.id not in {
+        m["id"] for m in memories(data["tool_mem"])
+    }
+    assert "prefers tea to coffee" not in data["pref_string"]
+    shown = search(query="what does the user drink? weather in Paris", search_tool_memory=True, show_expired=True)
+    assert pref.id in {m["id"] for m in memories(shown["pref_mem"])}
+    assert tool.id in {m["id"] for m in memories(shown["tool_mem"])}

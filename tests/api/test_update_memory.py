@@ -104,7 +104,7 @@ def test_an_edit_to_the_text_of_another_memory_of_the_cube_is_a_409_and_writes_n
         ({"user_id": "alice", "memory_id": "m", "memory": "  "}, "memory"),
         ({"user_id": "alice", "memory_id": "m", "tags": "x"}, "tags"),
         ({"user_id": "alice", "memory_id": "m", "info": {"memory_type": "x"}}, "info"),
-        ({"user_id": "alice", "memory_id": "m", "memory": "x", "expiration_date": "2030-01-01"}, "expiration_date"),
+        ({"user_id": "alice", "memory_id": "m", "memory": "x", "expiration_date": "2020-01-01"}, "expiration_date"),
         ({"memory_id": "m", "memory": "x"}, "user_id"),
     ],
 )

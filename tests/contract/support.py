@@ -119,6 +119,12 @@ def memory(
     )
 
 
+def expiring(memory_id: str, text: str, expires_at: int | None, cube: str = "cube-a") -> MemoryItem:
+    """`memory(...)` expiring at `expires_at` (epoch seconds; None: never)."""
+    item = memory(memory_id, text, cube=cube)
+    return item.model_copy(update={"metadata": item.metadata.model_copy(update={"expires_at": expires_at})})
+
+
 def task(
     task_id: str, user: str = "u1", cubes: Sequence[str] = ("c1",), created_at: str = day(1)
 ) -> tuple[Task, list[TaskPart]]:

@@ -10,7 +10,7 @@ import pytest
 from memcube.domain.errors import EmbeddingMismatch
 from memcube.domain.model import MemoryItem
 from memcube.ports import SearchIndex
-from tests.contract.support import TextIndex, close, day, memory
+from tests.contract.support import TextIndex, close, day, expiring, memory
 
 # --- SearchIndex: every index --------------------------------------------------------------------
 
@@ -335,6 +335,36 @@ def test_text_candidates_come_from_the_searched_cubes_even_when_others_match_bet
     assert story == ["a2"]
 
 
+# --- expiry (domain.expiry) ----------------------------------------------------------------------
+
+
+def test_search_live_at_leaves_expired_documents_out_before_ranking(index: SearchIndex) -> None:
+    index.upsert(
+        [
+            expiring("m1", "alice drinks tea", None),
+            expiring("m2", "alice drinks tea daily", 1_000),
+            expiring("m3", "alice drinks tea often", 3_000),
+        ]
+    )
+    live = {h.memory_id for h in index.search(["cube-a"], "tea", [0.1, 0.2, 0.3], None, 10, live_at=2_000)}
+    assert live == {"m1", "m3"}
+    assert {h.memory_id for h in index.search(["cube-a"], "tea", [0.1, 0.2, 0.3], None, 10)} == {"m1", "m2", "m3"}
+
+
+def test_expired_documents_names_each_documents_cube_across_cubes(index: SearchIndex) -> None:
+    index.upsert(
+        [
+            expiring("m1", "alice drinks tea", None),
+            expiring("m2", "alice drinks coffee", 2_000),
+            expiring("m3", "bob drinks cocoa", 1_000, cube="cube-b"),
+            expiring("m4", "alice drinks juice", 9_000),
+        ]
+    )
+    assert index.expired_documents(5_000, 10) == [("cube-b", "m3"), ("cube-a", "m2")]
+    index.delete("cube-b", ["m3"])
+    assert index.expired_documents(5_000, 10) == [("cube-a", "m2")]
+
+
 # --- select: a filtered listing's page ----------------------------------------------------------
 
 
@@ -372,3 +402,20 @@ def test_select_pages_the_cubes_activated_docs_that_pass_the_filter_oldest_first
     assert either is not None
     assert index.select("cube-a", either, 0, 10) == (["m2", "m4"], 2)
     assert index.select("cube-c", travel, 0, 10) == ([], 0)
+
+
+def test_select_live_at_leaves_expired_documents_out_of_the_page_and_the_total(index: SearchIndex) -> None:
+    from memcube.domain.filters import compile_filter
+
+    index.upsert(
+        [
+            expiring("m1", "alice drinks tea", None),
+            expiring("m2", "alice drinks tea daily", 1_000),
+            expiring("m3", "alice drinks tea often", 3_000),
+        ]
+    )
+    flt = compile_filter({"memory_type": "LongTermMemory"})
+    assert flt is not None
+    assert index.select("cube-a", flt, 0, 10, live_at=2_000) == (["m1", "m3"], 2)
+    assert index.select("cube-a", flt, 0, 10, live_at=3_000) == (["m1"], 1)  # the expiry instant is expired
+    assert index.select("cube-a", flt, 0, 10)[1] == 3  # without live_at: every activated document

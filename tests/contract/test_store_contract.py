@@ -26,7 +26,7 @@ from memcube.ports import (
     TaskStore,
     UserDirectory,
 )
-from tests.contract.support import day, dead_letter, memory, race, task
+from tests.contract.support import day, dead_letter, expiring, memory, race, task
 
 
 def _port_of_stores(name: str) -> Any:
@@ -569,6 +569,45 @@ def test_racing_hits_never_exceed_the_limit(counter: Counter) -> None:
     assert results.count(True) == 4
 
 
+# --- expiry (domain.expiry) ----------------------------------------------------------------------
+
+
+def test_a_page_read_live_leaves_expired_items_out_of_the_page_and_the_total(memories: MemoryStore) -> None:
+    for item in (
+        expiring("m1", "alice likes tea", None),
+        expiring("m2", "alice likes coffee", 1_000),
+        expiring("m3", "alice likes cocoa", 3_000),
+    ):
+        memories.put_memory(item)
+    assert [i.id for i in memories.list_memories("cube-a", 0, 10, live_at=2_000)[0]] == ["m1", "m3"]
+    assert memories.list_memories("cube-a", 0, 10, live_at=2_000)[1] == 2
+    assert memories.list_memories("cube-a", 0, 10, live_at=3_000)[1] == 1  # the expiry instant itself is expired
+    assert memories.list_memories("cube-a", 0, 10)[1] == 3  # without live_at: every activated item, as before
+
+
+def test_expired_memories_lists_items_of_every_cube_past_their_expiry_soonest_first(stores: Stores) -> None:
+    for item in (
+        expiring("m1", "alice likes tea", None),
+        expiring("m2", "alice likes coffee", 2_000),
+        expiring("m3", "bob likes cocoa", 1_000, cube="cube-b"),
+        expiring("m4", "alice likes juice", 9_000),
+    ):
+        stores.memories.put_memory(item)
+    assert [i.id for i in stores.expiring.expired_memories(5_000, 10)] == ["m3", "m2"]
+    assert [i.id for i in stores.expiring.expired_memories(5_000, 1)] == ["m3"]
+    assert stores.expiring.expired_memories(500, 10) == []
+
+
+def test_an_expiry_changed_by_an_update_is_what_the_store_lists_by(stores: Stores) -> None:
+    item = expiring("m1", "alice likes tea", 1_000)
+    stores.memories.put_memory(item)
+    cleared = item.model_copy(update={"metadata": item.metadata.model_copy(update={"expires_at": None, "version": 2})})
+    assert stores.memories.update_memory(cleared, expected_version=1) is True
+    assert stores.expiring.expired_memories(5_000, 10) == []
+    assert stores.memories.list_memories("cube-a", 0, 10, live_at=5_000)[1] == 1
+    assert stores.memories.get_memory("m1") == cleared  # its guard and pointer outlive the old expiry
+
+
 # --- rewriting an item's text (a direct edit) ----------------------------------------------------
 
 
@@ -610,3 +649,20 @@ def test_rewrite_of_a_changed_or_missing_item_writes_nothing(memories: MemorySto
     assert memories.get_memory("m1") == item
     assert memories.rewrite_memory(memory("nope", "anything at all"), expected_version=1) is None
     assert memories.get_memory("nope") is None
+
+
+def test_a_rewrite_carries_the_expiry_and_one_that_clears_it_leaves_the_expiry_listing(stores: Stores) -> None:
+    old_text, new_text = "alice lives in lisbon near the old castle", "alice lives in porto by the douro river"
+    item = expiring("m1", old_text, 1_000)
+    stores.memories.put_memory(item)
+    kept = _retexted(item, new_text)
+    assert stores.memories.rewrite_memory(kept, expected_version=1) == PutResult("created")
+    assert [i.id for i in stores.expiring.expired_memories(5_000, 10)] == ["m1"]
+    assert stores.memories.list_memories("cube-a", 0, 10, live_at=2_000)[1] == 0
+    meta = kept.metadata.model_copy(update={"expires_at": None})
+    cleared = _retexted(kept.model_copy(update={"metadata": meta}), old_text)  # version 3
+    assert stores.memories.rewrite_memory(cleared, expected_version=2) == PutResult("created")
+    assert stores.expiring.expired_memories(5_000, 10) == []
+    assert stores.memories.list_memories("cube-a", 0, 10, live_at=5_000)[1] == 1
+    assert stores.memories.get_memory("m1") == cleared
+    assert "m1" in stores.memories.similar_ids("cube-a", old_text, 10)

@@ -34,15 +34,17 @@ def doubles_container(settings: Settings | None = None, **overrides: object) -> 
 
 def open_stores() -> Stores:
     """Every storage port, empty, in this process's memory."""
+    memories = InMemoryMemories()
     return Stores(
         tasks=InMemoryTasks(),
         idempotency=InMemoryIdempotencyKeys(),
         dead_letters=InMemoryDeadLetters(),
-        memories=InMemoryMemories(),
+        memories=memories,
         erasures=InMemoryErasureMarks(),
         directory=InMemoryDirectory(),
         api_keys=InMemoryKeys(),
         counter=InMemoryCounter(),
         messages=InMemoryMessages(),
         close=lambda: None,
+        expiring=memories,
     )

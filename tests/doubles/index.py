@@ -61,17 +61,37 @@ class InMemoryIndex:
         return {d.id: d.metadata.updated_at for d in self._snapshot() if d.metadata.cube_id == cube_id}
 
     def search(
-        self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
+        self,
+        cube_ids: Sequence[str],
+        text: str,
+        vector: Sequence[float],
+        flt: Filter | None,
+        limit: int,
+        *,
+        live_at: int | None = None,
     ) -> list[Hit]:
         if len(vector) and self.embedding and len(vector) != self.embedding[1]:
             raise EmbeddingMismatch(self.embedding, ("", len(vector)), query=True)
         words = [w for w in text.lower().split() if w]
-        return _best([_scored(doc, vector, words) for doc in self._snapshot() if _candidate(doc, cube_ids, flt)], limit)
+        docs = [d for d in self._snapshot() if _candidate(d, cube_ids, flt) and _live(d, live_at)]
+        return _best([_scored(doc, vector, words) for doc in docs], limit)
 
-    def select(self, cube_id: str, flt: Filter, offset: int, limit: int) -> tuple[list[str], int]:
-        passing = [d for d in self._snapshot() if _candidate(d, [cube_id], flt)]
+    def expired_documents(self, before: int, limit: int) -> list[tuple[str, str]]:
+        due = [d for d in self._snapshot() if d.metadata.expires_at is not None and d.metadata.expires_at <= before]
+        due.sort(key=lambda d: (d.metadata.expires_at or 0, d.id))
+        return [(d.metadata.cube_id, d.id) for d in due[:limit]]
+
+    def select(
+        self, cube_id: str, flt: Filter, offset: int, limit: int, *, live_at: int | None = None
+    ) -> tuple[list[str], int]:
+        passing = [d for d in self._snapshot() if _candidate(d, [cube_id], flt) and _live(d, live_at)]
         passing.sort(key=lambda d: (d.metadata.created_at, d.id))
         return [d.id for d in passing[offset : offset + limit]], len(passing)
+
+
+def _live(doc: MemoryItem, live_at: int | None) -> bool:
+    expires = doc.metadata.expires_at
+    return live_at is None or expires is None or expires > live_at
 
 
 def _candidate(doc: MemoryItem, cube_ids: Sequence[str], flt: Filter | None) -> bool:

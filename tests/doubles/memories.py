@@ -83,11 +83,13 @@ class InMemoryMemories:
             wanted = dict.fromkeys(memory_ids)
             return [self._items[i].model_copy(deep=True) for i in wanted if i in self._items]
 
-    def list_memories(self, cube_id: str, offset: int, limit: int) -> tuple[list[MemoryItem], int]:
+    def list_memories(
+        self, cube_id: str, offset: int, limit: int, live_at: int | None = None
+    ) -> tuple[list[MemoryItem], int]:
         with self._lock:
             items = [
                 i for i in self._items.values()
-                if i.metadata.cube_id == cube_id and i.metadata.status == "activated"
+                if i.metadata.cube_id == cube_id and i.metadata.status == "activated" and _live(i, live_at)
             ]  # fmt: skip
         items.sort(key=lambda i: (i.metadata.created_at, i.id))
         return [i.model_copy(deep=True) for i in items[offset : offset + limit]], len(items)
@@ -117,3 +119,14 @@ class InMemoryMemories:
                 if self._guards.get(guard) == item.id:
                     del self._guards[guard]
         return removed
+
+    def expired_memories(self, before: int, limit: int) -> list[MemoryItem]:
+        with self._lock:
+            due = [i for i in self._items.values() if i.metadata.status != "deleted" and not _live(i, before)]
+        due.sort(key=lambda i: (i.metadata.expires_at or 0, i.id))
+        return [i.model_copy(deep=True) for i in due[:limit]]
+
+
+def _live(item: MemoryItem, live_at: int | None) -> bool:
+    expires = item.metadata.expires_at
+    return live_at is None or expires is None or expires > live_at

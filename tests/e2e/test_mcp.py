@@ -249,9 +249,11 @@ def test_update_tool_writes_a_new_version_through_the_apis_update_memory(
             await ok(session, "update_memory", memory_id=memory_id, memory="My favourite colour is blue.", tags=["c"])
             got = await ok(session, "get_memory", memory_id=memory_id)
             assert "blue" in got["memory"] and "c" in got["metadata"]["tags"] + got["metadata"]["custom_tags"]
-            assert "give at least one of memory, tags and info" in await refused(
+            assert "give at least one of memory, tags, info and expiration_date" in await refused(
                 session, "update_memory", memory_id=memory_id
             )
+            dated = await ok(session, "update_memory", memory_id=memory_id, expiration_date="2099-01-01")
+            assert dated["metadata"]["expiration_date"] == "2099-01-02T00:00:00.000Z"
 
         as_bob = headers(keys, "bob")
         async with http_session(server.url, as_bob) as session:

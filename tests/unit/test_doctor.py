@@ -16,25 +16,47 @@ class PostFilteringIndex(InMemoryIndex):
     post-filter mistake: a cube's own hits crowded out by nearer ones elsewhere)."""
 
     def search(
-        self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
+        self,
+        cube_ids: Sequence[str],
+        text: str,
+        vector: Sequence[float],
+        flt: Filter | None,
+        limit: int,
+        *,
+        live_at: int | None = None,
     ) -> list[Hit]:
         everyone = {d.metadata.cube_id for d in self._snapshot()}
-        return [h for h in super().search(sorted(everyone), text, vector, flt, limit) if h.cube_id in cube_ids]
+        hits = super().search(sorted(everyone), text, vector, flt, limit, live_at=live_at)
+        return [h for h in hits if h.cube_id in cube_ids]
 
 
 class LeakyIndex(InMemoryIndex):
     """Ignores the cube filter altogether."""
 
     def search(
-        self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
+        self,
+        cube_ids: Sequence[str],
+        text: str,
+        vector: Sequence[float],
+        flt: Filter | None,
+        limit: int,
+        *,
+        live_at: int | None = None,
     ) -> list[Hit]:
         everyone = {d.metadata.cube_id for d in self._snapshot()}
-        return super().search(sorted(everyone), text, vector, flt, limit)
+        return super().search(sorted(everyone), text, vector, flt, limit, live_at=live_at)
 
 
 class RefusingIndex(InMemoryIndex):
     def search(
-        self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
+        self,
+        cube_ids: Sequence[str],
+        text: str,
+        vector: Sequence[float],
+        flt: Filter | None,
+        limit: int,
+        *,
+        live_at: int | None = None,
     ) -> list[Hit]:
         raise RuntimeError("TransportError(400, 'parsing_exception', 'unknown query [knn]')")
 

@@ -4,6 +4,8 @@ this feedback, are offered; each one left out is noted with why."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from memcube.domain.feedback import given_candidates
 from memcube.domain.model import MemoryItem
 from tests.contract.support import memory
@@ -37,3 +39,15 @@ def test_only_the_feedback_users_activated_items_of_its_cube_are_offered_and_the
         "feedback: retrieved memory 'same-task' was written by this feedback; it is not corrected",
         "feedback: retrieved memory 'gone' is gone; it is not corrected",
     ]
+
+
+def test_an_expired_retrieved_item_is_not_offered_and_the_note_says_it_expired() -> None:
+    probe = item("probe", "alice lives in porto now")
+    probe.metadata.created_at = "2026-01-01T00:00:10.000Z"
+    lasting, expired = item("lasting", "alice lives in lisbon"), item("expired", "alice lived in faro")
+    expired.metadata.expires_at = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    lasting.metadata.expires_at = expired.metadata.expires_at + 3600
+    notes: list[str] = []
+    offered = given_candidates(probe, ["lasting", "expired"], [lasting, expired], "task-x", notes)
+    assert [n.item.id for n in offered] == ["lasting"]
+    assert notes == ["feedback: retrieved memory 'expired' has expired; it is not corrected"]

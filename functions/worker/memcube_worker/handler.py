@@ -63,6 +63,21 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         raise RetryLater(f"message {record.message_id} will be retried (attempt {attempt})")
 
 
+EXPIRY_SWEEP = "expiry-sweep"
+"""The input of the template's `ExpirySweep` schedule."""
+
+
+def sweep_expired() -> dict[str, Any]:
+    """Erase what has expired (`domain.expiry`): the store's expired items with their history, and
+    index documents of items DynamoDB's TTL already removed. A failure raises, so the invocation
+    errors (and alarms); the next schedule sweeps again from where the store is."""
+    container = container_from_env()
+    report = container.sweeper.sweep()
+    container.telemetry.count("MemoriesExpired", len(report.erased))
+    logger.info("expiry sweep", erased=len(report.erased), history=report.history, index=report.index)
+    return {"erased": len(report.erased), "history": report.history, "index": report.index}
+
+
 def _init() -> None:
     """The cold start's init phase (module import in the Lambda runtime): get ready there, where
     a slow model load or connection does not eat an invocation's time with records leased."""
@@ -81,6 +96,8 @@ snapstart.register(lambda: container_from_env().warm_worker())  # SnapStart: rea
 @tracer().capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True, raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("memcube") == EXPIRY_SWEEP:  # the template's schedule, not an SQS batch
+        return sweep_expired()
     container_from_env().warm_worker()  # before any record is started; repeats cost nothing once warm
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

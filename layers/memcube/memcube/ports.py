@@ -124,8 +124,11 @@ class MemoryStore(Protocol):
 
     def get_memories(self, memory_ids: Sequence[str]) -> list[MemoryItem]: ...
 
-    def list_memories(self, cube_id: str, offset: int, limit: int) -> tuple[list[MemoryItem], int]:
-        """A page of a cube's activated items, oldest first, and the cube's total."""
+    def list_memories(
+        self, cube_id: str, offset: int, limit: int, live_at: int | None = None
+    ) -> tuple[list[MemoryItem], int]:
+        """A page of a cube's activated items, oldest first, and the cube's total; with `live_at`
+        (epoch seconds), only items not expired by then (`domain.expiry`), in the page and the total."""
         ...
 
     def iter_memories(self, cube_id: str | None = None) -> Iterator[MemoryItem]:
@@ -215,6 +218,17 @@ class Counter(Protocol):
         ...
 
 
+class ExpiringMemories(Protocol):
+    """The store's side of expiry (`domain.expiry`): which items have expired, found without
+    reading every cube."""
+
+    def expired_memories(self, before: int, limit: int) -> list[MemoryItem]:
+        """Up to `limit` items (any status but erased tombstones) of any cube whose `expires_at`
+        is at or before `before` (epoch seconds), soonest expired first. May lag a write briefly
+        (a secondary index): the sweep reads each item back before erasing it."""
+        ...
+
+
 class MessageLog(Protocol):
     """A conversation's own messages per user and session (chat's exchanges, an add's chat
     messages): what `get_message` and "the last N messages" read. Not memories: never searched."""
@@ -252,6 +266,8 @@ class Stores:
     messages: MessageLog
     close: Callable[[], None]
     """Releases the shared table client or connection (the ports above then stop working)."""
+    expiring: ExpiringMemories
+    """The memory store's expiry query (the same adapter object as `memories`)."""
 
 
 class TaskQueue(Protocol):
@@ -293,10 +309,24 @@ class SearchIndex(Protocol):
         ...
 
     def search(
-        self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
+        self,
+        cube_ids: Sequence[str],
+        text: str,
+        vector: Sequence[float],
+        flt: Filter | None,
+        limit: int,
+        *,
+        live_at: int | None = None,
     ) -> list[Hit]:
         """Candidates among the cubes' activated documents that pass the filter: the top `limit`
-        by vector similarity and the top `limit` by text relevance (merged by id)."""
+        by vector similarity and the top `limit` by text relevance (merged by id). With `live_at`
+        (epoch seconds), documents expired by then are left out before ranking (`domain.expiry`)."""
+        ...
+
+    def expired_documents(self, before: int, limit: int) -> list[tuple[str, str]]:
+        """(cube id, memory id) of up to `limit` documents of any cube whose expiry is at or
+        before `before` (epoch seconds): the expiry sweep removes them, including documents of
+        items the store already lost (DynamoDB TTL)."""
         ...
 
     def embedding_model(self) -> str | None:
@@ -311,10 +341,13 @@ class SearchIndex(Protocol):
         the embedder changed (OpenSearch recreates the index: its vector field has a fixed size)."""
         ...
 
-    def select(self, cube_id: str, flt: Filter, offset: int, limit: int) -> tuple[list[str], int]:
+    def select(
+        self, cube_id: str, flt: Filter, offset: int, limit: int, *, live_at: int | None = None
+    ) -> tuple[list[str], int]:
         """A page of ids of the cube's activated documents that pass the filter, oldest first
         (`created_at`, then id), skipping `offset`, and how many pass in all: a filtered listing
-        that reads only its page (the caller keeps `offset + limit` within `domain.reads.WINDOW`)."""
+        that reads only its page (the caller keeps `offset + limit` within `domain.reads.WINDOW`).
+        With `live_at` (epoch seconds), documents expired by then are out of the page and the total."""
         ...
 
 

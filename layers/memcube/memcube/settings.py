@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     feedback_cosine: float = Field(default=0.45, gt=0, le=1)
     """Feedback without an LLM: the cosine at or above which the single clearly related item
     (ahead of the next by 0.1, sharing a content word) is superseded by the correction."""
+    expiry_sweep_seconds: float = Field(default=60.0, ge=1, le=86_400)
+    """Embedded: how often the worker erases expired memories (`domain.expiry`). Reads leave an
+    expired memory out at once; this bounds how long it stays stored. (AWS: the template's schedule.)"""
 
     @property
     def wait_cap_seconds(self) -> float:

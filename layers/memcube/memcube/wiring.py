@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from memcube.domain.chat import ChatService, Conversations
     from memcube.domain.corrections import FeedbackIntake
     from memcube.domain.edits import EditService
+    from memcube.domain.expiry import ExpiryService, ExpirySweep
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
@@ -377,6 +378,20 @@ class Container:
         from memcube.domain.maintenance import Maintenance
 
         return Maintenance(self.memories, self.index, self.embedder)
+
+    @cached_property
+    def expiry(self) -> ExpiryService:
+        """Setting and clearing one memory's expiry (for the update route)."""
+        from memcube.domain.expiry import ExpiryService
+
+        return ExpiryService(self.memories, self.directory, self.index)
+
+    @cached_property
+    def sweeper(self) -> ExpirySweep:
+        """Erases expired memories (the embedded worker's loop; the AWS worker's schedule)."""
+        from memcube.domain.expiry import ExpirySweep
+
+        return ExpirySweep(self.memories, self.stores.expiring, self.index, self.deleter)
 
     @cached_property
     def chat(self) -> ChatService:

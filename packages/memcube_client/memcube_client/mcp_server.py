@@ -271,12 +271,22 @@ class MemoryTools:
         tags: Annotated[list[str] | None, Field(description="Its new tags (replace the old ones).")] = None,
         info: Annotated[dict[str, Any] | None, Field(description="Its new info (replaces the old).")] = None,
         cube_id: Annotated[str | None, Field(description="The memory's cube, if you know it.")] = None,
+        expiration_date: Annotated[
+            str | None, Field(description="When it expires (ISO 8601 date or time, in the future).")
+        ] = None,
     ) -> dict[str, Any]:
-        """Correct or retag one memory. The edit is a new version in the memory's history
-        (the old text is kept and can be restored); give at least one of memory, tags, info."""
-        if memory is None and tags is None and info is None:
-            raise ToolError("give at least one of memory, tags and info")
-        given = {"mem_cube_id": cube_id, "memory": memory, "tags": tags, "info": info}
+        """Correct or retag one memory, or set when it expires. The edit is a new version in the
+        memory's history (the old text is kept and can be restored); give at least one of memory,
+        tags, info, expiration_date."""
+        if memory is None and tags is None and info is None and expiration_date is None:
+            raise ToolError("give at least one of memory, tags, info and expiration_date")
+        given = {
+            "mem_cube_id": cube_id,
+            "memory": memory,
+            "tags": tags,
+            "info": info,
+            "expiration_date": expiration_date,
+        }
         who = self._resolve(ctx)
         body = {"user_id": who.user_id, "memory_id": memory_id} | {k: v for k, v in given.items() if v is not None}
         answer = await self._call(who, "POST", "/product/update_memory", body=body)

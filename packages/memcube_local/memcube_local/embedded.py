@@ -88,6 +88,9 @@ class EmbeddedWorker:
             thread = threading.Thread(target=self._run, name=f"memcube-worker-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        sweeper = threading.Thread(target=self._sweep_expired, name="memcube-expiry-sweep", daemon=True)
+        sweeper.start()
+        self._threads.append(sweeper)
         self.ready.set()
         log.info("worker ready: %d threads taking messages", self._c.settings.workers)
 
@@ -118,6 +121,18 @@ class EmbeddedWorker:
             if not worked:
                 with self._c.wakeup:
                     self._c.wakeup.wait(POLL_SECONDS)
+
+    def _sweep_expired(self) -> None:
+        """Every `expiry_sweep_seconds`, erase what has expired (`domain.expiry`): reads already
+        leave it out, this bounds how long its text stays in the data directory."""
+        while not self._stop.wait(self._c.settings.expiry_sweep_seconds):
+            try:
+                report = self._c.sweeper.sweep()
+            except Exception:
+                log.exception("expiry sweep failed; the next one tries again")
+                continue
+            if report.erased or report.index:
+                log.info("expiry sweep erased %d memories (%d archived versions)", len(report.erased), report.history)
 
     def run_once(self) -> bool:
         """Take one message (if any) and settle it; True if there was one."""

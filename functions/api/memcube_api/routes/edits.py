@@ -41,7 +41,7 @@ async def feedback(request: Request, c: Services, key: IdempotencyKey, call: Fee
     return await blocking(request, _feedback, c, call.input, call.principal, key)
 
 
-@router.post("/update_memory", summary="Edit one memory (text, tags, info) as a new version in its history")
+@router.post("/update_memory", summary="Edit one memory (text, tags, info, expiry) as a new version in its history")
 async def update_memory(request: Request, c: Services, call: Updating) -> JSONResponse:
     edited = await blocking(request, c.editor.edit, call.input.to_command(), call.principal)
     version = edited.item.metadata.version

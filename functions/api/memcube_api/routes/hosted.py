@@ -295,7 +295,8 @@ async def get_memory(request: Request, c: Services, call: Listing) -> JSONRespon
 @router.get("/get/memory/{memory_id}", summary="One memory by id (hosted API)")
 async def get_memory_by_id(request: Request, c: Services, call: ById) -> JSONResponse:
     q = call.input  # with keys off and no user: read as its writer
-    item = await blocking(request, c.reader.get, q.memory_id, call.principal if q.user_id or call.caller else None)
+    principal = call.principal if q.user_id or call.caller else None
+    item = await blocking(request, c.reader.get, q.memory_id, principal, q.show_expired)
     return ok("Memory retrieved", detail(item))
 
 

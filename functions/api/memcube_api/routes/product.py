@@ -3,6 +3,7 @@ principal (its rate limit counted); a route maps the request to a command, calls
 shapes the MemOS envelope."""
 
 from dataclasses import asdict
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -20,6 +21,7 @@ from memcube_api.schemas.kinds import by_kind, pref_texts
 from memcube_api.schemas.product import (
     AddRequest,
     CreateCubeRequest,
+    CubeRequest,
     DeleteCubeRequest,
     DeleteMemoryRequest,
     ExportRequest,
@@ -35,6 +37,7 @@ from memcube_api.schemas.product import (
 from memcube_api.schemas.views import (
     added_view,
     cube_memories,
+    cube_view,
     memory_view,
     receipt_view,
     scored_view,
@@ -58,6 +61,7 @@ Creating = Annotated[Acting[CreateCubeRequest], Depends(acting(CreateCubeRequest
 Granting = Annotated[Acting[GrantRequest], Depends(acting(GrantRequest))]
 Exporting = Annotated[Acting[ExportRequest], Depends(acting(ExportRequest))]
 Importing = Annotated[Acting[ImportRequest], Depends(acting(ImportRequest))]
+Describing = Annotated[Acting[CubeRequest], Depends(acting(CubeRequest))]
 
 
 # The Idempotency-Key header is read (and checked) before the body.
@@ -79,7 +83,7 @@ async def scheduler_status(request: Request, c: Services, call: Status) -> JSONR
 
 @router.get("/get_memory/{memory_id}", summary="One memory by id")
 async def get_memory_by_id(request: Request, c: Services, call: ById) -> JSONResponse:
-    item = await blocking(request, c.reader.get, call.input.memory_id, call.principal)
+    item = await blocking(request, c.reader.get, call.input.memory_id, call.principal, call.input.show_expired)
     return envelope(200, "Memory retrieved successfully", memory_view(item))
 
 
@@ -88,7 +92,7 @@ async def get_memory_by_id(request: Request, c: Services, call: ById) -> JSONRes
     summary="One memory (any status) with its versions: merges, corrections, archivals and undos",
 )
 async def get_memory_history(request: Request, c: Services, call: ById) -> JSONResponse:
-    item = await blocking(request, c.history.history, call.input.memory_id, call.principal)
+    item = await blocking(request, c.history.history, call.input.memory_id, call.principal, call.input.show_expired)
     data = {
         "memory_id": item.id,
         "status": item.metadata.status,
@@ -112,9 +116,12 @@ async def get_memory(request: Request, c: Services, call: Listing) -> JSONRespon
     req = call.input
     flt = compile_filter(req.filter)  # the search's filter language; an invalid one is a 422 naming its key
     if flt is None:
-        page = await blocking(request, c.reader.page, req.mem_cube_id, call.principal, req.page, req.page_size)
+        page = await blocking(
+            request, c.reader.page, req.mem_cube_id, call.principal, req.page, req.page_size, req.show_expired
+        )
     else:
-        page = await blocking(request, c.reads.page, req.mem_cube_id, call.principal, req.page, req.page_size, flt)
+        filtered = partial(c.reads.page, show_expired=req.show_expired)
+        page = await blocking(request, filtered, req.mem_cube_id, call.principal, req.page, req.page_size, flt)
     kinds = by_kind(page.items)
     data = {
         "text_mem": [cube_memories(page.cube_id, [memory_view(i) for i in kinds["text"]], page.total)],
@@ -186,7 +193,7 @@ async def revoke_cube(request: Request, c: Services, call: Granting) -> JSONResp
 )
 async def export_memory(request: Request, c: Services, call: Exporting) -> JSONResponse:
     req = call.input
-    page = (req.cube_id, req.cursor, req.limit, call.principal)
+    page = (req.cube_id, req.cursor, req.limit, call.principal, req.show_expired)
     items, cursor = await blocking(request, c.transfer.export_page, *page)
     data = {"cube_id": req.cube_id, "items": [exported(i) for i in items], "next_cursor": cursor}
     return envelope(200, f"Exported {len(items)} memories", data)
@@ -269,3 +276,9 @@ def _sync_response(c: Container, record: TaskRecord, again: str) -> JSONResponse
         counts[o.outcome] = counts.get(o.outcome, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in counts.items())
     return envelope(200, f"Memory added successfully: {summary}{again}", data, task_id=task_id)
+
+
+@router.post("/get_cube", summary="A knowledge-base cube's settings (default_ttl_days); its grants for the owner")
+async def get_cube(request: Request, c: Services, call: Describing) -> JSONResponse:
+    acl = await blocking(request, c.cubes.describe, call.input.cube_id, call.principal)
+    return envelope(200, f"Cube {acl.cube_id} retrieved", cube_view(acl, call.principal))

@@ -38,12 +38,13 @@ class IdsRead:
 
     memory_ids: list[str]
     user_id: str | None
+    show_expired: bool
 
 
 async def _ids_read(request: Request) -> IdsRead:
     reader = read_params(request, ReaderParams)  # before the body: a bad query fails first
     body = await read_json(request, MemoryIds)
-    return IdsRead(memory_ids=body.root, user_id=reader.user_id)
+    return IdsRead(memory_ids=body.root, user_id=reader.user_id, show_expired=reader.show_expired)
 
 
 _IDS_DOC = json_body_doc(MemoryIds) | openapi_params(ReaderParams)
@@ -76,7 +77,7 @@ async def get_all(request: Request, c: Services, call: GettingAll) -> JSONRespon
 def _pages(c: Container, req: GetAllRequest, principal: Principal) -> list[dict[str, Any]]:
     blocks = []
     for cube_id in req.cube_ids:
-        page = c.reads.page(cube_id, principal, req.page, req.page_size, None)
+        page = c.reads.page(cube_id, principal, req.page, req.page_size, None, show_expired=req.show_expired)
         block = cube_memories(cube_id, [memory_view(i) for i in page.items], page.total)
         blocks.append(block | {"page": page.page, "page_size": page.page_size, "total": page.total})
     return blocks
@@ -86,7 +87,9 @@ def _related(c: Container, req: GetAllRequest, principal: Principal) -> list[dic
     assert req.search_query is not None
     blocks = []
     for cube_id in req.cube_ids:
-        found = c.reads.related(cube_id, principal, req.search_query, req.search_type, req.page_size)
+        found = c.reads.related(
+            cube_id, principal, req.search_query, req.search_type, req.page_size, show_expired=req.show_expired
+        )
         memories = [scored_view(item, score) for item, score in found.items]
         blocks.append(cube_memories(cube_id, memories, len(memories)) | {"search_type": req.search_type})
     return blocks
@@ -96,7 +99,7 @@ def _related(c: Container, req: GetAllRequest, principal: Principal) -> list[dic
 async def get_memory_by_ids(request: Request, c: Services, call: ReadingIds) -> JSONResponse:
     asked = call.input  # with keys off and no user: each read as its writer (as GET /get_memory/{id})
     reader = call.principal if asked.user_id or call.caller else None
-    found = await blocking(request, c.reads.by_ids, asked.memory_ids, reader)
+    found = await blocking(request, c.reads.by_ids, asked.memory_ids, reader, asked.show_expired)
     data = {"memories": [memory_view(i) for i in found.items], "not_found": found.not_found}
     message = f"Memories retrieved successfully: {len(found.items)} of {len(found.items) + len(found.not_found)}"
     return envelope(200, message, data)

@@ -10,6 +10,7 @@ becomes an `AddRequest` whose one user message is `feedback_content` (at `feedba
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from memcube.domain import limits
 from memcube.domain.commands import AddCommand, MemoryEdit
+from memcube.domain.expiry import expiry_changes
 from memcube.domain.ids import Id
 from memcube.domain.model import MemoryItem, MemoryOutcome
 from memcube_api.schemas.hosted import CubeIds, Info, Tags
@@ -128,6 +130,12 @@ class UpdateMemoryRequest(BaseModel):
     memory: str | None = Field(default=None, min_length=1, max_length=MAX_MEMORY_CHARS)
     tags: Tags | None = None
     info: Info | None = None
+    expiration_date: str | None = Field(
+        default=None,
+        max_length=64,
+        description="memcube: the memory's new expiry, ISO 8601 (a date alone: the end of that day, UTC), in the "
+        "future; null clears it (never expires). Absent: unchanged.",
+    )
 
     @field_validator("memory")
     @classmethod
@@ -138,13 +146,28 @@ class UpdateMemoryRequest(BaseModel):
 
     @model_validator(mode="after")
     def _something(self) -> UpdateMemoryRequest:
-        if self.memory is None and self.tags is None and self.info is None:
-            raise ValueError("memory, tags, info: give at least one of them (the new text, tags or info)")
+        if self.memory is None and self.tags is None and self.info is None and not self._sets_expiry:
+            raise ValueError(
+                "memory, tags, info, expiration_date: give at least one of them (the new text, tags, info or expiry)"
+            )
         return self
 
+    @property
+    def _sets_expiry(self) -> bool:
+        return "expiration_date" in self.model_fields_set  # null is sent to clear it
+
     def to_command(self) -> MemoryEdit:
+        """The edit; a malformed or past `expiration_date` is refused here (422), before any read."""
+        sets = self._sets_expiry
+        changes = expiry_changes(self.expiration_date, time.time()) if sets else {"expires_at": None}
         return MemoryEdit(
-            memory_id=self.memory_id, cube_id=self.mem_cube_id, memory=self.memory, tags=self.tags, info=self.info
+            memory_id=self.memory_id,
+            cube_id=self.mem_cube_id,
+            memory=self.memory,
+            tags=self.tags,
+            info=self.info,
+            sets_expiry=sets,
+            expires_at=changes["expires_at"],
         )
 
 

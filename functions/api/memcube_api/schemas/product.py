@@ -9,6 +9,7 @@ messages into the units the reader consumes; the other requests map onto a comma
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from memcube.domain import limits
 from memcube.domain.commands import AddCommand, DeleteMemories, GrantChange, NewCube, SearchQuery
 from memcube.domain.errors import InvalidRequest
+from memcube.domain.expiry import MAX_TTL_DAYS, parse_expiration
 from memcube.domain.ids import Id, check_cube_ids, check_id, check_info, check_tags
 from memcube.domain.memories import MAX_PAGE_SIZE
 from memcube.domain.messages import size_problem
@@ -27,6 +29,7 @@ from memcube_api.schemas.messages import MessageEntry, MessagesType, TextPart, f
 
 MAX_IDS = 1000
 """Memory or file ids in one delete."""
+SHOW_EXPIRED = "memcube: also return memories past their expiration_date not yet erased (metadata.expired: true)"
 
 
 _DEPRECATED: dict[str, Any] = {"deprecated": True}
@@ -72,6 +75,12 @@ class AddRequest(BaseModel):
     doc_path: str | None = Field(default=None, json_schema_extra=_DEPRECATED)
     source: str | None = Field(default=None, max_length=256, json_schema_extra=_DEPRECATED)
     operation: list[dict[str, Any]] | None = Field(default=None, json_schema_extra=_DEPRECATED)
+    expiration_date: str | None = Field(
+        default=None,
+        max_length=64,
+        description="memcube: when the memories expire, ISO 8601 (a date alone: the end of that day, UTC); "
+        "in the future. Default: the cube's default_ttl_days, else never.",
+    )
 
     @field_validator("user_id", "session_id", "task_id", "manager_user_id", "project_id", "mem_cube_id")
     @classmethod
@@ -132,6 +141,7 @@ def to_command(req: AddRequest) -> AddCommand:
         is_feedback=req.is_feedback,
         manager_user_id=req.manager_user_id,
         project_id=req.project_id,
+        expires_at=None if req.expiration_date is None else parse_expiration(req.expiration_date, time.time()),
     )
 
 
@@ -210,6 +220,7 @@ class SearchRequest(BaseModel):
     neighbor_discovery: bool = False
     source: str | None = Field(default=None, max_length=256)
     context_format: Literal["memory"] = "memory"
+    show_expired: bool = Field(default=False, description=SHOW_EXPIRED)
 
     @field_validator("readable_cube_ids")
     @classmethod
@@ -251,6 +262,7 @@ class SearchRequest(BaseModel):
             threshold=self.threshold,
             reference_time=self.reference_time,
             chat_history=self.chat_history,
+            show_expired=self.show_expired,
             pref_top_k=self.pref_top_k if self.include_preference else 0,
             tool_top_k=self.tool_mem_top_k if self.search_tool_memory else 0,
         )
@@ -309,9 +321,26 @@ class CreateCubeRequest(BaseModel):
     cube_id: Id
     readers: list[Id] = Field(default_factory=list, max_length=limits.MAX_GRANTS)
     writers: list[Id] = Field(default_factory=list, max_length=limits.MAX_GRANTS)
+    default_ttl_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TTL_DAYS,
+        description="memcube: memories added without an expiration_date expire this many days after their add",
+    )
 
     def to_command(self) -> NewCube:
-        return NewCube(cube_id=self.cube_id, readers=self.readers, writers=self.writers)
+        return NewCube(
+            cube_id=self.cube_id, readers=self.readers, writers=self.writers, default_ttl_days=self.default_ttl_days
+        )
+
+
+class CubeRequest(BaseModel):
+    """`POST /product/get_cube`: a knowledge-base cube's settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    cube_id: Id
 
 
 class GrantRequest(BaseModel):
@@ -342,6 +371,7 @@ class ExportRequest(BaseModel):
     cube_id: Id
     cursor: str | None = Field(default=None, max_length=1024)
     limit: int = Field(default=100, ge=1, le=MAX_EXPORT_PAGE)
+    show_expired: bool = Field(default=False, description=SHOW_EXPIRED)
 
 
 class ImportRequest(BaseModel):
@@ -370,6 +400,7 @@ class GetMemoryRequest(BaseModel):
     filter: dict[str, Any] | None = None
     page: int = Field(default=1, ge=1, le=100_000)
     page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
+    show_expired: bool = Field(default=False, description=SHOW_EXPIRED)
 
 
 class StatusParams(Params):
@@ -380,3 +411,4 @@ class StatusParams(Params):
 class MemoryIdParams(Params):
     memory_id: str = Field(min_length=1, max_length=200)
     user_id: str | None = Field(default=None, max_length=limits.MAX_ID_CHARS)
+    show_expired: bool = Field(default=False, description=SHOW_EXPIRED)

@@ -14,6 +14,7 @@ from memcube.domain.memories import MAX_PAGE_SIZE
 from memcube.domain.reads import MAX_CUBES, MAX_IDS
 from memcube.domain.scheduler import MAX_POLL_SECONDS, MIN_POLL_SECONDS
 from memcube_api.params import Params
+from memcube_api.schemas.product import SHOW_EXPIRED
 
 MemoryKind = Literal["text_mem", "act_mem", "param_mem", "para_mem"]
 NO_SUCH_KIND: dict[str, str] = {
@@ -39,6 +40,7 @@ class GetAllRequest(BaseModel):
     search_type: Literal["embedding", "fulltext"] = "fulltext"
     page: int = Field(default=1, ge=1, le=100_000)
     page_size: int = Field(default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    show_expired: bool = Field(default=False, description=SHOW_EXPIRED)
 
     @field_validator("mem_cube_ids")
     @classmethod
@@ -78,6 +80,7 @@ class ReaderParams(Params):
     no user named, each memory is read as its writer (as MemOS reads it)."""
 
     user_id: str | None = Field(default=None, max_length=limits.MAX_ID_CHARS)
+    show_expired: bool = Field(default=False, description=SHOW_EXPIRED)
 
 
 class WaitParams(Params):

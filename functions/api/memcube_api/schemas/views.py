@@ -3,11 +3,14 @@ without its embedding, a task part without its internal fields, a delete's recei
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from typing import Any
 
 from memcube.domain.deletion import CubeReceipt
-from memcube.domain.model import MemoryItem, TaskPart, TaskRecord
+from memcube.domain.expiry import is_expired
+from memcube.domain.model import MemoryItem, Principal, TaskPart, TaskRecord
+from memcube.domain.permissions import CubeAcl
 
 PART_INTERNALS = frozenset({"feedback_plan", "running"})
 """A task part's fields that no status answer shows."""
@@ -18,6 +21,7 @@ METADATA_VIEW = frozenset(
         "info", "sources", "embedding_model", "confidence", "background", "source", "created_at",
         "updated_at", "version", "history", "covered_history", "merged_from", "content_hash", "task_id",
         "event_time", "event_time_end", "manager_user_id", "project_id", "original_user_id",
+        "expires_at", "expiration_date",
         "preference_type", "preference", "reasoning", "tool_call", "experience",
     }
 )  # fmt: skip
@@ -27,8 +31,20 @@ MEMORY_VIEW: dict[str, Any] = {"id": True, "memory": True, "metadata": METADATA_
 
 
 def memory_view(item: MemoryItem) -> dict[str, Any]:
-    """The item as clients see it: `{id, memory, metadata}`, embeddings never returned."""
-    return item.model_dump(mode="json", include=MEMORY_VIEW)
+    """The item as clients see it: `{id, memory, metadata}`, embeddings never returned; one past
+    its expiry (returned only to a read with `show_expired`) says so: `metadata.expired: true`."""
+    view = item.model_dump(mode="json", include=MEMORY_VIEW)
+    if is_expired(item, time.time()):
+        view["metadata"]["expired"] = True
+    return view
+
+
+def cube_view(acl: CubeAcl, principal: Principal) -> dict[str, Any]:
+    """A cube's record: its settings for every reader, its grants for its owner alone."""
+    view = acl.model_dump()
+    if principal.user_id != acl.owner_id and "admin" not in principal.scopes:
+        view = {k: view[k] for k in ("cube_id", "owner_id", "created_at", "default_ttl_days")}
+    return view
 
 
 def scored_view(item: MemoryItem, relativity: float) -> dict[str, Any]:

@@ -67,6 +67,7 @@ def mapping(dimension: int) -> dict[str, Any]:
                 "created_at": {"type": "date"},
                 "updated_at": {"type": "date"},
                 "event_time": {"type": "date"},
+                "expires_at": {"type": "long"},
                 "embedding": {
                     "type": "knn_vector",
                     "dimension": dimension,
@@ -96,15 +97,18 @@ def document(item: MemoryItem) -> dict[str, Any]:
         "updated_at": meta.updated_at,
         "event_time": event_span(item),
     }
+    if meta.expires_at is not None:  # absent: never expires (as documents written before expiry existed)
+        doc["expires_at"] = meta.expires_at
     if meta.embedding:
         doc["embedding"] = meta.embedding
     return doc
 
 
 def scope_filter(
-    cube_ids: Sequence[str], *, activated_only: bool = True, flt: Filter | None = None
+    cube_ids: Sequence[str], *, activated_only: bool = True, flt: Filter | None = None, live_at: int | None = None
 ) -> list[dict[str, Any]]:
-    """The filter clauses every query carries: never a query without its cubes."""
+    """The filter clauses every query carries: never a query without its cubes. With `live_at`,
+    documents expired by then are left out (one without `expires_at` never expires)."""
     if not cube_ids:
         raise ValueError("a search must name at least one cube")
     clauses: list[dict[str, Any]] = [{"terms": {"cube_id": list(cube_ids)}}]
@@ -112,7 +116,15 @@ def scope_filter(
         clauses.append({"term": {"status": "activated"}})
     if flt is not None:
         clauses.append(filter_query(flt))
+    if live_at is not None:
+        clauses.append(live_query(live_at))
     return clauses
+
+
+def live_query(live_at: int) -> dict[str, Any]:
+    """Documents not expired at `live_at`: no `expires_at`, or one after it."""
+    never = {"bool": {"must_not": [{"exists": {"field": "expires_at"}}]}}
+    return {"bool": {"should": [never, {"range": {"expires_at": {"gt": live_at}}}], "minimum_should_match": 1}}
 
 
 def filter_query(flt: Filter) -> dict[str, Any]:
@@ -138,7 +150,9 @@ def filter_query(flt: Filter) -> dict[str, Any]:
     return {"range": {field: {flt.op: value}}}
 
 
-def knn_query(vector: Sequence[float], k: int, cube_ids: Sequence[str], flt: Filter | None = None) -> dict[str, Any]:
+def knn_query(
+    vector: Sequence[float], k: int, cube_ids: Sequence[str], flt: Filter | None = None, live_at: int | None = None
+) -> dict[str, Any]:
     """A k-NN search with efficient filtering: the filter sits inside the `knn` clause so the
     engine (faiss HNSW, OpenSearch 2.9+) filters during the graph search and still returns k hits
     for a small cube in a large index (post-filtering would return fewer)."""
@@ -150,7 +164,7 @@ def knn_query(vector: Sequence[float], k: int, cube_ids: Sequence[str], flt: Fil
                 "embedding": {
                     "vector": list(vector),
                     "k": k,
-                    "filter": {"bool": {"filter": scope_filter(cube_ids, flt=flt)}},
+                    "filter": {"bool": {"filter": scope_filter(cube_ids, flt=flt, live_at=live_at)}},
                 }
             }
         },
@@ -158,7 +172,13 @@ def knn_query(vector: Sequence[float], k: int, cube_ids: Sequence[str], flt: Fil
 
 
 def text_query(
-    text: str, size: int, cube_ids: Sequence[str], flt: Filter | None = None, *, all_words: bool = True
+    text: str,
+    size: int,
+    cube_ids: Sequence[str],
+    flt: Filter | None = None,
+    *,
+    all_words: bool = True,
+    live_at: int | None = None,
 ) -> dict[str, Any]:
     """BM25 over memory and key, confined to the cubes (and the filter)."""
     return {
@@ -175,7 +195,7 @@ def text_query(
                         }
                     }
                 ],
-                "filter": scope_filter(cube_ids, flt=flt),
+                "filter": scope_filter(cube_ids, flt=flt, live_at=live_at),
             }
         },
     }
@@ -268,7 +288,8 @@ class OpenSearchIndex:
         """Create the index with its mapping if it does not exist; True if created. An index made
         before a field existed gets the field (adding a field is all a mapping allows in place)."""
         if self.client.indices.exists(index=self._index):
-            added = {"event_time": mapping(self._dimension)["mappings"]["properties"]["event_time"]}
+            fields = mapping(self._dimension)["mappings"]["properties"]
+            added = {name: fields[name] for name in ("event_time", "expires_at")}
             self.client.indices.put_mapping(index=self._index, body={"properties": added})
             return False
         self.client.indices.create(index=self._index, body=mapping(self._dimension))
@@ -421,7 +442,14 @@ class OpenSearchIndex:
             after = hits[-1]["sort"]
 
     def search(
-        self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
+        self,
+        cube_ids: Sequence[str],
+        text: str,
+        vector: Sequence[float],
+        flt: Filter | None,
+        limit: int,
+        *,
+        live_at: int | None = None,
     ) -> list[Hit]:
         recorded = self._recorded()
         if len(vector) and recorded and len(vector) != recorded[1]:
@@ -430,15 +458,29 @@ class OpenSearchIndex:
                 raise EmbeddingMismatch(recorded, ("", len(vector)), query=True)
         hits: dict[str, Hit] = {}
         if self._vector_search and len(vector):
-            for h in self._search(knn_query(vector, limit, cube_ids, flt), cube_ids):
+            for h in self._search(knn_query(vector, limit, cube_ids, flt, live_at), cube_ids):
                 hits[h["_id"]] = Hit(h["_id"], h["_source"]["cube_id"], _cosine_from_score(h["_score"]), None)
-        for h in self._search(text_query(text, limit, cube_ids, flt, all_words=False), cube_ids):
+        for h in self._search(text_query(text, limit, cube_ids, flt, all_words=False, live_at=live_at), cube_ids):
             known = hits.get(h["_id"])
             cosine = known.cosine if known else None
             hits[h["_id"]] = Hit(h["_id"], h["_source"]["cube_id"], cosine, float(h["_score"]))
         return list(hits.values())
 
-    def select(self, cube_id: str, flt: Filter, offset: int, limit: int) -> tuple[list[str], int]:
+    def expired_documents(self, before: int, limit: int) -> list[tuple[str, str]]:
+        """Across every cube (no routing: the sweep is no cube's query), soonest expired first."""
+        body = {
+            "size": limit,
+            "_source": ["cube_id"],
+            "query": {"bool": {"filter": [{"range": {"expires_at": {"lte": before}}}]}},
+            "sort": [{"expires_at": "asc"}, {"memory_id": "asc"}],
+        }
+        with _unavailable():
+            response = self.client.search(index=self._index, body=body)
+        return [(str(h["_source"]["cube_id"]), str(h["_id"])) for h in response["hits"]["hits"]]
+
+    def select(
+        self, cube_id: str, flt: Filter, offset: int, limit: int, *, live_at: int | None = None
+    ) -> tuple[list[str], int]:
         """One search with from/size, sorted by `created_at` then `memory_id` (a total order, so
         pages never overlap), with the exact total (`track_total_hits`); ids only."""
         body: dict[str, Any] = {
@@ -446,7 +488,7 @@ class OpenSearchIndex:
             "size": limit,
             "_source": False,
             "track_total_hits": True,
-            "query": {"bool": {"filter": scope_filter([cube_id], flt=flt)}},
+            "query": {"bool": {"filter": scope_filter([cube_id], flt=flt, live_at=live_at)}},
             "sort": [{"created_at": "asc"}, {"memory_id": "asc"}],
         }
         params: dict[str, Any] = {"routing": cube_id} if self._managed else {}

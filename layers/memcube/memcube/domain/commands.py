@@ -30,6 +30,9 @@ class AddCommand(BaseModel):
     is_feedback: bool
     manager_user_id: str | None
     project_id: str | None
+    expires_at: int | None = None
+    """The add's explicit expiry (epoch seconds, already checked to lie ahead); None: each cube's
+    default, if it has one (`domain.expiry`)."""
     retrieved_memory_ids: list[str] | None = None
     """A feedback's candidates (MemOS's `retrieved_memory_ids`): only these may be corrected."""
 
@@ -52,6 +55,8 @@ class SearchQuery:
     threshold: float | None = None
     reference_time: str | None = None
     chat_history: list[dict[str, Any]] | None = None
+    show_expired: bool = False
+    """Also return memories past their expiry that the sweep has not erased yet (marked expired)."""
     pref_top_k: int = 0
     """Preference memories to return beside the hits (MemOS's `pref_mem`); 0: none asked."""
     tool_top_k: int = 0
@@ -79,6 +84,8 @@ class NewCube:
     cube_id: str
     readers: list[str]
     writers: list[str]
+    default_ttl_days: int | None = None
+    """The cube's default expiry for memories written without one (`domain.expiry`)."""
 
 
 @dataclass(frozen=True)
@@ -102,3 +109,7 @@ class MemoryEdit:
     tags: list[str] | None = None
     info: dict[str, Any] | None = None
     status: Literal["activated", "archived"] | None = None
+    sets_expiry: bool = False
+    """Whether the edit sets or clears the expiry: to `expires_at` (None: never expires)."""
+    expires_at: int | None = None
+    """The new expiry (epoch seconds, already checked to lie ahead), when `sets_expiry`."""

@@ -10,10 +10,12 @@ then offers only those items as candidates (`feedback.given_candidates`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from memcube.domain.commands import AddCommand
 from memcube.domain.errors import InvalidRequest, NotFound
+from memcube.domain.expiry import is_expired
 from memcube.domain.model import Principal, SourceMessage
 from memcube.domain.permissions import allowed
 from memcube.domain.tasks import AddService, Submission
@@ -27,11 +29,20 @@ Reply with the answer text only, in the language of the feedback."""
 
 
 class FeedbackIntake:
-    def __init__(self, add: AddService, memories: MemoryStore, users: UserDirectory, llm: LLM | None) -> None:
+    def __init__(
+        self,
+        add: AddService,
+        memories: MemoryStore,
+        users: UserDirectory,
+        llm: LLM | None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._add = add
         self._memories = memories
         self._users = users
         self._llm = llm
+        self._clock = clock
 
     def submit(
         self, cmd: AddCommand, principal: Principal, idempotency_key: str | None, *, corrected_answer: bool
@@ -44,12 +55,14 @@ class FeedbackIntake:
         return self._add.submit(cmd, principal, idempotency_key)
 
     def _check_retrieved(self, ids: Sequence[str], cube_ids: list[str], principal: Principal) -> None:
+        now = self._clock()
         found = {i.id: i for i in self._memories.get_memories(ids)}
         unknown = [
             i
             for i in ids
             if i not in found
             or found[i].metadata.status == "deleted"
+            or is_expired(found[i], now)  # gone for every read and change (`domain.expiry`)
             or not allowed(principal, found[i].metadata.cube_id, self._users, "read")
         ]
         if unknown:

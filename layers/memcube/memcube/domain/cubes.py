@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from memcube.domain.commands import GrantChange, NewCube
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from memcube.domain.model import MemoryItem, Principal, iso, utcnow
-from memcube.domain.permissions import CubeAcl, authorize_owner
+from memcube.domain.permissions import CubeAcl, authorize_owner, authorize_read
 from memcube.ports import KeyStore, UserDirectory
 
 ATTEMPTS = 5
@@ -42,6 +42,7 @@ class CubeService:
             readers=sorted(set(req.readers) - {principal.user_id}),
             writers=sorted(set(req.writers) - {principal.user_id}),
             created_at=self._now(),
+            default_ttl_days=req.default_ttl_days,
         )
         if not self._users.create_cube(acl):
             raise Conflict(TAKEN.format(req.cube_id))
@@ -63,6 +64,16 @@ class CubeService:
         if acl is None:
             raise NotFound(f"cube_id: {cube_id!r} was not created")
         authorize_owner(principal, cube_id, self._users)
+        return acl
+
+    def describe(self, cube_id: str, principal: Principal) -> CubeAcl:
+        """A knowledge-base cube's record, for anyone who may read it (its settings, such as
+        `default_ttl_days`, decide what their adds do); 404 for a cube that was not created (a
+        personal cube has no record), the read refusal (403) for a cube they may not read."""
+        authorize_read(principal, cube_id, self._users)
+        acl = self._users.get_cube(cube_id)
+        if acl is None:
+            raise NotFound(f"cube_id: {cube_id!r} is not a knowledge-base cube (none was created with that id)")
         return acl
 
     def _change(self, req: GrantChange, principal: Principal, *, add: bool) -> CubeAcl:

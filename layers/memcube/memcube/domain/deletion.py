@@ -216,6 +216,13 @@ class DeletionService:
             receipt.index += self._index.delete(cube_id, [i.id for i in page])
         return receipt
 
+    def remove_with_lineage(self, cube_id: str, items: list[MemoryItem]) -> tuple[CubeReceipt, list[MemoryItem]]:
+        """Remove these items of one cube with the archived versions they replaced, from the
+        store and the index, as a selective delete does, for a service that decided it (the
+        expiry sweep: no caller's permission is checked here). The receipt and every item removed."""
+        chosen = self._with_lineage(cube_id, items)
+        return self._remove(cube_id, chosen), chosen
+
     def _all_items(self, cube_id: str) -> Iterator[MemoryItem]:
         cursor: str | None = None
         while True:

@@ -1,5 +1,6 @@
 """Direct edits of one memory (`/product/update_memory`, the hosted `update/memory`): new text,
-key, tags, info or status, written as a new version of the same item.
+key, tags, info, status or expiry (`domain.expiry`), written as a new version of the same item.
+An expired memory, like an erased one, is gone: it cannot be edited.
 
 The previous state goes into the item's history (action `edited`, with the fields changed), so
 `get_memory_history` shows it and `undo_memory` puts it back. A new text is re-embedded and the
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from memcube.domain.commands import MemoryEdit
 from memcube.domain.errors import Forbidden, InvalidRequest, NotFound, Unavailable
+from memcube.domain.expiry import is_expired
 from memcube.domain.history import EDITABLE, apply_edit, retext, revise
 from memcube.domain.model import MemoryItem, Principal
 from memcube.domain.permissions import allowed
@@ -43,8 +46,12 @@ def changed_fields(item: MemoryItem, edit: MemoryEdit) -> list[str]:
         "tags": meta.tags,
         "info": meta.info,
         "status": meta.status,
+        "expires_at": meta.expires_at,
     }
-    return [f for f in EDITABLE if getattr(edit, f) is not None and getattr(edit, f) != current[f]]
+    asked = {f: getattr(edit, f) for f in EDITABLE if f != "expires_at" and getattr(edit, f) is not None}
+    if edit.sets_expiry:  # None clears it, so "given" is its own flag
+        asked["expires_at"] = edit.expires_at
+    return [f for f in EDITABLE if f in asked and asked[f] != current[f]]
 
 
 def followed_key(key: str, old_text: str, new_text: str) -> str:
@@ -81,6 +88,8 @@ class EditService:
         fields: list[str] = []
 
         def change(current: MemoryItem) -> MemoryItem | None:
+            if is_expired(current, datetime.fromisoformat(now).timestamp()):
+                raise NotFound(f"memory_id: {edit.memory_id!r} not found")  # expired meanwhile
             fields[:] = changed_fields(current, edit)
             if not fields:
                 return None
@@ -134,6 +143,8 @@ class EditService:
         missing = NotFound(f"memory_id: {edit.memory_id!r} not found")
         if item is None or item.metadata.status == "deleted":
             raise missing
+        if is_expired(item, datetime.fromisoformat(self._now()).timestamp()):
+            raise missing  # expired: gone for every read and change, as an erased one
         cube = item.metadata.cube_id
         who = principal or Principal(user_id=item.metadata.user_id)
         if not allowed(who, cube, self._users, "read"):

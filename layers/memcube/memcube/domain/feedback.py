@@ -19,10 +19,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from memcube.domain.expiry import is_expired
 from memcube.domain.llm_json import parse_reply
 from memcube.domain.model import FeedbackStep, MemoryItem, SourceMessage
 from memcube.domain.organizer import Neighbour, Organizer, Placement, cosine
@@ -275,15 +277,16 @@ def _step_note(n: int, step: FeedbackStep) -> str:
 def given_candidates(
     probe: MemoryItem, ids: list[str], found: list[MemoryItem], task_id: str, notes: list[str]
 ) -> list[Neighbour]:
-    """The retrieved items a feedback may correct, most similar first: activated items of the
-    feedback's cube written by its user (as the organizer: two users' content never mixes), not
-    by this task; each one left out is noted with why."""
+    """The retrieved items a feedback may correct, most similar first: activated, unexpired items
+    of the feedback's cube written by its user (as the organizer: two users' content never mixes),
+    not by this task; each one left out is noted with why."""
     meta = probe.metadata
+    now = datetime.fromisoformat(meta.created_at).timestamp()  # the probe is made now: expiry counts from then
     by_id = {i.id: i for i in found}
     out: list[Neighbour] = []
     for memory_id in dict.fromkeys(ids):
         item = by_id.get(memory_id)
-        why = _not_correctable(item, meta.cube_id, meta.user_id, task_id)
+        why = _not_correctable(item, meta.cube_id, meta.user_id, task_id, now)
         if why:
             notes.append(f"feedback: retrieved memory {memory_id!r} {why}; it is not corrected")
             continue
@@ -293,9 +296,11 @@ def given_candidates(
     return sorted(out, key=lambda n: (-n.near, n.item.id))
 
 
-def _not_correctable(item: MemoryItem | None, cube_id: str, user_id: str, task_id: str) -> str:
+def _not_correctable(item: MemoryItem | None, cube_id: str, user_id: str, task_id: str, now: float) -> str:
     if item is None or item.metadata.status == "deleted":
         return "is gone"
+    if is_expired(item, now):
+        return "has expired"
     if item.metadata.cube_id != cube_id:
         return f"is in another cube ({item.metadata.cube_id!r})"
     if item.metadata.status != "activated":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
@@ -142,11 +143,14 @@ class HistoryService:
         self._embedder = embedder
         self._now = now
 
-    def _item(self, memory_id: str, principal: Principal, *, write: bool) -> MemoryItem:
+    def _item(self, memory_id: str, principal: Principal, *, write: bool, show_expired: bool = False) -> MemoryItem:
         item = self._memories.get_memory(memory_id)
         missing = NotFound(f"memory_id: {memory_id!r} not found")
-        if item is None:
-            raise missing
+        if item is None or (write and item.metadata.status == "deleted"):
+            raise missing  # an erased memory's tombstone is a record to read, never to change
+        expires = item.metadata.expires_at
+        if expires is not None and not show_expired and expires <= datetime.fromisoformat(self._now()).timestamp():
+            raise missing  # expired: gone for every read and change (`domain.expiry`)
         try:
             if write:
                 authorize_write(principal, [item.metadata.cube_id], self._users)
@@ -156,9 +160,10 @@ class HistoryService:
             raise missing from None  # as get_memory: another cube's ids do not leak
         return item
 
-    def history(self, memory_id: str, principal: Principal) -> MemoryItem:
-        """The item (any status) with its full history, for the history endpoint."""
-        return self._item(memory_id, principal, write=False)
+    def history(self, memory_id: str, principal: Principal, show_expired: bool = False) -> MemoryItem:
+        """The item (any status) with its full history, for the history endpoint: an erased
+        memory's tombstone too (its `expired` entry), an expired one only with `show_expired`."""
+        return self._item(memory_id, principal, write=False, show_expired=show_expired)
 
     def undo(self, memory_id: str, principal: Principal) -> UndoReceipt:
         """Revert the item's newest change: a merge (the survivor goes back to its previous
@@ -278,7 +283,7 @@ class HistoryService:
         return item is not None and item.metadata.status == "activated"
 
 
-EDITABLE = ("memory", "key", "tags", "info", "status")
+EDITABLE = ("memory", "key", "tags", "info", "status", "expires_at")
 """What a direct edit (`domain.edits`) may change, and its undo puts back."""
 
 

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from memcube.domain import preferences, tool_memory
 from memcube.domain.errors import Forbidden, PermanentError, UnreadableFile
+from memcube.domain.expiry import resolve
 from memcube.domain.extraction import MAX_ITEMS, Extraction, Extractor
 from memcube.domain.feedback import FeedbackService, split_feedback
 from memcube.domain.files import parse_data_url
@@ -637,9 +638,21 @@ class IngestService:
                 event_time_end=end,
                 manager_user_id=msg.manager_user_id,
                 project_id=msg.project_id,
+                expires_at=self._expiry(msg, now),
                 **draft.fields,
             ),
         )
+
+    def _expiry(self, msg: QueuedAdd, now: str) -> int | None:
+        """The message's expiry; without one (a direct producer's message, or a cube without a
+        default), the cube's default counted from the submission, as the API resolves it."""
+        if msg.expires_at is not None:
+            return msg.expires_at
+        try:
+            submitted = datetime.fromisoformat(msg.submitted_at or now).timestamp()
+        except ValueError:  # a producer's unreadable time: from now, never already expired
+            submitted = datetime.fromisoformat(now).timestamp()
+        return resolve(None, self._users.get_cube(msg.cube_id), submitted)
 
     def _dead_letter(
         self, delivery: Delivery, reason: str, msg: QueuedAdd | None, part: TaskPart | None = None

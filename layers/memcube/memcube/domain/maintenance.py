@@ -69,6 +69,8 @@ class Maintenance:
         batch: list[MemoryItem] = []
         done = 0
         for item in self._memories.iter_memories(cube_id):
+            if item.metadata.status == "deleted":
+                continue  # an erased memory's tombstone (`domain.expiry`): a record, never searched
             batch.append(item)
             if len(batch) >= BATCH:
                 done += self._flush(batch, progress)
@@ -85,7 +87,7 @@ class Maintenance:
         return n
 
     def reconcile(self, cube_id: str, repair: bool = False) -> ReconcileReport:
-        stored = {i.id: i for i in self._memories.iter_memories(cube_id)}
+        stored = {i.id: i for i in self._memories.iter_memories(cube_id) if i.metadata.status != "deleted"}
         indexed = self._index.stamps(cube_id)
         report = ReconcileReport(
             cube_id=cube_id,

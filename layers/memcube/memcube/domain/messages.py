@@ -45,6 +45,10 @@ class QueuedAdd(BaseModel):
     run: int = Field(default=0, ge=0, le=1000)
     """0 for a task's first run; n for the caller's n-th retry of a failed part (a new message,
     not a duplicate of the failed run's)."""
+    expires_at: int | None = Field(default=None, ge=0)
+    """When this cube's memories of the add expire (epoch seconds; `domain.expiry`): the add's
+    `expiration_date`, or the cube's default resolved by the API. None: never (a direct producer
+    may set it; the worker then applies it as sent)."""
     retrieved_memory_ids: list[Id] | None = Field(default=None, max_length=limits.MAX_RETRIEVED_IDS)
     """A feedback's candidates: only these items of the cube may be corrected (None: the cube's
     items most similar to the feedback). Written only when set, so other messages keep their

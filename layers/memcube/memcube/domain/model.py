@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 Role = Literal["system", "user", "assistant", "tool"]
 MemoryType = Literal[
@@ -126,6 +126,11 @@ class MemoryMetadata(BaseModel):
     original_user_id: str | None = None
     """Provenance of an imported item: the author its export named, when someone else imported
     it (as that importer claims it; `user_id`, the writer, is the importer)."""
+    expires_at: int | None = Field(default=None, ge=0)
+    """When the memory expires (epoch seconds, UTC; `domain.expiry`): from then on it is in no
+    search or read (unless asked with `show_expired`), and the next sweep erases it. None: never."""
+    expiration_date: str | None = None
+    """`expires_at` as ISO 8601 (UTC), for people; always derived from `expires_at`."""
     preference_type: PreferenceType | None = None
     """A `PreferenceMemory`'s kind (MemOS's names); None for every other type."""
     preference: str | None = None
@@ -136,6 +141,13 @@ class MemoryMetadata(BaseModel):
     """A `ToolTrajectoryMemory`'s call: name, arguments, result, success or error, call id."""
     experience: str | None = None
     """A `ToolTrajectoryMemory`'s lesson, as MemOS words it ("when ..., then ...")."""
+
+    @model_validator(mode="after")
+    def _expiry_view(self) -> MemoryMetadata:
+        """One source of truth: the ISO view follows `expires_at` (an import that sends only the
+        view is read by `domain.expiry` first)."""
+        self.expiration_date = iso(datetime.fromtimestamp(self.expires_at, UTC)) if self.expires_at else None
+        return self
 
     @model_serializer(mode="wrap")
     def _without_empty_kind_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -35,11 +35,13 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memcube.domain.errors import IndexUnavailable
+from memcube.domain.expiry import is_expired, iso_epoch, longer_lived
 from memcube.domain.history import apply, revise, snapshot
 from memcube.domain.llm_json import parse_reply
 from memcube.domain.model import MemoryItem, MemoryOutcome, kind_of
@@ -176,6 +178,8 @@ class Organizer:
             meta = other.metadata
             if meta.cube_id != cube or meta.status != "activated" or meta.task_id == exclude_task:
                 continue
+            if meta.expires_at is not None and is_expired(other, datetime.fromisoformat(self._now()).timestamp()):
+                continue  # gone for every reader: a new add must not merge into what the sweep erases
             if meta.user_id != item.metadata.user_id:
                 continue  # never mix two users' content: erasing one user must not touch the other's items
             if kind_of(meta.memory_type) != kind_of(item.metadata.memory_type):
@@ -200,7 +204,7 @@ class Organizer:
         exact = next((n for n in near if n.item.metadata.content_hash == item.metadata.content_hash), None)
         if exact is not None:
             placement.outcomes.append(_duplicate(item, exact.item.id))
-            return placement
+            return self._renewed(exact.item.id, item, placement)
         judged = self._judge(item, neighbours[:JUDGED], placement) if self._llm and neighbours else None
         if judged is None:  # thresholds alone
             if near:
@@ -343,7 +347,7 @@ class Organizer:
         result = self._memories.put_memory(item)
         if result.status == "duplicate" and result.existing_id is not None:
             placement.outcomes.append(_duplicate(item, result.existing_id))
-            return placement
+            return self._renewed(result.existing_id, item, placement)
         if result.status == "exists":
             # Stored already, by an earlier delivery or one running at the same time: its decision
             # stands (this one may have seen the cube after that one changed it).
@@ -424,6 +428,7 @@ class Organizer:
                     "custom_tags": list(dict.fromkeys([*meta.custom_tags, *item.metadata.custom_tags])),
                     "info": {**item.metadata.info, **meta.info},
                     "merged_from": [*meta.merged_from, item.id],
+                    "expires_at": longer_lived(meta.expires_at, item.metadata.expires_at),
                 },
                 extra={"merged": snapshot(folded)},
             )
@@ -441,6 +446,32 @@ class Organizer:
                 related_ids=[item.id],
             )
         )
+        return placement
+
+    def _renewed(self, existing_id: str, item: MemoryItem, placement: Placement) -> Placement:
+        """An exact duplicate restates a stored fact: the stored item lives as long as the
+        longer-lived of the two (`domain.expiry`), so re-adding a fact without an expiry, or
+        with a later one, keeps it, and an expired one not yet erased lives again."""
+        now = self._now()
+        wanted = item.metadata.expires_at
+
+        def change(current: MemoryItem) -> MemoryItem | None:
+            have = current.metadata.expires_at
+            if have is None or longer_lived(have, wanted) == have:
+                return None
+            return revise(
+                current,
+                "renewed",
+                at=now,
+                task_id=item.metadata.task_id,
+                reason="restated by a new add: it expires " + (f"at {iso_epoch(wanted)}" if wanted else "never"),
+                related_ids=[item.id],
+                changes={"expires_at": wanted},
+            )
+
+        renewed = apply(self._memories, existing_id, change)
+        if renewed is not None and renewed.metadata.expires_at == wanted:
+            placement.changed.append(renewed)
         return placement
 
 

@@ -43,6 +43,9 @@ class CubeAcl(BaseModel):
     writers: list[str] = Field(default_factory=list)
     created_at: str
     version: int = 1
+    default_ttl_days: int | None = Field(default=None, ge=1)
+    """Memories written into the cube without an expiry of their own expire this many days after
+    they were submitted (`domain.expiry`); None: they never expire by default."""
 
 
 def allowed(principal: Principal, cube_id: str, users: UserDirectory, need: Need) -> bool:

@@ -8,15 +8,20 @@ system of record, and each is checked again against the filter and its status th
 document the index has not yet caught up with never shows a memory that no longer matches.
 No read loads a cube whole: an unfiltered page walks the store's cube to its page, a filtered
 one reads only its page of ids.
+
+Every read leaves out memories past their expiry (`domain.expiry`; in the query, so pages and
+totals agree) unless asked `show_expired`, and never returns an erased memory's tombstone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from memcube.domain.errors import Forbidden, InvalidRequest
+from memcube.domain.expiry import is_expired
 from memcube.domain.filters import Filter, matches
 from memcube.domain.memories import Page
 from memcube.domain.model import MemoryItem, Principal
@@ -51,39 +56,65 @@ class Related:
 
 
 class MemoryReads:
-    def __init__(self, memories: MemoryStore, users: UserDirectory, index: SearchIndex, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        memories: MemoryStore,
+        users: UserDirectory,
+        index: SearchIndex,
+        embedder: Embedder,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._memories = memories
         self._users = users
         self._index = index
         self._embedder = embedder
+        self._clock = clock
+
+    def _live_at(self, show_expired: bool) -> int | None:
+        """The instant reads count expiry at; None (no expiry condition) with `show_expired`."""
+        return None if show_expired else int(self._clock())
 
     def authorize(self, cube_ids: Sequence[str], principal: Principal) -> None:
         """Refuse (`Forbidden`) unless the principal may read every one of the cubes."""
         for cube_id in cube_ids:
             authorize_read(principal, cube_id, self._users)
 
-    def page(self, cube_id: str, principal: Principal, page: int, page_size: int, flt: Filter | None) -> Page:
-        """A page of the cube's activated memories (oldest first) that pass `flt`, with the total."""
+    def page(
+        self,
+        cube_id: str,
+        principal: Principal,
+        page: int,
+        page_size: int,
+        flt: Filter | None,
+        *,
+        show_expired: bool = False,
+    ) -> Page:
+        """A page of the cube's activated memories (oldest first) that pass `flt`, with the total;
+        expired ones only with `show_expired`."""
         authorize_read(principal, cube_id, self._users)
         offset = (page - 1) * page_size
+        live_at = self._live_at(show_expired)
         if flt is None:
-            items, total = self._memories.list_memories(cube_id, offset, page_size)
+            items, total = self._memories.list_memories(cube_id, offset, page_size, live_at)
             return Page(cube_id=cube_id, items=items, total=total, page=page, page_size=page_size)
         if offset + page_size > WINDOW:
             raise InvalidRequest(
                 f"page: a filtered listing reaches the first {WINDOW} matches (page {page} of size {page_size} "
                 "goes past them); narrow the filter"
             )
-        ids, total = self._index.select(cube_id, flt, offset, page_size)
+        ids, total = self._index.select(cube_id, flt, offset, page_size, live_at=live_at)
         found = {i.id: i for i in self._memories.get_memories(ids)}
-        items = [found[i] for i in ids if i in found and _current(found[i], cube_id, flt)]
+        items = [found[i] for i in ids if i in found and _current(found[i], cube_id, flt, live_at)]
         return Page(cube_id=cube_id, items=items, total=total, page=page, page_size=page_size)
 
-    def by_ids(self, memory_ids: Sequence[str], principal: Principal | None) -> ByIds:
-        """The asked memories the reader may read. `principal` None (keys off, no user named, as
-        MemOS reads them) reads each memory as its writer, as `MemoryReader.get` does."""
+    def by_ids(self, memory_ids: Sequence[str], principal: Principal | None, show_expired: bool = False) -> ByIds:
+        """The asked memories the reader may read (an expired one only with `show_expired`; an
+        erased one's tombstone never). `principal` None (keys off, no user named, as MemOS reads
+        them) reads each memory as its writer, as `MemoryReader.get` does."""
         wanted = list(dict.fromkeys(memory_ids))
-        found = {i.id: i for i in self._memories.get_memories(wanted)}
+        live_at = self._live_at(show_expired)
+        found = {i.id: i for i in self._memories.get_memories(wanted) if live_at is None or not is_expired(i, live_at)}
         readable: dict[str, bool] = {}
         items: list[MemoryItem] = []
         missing: list[str] = []
@@ -108,21 +139,31 @@ class MemoryReads:
         return known[key]
 
     def related(
-        self, cube_id: str, principal: Principal, query: str, how: Literal["fulltext", "embedding"], limit: int
+        self,
+        cube_id: str,
+        principal: Principal,
+        query: str,
+        how: Literal["fulltext", "embedding"],
+        limit: int,
+        *,
+        show_expired: bool = False,
     ) -> Related:
         """The cube's activated memories most related to `query`: by text relevance (`fulltext`,
         every memory that holds a word of the query) or by vector similarity (`embedding`)."""
         authorize_read(principal, cube_id, self._users)
+        live_at = self._live_at(show_expired)
         vector = self._embedder.embed([query])[0] if how == "embedding" else []
-        hits = self._index.search([cube_id], query, vector, None, limit)
+        hits = self._index.search([cube_id], query, vector, None, limit, live_at=live_at)
         scored = [(h.memory_id, h.text if how == "fulltext" else h.cosine) for h in hits]
         ranked = sorted(((i, s) for i, s in scored if s is not None), key=lambda p: -p[1])[:limit]
         found = {i.id: i for i in self._memories.get_memories([i for i, _ in ranked])}
-        items = [(found[i], s) for i, s in ranked if i in found and _current(found[i], cube_id, None)]
+        items = [(found[i], s) for i, s in ranked if i in found and _current(found[i], cube_id, None, live_at)]
         return Related(cube_id=cube_id, items=items)
 
 
-def _current(item: MemoryItem, cube_id: str, flt: Filter | None) -> bool:
-    """The stored item is still an activated memory of the cube that passes the filter."""
+def _current(item: MemoryItem, cube_id: str, flt: Filter | None, live_at: int | None) -> bool:
+    """The stored item is still an activated memory of the cube that passes the filter (and, with
+    `live_at`, not expired then: the store's expiry decides over an index that lags an edit)."""
     meta = item.metadata
-    return meta.cube_id == cube_id and meta.status == "activated" and matches(flt, filter_doc(item))
+    live = live_at is None or not is_expired(item, live_at)
+    return meta.cube_id == cube_id and meta.status == "activated" and live and matches(flt, filter_doc(item))

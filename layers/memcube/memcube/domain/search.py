@@ -215,9 +215,10 @@ class SearchService:
         """Every query's hits (the best score of each item), best first."""
         period = query_span(q.query, parse_time(q.reference_time) or self._now())
         found: dict[str, _Candidate] = {}
+        live_at = None if q.show_expired else int(self._now().timestamp())
         for query, vector in searches:
-            hits = self._index.search(q.cube_ids, query, vector, flt, q.top_k * CANDIDATES_PER_RESULT)
-            for candidate in self._score(hits, q, vector, period):
+            hits = self._index.search(q.cube_ids, query, vector, flt, q.top_k * CANDIDATES_PER_RESULT, live_at=live_at)
+            for candidate in self._score(hits, q, vector, period, live_at):
                 known = found.get(candidate.item.id)
                 if known is None or candidate.score > known.score:
                     found[candidate.item.id] = candidate
@@ -238,8 +239,10 @@ class SearchService:
             notes.append(f"mode {req.mode}: the LLM could not rewrite the query ({exc}); it was searched as given")
             return [req.query]
 
-    def _score(self, hits: list[Hit], req: SearchQuery, vector: list[float], period: Span | None) -> list[_Candidate]:
-        items = {i.id: i for i in self._memories.get_memories([h.memory_id for h in hits])}
+    def _score(
+        self, hits: list[Hit], req: SearchQuery, vector: list[float], period: Span | None, live_at: int | None
+    ) -> list[_Candidate]:
+        items = _unexpired(self._memories.get_memories([h.memory_id for h in hits]), live_at)
         best_text = max((h.text or 0.0 for h in hits), default=0.0) or 1.0
         live = [h for h in hits if h.memory_id in items and items[h.memory_id].metadata.status == "activated"]
         text_only = [items[h.memory_id].metadata.embedding for h in live if h.cosine is None]
@@ -271,6 +274,14 @@ class SearchService:
         rescored = [_Candidate(c.item, c.cosine, s) for c, s in zip(head, scores, strict=True)]
         rescored.sort(key=lambda c: (-c.score, c.item.id))
         return rescored + ranked[len(head) :]
+
+
+def _unexpired(items: list[MemoryItem], live_at: int | None) -> dict[str, MemoryItem]:
+    """The items by id, without those expired at `live_at` (None: all): the store's expiry
+    decides, as its status does, over an index that lags an edit."""
+    return {
+        i.id: i for i in items if live_at is None or i.metadata.expires_at is None or i.metadata.expires_at > live_at
+    }
 
 
 def _filter(q: SearchQuery) -> Filter | None:
@@ -412,6 +423,7 @@ def filter_doc(item: MemoryItem) -> dict[str, Any]:
         "updated_at": meta.updated_at,
         "event_time": event_span(item),
         "info": meta.info,
+        "expires_at": meta.expires_at,
     }
 
 

@@ -10,10 +10,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from memcube.domain.commands import AddCommand
 from memcube.domain.errors import Conflict, InvalidRequest, NotFound, Unavailable
+from memcube.domain.expiry import resolve
 from memcube.domain.messages import QueuedAdd
 from memcube.domain.model import Principal, Task, TaskPart, TaskRecord, TaskState, iso, utcnow
 from memcube.domain.permissions import authorize_write
@@ -219,8 +221,19 @@ class AddService:
             submitted_at=submitted_at,
             id_salt=salt,
             run=run,
+            expires_at=self._expiry(cmd, cube_ids[0], submitted_at),
         )
-        return [first, *(first.model_copy(update={"cube_id": cube}) for cube in cube_ids[1:])]
+        return [first] + [
+            first.model_copy(update={"cube_id": cube, "expires_at": self._expiry(cmd, cube, submitted_at)})
+            for cube in cube_ids[1:]
+        ]
+
+    def _expiry(self, cmd: AddCommand, cube_id: str, submitted_at: str) -> int | None:
+        """The add's own expiry, else the cube's default counted from the task's submission (the
+        same on every resend of the task)."""
+        if cmd.expires_at is not None:
+            return cmd.expires_at
+        return resolve(None, self._users.get_cube(cube_id), datetime.fromisoformat(submitted_at).timestamp())
 
     def _send(self, messages: list[QueuedAdd], advice: str) -> None:
         try:

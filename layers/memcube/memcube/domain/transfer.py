@@ -12,13 +12,16 @@ writer (`user_id`): an item the export names as another user's keeps that author
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from memcube.domain.errors import InvalidRequest
+from memcube.domain.expiry import is_expired, iso_epoch, parse_expiration, resolve
 from memcube.domain.model import MemoryItem, Principal
 from memcube.domain.permissions import authorize_read, authorize_write
 from memcube.ports import Embedder, MemoryStore, SearchIndex, UserDirectory
@@ -43,23 +46,45 @@ def exported(item: MemoryItem) -> dict[str, Any]:
 
 
 class TransferService:
-    def __init__(self, memories: MemoryStore, users: UserDirectory, index: SearchIndex, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        memories: MemoryStore,
+        users: UserDirectory,
+        index: SearchIndex,
+        embedder: Embedder,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._memories = memories
         self._users = users
         self._index = index
         self._embedder = embedder
+        self._clock = clock
 
     def export_page(
-        self, cube_id: str, cursor: str | None, limit: int, principal: Principal
+        self, cube_id: str, cursor: str | None, limit: int, principal: Principal, show_expired: bool = False
     ) -> tuple[list[MemoryItem], str | None]:
-        """One page of the cube's items (any status) and the cursor of the next (None: the last)."""
+        """One page of the cube's items (any status) and the cursor of the next (None: the last).
+        Erased memories' tombstones are never exported, and expired memories only with
+        `show_expired` (`domain.expiry`); a page may then hold fewer than `limit` items."""
         authorize_read(principal, cube_id, self._users)
-        return self._memories.export_page(cube_id, cursor, limit)
+        items, cursor = self._memories.export_page(cube_id, cursor, limit)
+        now = self._clock()
+        kept = [i for i in items if i.metadata.status != "deleted" and (show_expired or not is_expired(i, now))]
+        return kept, cursor
 
     def import_items(self, cube_id: str, rows: list[dict[str, Any]], principal: Principal) -> ImportResult:
-        """Write exported rows (`exported`) into the cube, all or none of them validated first."""
+        """Write exported rows (`exported`) into the cube, all or none of them validated first.
+        An item's own expiry must lie ahead; an item without one gets the cube's default."""
         authorize_write(principal, [cube_id], self._users)
+        now = self._clock()
+        rows = [_with_expiry(raw, n, now) for n, raw in enumerate(rows)]  # all or none
         items = [self._placed(raw, n, cube_id, principal.user_id) for n, raw in enumerate(rows)]  # all or none
+        default = resolve(None, self._users.get_cube(cube_id), now)
+        for item in items:
+            if item.metadata.expires_at is None and default is not None:
+                item.metadata.expires_at = default
+                item.metadata.expiration_date = iso_epoch(default)
         vectors = self._embedder.embed([i.memory for i in items])
         result = ImportResult()
         written: list[MemoryItem] = []
@@ -101,6 +126,30 @@ class TransferService:
             meta.merged_from = [_moved(cube_id, i) for i in meta.merged_from]
             meta.covered_history = _moved(cube_id, meta.covered_history) if meta.covered_history else None
         return item
+
+
+def _with_expiry(raw: dict[str, Any], n: int, now: float) -> dict[str, Any]:
+    """The row with its expiry checked: `expires_at` (epoch seconds) or, without it, the ISO
+    `expiration_date` read as an add's; either must lie ahead (an expired memory is not written
+    back). An erased memory's tombstone is refused."""
+    meta = raw.get("metadata")
+    if not isinstance(meta, dict):
+        return raw
+    where = f"items[{n}].metadata"
+    if meta.get("status") == "deleted":
+        raise InvalidRequest(f"{where}.status: 'deleted' is an erased memory's record; it cannot be imported")
+    expires, view = meta.get("expires_at"), meta.get("expiration_date")
+    if expires is None and isinstance(view, str):
+        expires = parse_expiration(view, now, f"{where}.expiration_date")
+    elif expires is not None:
+        if not isinstance(expires, int) or isinstance(expires, bool):
+            raise InvalidRequest(f"{where}.expires_at: epoch seconds (an integer), or null")
+        if expires <= now:
+            raise InvalidRequest(
+                f"{where}.expires_at: {expires} ({iso_epoch(max(expires, 0))}) is not in the future; "
+                "an expired memory is not imported"
+            )
+    return {**raw, "metadata": {**meta, "expires_at": expires, "expiration_date": None}}
 
 
 def _moved(cube_id: str, memory_id: str) -> str:

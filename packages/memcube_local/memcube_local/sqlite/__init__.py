@@ -49,12 +49,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE INDEX IF NOT EXISTS api_keys_by_user ON api_keys (user_id, created_at);
 CREATE TABLE IF NOT EXISTS erasures (
     cube_id TEXT NOT NULL, user_id TEXT NOT NULL, erased_at TEXT NOT NULL, PRIMARY KEY (cube_id, user_id));
+CREATE INDEX IF NOT EXISTS items_by_expiry ON items (json_extract(body, '$.metadata.expires_at'))
+    WHERE json_extract(body, '$.metadata.expires_at') IS NOT NULL;
 CREATE TABLE IF NOT EXISTS conversation_messages (
     message_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, session_id TEXT NOT NULL, seq TEXT NOT NULL,
     body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS conversation_messages_by_session ON conversation_messages (user_id, session_id, seq);
 """
-VERSION = 6
+VERSION = 7
 
 
 def open_stores(path: Path) -> Stores:
@@ -75,4 +77,5 @@ def open_stores(path: Path) -> Stores:
         counter=SqliteCounter(db),
         messages=SqliteMessages(db),
         close=db.close,
+        expiring=memories,
     )

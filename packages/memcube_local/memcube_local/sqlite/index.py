@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+DOC_EXPIRES = "json_extract(doc, '$.expires_at')"
+"""A document's expiry (epoch seconds, from `search.filter_doc`); NULL: never (documents written
+before expiry existed have none either)."""
+
 TEXT_POSTINGS_BUDGET = 10_000
 """The text half scores BM25 over the query's rarest words whose documents add up to at most
 this many (about 10 ms of FTS5 here). BM25's cost is every document matching any query word,
@@ -84,6 +88,8 @@ class SqliteIndex:
                 cur.execute("ALTER TABLE docs ADD COLUMN doc TEXT")
             cur.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             cur.execute("CREATE VIRTUAL TABLE IF NOT EXISTS docs_vocab USING fts5vocab(docs_text, 'row')")
+            expiring = f"ON docs ({DOC_EXPIRES}) WHERE {DOC_EXPIRES} IS NOT NULL"
+            cur.execute(f"CREATE INDEX IF NOT EXISTS docs_by_expiry {expiring}")
         self._frequencies = TermFrequencies(text_budget)
 
     def close(self) -> None:
@@ -165,18 +171,28 @@ class SqliteIndex:
             return {r["id"]: r["updated_at"] for r in rows}
 
     def search(
-        self, cube_ids: Sequence[str], text: str, vector: Sequence[float], flt: Filter | None, limit: int
+        self,
+        cube_ids: Sequence[str],
+        text: str,
+        vector: Sequence[float],
+        flt: Filter | None,
+        limit: int,
+        *,
+        live_at: int | None = None,
     ) -> list[Hit]:
         """Vector candidates by exact cosine (over the cubes' cached vectors, see
         `vector_cache`) and text candidates by FTS5 BM25 (any query word), merged by id."""
         where, params = _scope(cube_ids, flt)
+        if live_at is not None:  # expired documents are filtered like a filter's misses
+            where += f" AND ({DOC_EXPIRES} IS NULL OR {DOC_EXPIRES} > ?)"
+            params.append(live_at)
         hits: dict[str, Hit] = {}
         with self._db.read() as cur:
             recorded = _recorded(cur)
             if len(vector) and recorded and len(vector) != recorded[1]:
                 raise EmbeddingMismatch(recorded, ("", len(vector)), query=True)
             if len(vector):
-                passes = None if flt is None else _passing(cur, where, params)
+                passes = None if flt is None and live_at is None else _passing(cur, where, params)
                 for memory_id, cube_id, cosine in self._nearest(cur, cube_ids, vector, limit, passes):
                     hits[memory_id] = Hit(memory_id, cube_id, cosine, None)
             words = self._frequencies.informative(cur, [w for w in fts_text(text).split() if w])
@@ -186,10 +202,15 @@ class SqliteIndex:
             hits[memory_id] = Hit(memory_id, cube_id, known.cosine if known else None, score)
         return list(hits.values())
 
-    def select(self, cube_id: str, flt: Filter, offset: int, limit: int) -> tuple[list[str], int]:
+    def select(
+        self, cube_id: str, flt: Filter, offset: int, limit: int, *, live_at: int | None = None
+    ) -> tuple[list[str], int]:
         """One query for the page (ordered by the stored `created_at`, then id) and one count,
         inside one read: the page and its total are one snapshot."""
         where, params = _scope([cube_id], flt)
+        if live_at is not None:
+            where += f" AND ({DOC_EXPIRES} IS NULL OR {DOC_EXPIRES} > ?)"
+            params = [*params, live_at]
         with self._db.read() as cur:
             (total,) = cur.execute(f"SELECT count(*) FROM docs d WHERE {where}", params).fetchone()
             rows = cur.execute(
@@ -229,6 +250,15 @@ class SqliteIndex:
             )
             cube = self._vectors.load(cube_id, dimension, ((r["rid"], r["id"], r["vector"]) for r in rows))
         return cube
+
+    def expired_documents(self, before: int, limit: int) -> list[tuple[str, str]]:
+        with self._db.read() as cur:
+            rows = cur.execute(
+                f"SELECT cube_id, id FROM docs WHERE {DOC_EXPIRES} IS NOT NULL AND {DOC_EXPIRES} <= ? "
+                f"ORDER BY {DOC_EXPIRES}, id LIMIT ?",
+                (before, limit),
+            ).fetchall()
+        return [(r["cube_id"], r["id"]) for r in rows]
 
     def text_search(self, cube_id: str, query: str, limit: int) -> list[str]:
         """Ids of a cube's activated docs matching all query words, best BM25 first."""

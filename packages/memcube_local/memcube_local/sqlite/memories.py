@@ -10,6 +10,9 @@ from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
 from memcube_local.sqlite.db import SqliteDb
 
+EXPIRES = "json_extract(body, '$.metadata.expires_at')"
+"""An item's expiry (epoch seconds) as the `items_by_expiry` index has it."""
+
 
 class SqliteMemories:
     """Tables `items`, `content_guards` and `lsh_bands`."""
@@ -130,17 +133,31 @@ class SqliteMemories:
                     found[row["id"]] = MemoryItem.model_validate_json(row["body"])
         return [found[i] for i in wanted if i in found]
 
-    def list_memories(self, cube_id: str, offset: int, limit: int) -> tuple[list[MemoryItem], int]:
+    def list_memories(
+        self, cube_id: str, offset: int, limit: int, live_at: int | None = None
+    ) -> tuple[list[MemoryItem], int]:
+        live = "" if live_at is None else f" AND ({EXPIRES} IS NULL OR {EXPIRES} > ?)"
+        args: tuple[str | int, ...] = (cube_id,) if live_at is None else (cube_id, live_at)
         with self._db.read() as cur:
             (total,) = cur.execute(
-                "SELECT COUNT(*) FROM items WHERE cube_id = ? AND status = 'activated'", (cube_id,)
+                f"SELECT COUNT(*) FROM items WHERE cube_id = ? AND status = 'activated'{live}", args
             ).fetchone()
             rows = cur.execute(
-                "SELECT body FROM items WHERE cube_id = ? AND status = 'activated' "
+                f"SELECT body FROM items WHERE cube_id = ? AND status = 'activated'{live} "
                 "ORDER BY created_at, id LIMIT ? OFFSET ?",
-                (cube_id, limit, offset),
+                (*args, limit, offset),
             ).fetchall()
         return [MemoryItem.model_validate_json(r["body"]) for r in rows], int(total)
+
+    def expired_memories(self, before: int, limit: int) -> list[MemoryItem]:
+        """Through the partial index on the items' expiry (schema 7)."""
+        with self._db.read() as cur:
+            rows = cur.execute(
+                f"SELECT body FROM items WHERE {EXPIRES} IS NOT NULL AND {EXPIRES} <= ? AND status != 'deleted' "
+                f"ORDER BY {EXPIRES}, id LIMIT ?",
+                (before, limit),
+            ).fetchall()
+        return [MemoryItem.model_validate_json(r["body"]) for r in rows]
 
     def iter_memories(self, cube_id: str | None = None) -> Iterator[MemoryItem]:
         """Pages by primary key, so the store stays writable while a reindex runs."""

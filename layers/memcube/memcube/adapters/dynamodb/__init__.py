@@ -17,15 +17,17 @@ from memcube.ports import Stores
 
 def open_stores(table: DynamoTable) -> Stores:
     """Every storage port on the table, sharing its one client (built on first use unless given)."""
+    memories = DynamoMemories(table)
     return Stores(
         tasks=DynamoTasks(table),
         idempotency=DynamoIdempotencyKeys(table),
         dead_letters=DynamoDeadLetters(table),
-        memories=DynamoMemories(table),
+        memories=memories,
         erasures=DynamoErasureMarks(table),
         directory=DynamoDirectory(table),
         api_keys=DynamoKeys(table),
         counter=DynamoCounter(table),
         messages=DynamoMessages(table),
         close=table.close,
+        expiring=memories,
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any, Final
 
-from memcube.adapters.dynamodb.table import DynamoTable, Item, attr_n, attr_s, body_attr, body_text
+from memcube.adapters.dynamodb.table import GSI, Attr, DynamoTable, Item, attr_n, attr_s, body_attr, body_text
 from memcube.domain.model import MemoryItem, MemoryMetadata
 from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
@@ -26,6 +28,42 @@ def _band_sks(item: MemoryItem) -> list[str]:
     return [f"LSH#{key}#{item.id}" for key in lsh_keys(item.memory)]
 
 
+TTL_GRACE_SECONDS: Final = 86_400
+"""DynamoDB's TTL (`expires_at`) on an expiring memory's records is its expiry plus this grace:
+the expiry sweep (`domain.expiry`, every 15 minutes from the worker's schedule) erases it first,
+whole and with its history entry; TTL is the backstop that erases the records anyway if no sweep
+ran for a day (within DynamoDB's own deletion delay, typically a few days at most)."""
+EXPIRY_SHARDS: Final = 4
+"""An expiry day's items spread over this many `gsi1` partitions (adds with a cube default all
+land on one day), each far below a partition's write limit."""
+EXPIRY_LOOKBACK_DAYS: Final = 7
+"""The expiry days a sweep reads back from today: an item expired earlier and still unswept is
+TTL-deleted by then (`TTL_GRACE_SECONDS` plus DynamoDB's deletion delay)."""
+
+
+def _expiry_attrs(meta: MemoryMetadata, memory_id: str) -> dict[str, Attr]:
+    """An expiring item record's attributes: `expiry` (what reads filter on), its `gsi1` entry
+    (what the sweep queries: `EXPIRY#<day>#<shard>`, sorted by expiry) and the TTL; none without
+    an expiry."""
+    if meta.expires_at is None:
+        return {}
+    day = datetime.fromtimestamp(meta.expires_at, UTC).strftime("%Y-%m-%d")
+    return {
+        "expiry": attr_n(meta.expires_at),
+        "gsi1pk": attr_s(f"EXPIRY#{day}#{_shard(memory_id)}"),
+        "gsi1sk": attr_s(f"{meta.expires_at:012d}#{memory_id}"),
+        **_ttl(meta),
+    }
+
+
+def _ttl(meta: MemoryMetadata) -> dict[str, Attr]:
+    return {} if meta.expires_at is None else {"expires_at": attr_n(meta.expires_at + TTL_GRACE_SECONDS)}
+
+
+def _shard(memory_id: str) -> int:
+    return int(hashlib.sha256(memory_id.encode()).hexdigest()[:8], 16) % EXPIRY_SHARDS
+
+
 class DynamoMemories:
     """A cube's items, guards and band keys in `CUBE#<cube>`; a `MEM#<id>` pointer per item."""
 
@@ -39,7 +77,12 @@ class DynamoMemories:
         guard = {
             "Put": {
                 "TableName": self._t.name,
-                "Item": {"pk": cube, "sk": attr_s(f"HASH#{meta.content_hash}"), "memory_id": attr_s(item.id)},
+                "Item": {
+                    "pk": cube,
+                    "sk": attr_s(f"HASH#{meta.content_hash}"),
+                    "memory_id": attr_s(item.id),
+                    **_ttl(meta),
+                },
                 "ConditionExpression": "attribute_not_exists(#pk)",
                 "ExpressionAttributeNames": {"#pk": "pk"},
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -55,11 +98,17 @@ class DynamoMemories:
                     "status": attr_s(meta.status),
                     "version": attr_n(meta.version),
                     "body": body_attr(item.model_dump_json()),
+                    **_expiry_attrs(meta, item.id),
                 },
             }
         }
         bands = [
-            {"Put": {"TableName": self._t.name, "Item": {"pk": cube, "sk": attr_s(sk), "memory_id": attr_s(item.id)}}}
+            {
+                "Put": {
+                    "TableName": self._t.name,
+                    "Item": {"pk": cube, "sk": attr_s(sk), "memory_id": attr_s(item.id), **_ttl(meta)},
+                }
+            }
             for sk in _band_sks(item)
         ]
         pointer = {
@@ -70,6 +119,7 @@ class DynamoMemories:
                     "sk": attr_s(POINTER_SK),
                     "cube_id": attr_s(meta.cube_id),
                     "item_sk": attr_s(item_sk),
+                    **_ttl(meta),
                 },
             }
         }
@@ -100,6 +150,7 @@ class DynamoMemories:
                     "status": attr_s(meta.status),
                     "version": attr_n(meta.version),
                     "body": body_attr(item.model_dump_json()),
+                    **_expiry_attrs(meta, item.id),
                 },
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#pk": "pk", "#v": "version"},
@@ -107,7 +158,33 @@ class DynamoMemories:
             )
         except self._t.condition_failed:
             return False
+        if stored.metadata.expires_at != meta.expires_at:
+            self._retime(item)
         return True
+
+    def _retime(self, item: MemoryItem) -> None:
+        """Give the item's guard, pointer and band keys its new TTL (or none), so DynamoDB never
+        deletes them out from under an item whose expiry was extended or cleared."""
+        meta = item.metadata
+        cube = attr_s(f"CUBE#{meta.cube_id}")
+        keys = [
+            {"pk": cube, "sk": attr_s(f"HASH#{meta.content_hash}")},
+            {"pk": attr_s(f"MEM#{item.id}"), "sk": attr_s(POINTER_SK)},
+            *({"pk": cube, "sk": attr_s(sk)} for sk in _band_sks(item)),
+        ]
+        ttl = _ttl(meta)
+        for key in keys:
+            change: dict[str, Any] = {"UpdateExpression": "REMOVE #ttl"}
+            if ttl:
+                change = {"UpdateExpression": "SET #ttl = :t", "ExpressionAttributeValues": {":t": ttl["expires_at"]}}
+            with contextlib.suppress(self._t.condition_failed):  # a record deleted meanwhile stays deleted
+                self._t.write(
+                    "update_item",
+                    Key=key,
+                    ConditionExpression="attribute_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": "pk", "#ttl": "expires_at"},
+                    **change,
+                )
 
     def rewrite_memory(self, item: MemoryItem, expected_version: int) -> PutResult | None:
         """One transaction: the record (its version checked), the new text's guard (unless
@@ -132,6 +209,7 @@ class DynamoMemories:
                     "status": attr_s(meta.status),
                     "version": attr_n(meta.version),
                     "body": body_attr(item.model_dump_json()),
+                    **_expiry_attrs(meta, item.id),
                 },
                 "ConditionExpression": version,
                 "ExpressionAttributeNames": {"#pk": "pk", "#v": "version"},
@@ -146,7 +224,7 @@ class DynamoMemories:
             }
             ops.append({"Put": {
                 "TableName": self._t.name,
-                "Item": {"pk": cube, "sk": attr_s(f"HASH#{meta.content_hash}"), "memory_id": me},
+                "Item": {"pk": cube, "sk": attr_s(f"HASH#{meta.content_hash}"), "memory_id": me, **_ttl(meta)},
                 "ConditionExpression": "attribute_not_exists(#pk) OR #m = :id", **mine,
             }})  # fmt: skip
             ops.append({"Delete": {
@@ -157,11 +235,13 @@ class DynamoMemories:
         before, after = set(_band_sks(stored)), set(_band_sks(item))
         ops += [{"Delete": {"TableName": self._t.name, "Key": {"pk": cube, "sk": attr_s(sk)}}} for sk in before - after]
         ops += [
-            {"Put": {"TableName": self._t.name, "Item": {"pk": cube, "sk": attr_s(sk), "memory_id": me}}}
+            {"Put": {"TableName": self._t.name, "Item": {"pk": cube, "sk": attr_s(sk), "memory_id": me, **_ttl(meta)}}}
             for sk in sorted(after - before)
         ]
         codes = self._t.transact_checked(ops)
         if codes is None:
+            if old.expires_at != meta.expires_at:
+                self._retime(item)  # the guard, pointer and band keys it kept get the new TTL
             return PutResult("created")
         if codes[0] == "ConditionalCheckFailed":
             return None
@@ -210,8 +290,8 @@ class DynamoMemories:
         }
         return [items[i] for i in wanted if i in items]
 
-    def _activated(self, cube_id: str) -> dict[str, Any]:
-        return {
+    def _activated(self, cube_id: str, live_at: int | None = None) -> dict[str, Any]:
+        query: dict[str, Any] = {
             "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :item)",
             "FilterExpression": "#st = :active",
             "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk", "#st": "status"},
@@ -222,16 +302,24 @@ class DynamoMemories:
             },
             "ConsistentRead": True,
         }
+        if live_at is not None:  # expired items are filtered out as archived ones are
+            query["FilterExpression"] += " AND (attribute_not_exists(#exp) OR #exp > :now)"
+            query["ExpressionAttributeNames"]["#exp"] = "expiry"
+            query["ExpressionAttributeValues"][":now"] = attr_n(live_at)
+        return query
 
-    def list_memories(self, cube_id: str, offset: int, limit: int) -> tuple[list[MemoryItem], int]:
+    def list_memories(
+        self, cube_id: str, offset: int, limit: int, live_at: int | None = None
+    ) -> tuple[list[MemoryItem], int]:
         """A page by offset: the Query walks the cube's partition from its start and stops after
         `offset + limit` matches, so a page costs O(offset + limit) reads (filtered-out archived
         items are read too). The total is a second, Select=COUNT Query over the whole partition
         (no item data returned, but every item is read): the two are not one snapshot."""
-        total = sum(int(p.get("Count", 0)) for p in self._t.pages("query", Select="COUNT", **self._activated(cube_id)))
+        counted = self._t.pages("query", Select="COUNT", **self._activated(cube_id, live_at))
+        total = sum(int(p.get("Count", 0)) for p in counted)
         if limit <= 0 or offset >= total:
             return [], total
-        raws = islice(self._t.query(**self._activated(cube_id)), max(offset, 0), max(offset, 0) + limit)
+        raws = islice(self._t.query(**self._activated(cube_id, live_at)), max(offset, 0), max(offset, 0) + limit)
         return [MemoryItem.model_validate_json(body_text(r["body"])) for r in raws], total
 
     def iter_memories(self, cube_id: str | None = None) -> Iterator[MemoryItem]:
@@ -304,3 +392,26 @@ class DynamoMemories:
             self._t.write("delete_item", Key={"pk": cube, "sk": attr_s(sk)})
         self._t.write("delete_item", Key={"pk": attr_s(f"MEM#{item.id}"), "sk": attr_s(POINTER_SK)})
         return deleted
+
+    def expired_memories(self, before: int, limit: int) -> list[MemoryItem]:
+        """From the `gsi1` partitions of the expiry days up to `before` (`EXPIRY_LOOKBACK_DAYS`
+        back), soonest first. The index is eventually consistent: the sweep reads each item back."""
+        last = datetime.fromtimestamp(before, UTC).date()
+        found: list[MemoryItem] = []
+        for back in range(EXPIRY_LOOKBACK_DAYS, -1, -1):
+            day = (last - timedelta(days=back)).isoformat()
+            for shard in range(EXPIRY_SHARDS):
+                raws = self._t.query(
+                    IndexName=GSI,
+                    KeyConditionExpression="#pk = :pk AND #sk <= :before",
+                    ExpressionAttributeNames={"#pk": "gsi1pk", "#sk": "gsi1sk"},
+                    ExpressionAttributeValues={
+                        ":pk": attr_s(f"EXPIRY#{day}#{shard}"),
+                        ":before": attr_s(f"{before:012d}#~"),
+                    },
+                )
+                found.extend(MemoryItem.model_validate_json(body_text(r["body"])) for r in islice(raws, limit))
+            if len(found) >= limit:
+                break
+        found.sort(key=lambda i: (i.metadata.expires_at or 0, i.id))
+        return found[:limit]

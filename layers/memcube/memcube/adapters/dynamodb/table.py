@@ -14,7 +14,7 @@ TTL on `expires_at` (epoch seconds). Every record keeps its pydantic model's JSO
 | task | `TASK#<task>` | `#TASK` | `gsi1pk=USER#<user>`, `gsi1sk=<created_at>#<task>`, `expires_at` |
 | task part | `TASK#<task>` | `PART#<cube>` | `ord` (request order), `expires_at` |
 | idempotency key | `IDEM#<key>` | `#IDEM` | `task_id`, `expires_at` (an expired key is free again) |
-| memory item | `CUBE#<cube>` | `ITEM#<created_at>#<id>` | `memory_id`, `status`, `version` |
+| memory item | `CUBE#<cube>` | `ITEM#<created_at>#<id>` | `memory_id`, `status`, `version`; expiring: see below |
 | content guard | `CUBE#<cube>` | `HASH#<content_hash>` | `memory_id` of the one item with that content |
 | LSH band key | `CUBE#<cube>` | `LSH#<band key>#<id>` | `memory_id` (near-duplicate candidates) |
 | id pointer | `MEM#<id>` | `#MEM` | `cube_id`, `item_sk`: get by id with two reads, never a scan |
@@ -26,6 +26,10 @@ TTL on `expires_at` (epoch seconds). Every record keeps its pydantic model's JSO
 | erasure mark | `ERASED#<cube>` | `#CUBE`, or `USER#<user>` | `erased_at` (the latest erasure) |
 | chat message | `CONV#<user>` | `MSG#<session>#<seq>#<id>` | (the `messages` module) |
 | chat session | `CONV#<user>` | `SESSION#<session>` | `latest`, `gsi1pk=CONVS#<user>`, `gsi1sk=<latest>#<session>` |
+
+An expiring memory's item record also has `expiry` (epoch seconds: what reads filter on) and a
+`gsi1` entry `EXPIRY#<day>#<shard>` / `<expiry>#<id>` (what the expiry sweep queries), and it, its
+guard, band keys and pointer carry the TTL `expires_at`, `memories.TTL_GRACE_SECONDS` after it.
 
 One Query on `TASK#<task>` reads a task with its parts; the `gsi1` partition `USER#<user>` lists a
 user's tasks newest first. A cube's items sort oldest first (ties by id) within `CUBE#<cube>`.
