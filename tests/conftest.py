@@ -4,6 +4,7 @@ runs without the network."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -58,6 +59,18 @@ def by_id_event(memory_id: str, name: str = "api_get_memory_by_id.json") -> dict
 def load_event(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((EVENTS / name).read_text())
     return data
+
+
+@pytest.fixture(autouse=True)
+def _main_thread_keeps_an_event_loop() -> Iterator[None]:
+    """After each test the main thread has an event loop again. `asyncio.run` (anyio, the MCP
+    and Playwright tests) leaves it with none, and Mangum (the Lambda entry, driven in-process by
+    later tests) asks for the thread's loop, as the Lambda runtime's main thread always has one."""
+    yield
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 @pytest.fixture

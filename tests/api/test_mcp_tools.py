@@ -4,7 +4,6 @@ the API refuses comes back as a tool error with its message; either way nothing 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,10 +32,7 @@ def run_tools(container: Container, scenario: Scenario, identity: Identity | Non
             async with create_connected_server_and_client_session(server) as session:
                 await scenario(session)
 
-    try:
-        anyio.run(main)
-    finally:  # asyncio.run leaves the thread without a loop; Mangum (later tests) asks for one
-        asyncio.set_event_loop(asyncio.new_event_loop())
+    anyio.run(main)
 
 
 async def error_of(session: ClientSession, tool: str, **arguments: Any) -> str:

@@ -18,10 +18,10 @@ from openai.types.chat.chat_completion import Choice
 
 from memcube.adapters.openai_compat import OpenAICompatibleLLM
 from memcube.domain.errors import LLMUnavailable
-from memcube.domain.extraction import SYSTEM, Extraction, Extractor, language_of
+from memcube.domain.extraction import Extraction, Extractor, prompts
 from memcube.domain.llm_json import parse_reply
 from memcube.domain.model import SourceMessage
-from memcube.domain.reader import render, windows
+from memcube.domain.reader import windows
 from tests.llm.conftest import MAX_OUTPUT_TOKENS, LlamaServer
 
 CONVERSATION = [
@@ -40,9 +40,7 @@ def adapter(server: LlamaServer, **options: Any) -> OpenAICompatibleLLM:
 def extraction_prompt() -> tuple[str, str]:
     """The fine reader's own system and user prompt for CONVERSATION."""
     [window] = windows(CONVERSATION)
-    system = SYSTEM.format(language=language_of(window.text), suggested="")
-    lines = "\n".join(render(s) for s in window.sources)
-    return system, f"Current time: {NOW}\n<conversation>\n{lines}\n</conversation>"
+    return prompts(window, custom_tags=[], now=NOW)
 
 
 def raw_json_reply(server: LlamaServer, max_tokens: int) -> Choice:

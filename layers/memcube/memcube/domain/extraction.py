@@ -99,25 +99,28 @@ def language_of(text: str) -> str:
     return "the language of the conversation (English if it is English)"
 
 
+def prompts(window: Window, *, custom_tags: list[str], now: str) -> tuple[str, str]:
+    """The fine reader's system and user prompt for `window` (messages without a time get `now`)."""
+    lines = "\n".join(
+        render(s) if s.chat_time else render(s.model_copy(update={"chat_time": now})) for s in window.sources
+    )
+    suggested = f"; prefer these when they fit: {json.dumps(custom_tags, ensure_ascii=False)}" if custom_tags else ""
+    system = SYSTEM.format(
+        language=language_of(window.text),
+        suggested=suggested,
+        preference_rules=PROMPT_RULES,
+        preference_shape=REPLY_SHAPE,
+    )
+    return system, f"Current time: {now}\n{conversation_section(lines)}"
+
+
 class Extractor:
     def __init__(self, llm: LLM) -> None:
         self._llm = llm
 
     def extract(self, window: Window, *, custom_tags: list[str], now: str) -> Extraction | str:
         """The window's items, or the reason (a string) it must fall back to a fast item."""
-        lines = "\n".join(
-            render(s) if s.chat_time else render(s.model_copy(update={"chat_time": now})) for s in window.sources
-        )
-        suggested = (
-            f"; prefer these when they fit: {json.dumps(custom_tags, ensure_ascii=False)}" if custom_tags else ""
-        )
-        system = SYSTEM.format(
-            language=language_of(window.text),
-            suggested=suggested,
-            preference_rules=PROMPT_RULES,
-            preference_shape=REPLY_SHAPE,
-        )
-        user = f"Current time: {now}\n{conversation_section(lines)}"
+        system, user = prompts(window, custom_tags=custom_tags, now=now)
         reply = self._llm.complete(system, user)
         try:
             data = parse_reply(reply, list_key="memory_list")
