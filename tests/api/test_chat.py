@@ -398,3 +398,41 @@ def test_chat_never_offers_the_model_an_expired_memory(api: Container, llm: Scri
     assert {r["memory_id"] for r in payload["data"]["retrieved"]} == {lisbon}
     [(turns, _)] = llm.streamed
     assert "Porto" not in turns[0].content
+
+
+def plant_preference(api: Container, text: str, user: str = "alice") -> str:
+    """A `PreferenceMemory` in the user's cube, as fine mode would store it (this deployment has no LLM)."""
+    from memcube.domain.ingest import content_hash
+    from memcube.domain.model import MemoryItem, MemoryMetadata
+
+    now = "2026-12-06T10:00:00.000Z"
+    item = MemoryItem(
+        id=f"pref-{abs(hash(text)) % 10**8}",
+        memory=text,
+        metadata=MemoryMetadata(
+            user_id=user, session_id="s-pref", cube_id=user, memory_type="PreferenceMemory", key="drinks",
+            preference_type="explicit_preference", preference=text, embedding=api.embedder.embed([text])[0],
+            embedding_model=api.embedder.model_id, created_at=now, updated_at=now,
+            content_hash=content_hash(text, "PreferenceMemory"), task_id="t-pref",
+        ),
+    )  # fmt: skip
+    api.memories.put_memory(item)
+    api.index.upsert([item])
+    return item.id
+
+
+def test_the_users_preferences_reach_the_model_after_the_facts_and_include_preference_false_leaves_them_out(
+    api: Container, llm: ScriptedLLM
+) -> None:
+    add("I drink tea every morning.")
+    preference = plant_preference(api, "The user prefers green tea over black tea.")
+    llm.replies = [cite_what_mentions("green tea", "Green tea, then.")]
+    code, payload = chat(query="Which tea should I drink?")
+    assert code == 200, payload
+    system = llm.streamed[-1][0][0].content
+    assert "The user prefers green tea over black tea." in system
+    assert preference in [r["memory_id"] for r in payload["data"]["references"]]
+    llm.replies = ["No preference offered."]
+    code, payload = chat(query="Which tea should I drink?", include_preference=False)
+    assert code == 200, payload
+    assert "prefers green tea" not in llm.streamed[-1][0][0].content

@@ -153,9 +153,15 @@ class ChatService:
             (s for cube in found.cubes for s in cube.memories if s.relativity >= cmd.threshold),
             key=lambda s: (-s.relativity, s.item.id),
         )
+        # The user's preferences (and tool experience, when asked) come after the facts, each list
+        # already capped by its own top_k (`pref_top_k`, `tool_mem_top_k`) in the search.
+        kinds = sorted(
+            (s for cube in (*found.preferences, *found.tools) for s in cube.memories if s.relativity >= cmd.threshold),
+            key=lambda s: (-s.relativity, s.item.id),
+        )
         offered = [
             Reference(n, s.item.id, s.item.metadata.cube_id, s.item.memory, s.relativity)
-            for n, s in enumerate(hits[: cmd.search.top_k], start=1)
+            for n, s in enumerate([*hits[: cmd.search.top_k], *kinds], start=1)
         ]
         system = ChatTurn("system", self._system_prompt(cmd.system_prompt, offered))
         history = cmd.history[-MAX_HISTORY_TURNS:]
