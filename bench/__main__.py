@@ -1,6 +1,6 @@
 """Run every benchmark and rewrite the figures in BENCHMARKS.md: `python -m bench` (`make bench`).
 
-    python -m bench                     # everything, full size (about 25 minutes on 2 cores)
+    python -m bench                     # everything, full size, three runs of each
     python -m bench --quick             # fewer rounds and smaller cubes (about 6 minutes)
     python -m bench --only coldstart search
     python -m bench --only recall       # recall on LoCoMo's dev half (data: see BENCHMARKS.md; about
@@ -9,8 +9,10 @@
     python -m bench --smoke             # tiny sizes, model-free embedder, no mem0: checks that
                                         # the scripts run (the test suite does this), saves nothing
 
-Each benchmark writes `bench/results/<name>.json` (figures, command, machine, load before and
-after); BENCHMARKS.md's generated section is then rendered from those files (`bench.report`).
+A full run repeats every benchmark three times (`--runs N`), interleaved (A B C A B C A B C), and
+keeps each run in `bench/results/runs/<name>/`; `bench/results/<name>.json` is their median with
+the spread (`bench.runs`), and BENCHMARKS.md's generated section is rendered from those files
+(`bench.report`).
 """
 
 from __future__ import annotations
@@ -72,15 +74,23 @@ def main(argv: list[str] | None = None) -> None:
     size.add_argument("--smoke", action="store_true")
     parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER))
     parser.add_argument("--no-report", action="store_true", help="do not rewrite BENCHMARKS.md")
+    parser.add_argument("--runs", type=int, default=None, help="runs of each benchmark (full: 3; quick, smoke: 1)")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    repeats = args.runs or (3 if mode == "full" else 1)
+    if repeats < 1:
+        parser.error("--runs must be at least 1")
     if args.smoke:  # results and seeded cubes go to a scratch directory, never the repo's
         scratch = tempfile.mkdtemp(prefix="bench-smoke-")
         os.environ["BENCH_RESULTS_DIR"] = str(Path(scratch) / "results")
         os.environ["BENCH_CACHE_DIR"] = str(Path(scratch) / "cache")
-    for name in (n for n in ORDER if n in args.only):
-        print(f"== {name}", file=sys.stderr, flush=True)
-        runner(name)(plans(mode)[name])
+    from bench.runs import BATCH_ENV, batch_id
+
+    os.environ[BATCH_ENV] = batch_id()  # every run below is one batch: its median is reported
+    for n in range(1, repeats + 1):
+        for name in (b for b in ORDER if b in args.only):
+            print(f"== {name} (run {n} of {repeats})", file=sys.stderr, flush=True)
+            runner(name)(plans(mode)[name])
     from bench import report
 
     if args.smoke:

@@ -8,7 +8,6 @@ average before and after each benchmark is recorded with the figures.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -24,7 +23,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "bench" / "results")
-"""Where each benchmark writes its figures (`<name>.json`); BENCHMARKS.md is made from them."""
+"""Where each benchmark keeps its runs (`runs/<name>/`) and their median (`<name>.json`);
+BENCHMARKS.md is made from the medians."""
 CACHE = Path(os.environ.get("BENCH_CACHE_DIR") or ROOT / ".bench-cache")
 """Seeded databases and corpora, reused between runs (git-ignored); safe to delete."""
 
@@ -128,20 +128,21 @@ def machine() -> dict[str, Any]:
 
 
 def save(name: str, figures: dict[str, Any], *, command: str, started_load: list[float]) -> Path:
-    """Write `bench/results/<name>.json`: the figures, how they were made, the machine and load."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    """Keep this run in `bench/results/runs/<name>/` and rewrite `bench/results/<name>.json` as the
+    median of its batch's runs (`bench.runs`): the figures, how they were made, machine and load."""
+    from bench import runs
+
     body = {
         "benchmark": name,
         "command": command,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "batch": runs.batch_id(),
         "machine": machine(),
         "load_before": started_load,
         "load_after": load(),
         "figures": figures,
     }
-    path.write_text(json.dumps(body, indent=2, sort_keys=False) + "\n")
-    return path
+    return runs.keep(RESULTS, body)
 
 
 def measured(name: str, command: str, run: Callable[[], dict[str, Any]], *, keep: bool = True) -> dict[str, Any]:
