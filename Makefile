@@ -111,11 +111,13 @@ $(BENCH_LAMBDA_VENV)/.installed-stamp: bench/lambda-requirements.txt layers/memc
 bench: $(BENCH_STAMP) $(BENCH_MEM0_VENV)/.installed-stamp $(BENCH_LAMBDA_VENV)/.installed-stamp
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
-# The reliability suite at full size (`make test` runs it small); RELIABILITY.md quotes the figures
-# it prints and writes to reliability-report.json.
+# The reliability suite at full size (`make test` runs it small), in one run: RELIABILITY.md quotes
+# the figures it prints and writes, with its commit, time, load and test count, to the committed
+# reliability-report.json.
 reliability: $(STAMP) test-servers
 	MEMCUBE_RELIABILITY=full MEMCUBE_RELIABILITY_REPORT=reliability-report.json \
-	  $(VENV)/bin/pytest tests/reliability tests/realserver/test_reliability.py -q -o timeout=1800
+	  $(VENV)/bin/pytest tests/reliability tests/realserver/test_reliability.py tests/realserver/test_chaos.py \
+	  -q -o timeout=1800
 
 clean:
 	rm -rf $(VENV) .tools .aws-sam .pytest_cache .mypy_cache .ruff_cache

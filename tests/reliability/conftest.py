@@ -10,6 +10,9 @@ import json
 import os
 import platform
 import secrets
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +77,41 @@ def scale() -> Scale:
     return SCALE
 
 
+_STARTED: dict[str, Any] = {}
+
+
+def pytest_sessionstart() -> None:
+    _STARTED.update(at=time.time(), load=[round(x, 2) for x in os.getloadavg()])
+
+
+def _commit() -> str:
+    """The commit the run measured, `+changes` if the work tree differed from it."""
+    root = Path(__file__).resolve().parents[2]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                           text=True, check=False)  # fmt: skip
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def _run_facts(terminalreporter: Any) -> dict[str, Any]:
+    """What makes the report traceable: the code, the command, when, how long, under what load,
+    and the one test count of the run its figures come from."""
+    stats = terminalreporter.stats
+    counts = {k: len([r for r in stats.get(k, []) if getattr(r, "when", "call") in ("call", "setup")])
+              for k in ("passed", "failed", "error", "skipped")}  # fmt: skip
+    started = _STARTED.get("at", time.time())
+    return {
+        "commit": _commit(),
+        "command": " ".join(["pytest", *sys.argv[1:]]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_s": round(time.time() - started, 1),
+        "load_before": _STARTED.get("load"),
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "tests": counts,
+        "fuzz_seed": FUZZ_SEED,
+    }
+
+
 def pytest_report_header() -> str:
     return f"fuzz seed: {FUZZ_SEED} (replay with MEMCUBE_FUZZ_SEED={FUZZ_SEED})"
 
@@ -89,7 +127,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     target = os.environ.get("MEMCUBE_RELIABILITY_REPORT")
     if target:
         machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-        report = {"scale": SCALE.name, "machine": machine, "points": FIGURES.points}
+        run = _run_facts(terminalreporter)
+        report = {"scale": SCALE.name, "run": run, "machine": machine, "points": FIGURES.points}
         Path(target).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
