@@ -21,14 +21,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from memcube.domain.errors import InvalidRequest
-from memcube.domain.expiry import is_expired, iso_epoch, parse_expiration, resolve
-from memcube.domain.model import MemoryItem, Principal
+from memcube.domain.expiry import iso_epoch, parse_expiration, resolve
+from memcube.domain.model import ItemStatus, MemoryItem, Principal
 from memcube.domain.permissions import authorize_read, authorize_write
+from memcube.domain.reads import still_listed
 from memcube.ports import Embedder, MemoryStore, SearchIndex, UserDirectory
 
 MAX_EXPORT_PAGE = 500
 MAX_IMPORT_ITEMS = 200
 MOVED_NAMESPACE = uuid.UUID("0d6f1e9a-3c2b-4f5e-8a7d-2b1c0e9f8a61")
+EXPORTED: tuple[ItemStatus, ...] = ("activated", "archived")
+"""Every status but an erased memory's tombstone (`deleted`), which is never exported."""
 
 
 @dataclass
@@ -69,9 +72,8 @@ class TransferService:
         `show_expired` (`domain.expiry`); a page may then hold fewer than `limit` items."""
         authorize_read(principal, cube_id, self._users)
         items, cursor = self._memories.export_page(cube_id, cursor, limit)
-        now = self._clock()
-        kept = [i for i in items if i.metadata.status != "deleted" and (show_expired or not is_expired(i, now))]
-        return kept, cursor
+        live_at = None if show_expired else int(self._clock())
+        return [i for i in items if still_listed(i, cube_id, None, live_at, EXPORTED)], cursor
 
     def import_items(self, cube_id: str, rows: list[dict[str, Any]], principal: Principal) -> ImportResult:
         """Write exported rows (`exported`) into the cube, all or none of them validated first.
