@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from memcube.domain.model import ItemStatus
+from memcube.domain.transfer import exported
 from memcube.wiring import Container
+from tests.contract.support import memory
 from tests.lambda_support import call, serving
 
 
@@ -95,3 +98,50 @@ def test_a_users_own_import_keeps_them_as_writer_with_no_provenance(api: Contain
     assert code == 200, reply
     [stored] = api.memories.iter_memories("kb")
     assert (stored.metadata.user_id, stored.metadata.original_user_id) == ("alice", None)
+
+
+def _stored(memory_id: str, text: str, tag: str, status: ItemStatus) -> dict[str, Any]:
+    item = memory(memory_id, text, cube="alice")
+    item.metadata.custom_tags = [tag]
+    item.metadata.status = status
+    return exported(item)
+
+
+def test_a_filtered_export_answers_only_the_items_that_pass_it_of_every_status(api: Container) -> None:
+    # Given alice's cube holding an activated and an archived travel memory, and a food memory
+    rows = [
+        _stored("lisbon", "She flew to Lisbon in May.", "travel", "activated"),
+        _stored("vienna", "She took the night train to Vienna.", "travel", "archived"),
+        _stored("sardines", "She loves grilled sardines.", "food", "activated"),
+    ]
+    code, reply = call("POST", "/product/import_memory", body={"user_id": "alice", "cube_id": "alice", "items": rows})
+    assert code == 200, reply
+    assert {i["id"] for i in exported_items("alice", "alice")} == {"lisbon", "vienna", "sardines"}
+    # When she exports it with the search's filter, one stored item a page, to the last page
+    seen: dict[str, str] = {}
+    cursor = None
+    while True:
+        code, payload = export("alice", "alice", limit=1, cursor=cursor, filter={"custom_tags": "travel"})
+        assert code == 200, payload
+        data = payload["data"]
+        assert isinstance(data, dict)
+        seen |= {i["id"]: i["metadata"]["status"] for i in data["items"]}
+        cursor = data["next_cursor"]
+        if cursor is None:
+            break
+    # Then both travel memories come, the archived one too, and the food one does not
+    assert seen == {"lisbon": "activated", "vienna": "archived"}
+
+
+@pytest.mark.parametrize(
+    ("flt", "named"),
+    [
+        ({"tags": {"near": "x"}}, "filter.tags: unknown operator 'near'"),
+        ({"and": []}, "filter.and: must be a non-empty list"),
+        ("travel", "filter"),
+    ],
+)
+def test_an_invalid_export_filter_is_a_422_naming_filter(api: Container, flt: object, named: str) -> None:
+    add("Alice likes tea.")
+    code, reply = export("alice", "alice", filter=flt)
+    assert code == 422 and named in str(reply["message"]), reply

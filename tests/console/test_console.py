@@ -136,7 +136,7 @@ def test_a_user_watches_an_add_searches_undoes_a_merge_deletes_and_grants(consol
     expect(hits).to_contain_text("Pena palace")
     expect(hits.get_by_role("row")).to_have_count(2)  # the header and the one hit
 
-    # Every status: the stored items page by page, the filter applied to each page. The Search page
+    # Every status: the stored items page by page, the server filtering each page. The Search page
     # has a "Filter" form too: wait for the Memories page before filling its form.
     nav(page, "Memories")
     expect(page.get_by_role("heading", name=re.compile("^Memories of"))).to_be_visible()

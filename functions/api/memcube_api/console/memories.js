@@ -45,25 +45,6 @@ export function buildFilter(state) {
   return parts.length === 1 ? parts[0] : { and: parts };
 }
 
-// The same filter, evaluated on one page of exported items (every status): export has no filter.
-function matchesState(item, state) {
-  const m = item.metadata;
-  const tags = [...(m.tags || []), ...(m.custom_tags || [])];
-  const wanted = state.tags.split(",").map((t) => t.trim()).filter(Boolean);
-  if (!wanted.every((t) => tags.includes(t))) return false;
-  for (const pair of state.info.split(";").map((p) => p.trim()).filter(Boolean)) {
-    const at = pair.indexOf("=");
-    if (String((m.info || {})[pair.slice(0, at).trim()]) !== pair.slice(at + 1).trim()) return false;
-  }
-  if (state.memory_type && m.memory_type !== state.memory_type) return false;
-  if (state.session_id && m.session_id !== state.session_id) return false;
-  const end = m.event_time_end || m.event_time;
-  if (state.from && !(end && end >= state.from)) return false;
-  if (state.to && !(m.event_time && m.event_time <= `${state.to}T23:59:59Z`)) return false;
-  if (state.status === "archived" && m.status !== "archived") return false;
-  return true;
-}
-
 function filterForm(state, onApply, { withStatus }) {
   const input = (name, attrs = {}) => h("input", { name, value: state[name], ...attrs });
   const type = h(
@@ -210,15 +191,15 @@ export async function memoriesPage(cubeId, query) {
     body,
   );
   const redraw = () => memoriesPage(cube, query);
-  if (state.status) {
-    await exportedPage(cube, state, size, body, go, redraw);
-    return;
-  }
   let filter;
   try {
     filter = buildFilter(state);
   } catch (err) {
     ui.alert(err);
+    return;
+  }
+  if (state.status) {
+    await exportedPage(cube, state, filter, size, body, go, redraw);
     return;
   }
   let answer;
@@ -256,20 +237,24 @@ export async function memoriesPage(cubeId, query) {
   body.replaceChildren(pager, rows.length ? table(`Memories ${(page - 1) * size + 1}–${(page - 1) * size + rows.length}`, HEAD, rows) : h("p", {}, "No memories here."));
 }
 
-async function exportedPage(cube, state, size, body, go, redraw) {
+// Every status: export pages through the stored items, and the server applies the same filter to
+// each page (its filter language, as get_memory's); "archived only" keeps the archived ones.
+async function exportedPage(cube, state, filter, size, body, go, redraw) {
+  const limit = Math.max(size, 100);
   const answer = await post("/product/export_memory", {
     user_id: session.user(),
     cube_id: cube,
-    limit: Math.max(size, 100),
+    limit,
+    ...(filter ? { filter } : {}),
     ...(state.cursor ? { cursor: state.cursor } : {}),
   });
-  const items = answer.data.items.filter((i) => matchesState(i, state));
+  const items = answer.data.items.filter((i) => state.status !== "archived" || i.metadata.status === "archived");
   const rows = items.map((item) => memoryRow(item, cube, redraw));
   const pager = h(
     "nav",
     { class: "pager", "aria-label": "Pages" },
     state.cursor ? h("button", { type: "button", onclick: () => go({ ...state, cursor: "" }) }, "First") : null,
-    h("span", {}, `${items.length} of ${answer.data.items.length} stored items on this page match (every status; the filter is applied to the page in the browser)`),
+    h("span", {}, `${items.length} matching items in this page of up to ${limit} stored ones (every status)`),
     h("button", { type: "button", disabled: !answer.data.next_cursor, onclick: () => go({ ...state, cursor: answer.data.next_cursor }) }, "Next"),
   );
   body.replaceChildren(pager, rows.length ? table("Stored items, every status", HEAD, rows) : h("p", {}, "Nothing on this page matches."));

@@ -189,12 +189,14 @@ async def revoke_cube(request: Request, c: Services, call: Granting) -> JSONResp
 
 
 @router.post(
-    "/export_memory", summary="A page of a cube's items (any status, no embeddings) for export; follow next_cursor"
+    "/export_memory",
+    summary="A page of a cube's items (any status, no embeddings; filter as get_memory) for export; follow next_cursor",
 )
 async def export_memory(request: Request, c: Services, call: Exporting) -> JSONResponse:
     req = call.input
-    page = (req.cube_id, req.cursor, req.limit, call.principal, req.show_expired)
-    items, cursor = await blocking(request, c.transfer.export_page, *page)
+    flt = compile_filter(req.filter)  # as get_memory's: an invalid one is a 422 naming its key
+    exporting = partial(c.transfer.export_page, show_expired=req.show_expired, flt=flt)
+    items, cursor = await blocking(request, exporting, req.cube_id, req.cursor, req.limit, call.principal)
     data = {"cube_id": req.cube_id, "items": [exported(i) for i in items], "next_cursor": cursor}
     return envelope(200, f"Exported {len(items)} memories", data)
 

@@ -365,6 +365,9 @@ class UndoRequest(BaseModel):
 
 
 class ExportRequest(BaseModel):
+    """memcube's own route (MemOS has no export). `filter` is the search's filter language, as on
+    `get_memory`: only the items of each page that pass it are answered, of every status."""
+
     model_config = ConfigDict(extra="forbid")
 
     user_id: Id
@@ -372,6 +375,7 @@ class ExportRequest(BaseModel):
     cursor: str | None = Field(default=None, max_length=1024)
     limit: int = Field(default=100, ge=1, le=MAX_EXPORT_PAGE)
     show_expired: bool = Field(default=False, description=SHOW_EXPIRED)
+    filter: dict[str, Any] | None = None
 
 
 class ImportRequest(BaseModel):

@@ -22,7 +22,7 @@ from typing import Any
 from memcube.domain.commands import MemoryEdit
 from memcube.domain.errors import Forbidden, InvalidRequest, NotFound, Unavailable
 from memcube.domain.expiry import is_expired
-from memcube.domain.history import EDITABLE, apply_edit, retext, revise
+from memcube.domain.history import EDITABLE, apply, retext, revise
 from memcube.domain.model import MemoryItem, Principal
 from memcube.domain.permissions import allowed
 from memcube.domain.reader import KEY_CHARS, Sizes, count_tokens
@@ -112,7 +112,7 @@ class EditService:
                 return retext(updated, edit.memory, self._embedder, vectors)
             return updated
 
-        stored = apply_edit(self._memories, item.id, change)
+        stored = apply(self._memories, item.id, change)
         if stored is None:
             raise NotFound(f"memory_id: {edit.memory_id!r} not found")
         try:

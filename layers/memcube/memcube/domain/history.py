@@ -92,7 +92,10 @@ def apply(
     change: Callable[[MemoryItem], MemoryItem | None],
 ) -> MemoryItem | None:
     """Read, change and write back one item with optimistic concurrency; `change` returns None to
-    leave the item as it is. Raises Conflict if other writers keep winning."""
+    leave the item as it is. A change that replaces the item's text (a direct edit or its undo) is
+    written with `rewrite_memory`, so the store moves the content guard and band keys with it in
+    the same transaction: a text that another item of the cube holds is a Conflict naming that
+    item, and nothing is written. Raises Conflict if other writers keep winning."""
     for _ in range(ATTEMPTS):
         current = store.get_memory(memory_id)
         if current is None:
@@ -100,7 +103,17 @@ def apply(
         updated = change(current)
         if updated is None:
             return current
-        if store.update_memory(updated, expected_version=current.metadata.version):
+        if updated.memory == current.memory:
+            if store.update_memory(updated, expected_version=current.metadata.version):
+                return updated
+            continue
+        result = store.rewrite_memory(updated, current.metadata.version)
+        if result is not None and result.status == "duplicate":
+            raise Conflict(
+                f"memory: memory {result.existing_id!r} of cube {current.metadata.cube_id!r} already holds this "
+                "text; nothing was changed (edit or delete that one instead)"
+            )
+        if result is not None:
             return updated
     raise Conflict(f"memory {memory_id!r} kept changing while it was being updated; retry")
 
@@ -207,7 +220,7 @@ class HistoryService:
             text = str(previous["memory"])
             return retext(reverted, text, self._embedder, vectors) if text != current.memory else reverted
 
-        apply_edit(self._memories, item.id, revert)
+        apply(self._memories, item.id, revert)
         return UndoReceipt(undone="edited", memory_id=item.id, reverted=[item.id])
 
     def _undo_merge(self, survivor: MemoryItem, entry: dict[str, Any], now: str) -> UndoReceipt:
@@ -298,33 +311,3 @@ def retext(item: MemoryItem, text: str, embedder: Embedder, vectors: dict[str, l
         update={"content_hash": content_hash(text), "embedding": vectors[text], "embedding_model": embedder.model_id}
     )
     return item.model_copy(update={"memory": text, "metadata": meta})
-
-
-def apply_edit(
-    store: MemoryStore,
-    memory_id: str,
-    change: Callable[[MemoryItem], MemoryItem | None],
-) -> MemoryItem | None:
-    """As `apply`, for a change that may replace the item's text: the store then moves the
-    content guard and band keys with it in the same transaction (`rewrite_memory`). A text that
-    another item of the cube holds is a Conflict naming that item, and nothing is written."""
-    for _ in range(ATTEMPTS):
-        current = store.get_memory(memory_id)
-        if current is None:
-            return None
-        updated = change(current)
-        if updated is None:
-            return current
-        if updated.memory == current.memory:
-            if store.update_memory(updated, expected_version=current.metadata.version):
-                return updated
-            continue
-        result = store.rewrite_memory(updated, current.metadata.version)
-        if result is not None and result.status == "duplicate":
-            raise Conflict(
-                f"memory: memory {result.existing_id!r} of cube {current.metadata.cube_id!r} already holds this "
-                "text; nothing was changed (edit or delete that one instead)"
-            )
-        if result is not None:
-            return updated
-    raise Conflict(f"memory {memory_id!r} kept changing while it was being updated; retry")

@@ -16,7 +16,7 @@ totals agree) unless asked `show_expired`, and never returns an erased memory's 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -105,7 +105,7 @@ class MemoryReads:
             )
         ids, total = self._index.select(cube_id, flt, offset, page_size, live_at=live_at)
         found = {i.id: i for i in self._memories.get_memories(ids)}
-        items = [found[i] for i in ids if i in found and _current(found[i], cube_id, flt, live_at)]
+        items = [found[i] for i in ids if i in found and still_listed(found[i], cube_id, flt, live_at)]
         return Page(cube_id=cube_id, items=items, total=total, page=page, page_size=page_size)
 
     def by_ids(self, memory_ids: Sequence[str], principal: Principal | None, show_expired: bool = False) -> ByIds:
@@ -157,13 +157,22 @@ class MemoryReads:
         scored = [(h.memory_id, h.text if how == "fulltext" else h.cosine) for h in hits]
         ranked = sorted(((i, s) for i, s in scored if s is not None), key=lambda p: -p[1])[:limit]
         found = {i.id: i for i in self._memories.get_memories([i for i, _ in ranked])}
-        items = [(found[i], s) for i, s in ranked if i in found and _current(found[i], cube_id, None, live_at)]
+        items = [(found[i], s) for i, s in ranked if i in found and still_listed(found[i], cube_id, None, live_at)]
         return Related(cube_id=cube_id, items=items)
 
 
-def _current(item: MemoryItem, cube_id: str, flt: Filter | None, live_at: int | None) -> bool:
-    """The stored item is still an activated memory of the cube that passes the filter (and, with
-    `live_at`, not expired then: the store's expiry decides over an index that lags an edit)."""
+def still_listed(
+    item: MemoryItem,
+    cube_id: str,
+    flt: Filter | None,
+    live_at: int | None,
+    statuses: Collection[str] = ("activated",),
+) -> bool:
+    """The stored item still belongs in a listing of the cube: one of `statuses`, passing the
+    filter, and (with `live_at`) not expired then. Every page a read returns is checked here
+    against the store, the system of record, so an index that lags an edit (or a page read
+    before a change) never shows an item that no longer fits."""
     meta = item.metadata
     live = live_at is None or not is_expired(item, live_at)
-    return meta.cube_id == cube_id and meta.status == "activated" and live and matches(flt, filter_doc(item))
+    passes = flt is None or matches(flt, filter_doc(item))
+    return meta.cube_id == cube_id and meta.status in statuses and live and passes

@@ -21,14 +21,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from memcube.domain.errors import InvalidRequest
-from memcube.domain.expiry import is_expired, iso_epoch, parse_expiration, resolve
-from memcube.domain.model import MemoryItem, Principal
+from memcube.domain.expiry import iso_epoch, parse_expiration, resolve
+from memcube.domain.filters import Filter
+from memcube.domain.model import ItemStatus, MemoryItem, Principal
 from memcube.domain.permissions import authorize_read, authorize_write
+from memcube.domain.reads import still_listed
 from memcube.ports import Embedder, MemoryStore, SearchIndex, UserDirectory
 
 MAX_EXPORT_PAGE = 500
 MAX_IMPORT_ITEMS = 200
 MOVED_NAMESPACE = uuid.UUID("0d6f1e9a-3c2b-4f5e-8a7d-2b1c0e9f8a61")
+EXPORTED: tuple[ItemStatus, ...] = ("activated", "archived")
+"""Every status but an erased memory's tombstone (`deleted`), which is never exported."""
 
 
 @dataclass
@@ -62,16 +66,25 @@ class TransferService:
         self._clock = clock
 
     def export_page(
-        self, cube_id: str, cursor: str | None, limit: int, principal: Principal, show_expired: bool = False
+        self,
+        cube_id: str,
+        cursor: str | None,
+        limit: int,
+        principal: Principal,
+        *,
+        show_expired: bool = False,
+        flt: Filter | None = None,
     ) -> tuple[list[MemoryItem], str | None]:
         """One page of the cube's items (any status) and the cursor of the next (None: the last).
         Erased memories' tombstones are never exported, and expired memories only with
-        `show_expired` (`domain.expiry`); a page may then hold fewer than `limit` items."""
+        `show_expired` (`domain.expiry`). With `flt` (the search's filter language) only the
+        page's items that pass it: the store's page is filtered, not the index (which holds
+        activated memories only), so a page may hold fewer than `limit` items, or none before
+        the last."""
         authorize_read(principal, cube_id, self._users)
         items, cursor = self._memories.export_page(cube_id, cursor, limit)
-        now = self._clock()
-        kept = [i for i in items if i.metadata.status != "deleted" and (show_expired or not is_expired(i, now))]
-        return kept, cursor
+        live_at = None if show_expired else int(self._clock())
+        return [i for i in items if still_listed(i, cube_id, flt, live_at, EXPORTED)], cursor
 
     def import_items(self, cube_id: str, rows: list[dict[str, Any]], principal: Principal) -> ImportResult:
         """Write exported rows (`exported`) into the cube, all or none of them validated first.
