@@ -131,7 +131,16 @@ def add_overhead(r: dict[str, Any]) -> list[str]:
     lines = [f"{f['calls']} calls per contender, a {f['body_bytes']}-byte body of {f['messages']} messages.", ""]
     lines += [STAT_HEAD] + [_stat_row(f"`{n}`", s) for n, s in f["stats"].items()]
     lines += ["", "| ratio | |", "|---|---:|"] + [f"| {k} | {v:.2f} |" for k, v in f["ratios"].items()]
-    return lines
+    return lines + add_parts(f)
+
+
+def add_parts(f: dict[str, Any]) -> list[str]:
+    """Where memcube's time beyond the bare route goes: each step of the add alone (p50 µs)."""
+    if "parts_us" not in f:
+        return []
+    return ["", "| step of the add, timed alone | p50 µs |", "|---|---:|"] + [
+        f"| {k} | {v:.0f} |" for k, v in f["parts_us"].items()
+    ]
 
 
 def ingest(r: dict[str, Any]) -> list[str]:
