@@ -11,6 +11,12 @@ call by call in a shuffled order:
 - `bare`: a bare FastAPI + Mangum handler whose one route parses the same body with the same
   pydantic model (`AddRequest`) and answers a small JSON envelope.
 
+Then `parts_us`: the add's own steps timed alone on the same body and doubles (p50 in µs;
+each step is one more contender of the same interleaved rounds, so all see one load), which
+itemises what memcube does beyond the bare route. `powertools` is memcube - memcube_asgi, and
+`dispatch` what is left of memcube_asgi over bare once the steps are taken out (FastAPI's
+resolution of the route's dependencies, the body checks before the parse, the container).
+
 Goal: memcube / bare <= 1.5 at p50 and p99. Powertools' tracer is off here (no X-Ray daemon);
 its metrics and log lines go to stdout, which is sent to /dev/null as Lambda sends it to
 CloudWatch.
@@ -33,7 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 
-from bench.common import ROOT, interleaved, log, measured, summary
+from bench.common import ROOT, interleaved, log, measured, percentile, summary
 from bench.corpus import generate
 
 
@@ -136,6 +142,58 @@ def timed(handler: Callable[[dict[str, Any], Any], dict[str, Any]], event: dict[
     return once
 
 
+def stopwatch(fn: Callable[[], object]) -> Callable[[], float]:
+    def once() -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    return once
+
+
+def part_timers(body: dict[str, Any]) -> dict[str, Callable[[], float]]:
+    """The add's steps, each alone, as the route and its dependencies run them (`routes.product._add`,
+    `deps.acting`); the doubles' `create_task` includes building an empty double (a lock, two dicts)."""
+    from memcube.domain.tasks import fingerprint
+    from memcube.wiring import container_from_env
+    from memcube_api.errors import envelope
+    from memcube_api.schemas.product import AddRequest, to_command
+
+    c = container_from_env()  # the doubles' container `memcube_handlers` installed
+    raw = json.dumps(body).encode()
+    req = AddRequest.model_validate_json(raw)
+    cmd = to_command(req)
+    principal = c.authority.acting_for(None, req.user_id, adding=True)
+    sub = c.add.submit(cmd, principal)
+    data = [{"cube_id": p.cube_id, "task_id": sub.public_id, "status": p.status.value} for p in sub.record.parts]
+    return {
+        "parse AddRequest (also in bare)": stopwatch(lambda: AddRequest.model_validate_json(raw)),
+        "authenticate + rate limit": stopwatch(lambda: c.authority.acting_for(None, req.user_id, adding=True)),
+        "to_command (MemOS conversions)": stopwatch(lambda: to_command(req)),
+        "submit (task record, queued message)": stopwatch(lambda: c.add.submit(cmd, principal)),
+        "of which fingerprint": stopwatch(lambda: fingerprint(cmd)),
+        "of which the doubles' create_task": stopwatch(
+            lambda: type(c.tasks)().create_task(sub.record.task, sub.record.parts)
+        ),
+        "remember_add (conversation log)": stopwatch(
+            lambda: c.conversations.remember_add(cmd, sub.public_id, sub.record.task.created_at)
+        ),
+        "envelope (JSONResponse)": stopwatch(
+            lambda: envelope(200, "Memory add task accepted", data, task_id=sub.public_id)
+        ),
+    }
+
+
+def parts(samples: dict[str, list[float]], stats: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each step's p50 in µs, and what the contenders' p50s (same rounds) leave to powertools and dispatch."""
+    us = {name: round(percentile([x * 1e6 for x in s], 50), 1) for name, s in samples.items()}
+    steps = sum(v for k, v in us.items() if not k.startswith(("of which", "parse")))
+    p50 = {name: s["p50_ms"] * 1000 for name, s in stats.items()}
+    us["powertools (memcube - memcube_asgi)"] = round(p50["memcube"] - p50["memcube_asgi"], 1)
+    us["dispatch (memcube_asgi - bare - steps)"] = round(p50["memcube_asgi"] - p50["bare"] - steps, 1)
+    return us
+
+
 def run(calls: int, warmup: int) -> dict[str, Any]:
     lambda_handler, asgi = memcube_handlers()
     event = v2_event(add_body())
@@ -144,11 +202,13 @@ def run(calls: int, warmup: int) -> dict[str, Any]:
         "memcube_asgi": timed(asgi, event),
         "bare": timed(bare_handler(), event),
     }
+    steps = part_timers(add_body())  # in the same rounds as the contenders: one load for all
     with quiet_stdout():
-        interleaved(contenders, warmup, seed=2)
-        log(f"add overhead: {len(contenders)} contenders x {calls} calls, interleaved")
-        samples = interleaved(contenders, calls, seed=3)
-    stats = {name: summary(s) for name, s in samples.items()}
+        interleaved(contenders | steps, warmup, seed=2)
+        log(f"add overhead: {len(contenders)} contenders and {len(steps)} steps x {calls} calls, interleaved")
+        samples = interleaved(contenders | steps, calls, seed=3)
+    stats = {name: summary(samples[name]) for name in contenders}
+    parts_us = parts({name: samples[name] for name in steps}, stats)
     return {
         "calls": calls,
         "body_bytes": len(event["body"].encode()),
@@ -160,6 +220,7 @@ def run(calls: int, warmup: int) -> dict[str, Any]:
             "memcube_asgi/bare p50": round(stats["memcube_asgi"]["p50_ms"] / stats["bare"]["p50_ms"], 3),
         },
         "goal": {"memcube/bare <=": 1.5},
+        "parts_us": parts_us,
     }
 
 

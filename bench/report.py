@@ -150,7 +150,17 @@ def add_overhead(r: dict[str, Any]) -> list[str]:
     lines += [STAT_HEAD] + [_stat_row(f"`{n}`", s) for n, s in f["stats"].items()]
     lines += ["", "| ratio | median | runs |", "|---|---:|---|"]
     lines += [f"| {k} | {v:.2f} | {_values(r, 'ratios', k)} |" for k, v in f["ratios"].items()]
-    return lines
+    return lines + add_parts(r)
+
+
+def add_parts(r: dict[str, Any]) -> list[str]:
+    """Where memcube's time beyond the bare route goes: each step of the add alone (p50 µs)."""
+    parts = r["figures"].get("parts_us")
+    if not parts:
+        return []
+    return ["", "| step of the add, timed alone | p50 µs | runs |", "|---|---:|---|"] + [
+        f"| {k} | {v:.0f} | {_values(r, 'parts_us', k, fmt='{:.0f}')} |" for k, v in parts.items()
+    ]
 
 
 def ingest(r: dict[str, Any]) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from memcube.adapters.hash_embedder import HashEmbedder
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, Unavailable
 from memcube.domain.ingest import Delivery, Verdict, item_id
 from memcube.domain.model import Principal, TaskState
-from memcube.domain.tasks import Submission
+from memcube.domain.tasks import Submission, fingerprint
 from memcube_api.schemas.product import AddRequest, to_command
 from tests.doubles import InMemoryIndex, InMemoryQueue
 from tests.doubles import open_stores as memory_stores
@@ -165,6 +167,16 @@ def test_reusing_a_task_id_for_a_different_add_is_a_conflict(world: World) -> No
     world.submit(task_id="biz-1")
     with pytest.raises(Conflict, match="task_id"):
         world.submit(task_id="biz-1", messages="something else")
+
+
+def test_a_task_fingerprint_keeps_its_stored_format() -> None:
+    # Fingerprints are stored with tasks: a resend after a deploy must still match its task's.
+    body = {"user_id": "alice", "messages": [{"role": "user", "content": "thé à 5h"}], "info": {"b": 1, "a": [2]}}
+    cmd = to_command(AddRequest.model_validate(body))
+    unset = {"task_id", "retrieved_memory_ids"}  # a field added later is left out while unset
+    canonical = json.dumps(cmd.model_dump(mode="json", exclude=unset), sort_keys=True, ensure_ascii=False)
+    assert fingerprint(cmd) == hashlib.sha256(canonical.encode()).hexdigest()
+    assert '"info": {"a": [2], "b": 1}' in canonical and "thé à 5h" in canonical
 
 
 def test_idempotency_key_without_task_id_maps_to_one_task(world: World) -> None:

@@ -27,6 +27,8 @@ NOT_ACCEPTED = (
     "the add was not accepted: send it again (with a task_id or an Idempotency-Key, a resend is safe to repeat)"
 )
 TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+"""The fingerprint's JSON, built once: `json.dumps` with options makes an encoder per call."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def fingerprint(cmd: AddCommand) -> str:
     # A field added later is left out while unset, so a resent add keeps its fingerprint.
     unset = {"retrieved_memory_ids"} if cmd.retrieved_memory_ids is None else set()
     body = cmd.model_dump(mode="json", exclude={"task_id", *unset})
-    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(body).encode()).hexdigest()
 
 
 def scoped_task_id(user_id: str, task_id: str) -> str:
