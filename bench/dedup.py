@@ -26,7 +26,6 @@ from typing import Any
 from bench.common import interleaved, log, measured, summary
 from bench.corpus import generate
 
-
 ADD_P99_GOAL_MS = 150
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memcube.domain.filters import And, Cond, compile_filter, matches
+from memcube.domain.filters import And, Cond, matches
 from memcube.domain.model import MemoryItem
 from memcube.domain.search import filter_doc
 from memcube_local.sqlite.index import SqliteIndex
@@ -173,7 +173,7 @@ def test_filtered_vector_search_is_the_textbook_answer_on_a_cold_and_a_warm_inde
         item.metadata.status = "archived" if n % 11 == 0 else "activated"
         items.append(item)
     SqliteIndex(tmp_path / "index.db").upsert(items)
-    flt = And((compile_filter({"info.topic": "travel"}), Cond("memory_type", "nin", ("PreferenceMemory",))))
+    flt = And((Cond("info.topic", "eq", "travel"), Cond("memory_type", "nin", ("PreferenceMemory",))))
     queries = [_unit(*rng.standard_normal(8)) for _ in range(5)]
 
     def textbook(query: np.ndarray, limit: int) -> list[str]:
