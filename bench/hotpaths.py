@@ -6,7 +6,8 @@
     python -m bench.hotpaths search     # 40 searches in a cube of 100k items
     python -m bench.hotpaths coldstart  # `python -X importtime` of the API handler, by package
 
-`--size` changes the cube for dedup and search. The worker runs in this thread (pyinstrument
+`--size` changes the cube for dedup and search; `--filtered` searches with the search benchmark's
+filter (`info.topic`, one item in eight). The worker runs in this thread (pyinstrument
 follows one thread), exactly as `EmbeddedWorker.run_once` does in its own.
 """
 
@@ -101,9 +102,9 @@ def dedup(size: int, adds: int = 20) -> str:
             c.close()
 
 
-def search(size: int, searches: int = 20) -> str:
+def search(size: int, searches: int = 20, *, filtered: bool = False) -> str:
     from bench.dedup import open_cube
-    from bench.search import queries
+    from bench.search import TOPIC, queries
     from bench.seed import working_copy
     from memcube.domain.commands import SearchQuery
 
@@ -111,11 +112,12 @@ def search(size: int, searches: int = 20) -> str:
         c, _, _ = open_cube(working_copy(size, Path(tmp)), "minilm")
         principal = c.authority.acting_for(None, "alice")
         texts = queries(searches + 1)
-        c.searcher.search(SearchQuery(query=texts[0], cube_ids=["alice"], relativity=0.0), principal)
+        flt = TOPIC if filtered else None
+        c.searcher.search(SearchQuery(query=texts[0], cube_ids=["alice"], filter=flt, relativity=0.0), principal)
 
         def work() -> None:
             for q in texts[1:]:
-                c.searcher.search(SearchQuery(query=q, cube_ids=["alice"], relativity=0.0), principal)
+                c.searcher.search(SearchQuery(query=q, cube_ids=["alice"], filter=flt, relativity=0.0), principal)
 
         try:
             return _profiled(work)
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", choices=["add", "ingest", "dedup", "search", "coldstart"])
     parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--filtered", action="store_true", help="search: with the search benchmark's filter")
     args = parser.parse_args(argv)
     if args.path == "add":
         print(add())
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.path == "dedup":
         print(dedup(args.size))
     elif args.path == "search":
-        print(search(args.size))
+        print(search(args.size, filtered=args.filtered))
     else:
         print(coldstart())
 

@@ -125,6 +125,33 @@ def goals(r: Results) -> list[str]:
             f"{_runs(r['search'], 'by_size', large, 'search', 'p99_ms', fmt='{:.1f}')} "
             f"(p50 {_ms(f['by_size'][large]['search']['p50_ms'])} ms) | {_yes(p99 < 50)} |"
         )
+    return rows + issue20_goals(r)
+
+
+def issue20_goals(r: Results) -> list[str]:
+    """Issue 20's goals for the embedded default at 100k: a cold cube's first filtered search, the
+    filtered p99, one add's p99 (from results that record them)."""
+    rows = []
+    f = r.get("search", {}).get("figures", {})
+    if "cold_first_filtered_ms" in f:
+        cold, large = f["cold_first_filtered_ms"], str(max(f["sizes"]))
+        runs = ", ".join(_ms(x) for x in cold["runs"])
+        rows.append(
+            f"| first filtered search of a cold {cold['size']}-item cube (fresh container, model warm) | <= 500 ms "
+            f"| {_ms(cold['p50_ms'])} ms median of {cold['n']} ({runs}) | {_yes(cold['p50_ms'] <= 500)} |"
+        )
+        s = f["by_size"][f"{large}/filtered"]["search"]
+        rows.append(
+            f"| filtered search p99 at {large} items | <= 100 ms | {_ms(s['p99_ms'])} ms (p50 {_ms(s['p50_ms'])} ms) "
+            f"| {_yes(s['p99_ms'] <= 100)} |"
+        )
+    f = r.get("dedup", {}).get("figures", {})
+    if "add_p99_at_largest_ms" in f:
+        large, p99 = str(max(f["sizes"])), f["add_p99_at_largest_ms"]
+        rows.append(
+            f"| one add into a cube of {large} items, p99 ({f['adds']} adds) | <= 150 ms | {_ms(p99)} ms "
+            f"(p50 {_ms(f['add'][large]['p50_ms'])} ms) | {_yes(p99 <= 150)} |"
+        )
     return rows
 
 

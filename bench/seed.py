@@ -28,6 +28,8 @@ CUBE = "alice"
 TOPICS = ("travel", "food", "work", "family", "health", "hobby", "money", "home")
 DIMENSION = 384
 SEED_NAMESPACE = uuid.UUID("0c9d7e61-7a43-4a8e-9a53-1f6a4f3b2c10")
+SNIPPET_WINDOW_TOKENS = 1024
+"""A snippet is one item: the window is sized for the longest (the reader's own is 224 tokens)."""
 
 
 def format_fingerprint() -> str:
@@ -72,7 +74,8 @@ def _items(size: int, seed: int, batch: int, model_id: str) -> Iterator[list[obj
             units = [
                 SourceMessage(type="chat", role=m.role, content=m.content, chat_time=m.chat_time) for m in messages
             ]
-            [window] = windows(units)
+            # one window each, as before windows shrank to 224 tokens (14 of the 100k snippets exceed it)
+            [window] = windows(units, limit=SNIPPET_WINDOW_TOKENS)
             at = messages[0].chat_time
             out.append(
                 MemoryItem(

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from memcube.domain.filters import And, Cond, matches
 from memcube.domain.model import MemoryItem
+from memcube.domain.search import filter_doc
 from memcube_local.sqlite.index import SqliteIndex
-from memcube_local.sqlite.vector_cache import CubeVectors, VectorCache
+from memcube_local.sqlite.vector_cache import CubeVectors, VectorCache, _best_first
 from tests.contract.support import memory
 
 
@@ -131,3 +133,68 @@ def test_a_failed_upsert_leaves_the_cached_vectors_as_they_were(tmp_path: Path) 
         assert _nearest(index, [1.0, 0.0, 0.0]) == ["a"]
     finally:
         index.close()
+
+
+def test_best_first_is_the_stable_sorts_prefix_ties_included() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 50, 3000).astype(np.float32)  # many ties
+    full = np.argsort(-scores, kind="stable").tolist()
+    for wanted in (1, 64, 320, 2999, 3000, 5000):
+        prefix = _best_first(scores, wanted)
+        assert len(prefix) >= min(wanted, len(scores))
+        assert prefix == full[: len(prefix)]
+
+
+def test_a_loaded_cube_takes_its_next_adds_without_copying_its_matrix() -> None:
+    cache = VectorCache()
+    blob = _unit(1.0, 0.0).tobytes()
+    cube = cache.load_chunks("a", 2, 1000, [[(n, f"a{n}", blob) for n in range(600)], [(600, "a600", blob)]])
+    matrix = cube._matrix
+    for rid in range(1000, 1100):
+        cache.write(rid, f"b{rid}", "a", _unit(0.0, 1.0).tobytes(), activated=True)
+    assert cube._matrix is matrix  # room was left at load: no 150 MB copy at 100k items
+    assert len(cube) == 701
+    assert {i for i, _ in cube.top(_unit(0.0, 1.0), 100, None)} == {f"b{rid}" for rid in range(1000, 1100)}
+    for rid in range(2000, 4000):  # past the room, it grows, keeping every row
+        cache.write(rid, f"c{rid}", "a", blob, activated=True)
+    assert len(cube) == 2701 and cube._matrix is not matrix
+    assert {i for i, _ in cube.top(_unit(0.0, 1.0), 100, None)} == {f"b{rid}" for rid in range(1000, 1100)}
+
+
+def test_filtered_vector_search_is_the_textbook_answer_on_a_cold_and_a_warm_index(tmp_path: Path) -> None:
+    """Exact: among the cube's activated documents that pass the filter, the `limit` of highest
+    cosine, best first (ties by id), whether the cube's vectors were loaded before or not."""
+    rng = np.random.default_rng(5)
+    items = []
+    for n in range(3000):
+        item = memory(f"m{n:04d}", f"note {n}", cube="cube-a" if n % 5 else "cube-b")
+        item.metadata.embedding = _unit(*rng.standard_normal(8)).tolist()
+        item.metadata.info = {"topic": ("travel", "food", "work")[n % 3]}
+        item.metadata.status = "archived" if n % 11 == 0 else "activated"
+        items.append(item)
+    SqliteIndex(tmp_path / "index.db").upsert(items)
+    flt = And((Cond("info.topic", "eq", "travel"), Cond("memory_type", "nin", ("PreferenceMemory",))))
+    queries = [_unit(*rng.standard_normal(8)) for _ in range(5)]
+
+    def textbook(query: np.ndarray, limit: int) -> list[str]:
+        passing = [
+            i
+            for i in items
+            if i.metadata.cube_id == "cube-a" and i.metadata.status == "activated" and matches(flt, filter_doc(i))
+        ]
+        scored = [(i.id, float(np.asarray(i.metadata.embedding, dtype=np.float32) @ query)) for i in passing]
+        return [i for i, _ in sorted(scored, key=lambda p: (-p[1], p[0]))[:limit]]
+
+    warm = SqliteIndex(tmp_path / "index.db")
+    try:
+        for query in queries:
+            for limit in (1, 40, 700):
+                cold = SqliteIndex(tmp_path / "index.db")
+                try:
+                    found = [h.memory_id for h in cold.search(["cube-a"], "", query.tolist(), flt, limit)]
+                finally:
+                    cold.close()
+                again = [h.memory_id for h in warm.search(["cube-a"], "", query.tolist(), flt, limit)]
+                assert found == again == textbook(query, limit)
+    finally:
+        warm.close()

@@ -26,7 +26,7 @@ from memcube.domain.search import filter_doc
 from memcube.domain.similarity import CJK
 from memcube.ports import Hit
 from memcube_local.sqlite.db import SqliteDb
-from memcube_local.sqlite.vector_cache import CubeVectors, Passes, VectorCache
+from memcube_local.sqlite.vector_cache import LOAD_CHUNK, CubeVectors, Passes, VectorCache
 
 _CJK = re.compile(rf"([{CJK}])")
 
@@ -244,11 +244,17 @@ class SqliteIndex:
     def _cube_vectors(self, cur: sqlite3.Cursor, cube_id: str, dimension: int) -> CubeVectors:
         cube = self._vectors.get(cube_id)
         if cube is None or cube.dimension != dimension:
-            rows = cur.execute(
-                "SELECT rid, id, vector FROM docs WHERE cube_id = ? AND status = 'activated' AND vector IS NOT NULL",
-                (cube_id,),
-            )
-            cube = self._vectors.load(cube_id, dimension, ((r["rid"], r["id"], r["vector"]) for r in rows))
+            scope = "FROM docs WHERE cube_id = ? AND status = 'activated' AND length(vector) = ?"
+            args = (cube_id, 4 * dimension)  # a vector of another length is never searched
+            (expected,) = cur.execute(f"SELECT count(*) {scope}", args).fetchone()
+            plain = cur.connection.cursor()
+            plain.row_factory = None  # plain tuples: building 100k `sqlite3.Row`s slowed a load
+            try:
+                rows = plain.execute(f"SELECT rid, id, vector {scope}", args)
+                chunks = iter(lambda: rows.fetchmany(LOAD_CHUNK), [])
+                cube = self._vectors.load_chunks(cube_id, dimension, int(expected), chunks)
+            finally:
+                plain.close()
         return cube
 
     def expired_documents(self, before: int, limit: int) -> list[tuple[str, str]]:

@@ -23,6 +23,11 @@ import numpy.typing as npt
 
 MAX_ROWS = 2_000_000
 """About 3 GB of 384-d float32 vectors across all cached cubes."""
+GROWTH_HEADROOM = 8
+"""A loaded cube's matrix has room for 1/8 more rows: the first add after a load does not copy it
+(150 MB at 100k items; `np.resize` then also filled the doubled matrix)."""
+LOAD_CHUNK = 8192
+"""Rows read at a time when a cube is loaded (their bytes joined per chunk, not all at once)."""
 FILTER_BATCH = 4096
 """The most rids a filtered search tests in one query (SQLite binds at most 32766 parameters)."""
 
@@ -51,24 +56,46 @@ class CubeVectors:
 
     def __init__(self, dimension: int, capacity: int = 64) -> None:
         self.dimension = dimension
-        self._matrix: Vector = np.zeros((capacity, dimension), dtype=np.float32)
-        self._rids: npt.NDArray[np.int64] = np.zeros(capacity, dtype=np.int64)
+        self._matrix: Vector = np.empty((capacity, dimension), dtype=np.float32)
+        self._rids: npt.NDArray[np.int64] = np.empty(capacity, dtype=np.int64)
         self._ids: list[str] = []
         self._slot: dict[int, int] = {}
 
     @classmethod
     def of(cls, dimension: int, rows: Sequence[tuple[int, str, bytes]]) -> CubeVectors:
         """Built in one go from (rid, id, vector bytes) rows: one copy of the joined bytes."""
-        cube = cls(dimension, capacity=max(64, len(rows)))
-        if rows:
-            count = len(rows)
-            cube._matrix[:count] = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(
-                count, dimension
-            )
-            cube._rids[:count] = [r[0] for r in rows]
-            cube._ids = [r[1] for r in rows]
-            cube._slot = {r[0]: n for n, r in enumerate(rows)}
+        cube = cls.empty(dimension, len(rows))
+        cube.extend(rows)
         return cube
+
+    @classmethod
+    def empty(cls, dimension: int, expected: int) -> CubeVectors:
+        """Room for `expected` rows and some growth: the next adds do not copy the whole matrix."""
+        return cls(dimension, capacity=max(64, expected + expected // GROWTH_HEADROOM))
+
+    def extend(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        """Append rows of rids not held yet (a bulk load, chunk by chunk), each vector of `dimension`."""
+        if not rows:
+            return
+        start, count = len(self._ids), len(rows)
+        self._reserve(start + count)
+        block = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(count, self.dimension)
+        self._matrix[start : start + count] = block
+        rids = [r[0] for r in rows]
+        self._rids[start : start + count] = rids
+        self._ids += [r[1] for r in rows]
+        self._slot.update(zip(rids, range(start, start + count), strict=True))
+
+    def _reserve(self, rows: int) -> None:
+        """Grow the matrix (by half again, copying each row once) to hold `rows` rows."""
+        if rows <= len(self._matrix):
+            return
+        size = max(64, rows, len(self._matrix) + len(self._matrix) // 2)
+        matrix = np.empty((size, self.dimension), dtype=np.float32)
+        matrix[: len(self._ids)] = self._matrix[: len(self._ids)]
+        rids = np.empty(size, dtype=np.int64)
+        rids[: len(self._ids)] = self._rids[: len(self._ids)]
+        self._matrix, self._rids = matrix, rids
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -80,10 +107,7 @@ class CubeVectors:
         slot = self._slot.get(rid)
         if slot is None:
             slot = len(self._ids)
-            if slot == len(self._matrix):
-                size = max(64, 2 * slot)
-                self._matrix = np.resize(self._matrix, (size, self.dimension))
-                self._rids = np.resize(self._rids, size)
+            self._reserve(slot + 1)
             self._ids.append(memory_id)
             self._rids[slot] = rid
             self._slot[rid] = slot
@@ -119,19 +143,34 @@ class CubeVectors:
             k = min(limit, count)
             best = np.argpartition(-scores, k - 1)[:k] if k < count else np.arange(count)
             return sorted(((self._ids[i], float(scores[i])) for i in best.tolist()), key=lambda p: (-p[1], p[0]))
-        order = np.argsort(-scores, kind="stable").tolist()
+        order: list[int] = []
         found: list[tuple[str, float]] = []
         start, batch = 0, max(limit * 8, 64)
         while start < count and len(found) < limit:
             if start >= count // 4:
+                order = _best_first(scores, count)
                 rows, allowed = order[start:], passes(None)
             else:
+                if start + batch > len(order):
+                    order = _best_first(scores, min(count, 4 * (start + batch)))
                 rows = order[start : start + batch]
                 allowed = passes([int(self._rids[i]) for i in rows])
             found += [(self._ids[i], float(scores[i])) for i in rows if int(self._rids[i]) in allowed]
             start += len(rows)
             batch = min(batch * 4, FILTER_BATCH)
         return sorted(found, key=lambda p: (-p[1], p[0]))[:limit]
+
+
+def _best_first(scores: Vector, wanted: int) -> list[int]:
+    """The first `wanted` (and any tied with the last) of `np.argsort(-scores, kind="stable")`:
+    the same rows in the same order, by a partition and a sort of those rows only (a filtered
+    search tests a few hundred best rows; sorting all 100k scores was most of its vector half)."""
+    count = len(scores)
+    if wanted >= count:
+        return np.argsort(-scores, kind="stable").tolist()  # type: ignore[no-any-return]
+    kth = np.partition(scores, count - wanted)[count - wanted]
+    rows = np.flatnonzero(scores >= kth)  # ascending: a stable sort keeps ties in row order
+    return rows[np.argsort(-scores[rows], kind="stable")].tolist()  # type: ignore[no-any-return]
 
 
 class VectorCache:
@@ -158,9 +197,17 @@ class VectorCache:
         kept = [
             (rid, memory_id, blob) for rid, memory_id, blob in rows if blob is not None and len(blob) == 4 * dimension
         ]
-        cube = CubeVectors.of(dimension, kept)
-        for rid, _, _ in kept:
-            self._cube_of[rid] = cube_id
+        return self.load_chunks(cube_id, dimension, len(kept), [kept])
+
+    def load_chunks(
+        self, cube_id: str, dimension: int, expected: int, chunks: Iterable[Sequence[tuple[int, str, bytes]]]
+    ) -> CubeVectors:
+        """Cache a cube from chunks of its activated rows, every vector of `dimension` (about
+        `expected` rows in all: the matrix is sized once)."""
+        cube = CubeVectors.empty(dimension, expected)
+        for chunk in chunks:
+            cube.extend(chunk)
+        self._cube_of.update(dict.fromkeys(cube.rids(), cube_id))
         self._cubes[cube_id] = cube
         self._evict(keep=cube_id)
         return cube
