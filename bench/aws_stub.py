@@ -37,6 +37,7 @@ import re
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -165,7 +166,11 @@ class Stub:
         values = req.get("ExpressionAttributeValues", {})
         match = key_condition(req["KeyConditionExpression"], names, values, pk_name, sk_name)
         found = sorted(
-            (i for i in self.items.values() if pk_name in i and match(i[pk_name]["S"], i.get(sk_name, {}).get("S", ""))),
+            (
+                i
+                for i in self.items.values()
+                if pk_name in i and match(i[pk_name]["S"], i.get(sk_name, {}).get("S", ""))
+            ),
             key=lambda i: i.get(sk_name, {}).get("S", ""),
             reverse=req.get("ScanIndexForward") is False,
         )
@@ -196,7 +201,10 @@ class Stub:
 
     def titan(self, req: dict[str, Any]) -> dict[str, Any]:
         text = str(req["inputText"])
-        return {"embedding": unit_vector(text, int(req.get("dimensions", 1024))), "inputTextTokenCount": len(text.split())}
+        return {
+            "embedding": unit_vector(text, int(req.get("dimensions", 1024))),
+            "inputTextTokenCount": len(text.split()),
+        }
 
     def opensearch(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
         segments = [s for s in path.split("/") if s]
@@ -253,7 +261,9 @@ _KEY_CONDITION = re.compile(
 )
 
 
-def key_condition(expr: str, names: dict[str, str], values: dict[str, Any], pk_name: str, sk_name: str) -> Any:
+def key_condition(
+    expr: str, names: dict[str, str], values: dict[str, Any], pk_name: str, sk_name: str
+) -> Callable[[str, str], bool]:
     """The predicate (pk, sk) -> bool of a KeyConditionExpression of the forms memcube uses."""
     m = _KEY_CONDITION.match(expr)
     if m is None or names.get(m["pk"], m["pk"]) != pk_name:
@@ -264,7 +274,7 @@ def key_condition(expr: str, names: dict[str, str], values: dict[str, Any], pk_n
         return lambda p, s: p == pk and s.startswith(prefix)
     if m["csk"]:
         bound, op = values[m["cv"]]["S"], m["op"]
-        compare = {
+        compare: Callable[[str], bool] = {
             "<=": lambda s: s <= bound,
             ">=": lambda s: s >= bound,
             "<": lambda s: s < bound,
@@ -336,12 +346,12 @@ def install(stub: Stub, *, opensearch: bool = False) -> Stub:
         status, answer, ctype = stub.answer(request.method, request.url, dict(request.headers), data)
         return adapter.build_response(request, _raw(status, answer, ctype))
 
-    patches = {"botocore.httpsession": ("URLLib3Session", botocore_send)}
+    patches: dict[str, tuple[str, Callable[..., Any]]] = {"botocore.httpsession": ("URLLib3Session", botocore_send)}
     if opensearch:
         patches["requests.adapters"] = ("HTTPAdapter", requests_send)
     for name, (cls, send) in list(patches.items()):
         if name in sys.modules:  # already imported: patch now
-            setattr(getattr(sys.modules[name], cls), "send", send)
+            getattr(sys.modules[name], cls).send = send
             del patches[name]
     if patches:
         sys.meta_path.insert(0, _PatchOnImport(patches))
@@ -367,8 +377,8 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
                 def exec_module(module: Any, run: Any = run) -> None:
                     run(module)
-                    setattr(getattr(module, cls), "send", send)
+                    getattr(module, cls).send = send
 
-                spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+                spec.loader.exec_module = exec_module
                 return spec
         return None

@@ -231,9 +231,9 @@ def run(
             runs_of.clear()  # the warm-up's reports are not the rounds'
         log(f"cold start: {len(runs)} contenders x {rounds} rounds, interleaved")
         timers = {name: functools.partial(whole_process, *run) for name, run in runs.items()}
-        for name in reports:
+        for name, kept in reports.items():
             inside = name.endswith("_after_restore")
-            timers[name] = functools.partial(first_process, *runs[name], reports[name], inside=inside)
+            timers[name] = functools.partial(first_process, *runs[name], kept, inside=inside)
         samples = interleaved(timers, rounds)
         stats = {name: summary(s) for name, s in samples.items()}
         extra = first_section(python, state, stats, reports, details=details) if first else {}
@@ -324,15 +324,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     python = args.python or (str(LAMBDA_PYTHON) if LAMBDA_PYTHON.exists() else sys.executable)
-    command = f"python -m bench.coldstart --rounds {args.rounds}" + (
-        f" --baseline {args.baseline}" if args.baseline else ""
-    ) + (" --no-first" if args.no_first else "")
+    command = (
+        f"python -m bench.coldstart --rounds {args.rounds}"
+        + (f" --baseline {args.baseline}" if args.baseline else "")
+        + (" --no-first" if args.no_first else "")
+    )
     return measured(
         "coldstart",
         command,
-        lambda: run(
-            args.rounds, python, details=not args.no_details, baseline=args.baseline, first=not args.no_first
-        ),
+        lambda: run(args.rounds, python, details=not args.no_details, baseline=args.baseline, first=not args.no_first),
         keep=not args.no_save,
     )
 

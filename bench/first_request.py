@@ -111,10 +111,10 @@ def api_first_add() -> None:
     stub = install(Stub().load(_state() / "api.json"))
     key = (_state() / "key").read_text()
     event = api_event(key)
-    import memcube_api.handler as handler
+    from memcube_api import handler
 
     ready = time.perf_counter()
-    response = handler.lambda_handler(event, invocation())  # type: ignore[arg-type]
+    response = handler.lambda_handler(event, invocation())
     done = time.perf_counter()
     _ok_add(response, stub, 0)
     report(stub, {"init": ready - START, "first_add": done - ready}, status=response["statusCode"])
@@ -190,10 +190,10 @@ def _ok_batch(result: dict[str, Any], stub: Stub, items_before: int) -> None:
 def worker_first_batch() -> None:
     stub = install(Stub().load(_state() / "worker.json"), opensearch=True)
     event = sqs_event(stub.sent[-1])
-    import memcube_worker.handler as handler
+    from memcube_worker import handler
 
     ready = time.perf_counter()
-    result = handler.lambda_handler(event, invocation())  # type: ignore[arg-type]
+    result = handler.lambda_handler(event, invocation())
     done = time.perf_counter()
     _ok_batch(result, stub, 0)
     report(stub, {"init": ready - START, "first_batch": done - ready}, indexed=stub.indexed)
@@ -250,7 +250,9 @@ def _bare_worker() -> Any:
         search.bulk(body=[{"index": {"_index": "memcube-memories", "_id": item_id}}, doc | {"embedding": vector}])
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return dict(process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context))
+        return dict(
+            process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        )
 
     return handler
 
@@ -279,14 +281,14 @@ def _restore() -> None:
 def api_after_restore() -> None:
     stub = install(Stub().load(_state() / "api.json"))
     event = api_event((_state() / "key").read_text())
-    import memcube_api.handler as handler
+    from memcube_api import handler
 
     _snapshot_and_restore()
     stub.calls.clear()
     start = time.perf_counter()
     _restore()
     restored = time.perf_counter()
-    response = handler.lambda_handler(event, invocation())  # type: ignore[arg-type]
+    response = handler.lambda_handler(event, invocation())
     done = time.perf_counter()
     _ok_add(response, stub, 0)
     report(stub, {"restore_hooks": restored - start, "first_add": done - restored, "total": done - start})
@@ -295,14 +297,14 @@ def api_after_restore() -> None:
 def worker_after_restore() -> None:
     stub = install(Stub().load(_state() / "worker.json"), opensearch=True)
     event = sqs_event(stub.sent[-1])
-    import memcube_worker.handler as handler
+    from memcube_worker import handler
 
     _snapshot_and_restore()
     stub.calls.clear()
     start = time.perf_counter()
     _restore()
     restored = time.perf_counter()
-    result = handler.lambda_handler(event, invocation())  # type: ignore[arg-type]
+    result = handler.lambda_handler(event, invocation())
     done = time.perf_counter()
     _ok_batch(result, stub, 0)
     report(stub, {"restore_hooks": restored - start, "first_batch": done - restored, "total": done - start})
@@ -322,9 +324,9 @@ def seed() -> None:
     _, key = container.keys.create("alice", "user")
     stub.dump(_state() / "api.json")
     (_state() / "key").write_text(key)
-    import memcube_api.handler as handler
+    from memcube_api import handler
 
-    _ok_add(handler.lambda_handler(api_event(key), Context()), stub, 0)  # type: ignore[arg-type]
+    _ok_add(handler.lambda_handler(api_event(key), Context()), stub, 0)
     stub.dump(_state() / "worker.json")
 
 
