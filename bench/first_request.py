@@ -19,6 +19,9 @@ Every process installs the AWS stubs (`bench.aws_stub`: the socket replaced, cli
   the timer covers the after-restore hooks and the first add (batch). The microVM's own resume
   is not in it.
 
+The phases split differently: the bare ones import boto3 when their handler is built (`init`),
+memcube's on the first request; compare the contenders' whole times, not one phase.
+
 Each process checks its answer (a 200 with the task queued; a batch with no failure and its
 memories stored and indexed) and writes a report (phases in ms, the stubbed calls) to the file
 named by `BENCH_FIRST_REPORT`. `seed` prepares the state they start from: alice's API key (the
