@@ -14,6 +14,22 @@ round in a shuffled order, many rounds; compiled bytecode is warmed first for al
   opensearchpy, aws_lambda_powertools.utilities.batch` (the worker's own libraries).
 - `python`: `python -c pass`, the interpreter's floor.
 
+Cold start as a caller sees it (`bench.first_request`): the process also serves its first
+request through the Lambda entry, with the AWS endpoints answered in-process (`bench.aws_stub`:
+the socket replaced; clients, signing and parsing real; their round trips are not in the figures,
+`aws_calls` counts them):
+
+- `api_first_add` vs `bare_api_first_add`: import, app build and the first `/product/add` (an API
+  Gateway v2 event, `events/api_add_async.json`), the DynamoDB and SQS clients created by it, vs
+  FastAPI + Mangum + `AddRequest` + the same clients, one put_item and one send_message. Goal <= 1.3.
+- `worker_first_batch` vs `bare_worker_first_batch`: the worker's first SQS batch (one add
+  message) with its DynamoDB, Bedrock and OpenSearch clients vs powertools' batch processor +
+  `QueuedAdd` + the same clients, one embedding, one put_item, one `_bulk`. Goal <= 1.3.
+- `api_after_restore`, `worker_after_restore`: SnapStart emulated in one process (no Firecracker,
+  no snapshot): after init and the before-snapshot hooks, the time of the after-restore hooks plus
+  the first add (batch), measured inside the process (`measured_in_process`); the microVM's own
+  resume is not in it.
+
 The processes run in `.tools/bench-lambda-venv` (made by `make bench`): Python 3.12 like the
 Lambda runtime, holding exactly the deployed packages (the shared layer's and the functions'
 requirements, plus boto3, which the runtime provides), with the code on `PYTHONPATH` as the
@@ -26,9 +42,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +68,17 @@ CONTENDERS = {
     "bare_worker": "import pydantic, boto3, opensearchpy, aws_lambda_powertools.utilities.batch",
     "worker": "import memcube_worker.handler",
 }
+FIRST_CONTENDERS = (
+    "api_first_add",
+    "bare_api_first_add",
+    "worker_first_batch",
+    "bare_worker_first_batch",
+    "api_after_restore",
+    "worker_after_restore",
+)
+"""Whole processes serving their first request (`bench.first_request`); the `_after_restore`
+ones report the time a caller waits after a (emulated) SnapStart restore, measured inside."""
+FIRST_GOAL = 1.3
 BASELINE_CONTENDERS = ("api", "worker")
 """What `--baseline` runs again from another checkout (their code is the same in every version)."""
 PROBE = (
@@ -77,8 +108,64 @@ def lambda_env(root: Path = ROOT) -> dict[str, str]:
         "MEMCUBE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/memcube.fifo",
         "MEMCUBE_TABLE_NAME": "memcube",
         "MEMCUBE_OPENSEARCH_ENDPOINT": "https://example.us-east-1.aoss.amazonaws.com",
+        # template.yaml's defaults for the rest of what the functions are given
+        "MEMCUBE_DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/memcube-dlq.fifo",
+        "MEMCUBE_BUCKET_NAME": "memcube-large-bodies",
+        "MEMCUBE_EMBEDDER": "bedrock",
+        "MEMCUBE_EMBEDDING_MODEL": "amazon.titan-embed-text-v2:0",
+        "MEMCUBE_EMBEDDING_DIMENSION": "1024",
     }
     return env
+
+
+def first_env(state: Path, name: str) -> dict[str, str]:
+    """`lambda_env` plus the repository (for `bench.first_request`), the seeded state, where the
+    contender `name` writes its report, and the SnapStart runtime hooks module (`state/hooks`)."""
+    env = lambda_env()
+    env["PYTHONPATH"] = os.pathsep.join((str(ROOT), env["PYTHONPATH"], str(state / "hooks")))
+    env |= {"BENCH_FIRST_STATE": str(state), "BENCH_FIRST_REPORT": str(state / f"{name}.report.json")}
+    return env
+
+
+def first_code(name: str) -> str:
+    return f"from bench.first_request import {name}; {name}()"
+
+
+def prepare_first(python: str, state: Path) -> None:
+    """Seed the state the first-request processes start from, and put the SnapStart hooks module
+    (`snapshot_restore_py`, which Lambda's runtime provides) where they import it."""
+    hooks = importlib.util.find_spec("snapshot_restore_py")
+    if hooks is None or hooks.origin is None:
+        raise SystemExit("snapshot-restore-py is needed to emulate a SnapStart restore (pip install -e '.[dev]')")
+    (state / "hooks").mkdir(parents=True, exist_ok=True)
+    shutil.copy(hooks.origin, state / "hooks" / "snapshot_restore_py.py")
+    subprocess.run([python, "-c", first_code("seed")], env=first_env(state, "seed"), check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def first_process(argv: list[str], env: dict[str, str], reports: list[dict[str, Any]], *, inside: bool) -> float:
+    """One first-request process: its wall time (spawn to exit), or with `inside` the time it
+    measured itself (`total`: restore hooks plus the first request); its report kept."""
+    elapsed = whole_process(argv, env)
+    path = Path(env["BENCH_FIRST_REPORT"])
+    reports.append(json.loads(path.read_text()))
+    path.unlink()
+    return float(reports[-1]["phases_ms"]["total"]) / 1000 if inside else elapsed
+
+
+def first_figures(reports: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Each first-request contender's phases (ms, over the rounds) and the AWS calls its first
+    request made (the stubs' count; the same every round)."""
+    phases = {
+        name: {p: summary([r["phases_ms"][p] / 1000 for r in runs]) for p in runs[0]["phases_ms"]}
+        for name, runs in reports.items()
+    }
+    calls = {name: dict(sorted(runs[-1]["calls"].items())) for name, runs in reports.items()}
+    return {
+        "first_request_phases": phases,
+        "aws_calls": calls,
+        "aws_calls_total": {name: sum(c.values()) for name, c in calls.items()},
+    }
 
 
 def probe(python: str, module: str, env: dict[str, str]) -> dict[str, bool]:
@@ -92,10 +179,10 @@ def probe(python: str, module: str, env: dict[str, str]) -> dict[str, bool]:
 
 
 def importtime_top(
-    python: str, module: str, env: dict[str, str], baseline: str, limit: int = 12
+    python: str, module: str, env: dict[str, str], baseline: str, limit: int = 12, *, code: str | None = None
 ) -> list[dict[str, Any]]:
-    """The top-level packages `module` imports beyond `baseline`, by their own import time
-    (`python -X importtime`, self times summed per top-level package)."""
+    """The top-level packages `module` (or the program `code`) imports beyond `baseline`, by their
+    own import time (`python -X importtime`, self times summed per top-level package)."""
 
     def by_package(code: str) -> dict[str, int]:
         err = subprocess.run(
@@ -109,7 +196,7 @@ def importtime_top(
             modules[name.strip()] = int(own)
         return modules
 
-    mine, base = by_package(code_for(module)), by_package(baseline)
+    mine, base = by_package(code or code_for(module)), by_package(baseline)
     packages: dict[str, int] = {}
     for name, own in mine.items():
         if name not in base:
@@ -123,18 +210,33 @@ def code_for(module: str) -> str:
     return f"import {module}"
 
 
-def run(rounds: int, python: str, *, details: bool = True, baseline: Path | None = None) -> dict[str, Any]:
+def run(
+    rounds: int, python: str, *, details: bool = True, baseline: Path | None = None, first: bool = True
+) -> dict[str, Any]:
     env = lambda_env()
     runs = {name: ([python, "-c", code], env) for name, code in CONTENDERS.items()}
     if baseline is not None:  # the same handlers from another checkout, in the same rounds
         for name in BASELINE_CONTENDERS:
             runs[f"{name}@baseline"] = ([python, "-c", CONTENDERS[name]], lambda_env(baseline))
-    if details:  # compile bytecode once for everyone, and fail early if one is broken
-        for cmd, cmd_env in runs.values():
-            whole_process(cmd, cmd_env)
-    log(f"cold start: {len(runs)} contenders x {rounds} rounds, interleaved")
-    samples = interleaved({name: functools.partial(whole_process, *run) for name, run in runs.items()}, rounds)
-    stats = {name: summary(s) for name, s in samples.items()}
+    with tempfile.TemporaryDirectory(prefix="bench-first-") as scratch:
+        state = Path(scratch)
+        reports: dict[str, list[dict[str, Any]]] = {name: [] for name in FIRST_CONTENDERS} if first else {}
+        if first:
+            prepare_first(python, state)
+            runs |= {name: ([python, "-c", first_code(name)], first_env(state, name)) for name in FIRST_CONTENDERS}
+        if details:  # compile bytecode once for everyone, and fail early if one is broken
+            for cmd, cmd_env in runs.values():
+                whole_process(cmd, cmd_env)
+        for runs_of in reports.values():
+            runs_of.clear()  # the warm-up's reports are not the rounds'
+        log(f"cold start: {len(runs)} contenders x {rounds} rounds, interleaved")
+        timers = {name: functools.partial(whole_process, *run) for name, run in runs.items()}
+        for name, kept in reports.items():
+            inside = name.endswith("_after_restore")
+            timers[name] = functools.partial(first_process, *runs[name], kept, inside=inside)
+        samples = interleaved(timers, rounds)
+        stats = {name: summary(s) for name, s in samples.items()}
+        extra = first_section(python, state, stats, reports, details=details) if first else {}
     floor = stats["python"]["p50_ms"]
 
     def ratio(a: str, b: str, *, minus_floor: bool = False) -> float:
@@ -152,20 +254,59 @@ def run(rounds: int, python: str, *, details: bool = True, baseline: Path | None
             "api_first_request/bare_api": ratio("api_first_request", "bare_api"),
             "worker/bare_worker": ratio("worker", "bare_worker"),
         }
+        | extra.pop("ratios", {})
         | (
             {f"{n}/{n}@baseline": ratio(n, f"{n}@baseline") for n in BASELINE_CONTENDERS}
             if baseline is not None
             else {}
         ),
         "baseline": str(baseline) if baseline is not None else None,
-        "goal": {"api/bare_api <=": 1.2},
+        "goal": {"api/bare_api <=": 1.2} | extra.pop("goal", {}),
         "modules_loaded": {
             "api": probe(python, "memcube_api.handler", env),
             "worker": probe(python, "memcube_worker.handler", env),
         },
         "api_imports_beyond_bare": importtime_top(python, "memcube_api.handler", env, CONTENDERS["bare_api"]),
         "worker_imports_beyond_bare": importtime_top(python, "memcube_worker.handler", env, CONTENDERS["bare_worker"]),
+    } | extra
+
+
+FIRST_RATIOS = (
+    ("api_first_add", "bare_api_first_add"),
+    ("worker_first_batch", "bare_worker_first_batch"),
+    ("api_after_restore", "api_first_add"),
+    ("worker_after_restore", "worker_first_batch"),
+)
+"""The first two have the goal (`FIRST_GOAL`); the others say what SnapStart leaves a caller."""
+
+
+def first_section(
+    python: str,
+    state: Path,
+    stats: dict[str, dict[str, float]],
+    reports: dict[str, list[dict[str, Any]]],
+    *,
+    details: bool,
+) -> dict[str, Any]:
+    """The first-request contenders' ratios (p50), goals, phases and AWS calls, and (`details`)
+    what the first add imports beyond the bare one's."""
+    ratios = {f"{a}/{b}": round(stats[a]["p50_ms"] / stats[b]["p50_ms"], 3) for a, b in FIRST_RATIOS}
+    out: dict[str, Any] = {
+        "ratios": ratios,
+        "goal": {f"{a}/{b} <=": FIRST_GOAL for a, b in FIRST_RATIOS[:2]},
+        **first_figures(reports),
+        "measured_in_process": ["api_after_restore", "worker_after_restore"],
+        "snapstart": "emulated in one process (no Firecracker, no snapshot): init and the before-snapshot hooks "
+        "untimed, then the after-restore hooks and the first request timed inside the process; the "
+        "microVM's resume is not included",
     }
+    if details:
+        for fn in ("api_first_add", "worker_first_batch"):
+            bare = first_code(f"bare_{fn}")
+            out[f"{fn}_imports_beyond_bare"] = importtime_top(
+                python, fn, first_env(state, fn), bare, code=first_code(fn)
+            )
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -174,6 +315,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--python", default=None, help="the interpreter (default: the Lambda-like bench venv)")
     parser.add_argument("--no-details", action="store_true", help="no warm-up pass, no -X importtime breakdown")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--no-first", action="store_true", help="imports only: no first-request contenders")
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -182,13 +324,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     python = args.python or (str(LAMBDA_PYTHON) if LAMBDA_PYTHON.exists() else sys.executable)
-    command = f"python -m bench.coldstart --rounds {args.rounds}" + (
-        f" --baseline {args.baseline}" if args.baseline else ""
+    command = (
+        f"python -m bench.coldstart --rounds {args.rounds}"
+        + (f" --baseline {args.baseline}" if args.baseline else "")
+        + (" --no-first" if args.no_first else "")
     )
     return measured(
         "coldstart",
         command,
-        lambda: run(args.rounds, python, details=not args.no_details, baseline=args.baseline),
+        lambda: run(args.rounds, python, details=not args.no_details, baseline=args.baseline, first=not args.no_first),
         keep=not args.no_save,
     )
 

@@ -85,6 +85,7 @@ def goals(r: Results) -> list[str]:
             f"{'none imported' if clean else 'imported'} (worker {_ms(st['worker']['p50_ms'])} ms p50, "
             f"{f['ratios']['worker/bare_worker']:.2f}x its bare libraries) | {_yes(clean)} |"
         )
+        rows += first_request_goals(f)
     if "add_overhead" in r:
         f = r["add_overhead"]["figures"]
         p50, p99 = f["ratios"]["memcube/bare p50"], f["ratios"]["memcube/bare p99"]
@@ -172,6 +173,61 @@ def coldstart(r: dict[str, Any]) -> list[str]:
         if f.get(key):
             top = ", ".join(f"{p['package']} {p['self_ms']} ms" for p in f[key])
             lines += ["", f"{label}: import time beyond its bare libraries, by package (`-X importtime`): {top}."]
+    return lines + coldstart_first_request(f)
+
+
+FIRST_GOALS = (
+    ("api_first_add", "bare_api_first_add", "first add, api vs bare"),
+    ("worker_first_batch", "bare_worker_first_batch", "first batch, worker vs bare"),
+)
+
+
+def first_request_goals(f: dict[str, Any]) -> list[str]:
+    """Goal rows for cold start as a caller sees it (when the run had those contenders)."""
+    rows = []
+    st = f["stats"]
+    for a, b, label in FIRST_GOALS:
+        key = f"{a}/{b}"
+        if key not in f["ratios"]:
+            continue
+        ratio, target = f["ratios"][key], f["goal"][f"{key} <="]
+        rows.append(
+            f"| 1. cold start as a caller sees it: {label} (import, init and the first request through the "
+            f"Lambda entry, AWS clients created, endpoints stubbed) | <= {target}x | {ratio:.2f}x "
+            f"({_ms(st[a]['p50_ms'])} vs {_ms(st[b]['p50_ms'])} ms p50) | {_yes(ratio <= target)} |"
+        )
+    return rows
+
+
+def coldstart_first_request(f: dict[str, Any]) -> list[str]:
+    """The first-request contenders: their phases, the AWS calls stubbed, SnapStart emulated."""
+    if "first_request_phases" not in f:
+        return []
+    lines = [
+        "",
+        "First request, phase by phase (ms, p50 over the rounds; `init`: from the contender's first line to "
+        "its handler ready; `_after_restore`: measured inside the process):",
+        "",
+        "| contender | phase | p50 ms | p25-p75 ms | AWS calls stubbed |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, phases in f["first_request_phases"].items():
+        calls = f["aws_calls_total"][name]
+        for phase, s in phases.items():
+            lines.append(
+                f"| `{name}` | {phase} | {_ms(s['p50_ms'])} | {_ms(s['p25_ms'])}-{_ms(s['p75_ms'])} | {calls} |"
+            )
+    for name, calls in f["aws_calls"].items():
+        if name.startswith(("api_first", "worker_first", "bare_")):
+            lines += ["", f"`{name}` calls: " + ", ".join(f"{op} {n}" for op, n in calls.items()) + "."]
+    lines += ["", f"SnapStart: {f['snapstart']}."]
+    for key, label in (
+        ("api_first_add_imports_beyond_bare", "first add"),
+        ("worker_first_batch_imports_beyond_bare", "first batch"),
+    ):
+        if f.get(key):
+            top = ", ".join(f"{p['package']} {p['self_ms']} ms" for p in f[key])
+            lines += ["", f"{label}: import time beyond the bare one's, by package (`-X importtime`): {top}."]
     return lines
 
 

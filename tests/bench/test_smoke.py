@@ -34,4 +34,8 @@ def test_every_benchmark_runs_at_a_tiny_size_and_the_report_renders() -> None:
     assert "### Search latency" in done.stdout
     assert "### Recall (LoCoMo dev half)" in done.stdout
     assert "| memcube, request defaults |" in done.stdout  # the recall table, from the synthetic file
+    for contender in ("api_first_add", "bare_api_first_add", "worker_first_batch", "bare_worker_first_batch"):
+        assert f"| `{contender}` |" in done.stdout  # the first request, served with the AWS stubs
+    assert "| `api_after_restore` | restore_hooks |" in done.stdout  # SnapStart, emulated
+    assert "cold start as a caller sees it: first add, api vs bare" in done.stdout
     assert _committed_results() == before  # the smoke run wrote its figures elsewhere

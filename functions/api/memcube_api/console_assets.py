@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 ASSETS = Path(__file__).resolve().parent / "console"
@@ -78,6 +78,8 @@ def install(app: FastAPI) -> None:
     async def console_page() -> Response:
         return asset("index.html")
 
+    # The name is read from the path here: a declared parameter costs FastAPI a pydantic.v1
+    # import when the app is built (a cold start, BENCHMARKS.md).
     @app.get(PREFIX + "/{name}", include_in_schema=False, response_model=None)
-    async def console_file(name: str) -> Response:
-        return asset(name)
+    async def console_file(request: Request) -> Response:
+        return asset(request.path_params["name"])

@@ -88,8 +88,16 @@ def _init() -> None:
             logger.exception("worker not ready at init")
 
 
+def _prepare() -> None:
+    """SnapStart: ready before the snapshot (and again after each restore, with new clients): the
+    worker's services, and the SDK models of the clients its first message builds."""
+    container = container_from_env()
+    container.warm_worker()
+    container.warm_aws("dynamodb", "sqs", "bedrock-runtime")
+
+
 _init()
-snapstart.register(lambda: container_from_env().warm_worker())  # SnapStart: ready before the snapshot
+snapstart.register(_prepare)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -49,10 +49,7 @@ def fresh_aws_session() -> None:
     """A new default boto3 session (credentials resolved anew, in this environment) that keeps
     the old one's data loader, so the service models parsed before the snapshot stay parsed."""
     import boto3
-    import botocore.session
 
-    core = botocore.session.get_session()
-    if boto3.DEFAULT_SESSION is not None:
-        old = boto3.DEFAULT_SESSION._session  # boto3 exposes its botocore session only so
-        core.register_component("data_loader", old.get_component("data_loader"))
-    boto3.DEFAULT_SESSION = boto3.Session(botocore_session=core)
+    from memcube.adapters.aws_session import new_session
+
+    boto3.DEFAULT_SESSION = new_session()

@@ -296,11 +296,20 @@ class Container:
         service models (a throwaway client of each service parses them into the default session,
         no network). Run in init before a SnapStart snapshot, so a restored function does not."""
         _ = (self.authority, self.add, self.status, self.reader, self.history, self.deleter, self.transfer)
-        if self.settings.backend == "aws":
-            import boto3
+        self.warm_aws("dynamodb", "sqs")
 
-            for service in ("dynamodb", "sqs"):
-                boto3.client(service).close()
+    def warm_aws(self, *services: str) -> None:
+        """Parse the AWS SDK's service models of `services` into the default session (a throwaway
+        client each, no network) and import the OpenSearch client: run before a SnapStart snapshot,
+        so a restored function does not (its first request then builds clients from parsed models).
+        Nothing on the other backends."""
+        if self.settings.backend != "aws":
+            return
+        import boto3
+        import opensearchpy  # noqa: F401  # the index's client library, imported on its first use otherwise
+
+        for service in services:
+            boto3.client(service).close()
 
     def warm_worker(self) -> None:
         """Make the worker ready to process a message at once: its stores, index and services

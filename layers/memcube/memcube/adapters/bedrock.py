@@ -18,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -67,7 +66,9 @@ class _LazyClient:
     def get(self) -> Any:
         with self._lock:
             if self._client is None:
-                session = boto3.Session()
+                from memcube.adapters.aws_session import new_session
+
+                session = new_session()  # its own, sharing the models the process has parsed
                 self._client = session.client(self._service, region_name=self._region, config=self._config)
             return self._client
 

@@ -263,9 +263,9 @@ class OpenSearchIndex:
                 "retry_on_timeout": True,
             }
             if self._auth == "sigv4":
-                import boto3
+                from memcube.adapters.aws_session import default_session
 
-                session = boto3.Session()
+                session = default_session()  # its credentials, resolved once per process
                 region = self._region or session.region_name
                 kwargs |= {
                     "http_auth": AWSV4SignerAuth(session.get_credentials(), region, self._service),
