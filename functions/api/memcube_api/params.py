@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from memcube.domain import limits
+from memcube.domain.base import Model
 
 
-class Params(BaseModel):
+class Params(Model):
     """A route's query (and path) parameters; unknown query parameters are ignored, as FastAPI does."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)

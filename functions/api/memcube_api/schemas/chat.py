@@ -15,9 +15,10 @@ import json
 from dataclasses import replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from memcube.domain import limits
+from memcube.domain.base import Model
 from memcube.domain.chat import ChatAnswer, ChatCommand, Reference, Session
 from memcube.domain.conversation import MAX_MESSAGE_LIMIT, MAX_SESSION_LIMIT, ConversationMessage
 from memcube.domain.ids import Id, check_cube_ids
@@ -31,7 +32,7 @@ MAX_ANSWER_TOKENS = 32_768
 DEFAULT_SESSION = "default_session"
 
 
-class HistoryMessage(BaseModel):
+class HistoryMessage(Model):
     """One earlier turn of the conversation, as text (MemOS's MessageList entry)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -42,7 +43,7 @@ class HistoryMessage(BaseModel):
     message_id: str | None = Field(default=None, max_length=limits.MAX_ID_CHARS)
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(Model):
     """MemOS's APIChatCompleteRequest / ChatRequest (names, types and defaults as MemOS v2)."""
 
     model_config = ConfigDict(
@@ -121,7 +122,7 @@ class ChatRequest(BaseModel):
         )
 
 
-class ChatBody(BaseModel):
+class ChatBody(Model):
     """`POST /chat` of the hosted API: what `MemOSClient.chat` sends (every field, every call)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -214,7 +215,7 @@ def chat_command(body: ChatBody) -> ChatCommand:
     )
 
 
-class GetMessageBody(BaseModel):
+class GetMessageBody(Model):
     """`POST /get/message` of the hosted API (`MemOSClient.get_message`)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -233,7 +234,7 @@ class GetMessageBody(BaseModel):
         return value
 
 
-class GetMessageRequest(BaseModel):
+class GetMessageRequest(Model):
     """`POST /product/get_message`: the last `limit` messages of a session (MemOS's "last N
     messages" of a conversation), or of each of the user's `session_limit` most recent sessions."""
 

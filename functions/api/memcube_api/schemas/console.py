@@ -3,8 +3,9 @@ caller's cubes, and the operators' dead letters and their redrive."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from memcube.domain.base import Model
 from memcube.domain.ids import Id
 from memcube_api.params import Params
 
@@ -22,7 +23,7 @@ class DeadLettersParams(Params):
     """`GET /product/dead_letters` takes no parameter: it acts as the caller (an admin)."""
 
 
-class RedriveRequest(BaseModel):
+class RedriveRequest(Model):
     """`POST /product/redrive_dead_letters`: the letters to send back (all of them without `message_ids`)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -14,9 +14,10 @@ import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from memcube.domain import limits
+from memcube.domain.base import Model
 from memcube.domain.commands import AddCommand, MemoryEdit
 from memcube.domain.expiry import expiry_changes
 from memcube.domain.ids import Id
@@ -30,7 +31,7 @@ MAX_MEMORY_CHARS = 20_000
 """A memory's new text, in characters (the embedder's window is checked by the domain)."""
 
 
-class FeedbackRequest(BaseModel):
+class FeedbackRequest(Model):
     """MemOS's APIFeedbackRequest: a correction of what the cube(s) know, in the user's words."""
 
     model_config = ConfigDict(
@@ -115,7 +116,7 @@ def feedback_record(outcomes: Iterable[MemoryOutcome], items: dict[str, MemoryIt
     return {"answer": answer, "record": {"add": add, "update": update}}
 
 
-class UpdateMemoryRequest(BaseModel):
+class UpdateMemoryRequest(Model):
     """`POST /product/update_memory`: a new version of one memory; each field given replaces the
     stored one (at least one of `memory`, `tags`, `info`)."""
 
@@ -171,7 +172,7 @@ class UpdateMemoryRequest(BaseModel):
         )
 
 
-class UpdateMemoryBody(BaseModel):
+class UpdateMemoryBody(Model):
     """The hosted `update/memory` (`MemOSClient.update_memory`, which sends every field, unset
     ones as null): `content` is the new text, `title` the memory's key, `status` archives or
     reactivates it."""

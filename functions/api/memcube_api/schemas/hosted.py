@@ -26,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from memcube.domain import limits
+from memcube.domain.base import Model
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.ids import Id, check_cube_ids, check_id, check_info, check_tags
 from memcube.domain.model import MemoryItem, MemoryType, TaskState
@@ -74,7 +75,7 @@ def _info(value: dict[str, Any]) -> dict[str, Any]:
 Info = Annotated[dict[str, Any], AfterValidator(_info)]
 
 
-class _Body(BaseModel):
+class _Body(Model):
     """Unknown fields are refused, as on every memcube route (a typo is an error)."""
 
     model_config = ConfigDict(extra="forbid")

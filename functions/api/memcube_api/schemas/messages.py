@@ -8,9 +8,10 @@ import binascii
 import json
 from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, model_validator
 
 from memcube.domain import limits
+from memcube.domain.base import Model
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.files import BINARY_FILE_TYPES, DataUrl, base64_data_url, parse_data_url, readable
 from memcube.domain.ids import Id
@@ -22,7 +23,7 @@ URL_PREFIXES = ("http://", "https://", "s3://", "file:")
 """File content that is a URL: never fetched."""
 
 
-class _Strict(BaseModel):
+class _Strict(Model):
     model_config = ConfigDict(extra="forbid", str_max_length=limits.MAX_CONTENT_BYTES)
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from memcube.domain import limits
+from memcube.domain.base import Model
 from memcube.domain.commands import AddCommand, DeleteMemories, GrantChange, NewCube, SearchQuery
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.expiry import MAX_TTL_DAYS, parse_expiration
@@ -35,7 +36,7 @@ SHOW_EXPIRED = "memcube: also return memories past their expiration_date not yet
 _DEPRECATED: dict[str, Any] = {"deprecated": True}
 
 
-class AddRequest(BaseModel):
+class AddRequest(Model):
     """MemOS's APIADDRequest. Field order, names, types and defaults follow MemOS v2."""
 
     model_config = ConfigDict(
@@ -188,7 +189,7 @@ def _check_parts(field: str, units: list[SourceMessage]) -> None:
         raise InvalidRequest(f"{field}: at most {limits.MAX_MESSAGES * 2} message parts, got {len(units)}")
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(Model):
     """MemOS's APISearchRequest. `include_preference`/`pref_top_k` fill `pref_mem` and
     `search_tool_memory`/`tool_mem_top_k` fill `tool_mem` (memories fine mode extracts); the
     skill switches select a kind memcube does not extract: `skill_mem` comes back empty."""
@@ -268,7 +269,7 @@ class SearchRequest(BaseModel):
         )
 
 
-class DeleteMemoryRequest(BaseModel):
+class DeleteMemoryRequest(Model):
     """MemOS's delete request. Exactly one of `memory_ids`, `file_ids`, `filter` selects what to
     delete; `session_id` (or its alias `conversation_id`) narrows a filter or stands alone; with
     none of them the request erases everything `user_id` wrote in the cubes. `auto_cleanup_working`
@@ -303,7 +304,7 @@ class DeleteMemoryRequest(BaseModel):
         )
 
 
-class DeleteCubeRequest(BaseModel):
+class DeleteCubeRequest(Model):
     """Erase a whole cube: every item, queued add and dead letter of it, whoever wrote them."""
 
     model_config = ConfigDict(extra="forbid")
@@ -312,7 +313,7 @@ class DeleteCubeRequest(BaseModel):
     cube_id: Id
 
 
-class CreateCubeRequest(BaseModel):
+class CreateCubeRequest(Model):
     """`POST /product/create_cube`: a knowledge-base cube owned by `user_id`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -334,7 +335,7 @@ class CreateCubeRequest(BaseModel):
         )
 
 
-class CubeRequest(BaseModel):
+class CubeRequest(Model):
     """`POST /product/get_cube`: a knowledge-base cube's settings."""
 
     model_config = ConfigDict(extra="forbid")
@@ -343,7 +344,7 @@ class CubeRequest(BaseModel):
     cube_id: Id
 
 
-class GrantRequest(BaseModel):
+class GrantRequest(Model):
     """`POST /product/grant_cube` and `/product/revoke_cube`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -357,14 +358,14 @@ class GrantRequest(BaseModel):
         return GrantChange(cube_id=self.cube_id, target_user_id=self.target_user_id, permission=self.permission)
 
 
-class UndoRequest(BaseModel):
+class UndoRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     user_id: Id
     memory_id: Id
 
 
-class ExportRequest(BaseModel):
+class ExportRequest(Model):
     """memcube's own route (MemOS has no export). `filter` is the search's filter language, as on
     `get_memory`: only the items of each page that pass it are answered, of every status."""
 
@@ -378,7 +379,7 @@ class ExportRequest(BaseModel):
     filter: dict[str, Any] | None = None
 
 
-class ImportRequest(BaseModel):
+class ImportRequest(Model):
     model_config = ConfigDict(extra="forbid")
 
     user_id: Id
@@ -386,7 +387,7 @@ class ImportRequest(BaseModel):
     items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_IMPORT_ITEMS)
 
 
-class GetMemoryRequest(BaseModel):
+class GetMemoryRequest(Model):
     """MemOS's GetMemoryRequest. The page lists every kind of the cube's memories; each is
     answered in its list (`text_mem`, `pref_mem`, `tool_mem`), and `include_preference: false`
     or `include_tool_memory: false` leaves that kind out of the answer (the page and its `total`

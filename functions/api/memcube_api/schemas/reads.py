@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
+from pydantic import ConfigDict, Field, RootModel, field_validator, model_validator
 
 from memcube.domain import limits
+from memcube.domain.base import Model
 from memcube.domain.ids import Id, check_cube_ids
 from memcube.domain.memories import MAX_PAGE_SIZE
 from memcube.domain.reads import MAX_CUBES, MAX_IDS
@@ -25,7 +26,7 @@ NO_SUCH_KIND: dict[str, str] = {
 """The kinds MemOS names that memcube never holds: `get_all` answers them empty, as MemOS does."""
 
 
-class GetAllRequest(BaseModel):
+class GetAllRequest(Model):
     """MemOS's GetMemoryPlaygroundRequest, paged: `page`/`page_size` (memcube's; MemOS returns
     up to 200 nodes of one cube) page each cube of `mem_cube_ids` (default: the user's own).
     With `search_query`, each cube's `page_size` memories most related to it instead, ranked by

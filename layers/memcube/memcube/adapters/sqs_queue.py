@@ -26,8 +26,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from memcube.domain.base import Model
 from memcube.domain.errors import PermanentError
 from memcube.domain.messages import QueuedAdd
 
@@ -73,7 +74,7 @@ class SendFailure:
         return f"group {self.group_id} dedup {self.dedup_id[:16]}: {self.code} ({fault}) {self.message}".rstrip()
 
 
-class ClaimCheck(BaseModel):
+class ClaimCheck(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     bucket: str = Field(min_length=3, max_length=63)
@@ -82,7 +83,7 @@ class ClaimCheck(BaseModel):
     bytes: int = Field(ge=0, le=MAX_CLAIM_BYTES)
 
 
-class ClaimCheckEnvelope(BaseModel):
+class ClaimCheckEnvelope(Model):
     """The message body that stands in for a body stored in S3."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

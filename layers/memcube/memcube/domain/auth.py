@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from memcube.domain.base import Model
 from memcube.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from memcube.domain.ids import Id, check_id
 from memcube.domain.limiting import Limits
@@ -38,7 +39,7 @@ _KEY = re.compile(rf"^{PREFIX}_([0-9a-f]{{16}})_([A-Za-z0-9_-]{{43}})$")
 _SCHEMES = ("token", "bearer")
 
 
-class ApiKey(BaseModel):
+class ApiKey(Model):
     """A stored key: everything but the secret."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
+from memcube.domain.base import Model
 from memcube.domain.model import MemoryType, SourceMessage
 
 
-class AddCommand(BaseModel):
+class AddCommand(Model):
     """A validated, normalized add: what the domain works with after MemOS's conversions."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from memcube.domain.base import Model
 
 MAX_MESSAGE_LIMIT = 200
 """The most messages one read returns (of one session)."""
@@ -14,7 +16,7 @@ MAX_SESSION_LIMIT = 50
 """The most sessions one read spans."""
 
 
-class ConversationMessage(BaseModel):
+class ConversationMessage(Model):
     """One message of a session. `seq` orders the session's messages: `<created_at>#<nn>`, the
     time it was recorded and its position among those recorded together (a question before its
     answer), so a store sorts by it as a string."""

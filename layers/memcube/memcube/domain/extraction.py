@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from memcube.domain.base import Model
 from memcube.domain.llm_json import entries, loose_tags, parse_reply
 from memcube.domain.preferences import PROMPT_RULES, REPLY_SHAPE, ExtractedPreference, read_preferences
 from memcube.domain.reader import Window, render
@@ -27,7 +28,7 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
 
 
-class Extracted(BaseModel):
+class Extracted(Model):
     model_config = ConfigDict(extra="ignore")
 
     key: str = Field(min_length=1, max_length=200)

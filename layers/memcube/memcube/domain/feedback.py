@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from memcube.domain.base import Model
 from memcube.domain.expiry import is_expired
 from memcube.domain.llm_json import parse_reply
 from memcube.domain.model import FeedbackStep, MemoryItem, SourceMessage
@@ -85,7 +86,7 @@ _STOP = frozenset(
 )
 
 
-class Decision(BaseModel):
+class Decision(Model):
     model_config = ConfigDict(extra="ignore")
 
     operation: Literal["ADD", "UPDATE", "NONE"]
@@ -96,7 +97,7 @@ class Decision(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
-class Decisions(BaseModel):
+class Decisions(Model):
     model_config = ConfigDict(extra="ignore")
 
     decisions: list[Decision] = Field(max_length=20)

@@ -12,9 +12,10 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from memcube.domain import limits
+from memcube.domain.base import Model
 from memcube.domain.files import decoded_size, is_binary_data_url
 from memcube.domain.ids import Id, check_info
 from memcube.domain.model import SourceMessage
@@ -22,7 +23,7 @@ from memcube.domain.model import SourceMessage
 SCHEMA_VERSION: Literal[1] = 1
 
 
-class QueuedAdd(BaseModel):
+class QueuedAdd(Model):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Literal[1] = SCHEMA_VERSION

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+
+from memcube.domain.base import Model
 
 Role = Literal["system", "user", "assistant", "tool"]
 MemoryType = Literal[
@@ -34,7 +36,7 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Principal(BaseModel):
+class Principal(Model):
     """Who is calling. Today the body's user_id; API keys bind it in the security issue."""
 
     model_config = ConfigDict(frozen=True)
@@ -43,7 +45,7 @@ class Principal(BaseModel):
     scopes: frozenset[str] = frozenset()
 
 
-class SourceMessage(BaseModel):
+class SourceMessage(Model):
     """Where a memory came from: one message (or one modality of it), as MemOS records it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -74,7 +76,7 @@ class SourceMessage(BaseModel):
         return body
 
 
-class ToolCall(BaseModel):
+class ToolCall(Model):
     """One tool call of a `ToolTrajectoryMemory`: what was called, with what, what came back and
     whether it worked, under the call id that links the assistant's call to the tool's answer."""
 
@@ -89,7 +91,7 @@ class ToolCall(BaseModel):
     error: str | None = None
 
 
-class MemoryMetadata(BaseModel):
+class MemoryMetadata(Model):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str
@@ -174,7 +176,7 @@ def kind_of(memory_type: str) -> Literal["text", "preference", "tool"]:
     return "tool" if memory_type in TOOL_TYPES else "text"
 
 
-class MemoryItem(BaseModel):
+class MemoryItem(Model):
     model_config = ConfigDict(extra="forbid")
 
     id: str
@@ -208,7 +210,7 @@ ERASED_NOTE = "cancelled: the cube (or this user's data in it) was erased before
 Outcome = Literal["added", "duplicate", "merged", "updated", "archived"]
 
 
-class MemoryOutcome(BaseModel):
+class MemoryOutcome(Model):
     """What happened to one memory of a task, with the ids involved and why."""
 
     model_config = ConfigDict(extra="forbid")
@@ -220,7 +222,7 @@ class MemoryOutcome(BaseModel):
     related_ids: list[str] = Field(default_factory=list)
 
 
-class FeedbackStep(BaseModel):
+class FeedbackStep(Model):
     """One change an LLM decided for a feedback (its item is `feedback.<n>`, n from 1). The
     steps are recorded on the part before the first is applied, so a redelivery after a crash
     applies the rest of the same plan instead of asking again: a second reply, over a cube the
@@ -237,7 +239,7 @@ class FeedbackStep(BaseModel):
     reasons: dict[str, str] = Field(default_factory=dict)
 
 
-class PartRun(BaseModel):
+class PartRun(Model):
     """An earlier run of a task part that ended failed, kept when its caller retried the add
     (the status history): what it tried and why it stopped."""
 
@@ -250,7 +252,7 @@ class PartRun(BaseModel):
     finished_at: str | None = None
 
 
-class TaskPart(BaseModel):
+class TaskPart(Model):
     """One target cube's share of a task: its own state, attempts and per-memory outcomes."""
 
     model_config = ConfigDict(extra="forbid")
@@ -307,7 +309,7 @@ class TaskPart(BaseModel):
         )  # fmt: skip
 
 
-class Task(BaseModel):
+class Task(Model):
     model_config = ConfigDict(extra="forbid")
 
     task_id: str
@@ -330,7 +332,7 @@ class Task(BaseModel):
         return self.client_task_id or self.task_id
 
 
-class TaskRecord(BaseModel):
+class TaskRecord(Model):
     """A task with its parts, as read back for status."""
 
     task: Task
@@ -358,7 +360,7 @@ def aggregate_status(states: list[TaskState]) -> TaskState:
     return TaskState.IN_PROGRESS
 
 
-class DeadLetter(BaseModel):
+class DeadLetter(Model):
     """A queued message that was given up on, with the reason, kept for inspection and redrive."""
 
     model_config = ConfigDict(extra="forbid")

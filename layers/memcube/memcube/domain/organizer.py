@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from memcube.domain.base import Model
 from memcube.domain.errors import IndexUnavailable
 from memcube.domain.expiry import is_expired, iso_epoch, longer_lived
 from memcube.domain.history import apply, revise, snapshot
@@ -94,7 +95,7 @@ class Placement:
         return self
 
 
-class Judgement(BaseModel):
+class Judgement(Model):
     model_config = ConfigDict(extra="ignore")
 
     id: str = Field(max_length=128)
@@ -102,7 +103,7 @@ class Judgement(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
-class Judgements(BaseModel):
+class Judgements(Model):
     model_config = ConfigDict(extra="ignore")
 
     judgements: list[Judgement] = Field(max_length=JUDGED * 2)

@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from memcube.domain.base import Model
 from memcube.domain.errors import Forbidden
 from memcube.domain.model import Principal
 from memcube.ports import UserDirectory
@@ -32,7 +33,7 @@ KEYED = frozenset({"user", "service", "admin"})
 Need = Literal["read", "write", "own"]
 
 
-class CubeAcl(BaseModel):
+class CubeAcl(Model):
     """A knowledge-base cube's owner and grants."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

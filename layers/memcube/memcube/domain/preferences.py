@@ -15,8 +15,9 @@ is archived with its history, as a changed fact is.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from memcube.domain.base import Model
 from memcube.domain.llm_json import entries, loose_tags
 from memcube.domain.model import PreferenceType
 
@@ -43,7 +44,7 @@ NO_LLM_NOTE = (
 FAST_MODE_NOTE = "preferences: none extracted: this add was read in fast mode (mode: fast); send mode fine"
 
 
-class ExtractedPreference(BaseModel):
+class ExtractedPreference(Model):
     model_config = ConfigDict(extra="ignore")
 
     preference_type: PreferenceType = "explicit_preference"

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from memcube.domain.base import Model
 from memcube.domain.llm_json import parse_reply
 from memcube.domain.model import SourceMessage, ToolCall
 from memcube.ports import LLM
@@ -156,7 +157,7 @@ def guessed_status(result: str | None) -> tuple[Literal["success", "error", "no_
     return "success", None
 
 
-class _Judged(BaseModel):
+class _Judged(Model):
     model_config = ConfigDict(extra="ignore")
 
     call_id: str = Field(max_length=256)
@@ -166,7 +167,7 @@ class _Judged(BaseModel):
     experience: str = Field(default="", max_length=2000)
 
 
-class _Reply(BaseModel):
+class _Reply(Model):
     model_config = ConfigDict(extra="ignore")
 
     tool_calls: list[_Judged] = Field(max_length=MAX_CALLS * 2)
