@@ -42,7 +42,7 @@ def plans(mode: str) -> dict[str, list[str]]:
         return {
             "coldstart": ["--rounds", "12"],
             "add_overhead": ["--calls", "800"],
-            "ingest": ["--sessions", "40", "--rounds", "2"],
+            "ingest": ["--sessions", "40", "--rounds", "2", "--no-locomo"],
             "dedup": ["--sizes", "1000", "10000", "--adds", "12"],
             "search": ["--sizes", "10000", "--searches", "80"],
             "recall": ["--conversations", "1"],
