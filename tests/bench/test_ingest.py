@@ -26,7 +26,7 @@ def test_the_embedder_limit_embeds_as_many_texts_as_the_worker_places(tmp_path: 
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text(to_jsonl(sessions))
     placed = memcube_run(corpus, tmp_path / "data", "hash")
-    embedder = LocalContainer(Settings(backend="embedded", data_dir=tmp_path / "other", embedder="hash")).embedder  # type: ignore[arg-type]
+    embedder = LocalContainer(Settings(backend="embedded", data_dir=tmp_path / "other", embedder="hash")).embedder
     texts = embedded_texts(sessions, embedder.max_tokens)
     assert len(texts) > len(sessions)  # long sessions: several windows each
     assert sum(placed["outcomes"].values()) == len(texts)
