@@ -34,7 +34,7 @@ def plans(mode: str) -> dict[str, list[str]]:
         return {
             "coldstart": ["--rounds", "1", "--python", sys.executable, "--no-details"],
             "add_overhead": ["--calls", "20", "--warmup", "2"],
-            "ingest": ["--sessions", "3", "--rounds", "1", "--embedder", "hash", "--no-mem0"],
+            "ingest": ["--sessions", "3", "--rounds", "1", "--embedder", "hash", "--no-mem0", "--synthetic"],
             "dedup": ["--sizes", "20", "60", "--adds", "2", "--embedder", "hash"],
             "search": ["--sizes", "20", "60", "--searches", "3", "--embedder", "hash"],
             # a generated two-conversation LoCoMo-shaped file: no data, no model, no mem0
@@ -44,7 +44,7 @@ def plans(mode: str) -> dict[str, list[str]]:
         return {
             "coldstart": ["--rounds", "12"],
             "add_overhead": ["--calls", "800"],
-            "ingest": ["--sessions", "40", "--rounds", "2"],
+            "ingest": ["--sessions", "40", "--rounds", "2", "--no-locomo"],
             "dedup": ["--sizes", "1000", "10000", "--adds", "12"],
             "search": ["--sizes", "10000", "--searches", "80"],
             "recall": ["--conversations", "1"],

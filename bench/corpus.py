@@ -127,6 +127,8 @@ class Session:
     messages: list[Message] = field(default_factory=list)
     repeat_of: str | None = None
     """For a re-sent session: the session it repeats (verbatim, or with one message reworded)."""
+    user_id: str | None = None
+    """Whose session (the cube it goes to); None: the run's one user (a generated corpus)."""
 
 
 def _fill(template: str, rng: random.Random) -> str:

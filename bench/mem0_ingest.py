@@ -78,7 +78,7 @@ def main() -> None:
         messages = [{"role": m.role, "content": m.content} for m in session.messages]
         result = memory.add(
             messages,
-            user_id=args.user,
+            user_id=session.user_id or args.user,
             run_id=session.session_id,
             metadata={"session_started_at": session.started_at},
             infer=False,
