@@ -99,7 +99,7 @@ def goals(r: Results) -> list[str]:
             f"{_ms(st['bare']['p50_ms'])} / {_ms(st['bare']['p99_ms'])} ms) | {_yes(p50 <= 1.5 and p99 <= 1.5)} |"
         )
     if "ingest" in r and "corpora" in r["ingest"]["figures"]:
-        rows += ingest_goal_rows(r["ingest"]["figures"])
+        rows += ingest_goal_rows(r["ingest"])
     elif "ingest" in r and "ratio memcube/mem0" in r["ingest"]["figures"]:
         f = r["ingest"]["figures"]
         ratio = f["ratio memcube/mem0"]
@@ -264,7 +264,7 @@ def ingest(r: dict[str, Any]) -> list[str]:
         "|---|---:|---|---:|---|",
     ]
     if "corpora" in f:
-        return ingest_api(f)
+        return ingest_api(r)
     for system, runs in f["runs"].items():
         per = ", ".join(f"{x['messages_per_s']:.0f}" for x in runs)
         outcomes = ", ".join(f"{k} {v}" for k, v in runs[-1].get("outcomes", {}).items()) or "(none reported)"
@@ -277,8 +277,9 @@ def ingest(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-def ingest_goal_rows(f: dict[str, Any]) -> list[str]:
+def ingest_goal_rows(r: dict[str, Any]) -> list[str]:
     """The ingest goals per corpus, measured through the HTTP API (`bench.ingest`'s default)."""
+    f = r["figures"]
     rows = []
     for name, c in f["corpora"].items():
         rate = c["messages_per_s"]
@@ -288,6 +289,7 @@ def ingest_goal_rows(f: dict[str, Any]) -> list[str]:
             ratio, goal = c[f"ratio {key}"], f["goals"][f"{key} >="]
             label = "mem0 (`infer=False`)" if other == "mem0" else "the embedder's own batched limit"
             shown = f"{ratio:.2f}x" if other == "mem0" else f"{100 * ratio:.0f}%"
+            shown += _runs(r, "corpora", name, f"ratio {key}")
             target = f">= {goal:g}x" if other == "mem0" else f">= {100 * goal:.0f}%"
             rows.append(
                 f"| 3. ingest through `memcube serve`'s API, {name}: memcube vs {label} | {target} | {shown} "
@@ -296,29 +298,34 @@ def ingest_goal_rows(f: dict[str, Any]) -> list[str]:
     return rows
 
 
-def ingest_api(f: dict[str, Any]) -> list[str]:
+def ingest_api(r: dict[str, Any]) -> list[str]:
     """Per corpus: messages/s of memcube (through the API), mem0 and the embedder's batched limit."""
+    f = r["figures"]
     lines = [
         f"Through `memcube serve`'s HTTP API (async fast-mode adds, until every task is completed); "
         f"{f['rounds']} rounds; torch threads {f['torch_threads']}; memcube embedder `{f['embedder']}`.",
         "",
-        "| corpus | system | messages/s (median) | per round | memories stored | outcomes |",
+        "| corpus | system | messages/s (median) | per round (or per run) | memories stored | outcomes |",
         "|---|---|---:|---|---:|---|",
     ]
     for name, c in f["corpora"].items():
         for system, runs in c["runs"].items():
-            per = ", ".join(f"{x['messages_per_s']:.0f}" for x in runs)
+            per = _values(r, "corpora", name, "messages_per_s", system, fmt="{:.0f}") or ", ".join(
+                f"{x['messages_per_s']:.0f}" for x in runs
+            )
             stored = runs[-1].get("memories_stored", f"({runs[-1].get('texts', '?')} texts embedded)")
             outcomes = ", ".join(f"{k} {v}" for k, v in runs[-1].get("outcomes", {}).items()) or ""
             lines.append(f"| {name} | {system} | {c['messages_per_s'][system]:.0f} | {per} | {stored} | {outcomes} |")
     lines.append("")
     for name, c in f["corpora"].items():
         n = c["corpus"]
-        ratios = [
-            f"{k.removeprefix('ratio ')} **{v:.2f}** (per round: {', '.join(f'{x:.2f}' for x in c[k + ' per round'])})"
-            for k, v in c.items()
-            if k.startswith("ratio ") and not k.endswith(" per round")
-        ]
+        ratios = []
+        for k, v in c.items():
+            if not k.startswith("ratio ") or k.endswith(" per round"):
+                continue
+            runs = _values(r, "corpora", name, k)
+            each = f"per run: {runs}" if runs else "per round: " + ", ".join(f"{x:.2f}" for x in c[k + " per round"])
+            ratios.append(f"{k.removeprefix('ratio ')} **{v:.2f}** ({each})")
         lines.append(
             f"- {name} ({n['sessions']} sessions, {n['messages']} messages, {n['cubes']} cubes): {'; '.join(ratios)}."
         )
