@@ -451,9 +451,26 @@ def recall(r: dict[str, Any]) -> list[str]:
             b = s["by_category"].get(c)
             cells.append(f"{b['recall@1000']:.2f} / {b['hit@10']:.2f}" if b else "-")
         lines.append(f"| {_system_label(name, f)} | " + " | ".join(cells) + " |")
-    lines += ["", "Goals of the recall issue, on this run:", "", "| goal | target | measured | |", "|---|---|---|---|"]
-    lines += [f"| {g['goal']} | {g['target']} | {g['measured']} | {_yes(g['met'])} |" for g in f["goals"]]
+    lines += ["", "Goals of the recall issue, on the median figures:", ""]
+    lines += ["| goal | target | measured | |", "|---|---|---|---|"]
+    lines += [f"| {g['goal']} | {g['target']} | {g['measured']} | {_yes(g['met'])} |" for g in recall_goals(r)]
     return lines
+
+
+def recall_goals(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The recall issue's goals judged again on the median of the runs (a run's own verdicts are
+    on its own figures), each run's value beside the two that vary from run to run."""
+    from bench.recall import goals as judged
+
+    f = r["figures"]
+    latency = {n: s["search_latency"] for n, s in f["systems"].items() if "search_latency" in s}
+    rows = judged(f["systems"], f["ingest"], latency)
+    for g in rows:
+        if g["goal"].startswith("ingest messages/s"):
+            g["measured"] += _runs(r, "ingest", "ratio memcube/mem0")
+        elif g["goal"].startswith("search p99"):
+            g["measured"] += _runs(r, "systems", "memcube defaults", "search_latency", "p99_ms", fmt="{:.0f}")
+    return rows
 
 
 def before_after(before: Results, after: Results) -> list[str]:

@@ -81,7 +81,7 @@ _STARTED: dict[str, Any] = {}
 
 
 def pytest_sessionstart() -> None:
-    _STARTED.update(at=time.time(), load=[round(x, 2) for x in os.getloadavg()])
+    _STARTED.update(at=time.time(), load=[round(x, 2) for x in os.getloadavg()], commit=_commit())
 
 
 def _commit() -> str:
@@ -101,7 +101,7 @@ def _run_facts(terminalreporter: Any) -> dict[str, Any]:
               for k in ("passed", "failed", "error", "skipped")}  # fmt: skip
     started = _STARTED.get("at", time.time())
     return {
-        "commit": _commit(),
+        "commit": _STARTED.get("commit") or _commit(),  # the code as the run began
         "command": " ".join(["pytest", *sys.argv[1:]]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(time.time() - started, 1),
