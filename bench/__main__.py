@@ -50,7 +50,11 @@ def plans(mode: str) -> dict[str, list[str]]:
             "recall": ["--conversations", "1"],
         }
     # full: every benchmark runs three times (--runs), so each run is one round of the slow ones
-    return {name: [] for name in ORDER} | {"coldstart": ["--rounds", "15"], "ingest": ["--rounds", "1"]}
+    return {name: [] for name in ORDER} | {
+        "coldstart": ["--rounds", "10"],
+        "ingest": ["--rounds", "1"],
+        "search": ["--searches", "200"],
+    }
 
 
 def runner(name: str) -> Callable[[list[str]], dict[str, Any]]:
