@@ -85,7 +85,7 @@ def goals(r: Results) -> list[str]:
             f"{'none imported' if clean else 'imported'} (worker {_ms(st['worker']['p50_ms'])} ms p50, "
             f"{f['ratios']['worker/bare_worker']:.2f}x its bare libraries) | {_yes(clean)} |"
         )
-        rows += first_request_goals(f)
+        rows += first_request_goals(r["coldstart"])
     if "add_overhead" in r:
         f = r["add_overhead"]["figures"]
         p50, p99 = f["ratios"]["memcube/bare p50"], f["ratios"]["memcube/bare p99"]
@@ -138,11 +138,10 @@ def issue20_goals(r: Results) -> list[str]:
     f = r.get("search", {}).get("figures", {})
     if "cold_first_filtered_ms" in f:
         cold, large = f["cold_first_filtered_ms"], str(max(f["sizes"]))
-        runs = ", ".join(_ms(x) for x in cold["runs"])
         rows.append(
             f"| first filtered search of a cold {cold['size']}-item cube (fresh container, model warm) | <= 500 ms "
-            f"| {_ms(cold['p50_ms'])} ms median of {cold['n']} ({runs})"
-            f"{_runs(r['search'], 'cold_first_filtered_ms', 'p50_ms', fmt='{:.0f}')} | {_yes(cold['p50_ms'] <= 500)} |"
+            f"| {_ms(cold['p50_ms'])} ms{_runs(r['search'], 'cold_first_filtered_ms', 'p50_ms', fmt='{:.0f}')}, "
+            f"each run the median of {cold['n']} fresh containers | {_yes(cold['p50_ms'] <= 500)} |"
         )
         s = f["by_size"][f"{large}/filtered"]["search"]
         rows.append(
@@ -184,9 +183,10 @@ FIRST_GOALS = (
 )
 
 
-def first_request_goals(f: dict[str, Any]) -> list[str]:
+def first_request_goals(r: dict[str, Any]) -> list[str]:
     """Goal rows for cold start as a caller sees it (when the run had those contenders)."""
     rows = []
+    f = r["figures"]
     st = f["stats"]
     for a, b, label in FIRST_GOALS:
         key = f"{a}/{b}"
@@ -195,8 +195,9 @@ def first_request_goals(f: dict[str, Any]) -> list[str]:
         ratio, target = f["ratios"][key], f["goal"][f"{key} <="]
         rows.append(
             f"| 1. cold start as a caller sees it: {label} (import, init and the first request through the "
-            f"Lambda entry, AWS clients created, endpoints stubbed) | <= {target}x | {ratio:.2f}x "
-            f"({_ms(st[a]['p50_ms'])} vs {_ms(st[b]['p50_ms'])} ms p50) | {_yes(ratio <= target)} |"
+            f"Lambda entry, AWS clients created, endpoints stubbed) | <= {target}x | {ratio:.2f}x"
+            f"{_runs(r, 'ratios', key)} ({_ms(st[a]['p50_ms'])} vs {_ms(st[b]['p50_ms'])} ms p50) "
+            f"| {_yes(ratio <= target)} |"
         )
     return rows
 
