@@ -41,6 +41,7 @@ from mangum import Mangum
 
 from bench.common import ROOT, interleaved, log, measured, percentile, summary
 from bench.corpus import generate
+from bench.first_request import Context
 
 
 def add_body(messages: int = 10) -> dict[str, Any]:
@@ -74,19 +75,6 @@ def quiet_stdout() -> Iterator[None]:
             yield
         finally:
             sys.stdout = saved
-
-
-class Context:
-    function_name = "memcube-bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:memcube-bench"
-    aws_request_id = "5b1c0f2e-0000-4000-8000-000000000001"
-    log_group_name = "/aws/lambda/memcube-bench"
-    log_stream_name = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
 
 
 def memcube_handlers() -> tuple[Callable[[dict[str, Any], Any], dict[str, Any]], Any]:

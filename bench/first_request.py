@@ -35,6 +35,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -281,20 +282,27 @@ def _restore() -> None:
         fn(*args, **kwargs)
 
 
-def api_after_restore() -> None:
-    stub = install(Stub().load(_state() / "api.json"))
-    event = api_event((_state() / "key").read_text())
-    from memcube_api import handler
-
+def _after_restore(call: Callable[[], Any], check: Callable[[Any], None], label: str, stub: Stub) -> None:
+    """Snapshot, restore, then the first request: what a caller of a restored function waits for."""
     _snapshot_and_restore()
     stub.calls.clear()
     start = time.perf_counter()
     _restore()
     restored = time.perf_counter()
-    response = handler.lambda_handler(event, invocation())
+    result = call()
     done = time.perf_counter()
-    _ok_add(response, stub, 0)
-    report(stub, {"restore_hooks": restored - start, "first_add": done - restored, "total": done - start})
+    check(result)
+    report(stub, {"restore_hooks": restored - start, label: done - restored, "total": done - start})
+
+
+def api_after_restore() -> None:
+    stub = install(Stub().load(_state() / "api.json"))
+    event = api_event((_state() / "key").read_text())
+    from memcube_api import handler
+
+    _after_restore(
+        lambda: handler.lambda_handler(event, invocation()), lambda r: _ok_add(r, stub, 0), "first_add", stub
+    )
 
 
 def worker_after_restore() -> None:
@@ -302,15 +310,9 @@ def worker_after_restore() -> None:
     event = sqs_event(stub.sent[-1])
     from memcube_worker import handler
 
-    _snapshot_and_restore()
-    stub.calls.clear()
-    start = time.perf_counter()
-    _restore()
-    restored = time.perf_counter()
-    result = handler.lambda_handler(event, invocation())
-    done = time.perf_counter()
-    _ok_batch(result, stub, 0)
-    report(stub, {"restore_hooks": restored - start, "first_batch": done - restored, "total": done - start})
+    _after_restore(
+        lambda: handler.lambda_handler(event, invocation()), lambda r: _ok_batch(r, stub, 0), "first_batch", stub
+    )
 
 
 # --- the state every process starts from -------------------------------------------------------
