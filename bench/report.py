@@ -375,6 +375,20 @@ def search(r: dict[str, Any]) -> list[str]:
             f"| {name} | {_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} | {_ms(w['p50_ms'])} | {_ms(w['p99_ms'])} "
             f"| {v['mean_results']} |"
         )
+    phased = {name: v["phases"] for name, v in f["by_size"].items() if "phases" in v}
+    if phased:
+        names = list(next(iter(phased.values())))
+        lines += [
+            "",
+            "Where a search's time goes (each phase's p50 / p99 in ms over the same searches; the "
+            "embedding is in the table above):",
+            "",
+            "| items in the cube | " + " | ".join(names) + " |",
+            "|---:|" + "---:|" * len(names),
+        ]
+        for name, phases in phased.items():
+            cells = " | ".join(f"{_ms(phases[n]['p50_ms'])} / {_ms(phases[n]['p99_ms'])}" for n in names)
+            lines.append(f"| {name} | {cells} |")
     return lines
 
 

@@ -12,6 +12,11 @@ freshly opened on the largest cube (its index has loaded nothing of the cube; th
 shared, is warm: a server's start is not a cube's), `--cold` times, each container closed before
 the next opens. The OS file cache is warm (the cube was just copied).
 
+Each search is also split into phases (`phases`, two clock reads per call): the index's vector
+half (exact cosine over the cached matrix, the filter's checks included), its text half (the
+rest of the index call: word counts and FTS5 BM25), the store read of the candidates, and the
+rest (the query's embedding apart: ranking, MMR and the answer).
+
 Goals: p99 < 50 ms at 100k; filtered p99 <= 100 ms and the first filtered search of a cold cube
 <= 500 ms (issue 20).
 """
@@ -69,6 +74,35 @@ COLD_GOAL_MS = 500
 FILTERED_P99_GOAL_MS = 100
 
 
+class PhaseClock:
+    """Seconds each wrapped call took during the current search, by phase."""
+
+    def __init__(self) -> None:
+        self.now: dict[str, float] = {}
+
+    def wrap(self, owner: Any, name: str, phase: str) -> None:
+        inner = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.now[phase] = self.now.get(phase, 0.0) + time.perf_counter() - start
+
+        setattr(owner, name, timed)  # on the instance: the search service calls through it
+
+    def split(self, total: float, embedding: float) -> dict[str, float]:
+        """The search's phases: the index call split into its vector and text halves."""
+        vector, index, store = (self.now.get(k, 0.0) for k in ("vector", "index", "store read"))
+        return {
+            "vector half": vector,
+            "text half": index - vector,
+            "store read": store,
+            "rest": total - embedding - index - store,
+        }
+
+
 def cold_first_filtered(data_dir: Path, timed: Any, embedder: str, texts: list[str]) -> list[float]:
     """Seconds of the first filtered search in each of `len(texts)` freshly opened containers."""
     from memcube.domain.commands import SearchQuery
@@ -106,6 +140,12 @@ def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5, cold: i
         position: dict[str, int] = {}
         embed_seconds: dict[str, list[float]] = {}
         hits: dict[str, list[int]] = {}
+        clocks = {name: PhaseClock() for name in cubes}
+        for name, (container, _worker, _timed) in cubes.items():
+            clocks[name].wrap(container.index, "_nearest", "vector")
+            clocks[name].wrap(container.index, "search", "index")
+            clocks[name].wrap(container.memories, "get_memories", "store read")
+        phases: dict[str, dict[str, list[float]]] = {}
 
         def one_search(name: str, flt: dict[str, Any] | None) -> float:
             container, _worker, timed = cubes[name]
@@ -114,10 +154,13 @@ def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5, cold: i
             position[key] = n + 1
             request = SearchQuery(query=texts[n % len(texts)], cube_ids=["alice"], filter=flt, relativity=0.0)
             principal = container.authority.acting_for(None, "alice")
+            clocks[name].now.clear()
             start = time.perf_counter()
             found = container.searcher.search(request, principal)
             elapsed = time.perf_counter() - start
             embed_seconds.setdefault(key, []).append(timed.last)
+            for phase, seconds in clocks[name].split(elapsed, timed.last).items():
+                phases.setdefault(key, {}).setdefault(phase, []).append(seconds)
             hits.setdefault(key, []).append(sum(len(r.memories) for r in found.cubes))
             return elapsed
 
@@ -127,6 +170,7 @@ def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5, cold: i
         first = {name: round(s[0] * 1000, 1) for name, s in interleaved(contenders, warmup, seed=6).items()}
         embed_seconds.clear()
         hits.clear()
+        phases.clear()
         position.clear()
         log(f"search latency: {list(contenders)} x {searches} searches, interleaved")
         samples = interleaved(contenders, searches, seed=7)
@@ -137,6 +181,7 @@ def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5, cold: i
             "search": summary(s),
             "without_embedding": summary([t - e for t, e in zip(s, embed_seconds[name], strict=True)]),
             "embedding": summary(embed_seconds[name]),
+            "phases": {phase: summary(values) for phase, values in phases[name].items()},
             "mean_results": round(sum(hits[name]) / len(hits[name]), 1),
         }
     cold_ms = summary(cold_seconds)
