@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from memcube.domain.filters import compile_filter
 from memcube_local.sqlite.index import SqliteIndex, TermFrequencies
 from tests.contract.support import memory
 
@@ -39,3 +40,21 @@ def test_words_are_counted_as_the_tokenizer_folds_them(tmp_path: Path) -> None:
     frequencies = TermFrequencies(budget=10)
     with index._db.read() as cur:
         assert frequencies.informative(cur, ["CAFÉ", "Likes", "unheard"]) == ["unheard", "CAFÉ"]
+
+
+def test_a_selective_filter_finds_the_best_passing_text_matches_past_the_first_ranked_rows(tmp_path: Path) -> None:
+    """The text half ranks the best `8 x limit` matches first; when too few of them pass the
+    filter, the rest are tested best first until `limit` pass: the answer is the passing
+    documents of best BM25, as if every match had been tested."""
+    index = SqliteIndex(tmp_path / "index.db")
+    docs = []
+    for n in range(200):  # BM25 favours the shorter documents: rank grows with n
+        doc = memory(f"m{n:03d}", "tea " + "filler " * n)
+        doc.metadata.info = {"topic": "travel" if n % 25 == 24 else "other"}  # 8 pass, none in the best 40
+        docs.append(doc)
+    index.upsert(docs)
+    travel = compile_filter({"info.topic": "travel"})
+    text = [h.memory_id for h in index.search(["cube-a"], "tea", [], travel, 5) if h.text is not None]
+    assert text == ["m024", "m049", "m074", "m099", "m124"]
+    everything = [h.memory_id for h in index.search(["cube-a"], "tea", [], travel, 50) if h.text is not None]
+    assert everything == [f"m{n:03d}" for n in range(24, 200, 25)]
