@@ -419,3 +419,29 @@ def test_select_live_at_leaves_expired_documents_out_of_the_page_and_the_total(i
     assert index.select("cube-a", flt, 0, 10, live_at=2_000) == (["m1", "m3"], 2)
     assert index.select("cube-a", flt, 0, 10, live_at=3_000) == (["m1"], 1)  # the expiry instant is expired
     assert index.select("cube-a", flt, 0, 10)[1] == 3  # without live_at: every activated document
+
+
+def test_memory_type_filters_select_by_kind_with_each_equality_operator(index: SearchIndex) -> None:
+    """Kind filters (what the preference and tool-memory searches send) give the same answers on
+    every adapter, including none for a kind the cube does not hold."""
+    from memcube.domain.filters import compile_filter
+
+    user = memory("m1", "alice drinks tea")
+    user.metadata.memory_type = "UserMemory"
+    tool = memory("m2", "alice called the tea tool")
+    tool.metadata.memory_type = "ToolTrajectoryMemory"
+    other_cube = memory("m4", "alice drinks tea too", cube="cube-b")
+    other_cube.metadata.memory_type = "ToolSchemaMemory"
+    index.upsert([user, tool, memory("m3", "alice drinks tea daily"), other_cube])
+
+    def found(raw: dict[str, object]) -> set[str]:
+        flt = compile_filter(raw)
+        return {h.memory_id for h in index.search(["cube-a"], "tea", [0.1, 0.2, 0.3], flt, 10)}
+
+    assert found({"memory_type": "UserMemory"}) == {"m1"}
+    assert found({"memory_type": {"ne": "UserMemory"}}) == {"m2", "m3"}
+    assert found({"memory_type": {"in": ["ToolSchemaMemory", "ToolTrajectoryMemory"]}}) == {"m2"}
+    assert found({"memory_type": {"nin": ["ToolTrajectoryMemory", "LongTermMemory"]}}) == {"m1"}
+    assert found({"memory_type": {"in": ["ToolSchemaMemory"]}}) == set()  # held only by another cube
+    assert found({"and": [{"memory_type": "UserMemory"}, {"memory_type": {"ne": "UserMemory"}}]}) == set()
+    assert found({"or": [{"memory_type": "UserMemory"}, {"memory_type": "LongTermMemory"}]}) == {"m1", "m3"}

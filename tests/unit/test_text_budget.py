@@ -58,3 +58,24 @@ def test_a_selective_filter_finds_the_best_passing_text_matches_past_the_first_r
     assert text == ["m024", "m049", "m074", "m099", "m124"]
     everything = [h.memory_id for h in index.search(["cube-a"], "tea", [], travel, 50) if h.text is not None]
     assert everything == [f"m{n:03d}" for n in range(24, 200, 25)]
+
+
+def test_a_kind_the_cubes_do_not_hold_is_answered_by_one_index_probe(tmp_path: Path) -> None:
+    """The preference and tool-memory searches of a default search ask for kinds most cubes do
+    not hold: no vector or BM25 ranking is done for them (it made such a search 7x slower)."""
+    index = index_of(tmp_path, budget=10_000)
+    statements: list[str] = []
+    with index._db.read() as cur:
+        cur.connection.set_trace_callback(statements.append)
+    try:
+        tools = compile_filter({"memory_type": {"in": ["ToolSchemaMemory", "ToolTrajectoryMemory"]}})
+        assert index.search(["cube-a"], "tea", [0.1, 0.2, 0.3], tools, 10) == []
+        assert not any("bm25" in s or "vector" in s for s in statements)
+        statements.clear()
+        kept = compile_filter({"memory_type": "LongTermMemory"})
+        assert index.search(["cube-a"], "tea", [0.1, 0.2, 0.3], kept, 10)
+        assert any("bm25" in s for s in statements)
+    finally:
+        with index._db.read() as cur:
+            cur.connection.set_trace_callback(None)
+        index.close()

@@ -90,6 +90,7 @@ class SqliteIndex:
             cur.execute("CREATE VIRTUAL TABLE IF NOT EXISTS docs_vocab USING fts5vocab(docs_text, 'row')")
             expiring = f"ON docs ({DOC_EXPIRES}) WHERE {DOC_EXPIRES} IS NOT NULL"
             cur.execute(f"CREATE INDEX IF NOT EXISTS docs_by_expiry {expiring}")
+            cur.execute("CREATE INDEX IF NOT EXISTS docs_by_kind ON docs (cube_id, status, memory_type)")
         self._frequencies = TermFrequencies(text_budget)
 
     def close(self) -> None:
@@ -191,6 +192,8 @@ class SqliteIndex:
             recorded = _recorded(cur)
             if len(vector) and recorded and len(vector) != recorded[1]:
                 raise EmbeddingMismatch(recorded, ("", len(vector)), query=True)
+            if flt is not None and _by_columns(flt) and _none_pass(cur, cube_ids, flt):
+                return []  # e.g. the preference and tool-memory searches of a cube holding none
             if len(vector):
                 passes = None if flt is None and live_at is None else _passing(cur, where, params)
                 for memory_id, cube_id, cosine in self._nearest(cur, cube_ids, vector, limit, passes):
@@ -472,11 +475,34 @@ def _scope(cube_ids: Sequence[str], flt: Filter | None) -> tuple[str, list[Any]]
 _SQL_OPS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
+COLUMN_FIELDS = frozenset({"memory_type"})
+"""Fields a document keeps in a column of its own (one value, never a list): equality tests on
+them read the column, in the `docs_by_kind` index, not the JSON document."""
+_COLUMN_OPS = frozenset({"eq", "ne", "in", "nin"})
+
+
+def _by_columns(flt: Filter) -> bool:
+    """Whether every test of the filter reads a column (so `docs_by_kind` answers it alone)."""
+    if isinstance(flt, And | Or):
+        return all(_by_columns(p) for p in flt.parts)
+    return flt.field in COLUMN_FIELDS and flt.op in _COLUMN_OPS
+
+
+def _none_pass(cur: sqlite3.Cursor, cube_ids: Sequence[str], flt: Filter) -> bool:
+    """No activated document of the cubes passes the filter (one index probe)."""
+    where, params = _scope(cube_ids, flt)
+    return cur.execute(f"SELECT 1 FROM docs d WHERE {where} LIMIT 1", params).fetchone() is None
+
+
 def _filter_sql(flt: Filter) -> tuple[str, list[Any]]:
     if isinstance(flt, And | Or):
         parts = [_filter_sql(p) for p in flt.parts]
         joiner = " AND " if isinstance(flt, And) else " OR "
         return "(" + joiner.join(sql for sql, _ in parts) + ")", [v for _, ps in parts for v in ps]
+    if flt.field in COLUMN_FIELDS and flt.op in _COLUMN_OPS:
+        values = list(flt.value) if isinstance(flt.value, tuple) else [flt.value]
+        negated = "NOT " if flt.op in {"ne", "nin"} else ""
+        return f"d.{flt.field} {negated}IN ({','.join('?' * len(values))})", values
     path = f'$.info."{flt.info_key}"' if flt.info_key else f"$.{flt.field}"
     # json_each over a path yields the scalar itself or each element of a list: positive operators
     # match if any value does, negative ones if none does (the same rule as filters.matches).
