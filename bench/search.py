@@ -1,8 +1,10 @@
 """Search latency on the embedded default at 10k and 100k items per cube: p50 and p99.
 
 Each size is a copy of a seeded cube (`bench.seed`) opened as the embedded default with the
-local all-MiniLM-L6-v2 embedder. A search is `SearchService.search` with MemOS's defaults
-(`top_k` 10, `relativity` 0.45, `dedup` mmr) for a short user question: the query embedding,
+local all-MiniLM-L6-v2 embedder. A search is `SearchService.search` with what `/product/search`'s
+request defaults send (`top_k` 10, `dedup` mmr, and the preference and tool-memory searches of
+6 each), except `relativity` 0 so every search ranks and returns its 10, for a short user
+question: the query embedding,
 the index's vector and text (FTS5 BM25) candidates, the items read back from the store, the
 hybrid ranking and MMR. Sizes are interleaved query by query, in a shuffled order. Also timed:
 the same with a filter (`info.topic`, one item in eight passes), and the embedding alone.
@@ -74,6 +76,13 @@ COLD_GOAL_MS = 500
 FILTERED_P99_GOAL_MS = 100
 
 
+def request_query(text: str, flt: dict[str, Any] | None) -> Any:
+    """The search `/product/search` makes of a request with its defaults (relativity 0)."""
+    from memcube_api.schemas.product import SearchRequest
+
+    return SearchRequest(query=text, user_id="alice", filter=flt, relativity=0.0).to_query()
+
+
 class PhaseClock:
     """Seconds each wrapped call took during the current search, by phase."""
 
@@ -105,7 +114,6 @@ class PhaseClock:
 
 def cold_first_filtered(data_dir: Path, timed: Any, embedder: str, texts: list[str]) -> list[float]:
     """Seconds of the first filtered search in each of `len(texts)` freshly opened containers."""
-    from memcube.domain.commands import SearchQuery
     from memcube.settings import Settings
     from memcube_local.wiring import LocalContainer
 
@@ -115,7 +123,7 @@ def cold_first_filtered(data_dir: Path, timed: Any, embedder: str, texts: list[s
         container = LocalContainer(settings, embedder=timed)
         try:
             principal = container.authority.acting_for(None, "alice")
-            request = SearchQuery(query=text, cube_ids=["alice"], filter=TOPIC, relativity=0.0)
+            request = request_query(text, TOPIC)
             start = time.perf_counter()
             container.searcher.search(request, principal)
             out.append(time.perf_counter() - start)
@@ -126,7 +134,6 @@ def cold_first_filtered(data_dir: Path, timed: Any, embedder: str, texts: list[s
 
 def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5, cold: int = 3) -> dict[str, Any]:
     from bench.seed import working_copy
-    from memcube.domain.commands import SearchQuery
 
     texts = queries(searches + warmup)
     results: dict[str, Any] = {}
@@ -152,7 +159,7 @@ def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5, cold: i
             key = f"{name}{'/filtered' if flt else ''}"
             n = position.get(key, 0)
             position[key] = n + 1
-            request = SearchQuery(query=texts[n % len(texts)], cube_ids=["alice"], filter=flt, relativity=0.0)
+            request = request_query(texts[n % len(texts)], flt)
             principal = container.authority.acting_for(None, "alice")
             clocks[name].now.clear()
             start = time.perf_counter()
