@@ -17,14 +17,10 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from memcube.domain.auth import Authority, KeyService, TokenRules
 from memcube.domain.cubes import CubeService
-from memcube.domain.deletion import DeletionService
-from memcube.domain.history import HistoryService
 from memcube.domain.limiting import Limits
 from memcube.domain.memories import MemoryReader
 from memcube.domain.model import iso, utcnow
-from memcube.domain.search import SearchService
 from memcube.domain.tasks import AddService, StatusService
-from memcube.domain.transfer import TransferService
 from memcube.ports import (
     Counter,
     DeadLetterStore,
@@ -42,13 +38,17 @@ if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
     from memcube.domain.chat import ChatService, Conversations
     from memcube.domain.corrections import FeedbackIntake
+    from memcube.domain.deletion import DeletionService
     from memcube.domain.edits import EditService
     from memcube.domain.expiry import ExpiryService, ExpirySweep
+    from memcube.domain.history import HistoryService
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
     from memcube.domain.reads import MemoryReads
     from memcube.domain.scheduler import SchedulerService
+    from memcube.domain.search import SearchService
+    from memcube.domain.transfer import TransferService
     from memcube.ports import (
         LLM,
         DeadLetterSink,
@@ -330,10 +330,14 @@ class Container:
 
     @cached_property
     def history(self) -> HistoryService:
+        from memcube.domain.history import HistoryService
+
         return HistoryService(self.memories, self.directory, self.index, self.embedder, lambda: iso(utcnow()))
 
     @cached_property
     def searcher(self) -> SearchService:
+        from memcube.domain.search import SearchService  # the first search's, not the API's import
+
         return SearchService(
             self.memories, self.index, self.embedder, self.directory, reranker=self.reranker, llm=self.llm
         )
@@ -361,6 +365,8 @@ class Container:
 
     @cached_property
     def deleter(self) -> DeletionService:
+        from memcube.domain.deletion import DeletionService
+
         return DeletionService(
             memories=self.memories,
             erasures=self.erasures,
@@ -380,6 +386,8 @@ class Container:
 
     @cached_property
     def transfer(self) -> TransferService:
+        from memcube.domain.transfer import TransferService
+
         return TransferService(self.memories, self.directory, self.index, self.embedder)
 
     @cached_property
