@@ -17,6 +17,8 @@ ROUTE_SPECIFIC = (
     "memcube.domain.reads",
     "memcube.domain.scheduler",
     "memcube.domain.chat",
+    "memcube.domain.cubes",  # cube creation and grants
+    "memcube.domain.knowledgebases",
     "memcube.domain.cube_list",  # the console's
     "memcube.domain.dead_letter_desk",
     "memcube.domain.edits",

@@ -16,7 +16,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from memcube.domain.auth import Authority, KeyService, TokenRules
-from memcube.domain.cubes import CubeService
 from memcube.domain.limiting import Limits
 from memcube.domain.memories import MemoryReader
 from memcube.domain.model import iso, utcnow
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
     from memcube.domain.chat import ChatService, Conversations
     from memcube.domain.corrections import FeedbackIntake
+    from memcube.domain.cubes import CubeService
     from memcube.domain.deletion import DeletionService
     from memcube.domain.edits import EditService
     from memcube.domain.expiry import ExpiryService, ExpirySweep
@@ -220,6 +220,8 @@ class Container:
 
     @cached_property
     def cubes(self) -> CubeService:
+        from memcube.domain.cubes import CubeService  # cube creation and grants: their routes' first request
+
         return CubeService(self.directory, self.api_keys)
 
     @cached_property
