@@ -6,7 +6,9 @@ and tests pass their in-memory doubles (`tests/doubles`) to this container.
 Nothing here does I/O at import time; each adapter and service is built on first use and then
 reused (a Lambda container keeps them warm across invocations). The worker's services (ingest
 with the organizer, feedback and extraction; maintenance) are imported when first built, so the
-API function never loads them (a cold start, see BENCHMARKS.md).
+API function never loads them (a cold start, see BENCHMARKS.md); so are the API's services that
+only some routes use (search, deletion, history, transfer, cubes, ...): the add path and the
+app's build are what the API's import loads (`tests/unit/test_api_imports.py`).
 """
 
 from __future__ import annotations
