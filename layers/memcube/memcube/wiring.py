@@ -6,7 +6,9 @@ and tests pass their in-memory doubles (`tests/doubles`) to this container.
 Nothing here does I/O at import time; each adapter and service is built on first use and then
 reused (a Lambda container keeps them warm across invocations). The worker's services (ingest
 with the organizer, feedback and extraction; maintenance) are imported when first built, so the
-API function never loads them (a cold start, see BENCHMARKS.md).
+API function never loads them (a cold start, see BENCHMARKS.md); so are the API's services that
+only some routes use (search, deletion, history, transfer, cubes, ...): the add path and the
+app's build are what the API's import loads (`tests/unit/test_api_imports.py`).
 """
 
 from __future__ import annotations
@@ -16,15 +18,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from memcube.domain.auth import Authority, KeyService, TokenRules
-from memcube.domain.cubes import CubeService
-from memcube.domain.deletion import DeletionService
-from memcube.domain.history import HistoryService
 from memcube.domain.limiting import Limits
 from memcube.domain.memories import MemoryReader
 from memcube.domain.model import iso, utcnow
-from memcube.domain.search import SearchService
 from memcube.domain.tasks import AddService, StatusService
-from memcube.domain.transfer import TransferService
 from memcube.ports import (
     Counter,
     DeadLetterStore,
@@ -42,13 +39,18 @@ if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
     from memcube.domain.chat import ChatService, Conversations
     from memcube.domain.corrections import FeedbackIntake
+    from memcube.domain.cubes import CubeService
+    from memcube.domain.deletion import DeletionService
     from memcube.domain.edits import EditService
     from memcube.domain.expiry import ExpiryService, ExpirySweep
+    from memcube.domain.history import HistoryService
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
     from memcube.domain.reads import MemoryReads
     from memcube.domain.scheduler import SchedulerService
+    from memcube.domain.search import SearchService
+    from memcube.domain.transfer import TransferService
     from memcube.ports import (
         LLM,
         DeadLetterSink,
@@ -220,6 +222,8 @@ class Container:
 
     @cached_property
     def cubes(self) -> CubeService:
+        from memcube.domain.cubes import CubeService  # cube creation and grants: their routes' first request
+
         return CubeService(self.directory, self.api_keys)
 
     @cached_property
@@ -330,10 +334,14 @@ class Container:
 
     @cached_property
     def history(self) -> HistoryService:
+        from memcube.domain.history import HistoryService
+
         return HistoryService(self.memories, self.directory, self.index, self.embedder, lambda: iso(utcnow()))
 
     @cached_property
     def searcher(self) -> SearchService:
+        from memcube.domain.search import SearchService  # the first search's, not the API's import
+
         return SearchService(
             self.memories, self.index, self.embedder, self.directory, reranker=self.reranker, llm=self.llm
         )
@@ -361,6 +369,8 @@ class Container:
 
     @cached_property
     def deleter(self) -> DeletionService:
+        from memcube.domain.deletion import DeletionService
+
         return DeletionService(
             memories=self.memories,
             erasures=self.erasures,
@@ -380,6 +390,8 @@ class Container:
 
     @cached_property
     def transfer(self) -> TransferService:
+        from memcube.domain.transfer import TransferService
+
         return TransferService(self.memories, self.directory, self.index, self.embedder)
 
     @cached_property

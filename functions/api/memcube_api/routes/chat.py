@@ -12,12 +12,11 @@ part-way: nothing was written, and the stream ends rather than hangs).
 
 import logging
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from memcube.domain.chat import Prepared, ThinkSplitter
 from memcube.domain.errors import DomainError
 from memcube.wiring import Container
 from memcube_api.deps import Acting, Services, acting, blocking
@@ -36,6 +35,9 @@ from memcube_api.schemas.chat import (
     sse,
 )
 from memcube_api.schemas.hosted import PREFIX
+
+if TYPE_CHECKING:  # the chat service loads on the first chat, not with the app (cold start)
+    from memcube.domain.chat import Prepared
 
 product_router = APIRouter(prefix="/product", route_class=MemcubeRoute)
 hosted_router = APIRouter(prefix=PREFIX, tags=[TAG], route_class=MemcubeRoute)
@@ -96,8 +98,10 @@ async def hosted_get_message(request: Request, c: Services, call: HostedMessages
     return ok(f"{len(messages)} message(s)", {"message_detail_list": messages})
 
 
-def events(c: Container, prepared: Prepared, session_field: str) -> Iterator[str]:
+def events(c: Container, prepared: "Prepared", session_field: str) -> Iterator[str]:
     """The answer's server-sent events; a failure part-way ends them with an `error` event."""
+    from memcube.domain.chat import ThinkSplitter  # loaded with the chat service, not with the app
+
     yield sse({"type": "reference", "data": [reference_view(r) for r in prepared.offered]})
     pieces: list[str] = []
     split = ThinkSplitter()  # a reasoning model's <think> part goes out as `reasoning` events

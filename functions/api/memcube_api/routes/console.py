@@ -5,13 +5,11 @@ cubes with counts and grants, and, for operators, the dead letters and their red
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from memcube.domain.cube_list import CubeLister
-from memcube.domain.dead_letter_desk import DeadLetterDesk
 from memcube.domain.errors import InvalidRequest, Unavailable
 from memcube.domain.model import Principal
 from memcube.ports import RawQueue
@@ -20,6 +18,9 @@ from memcube_api.deps import Acting, Services, acting, blocking, query
 from memcube_api.errors import envelope
 from memcube_api.routing import MemcubeRoute
 from memcube_api.schemas.console import DeadLettersParams, ListCubesParams, RedriveRequest
+
+if TYPE_CHECKING:  # the console's services load on its first request, not with the app (cold start)
+    from memcube.domain.dead_letter_desk import DeadLetterDesk
 
 router = APIRouter(prefix="/product", route_class=MemcubeRoute)
 
@@ -37,12 +38,16 @@ Redriving = Annotated[Acting[RedriveRequest], Depends(acting(RedriveRequest, sub
 async def list_cubes(request: Request, c: Services, call: Listing) -> JSONResponse:
     if not call.principal.user_id:
         raise InvalidRequest("user_id: required with API keys off (the user whose cubes to list)")
+    from memcube.domain.cube_list import CubeLister
+
     listing = await blocking(request, CubeLister(c.directory, c.memories).list, call.principal)
     return envelope(200, f"{len(listing.cubes)} cube(s) readable by {listing.user_id}", asdict(listing))
 
 
 @router.get("/dead_letters", summary="Operators: messages given up on, with their reasons (admin only)")
 async def dead_letters(request: Request, c: Services, call: Letters) -> JSONResponse:
+    from memcube.domain.dead_letter_desk import DeadLetterDesk
+
     letters = await blocking(request, DeadLetterDesk(c.dead_letters, None).list, call.caller)
     data = [letter.model_dump(mode="json", exclude={"body"}) for letter in letters]
     return envelope(200, f"{len(data)} dead letter(s)", data)
@@ -56,6 +61,8 @@ async def redrive_dead_letters(request: Request, c: Services, call: Redriving) -
 
 
 def _desk(c: Container) -> DeadLetterDesk:
+    from memcube.domain.dead_letter_desk import DeadLetterDesk
+
     queue = c.queue
     if not hasattr(queue, "send_raw"):
         raise Unavailable("dead letters: this backend's queue cannot take a redrive; use `memcube redrive`")

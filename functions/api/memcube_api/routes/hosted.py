@@ -14,7 +14,7 @@ delete by memory ids or a knowledge base's creation names no one.
 """
 
 import math
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -22,7 +22,6 @@ from starlette.datastructures import UploadFile
 
 from memcube.domain import limits
 from memcube.domain.auth import Authority
-from memcube.domain.deletion import Receipt
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.filters import compile_filter
 from memcube.domain.ids import check_id
@@ -54,6 +53,9 @@ from memcube_api.schemas.kinds import by_kind, pref_texts
 from memcube_api.schemas.product import AddRequest, DeleteMemoryRequest, MemoryIdParams, SearchRequest, to_command
 from memcube_api.schemas.uploads import Upload, UploadParams, json_upload, mime_for, upload_request
 from memcube_api.schemas.views import part_view, receipt_view
+
+if TYPE_CHECKING:  # the deletion service loads on the first delete, not with the app (cold start)
+    from memcube.domain.deletion import Receipt
 
 TAG = "MemOS cloud API (memos.api.client.MemOSClient)"
 TAG_AT_ROOT = "MemOS cloud API, also at the root"
@@ -134,7 +136,7 @@ def _task_message(what: str, record: TaskRecord) -> str:
     return f"{what}: task {record.task.public_id} is {HOSTED_STATUS[record.status]}{suffix}"
 
 
-def _deleted(receipt: Receipt) -> JSONResponse:
+def _deleted(receipt: "Receipt") -> JSONResponse:
     data = {
         "success": True,
         "deleted": receipt.memories,

@@ -4,15 +4,13 @@ shapes the MemOS envelope."""
 
 from dataclasses import asdict
 from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from memcube.domain.deletion import Receipt
 from memcube.domain.filters import compile_filter
 from memcube.domain.model import MemoryItem, Principal, TaskRecord, TaskState
-from memcube.domain.transfer import exported
 from memcube.wiring import Container
 from memcube_api.deps import Acting, IdempotencyKey, Services, acting, blocking, query
 from memcube_api.errors import envelope
@@ -43,6 +41,9 @@ from memcube_api.schemas.views import (
     scored_view,
     status_view,
 )
+
+if TYPE_CHECKING:  # the deletion service loads on the first delete, not with the app (cold start)
+    from memcube.domain.deletion import Receipt
 
 router = APIRouter(prefix="/product", route_class=MemcubeRoute)
 
@@ -193,6 +194,8 @@ async def revoke_cube(request: Request, c: Services, call: Granting) -> JSONResp
     summary="A page of a cube's items (any status, no embeddings; filter as get_memory) for export; follow next_cursor",
 )
 async def export_memory(request: Request, c: Services, call: Exporting) -> JSONResponse:
+    from memcube.domain.transfer import exported  # loaded with the transfer service, not with the app
+
     req = call.input
     flt = compile_filter(req.filter)  # as get_memory's: an invalid one is a 422 naming its key
     exporting = partial(c.transfer.export_page, show_expired=req.show_expired, flt=flt)
@@ -219,7 +222,7 @@ async def _change_grant(request: Request, c: Container, call: Acting[GrantReques
     return envelope(200, f"{done} {req.permission} on {acl.cube_id} for {req.target_user_id}", acl.model_dump())
 
 
-def _receipt_response(receipt: Receipt) -> JSONResponse:
+def _receipt_response(receipt: "Receipt") -> JSONResponse:
     """MemOS's `{"status": "success"}`, plus the receipt: counts per place, per cube."""
     data = {
         "status": "success",

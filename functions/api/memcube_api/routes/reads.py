@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from itertools import chain
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.model import Principal
-from memcube.domain.scheduler import TaskCounts, WaitState
 from memcube.wiring import Container
 from memcube_api.deps import Acting, Services, acting, blocking, documented, json_body_doc, query, read_json
 from memcube_api.errors import envelope
@@ -28,6 +27,9 @@ from memcube_api.schemas.reads import (
     WaitParams,
 )
 from memcube_api.schemas.views import cube_memories, memory_view, scored_view
+
+if TYPE_CHECKING:  # the scheduler's service loads on the first wait, not with the app (cold start)
+    from memcube.domain.scheduler import TaskCounts, WaitState
 
 router = APIRouter(prefix="/product", route_class=MemcubeRoute)
 

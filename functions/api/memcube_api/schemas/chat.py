@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from memcube.domain import limits
 from memcube.domain.base import Model
-from memcube.domain.chat import ChatAnswer, ChatCommand, Reference, Session
 from memcube.domain.conversation import MAX_MESSAGE_LIMIT, MAX_SESSION_LIMIT, ConversationMessage
 from memcube.domain.ids import Id, check_cube_ids
 from memcube.ports import ChatTurn, Sampling
 from memcube_api.schemas.hosted import CubeIds, Info, Tags, _tagged_info, _with_knowledgebases
 from memcube_api.schemas.product import SearchRequest
+
+if TYPE_CHECKING:  # the chat service loads on the first chat, not with the app (cold start)
+    from memcube.domain.chat import ChatAnswer, ChatCommand, Reference, Session
 
 MAX_QUERY_CHARS = 4096
 MAX_SYSTEM_PROMPT_CHARS = 16_384
@@ -92,6 +94,8 @@ class ChatRequest(Model):
         return self
 
     def to_command(self) -> ChatCommand:
+        from memcube.domain.chat import ChatCommand
+
         fallback = [self.mem_cube_id] if self.mem_cube_id else [self.user_id]
         search = SearchRequest(
             query=self.query,

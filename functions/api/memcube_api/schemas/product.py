@@ -20,10 +20,10 @@ from memcube.domain.commands import AddCommand, DeleteMemories, GrantChange, New
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.expiry import MAX_TTL_DAYS, parse_expiration
 from memcube.domain.ids import Id, check_cube_ids, check_id, check_info, check_tags
+from memcube.domain.limits import MAX_EXPORT_PAGE, MAX_IMPORT_ITEMS
 from memcube.domain.memories import MAX_PAGE_SIZE
 from memcube.domain.messages import size_problem
 from memcube.domain.model import MemoryType, SourceMessage
-from memcube.domain.transfer import MAX_EXPORT_PAGE, MAX_IMPORT_ITEMS
 from memcube.domain.when import parse_time
 from memcube_api.params import Params
 from memcube_api.schemas.messages import MessageEntry, MessagesType, TextPart, flatten

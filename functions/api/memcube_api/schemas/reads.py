@@ -11,9 +11,10 @@ from pydantic import ConfigDict, Field, RootModel, field_validator, model_valida
 from memcube.domain import limits
 from memcube.domain.base import Model
 from memcube.domain.ids import Id, check_cube_ids
+from memcube.domain.limits import MAX_POLL_SECONDS, MIN_POLL_SECONDS
+from memcube.domain.limits import MAX_READ_CUBES as MAX_CUBES
+from memcube.domain.limits import MAX_READ_IDS as MAX_IDS
 from memcube.domain.memories import MAX_PAGE_SIZE
-from memcube.domain.reads import MAX_CUBES, MAX_IDS
-from memcube.domain.scheduler import MAX_POLL_SECONDS, MIN_POLL_SECONDS
 from memcube_api.params import Params
 from memcube_api.schemas.product import SHOW_EXPIRED
 

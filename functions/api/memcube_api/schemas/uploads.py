@@ -12,7 +12,6 @@ from pydantic import Field
 from memcube.domain import limits
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.files import BINARY_FILE_TYPES, base64_data_url, parse_data_url, readable
-from memcube.domain.knowledgebases import file_id_for
 from memcube_api.params import Params
 from memcube_api.schemas.hosted import KnowledgebaseFile
 from memcube_api.schemas.messages import URL_PREFIXES, FileData, FilePart, MessageEntry
@@ -97,6 +96,8 @@ def _suffix(name: str) -> str:
 
 def upload_request(knowledgebase_id: str, uploads: Sequence[Upload], user_id: str) -> tuple[AddRequest, list[str]]:
     """The add of these files into the knowledge base's cube, and their file ids."""
+    from memcube.domain.knowledgebases import file_id_for  # the knowledge bases' service: not with the app
+
     if len(uploads) > limits.MAX_FILES_PER_REQUEST:
         raise InvalidRequest(f"file: at most {limits.MAX_FILES_PER_REQUEST} files per upload, got {len(uploads)}")
     total = sum(len(u.data) for u in uploads)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from memcube.domain.deletion import CubeReceipt
 from memcube.domain.expiry import is_expired
 from memcube.domain.model import MemoryItem, Principal, TaskPart, TaskRecord
 from memcube.domain.permissions import CubeAcl
+
+if TYPE_CHECKING:  # the deletion service loads on the first delete, not with the app (cold start)
+    from memcube.domain.deletion import CubeReceipt
 
 PART_INTERNALS = frozenset({"feedback_plan", "running"})
 """A task part's fields that no status answer shows."""

@@ -20,16 +20,18 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from memcube.domain.commands import AddCommand, SearchQuery
 from memcube.domain.conversation import ConversationMessage
 from memcube.domain.errors import InvalidRequest, NotConfigured
 from memcube.domain.model import Principal, SourceMessage, iso, utcnow
 from memcube.domain.permissions import authorize_write
-from memcube.domain.search import SearchService
 from memcube.domain.tasks import AddService
 from memcube.ports import LLM, ChatTurn, MessageLog, Sampling, UserDirectory
+
+if TYPE_CHECKING:  # the API's schemas import this module; search is built on the first search (cold start)
+    from memcube.domain.search import SearchService
 
 MAX_HISTORY_TURNS = 20
 """The most history turns handed to the model (MemOS keeps the last 20 too)."""

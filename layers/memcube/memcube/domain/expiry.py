@@ -32,14 +32,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from memcube.domain.deletion import DeletionService
 from memcube.domain.errors import Forbidden, InvalidRequest, NotFound
-from memcube.domain.history import apply, revise
 from memcube.domain.model import MemoryItem, MemoryMetadata, Principal, iso
 from memcube.domain.permissions import CubeAcl, authorize_write
 from memcube.ports import ExpiringMemories, MemoryStore, SearchIndex, UserDirectory
+
+if TYPE_CHECKING:  # the API imports this module for its parsers; the services below are route-specific
+    from memcube.domain.deletion import DeletionService
 
 DAY = 86_400
 MAX_TTL_DAYS = 36_500
@@ -131,6 +132,8 @@ class ExpiryService:
         """A new version of the memory expiring at `expiration_date` (None: never), with a history
         entry, re-indexed. Refused (404, as for an unknown id) for a memory the caller may not
         write, one already expired, or an erased one; 422 for a date not in the future."""
+        from memcube.domain.history import apply, revise  # not at import: the API's cold start (BENCHMARKS.md)
+
         now = self._clock()
         changes = expiry_changes(expiration_date, now)
         missing = NotFound(f"memory_id: {memory_id!r} not found")

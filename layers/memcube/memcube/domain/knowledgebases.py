@@ -8,13 +8,16 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from typing import TYPE_CHECKING
 
 from memcube.domain.commands import DeleteMemories, NewCube
-from memcube.domain.cubes import CubeService
-from memcube.domain.deletion import DeletionService, Receipt
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.model import Principal
 from memcube.ports import UserDirectory
+
+if TYPE_CHECKING:  # the services it is given, built by the container on first use (the API's cold start)
+    from memcube.domain.cubes import CubeService
+    from memcube.domain.deletion import DeletionService, Receipt
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 _FILE_ID = re.compile(r"^(?P<cube>.+):(?P<digest>[0-9a-f]{24})$")

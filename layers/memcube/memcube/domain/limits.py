@@ -46,3 +46,14 @@ ID_RULE: Final = f"1-{MAX_ID_CHARS} characters: letters, digits and _ . : @ - (n
 
 MAX_RETRIEVED_IDS = 100
 """Memory ids a feedback may name as the ones it corrects (`retrieved_memory_ids`)."""
+
+# Bounds of reads, exports and waits: their services keep them under their own names, and the API's
+# schemas read them here, so the app's import does not load those services (a cold start).
+MAX_READ_IDS: Final = 100
+"""Memory ids in one `get_memory_by_ids`."""
+MAX_READ_CUBES: Final = 10
+"""Cubes in one `get_all`: each is read page by page."""
+MAX_EXPORT_PAGE: Final = 500
+MAX_IMPORT_ITEMS: Final = 200
+MIN_POLL_SECONDS: Final = 0.2
+MAX_POLL_SECONDS: Final = 10.0

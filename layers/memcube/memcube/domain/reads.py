@@ -20,21 +20,21 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from memcube.domain import limits
 from memcube.domain.errors import Forbidden, InvalidRequest
 from memcube.domain.expiry import is_expired
 from memcube.domain.filters import Filter, matches
 from memcube.domain.memories import Page
 from memcube.domain.model import MemoryItem, Principal
 from memcube.domain.permissions import authorize_read
-from memcube.domain.search import filter_doc
 from memcube.ports import Embedder, MemoryStore, SearchIndex, UserDirectory
 
 WINDOW = 10_000
 """How deep a filtered listing pages (`offset + page_size`): OpenSearch's default
 `max_result_window`, applied on every backend so a request behaves the same everywhere."""
-MAX_IDS = 100
+MAX_IDS = limits.MAX_READ_IDS
 """Memory ids in one `get_memory_by_ids`."""
-MAX_CUBES = 10
+MAX_CUBES = limits.MAX_READ_CUBES
 """Cubes in one `get_all`: each is read page by page."""
 
 
@@ -172,6 +172,8 @@ def still_listed(
     filter, and (with `live_at`) not expired then. Every page a read returns is checked here
     against the store, the system of record, so an index that lags an edit (or a page read
     before a change) never shows an item that no longer fits."""
+    from memcube.domain.search import filter_doc  # not at import: the API's cold start (BENCHMARKS.md)
+
     meta = item.metadata
     live = live_at is None or not is_expired(item, live_at)
     passes = flt is None or matches(flt, filter_doc(item))

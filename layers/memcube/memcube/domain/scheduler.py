@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from memcube.domain import limits
 from memcube.domain.model import TaskRecord, TaskState
 from memcube.domain.tasks import StatusService
 from memcube.ports import TaskStore
 
 FINISHED = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
-MIN_POLL_SECONDS = 0.2
-MAX_POLL_SECONDS = 10.0
+MIN_POLL_SECONDS = limits.MIN_POLL_SECONDS
+MAX_POLL_SECONDS = limits.MAX_POLL_SECONDS
 
 
 @dataclass(frozen=True)

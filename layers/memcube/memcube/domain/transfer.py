@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from memcube.domain import limits
 from memcube.domain.errors import InvalidRequest
 from memcube.domain.expiry import iso_epoch, parse_expiration, resolve
 from memcube.domain.filters import Filter
@@ -28,8 +29,8 @@ from memcube.domain.permissions import authorize_read, authorize_write
 from memcube.domain.reads import still_listed
 from memcube.ports import Embedder, MemoryStore, SearchIndex, UserDirectory
 
-MAX_EXPORT_PAGE = 500
-MAX_IMPORT_ITEMS = 200
+MAX_EXPORT_PAGE = limits.MAX_EXPORT_PAGE
+MAX_IMPORT_ITEMS = limits.MAX_IMPORT_ITEMS
 MOVED_NAMESPACE = uuid.UUID("0d6f1e9a-3c2b-4f5e-8a7d-2b1c0e9f8a61")
 EXPORTED: tuple[ItemStatus, ...] = ("activated", "archived")
 """Every status but an erased memory's tombstone (`deleted`), which is never exported."""

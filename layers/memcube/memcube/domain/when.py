@@ -83,15 +83,15 @@ def event_times(times: Iterable[str | None]) -> tuple[str | None, str | None]:
 
 _UNITS = {"day": 1, "week": 7, "month": 30, "year": 365}
 _NUMBER = r"\d{1,3}|a|an|one|two|three|four|five|six|seven|eight|nine|ten"
-_AGO = re.compile(rf"\b({_NUMBER})\s+(day|week|month|year)s?\s+ago\b")
-_LAST = re.compile(r"\b(?:last|past|previous)\s+(day|week|month|year)\b")
-_THIS = re.compile(r"\bthis\s+(week|month|year)\b")
+# Patterns, compiled by `re` (and cached) on the first search that reads a query's period, not
+# when the API imports this module for its time parsing (a cold start).
+_AGO = rf"\b({_NUMBER})\s+(day|week|month|year)s?\s+ago\b"
+_LAST = r"\b(?:last|past|previous)\s+(day|week|month|year)\b"
+_THIS = r"\bthis\s+(week|month|year)\b"
 _WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
 _WORDS |= {"nine": 9, "ten": 10}
-_MONTH_YEAR = re.compile(
-    r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,?\s+(\d{4})\b", re.IGNORECASE
-)
-_YEAR = re.compile(r"\b(?:in|during|since|before|after|of)\s+((?:19|20)\d{2})\b", re.IGNORECASE)
+_MONTH_YEAR = r"(?i)\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,?\s+(\d{4})\b"
+_YEAR = r"(?i)\b(?:in|during|since|before|after|of)\s+((?:19|20)\d{2})\b"
 
 
 def query_span(query: str, reference: datetime) -> Span | None:
@@ -103,21 +103,21 @@ def query_span(query: str, reference: datetime) -> Span | None:
         return Span(day - timedelta(days=1), day - timedelta(microseconds=1))
     if re.search(r"\btoday\b", text):
         return Span(day, day + timedelta(days=1) - timedelta(microseconds=1))
-    if m := _AGO.search(text):
+    if m := re.search(_AGO, text):
         n = int(m.group(1)) if m.group(1).isdigit() else _WORDS[m.group(1)]
         length = timedelta(days=_UNITS[m.group(2)])
         centre = reference - n * length
         return Span(centre - length / 2, centre + length / 2)
-    if m := _LAST.search(text):
+    if m := re.search(_LAST, text):
         return Span(reference - timedelta(days=_UNITS[m.group(1)]), reference)
-    if m := _THIS.search(text):
+    if m := re.search(_THIS, text):
         return Span(reference - timedelta(days=_UNITS[m.group(1)]), reference)
-    if m := _MONTH_YEAR.search(query):
+    if m := re.search(_MONTH_YEAR, query):
         start = parse_time(f"1 {m.group(1)} {m.group(2)}")
         if start is not None:
             following = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
             return Span(start, following - timedelta(microseconds=1))
-    if m := _YEAR.search(query):
+    if m := re.search(_YEAR, query):
         year = int(m.group(1))
         return Span(datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC) - timedelta(microseconds=1))
     return None
