@@ -3,7 +3,12 @@
 What a Lambda cold start spends in Python is the interpreter's start plus the handler module's
 import (the API's `memcube_api.handler` also builds the FastAPI app and the Mangum adapter at
 import). Each contender is one `python -c ...` process, timed from spawn to exit, run once per
-round in a shuffled order, many rounds; compiled bytecode is warmed first for all of them alike.
+round in a shuffled order, many rounds; compiled bytecode is warmed first for all of them alike
+(an inherited `PYTHONDONTWRITEBYTECODE` is dropped: with it, memcube's own modules were compiled
+in every round while the libraries came compiled by pip). `--no-bytecode` measures the other
+fair case: every contender compiles everything it imports in every round (an empty
+`PYTHONPYCACHEPREFIX`, nothing written), as on Lambda when the deployment package holds no
+bytecode; SAM's Python builder copies no `.pyc` of the function's own code.
 
 - `api`: `import memcube_api.handler` (imports + `create_app` + `Mangum`).
 - `bare_api`: `import fastapi, mangum, pydantic, boto3`: what any FastAPI-on-Lambda function
@@ -92,6 +97,7 @@ def lambda_env(root: Path = ROOT) -> dict[str, str]:
     """The environment a deployed function sees (template.yaml), pointing nowhere real, with the
     code of the checkout at `root` where the layer and the functions put it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMCUBE_", "POWERTOOLS_", "AWS_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # the warm-up compiles every contender's modules alike
     env |= {
         "PYTHONPATH": os.pathsep.join(str(root / p) for p in ("layers/memcube", "functions/api", "functions/worker")),
         "LAMBDA_TASK_ROOT": str(root),
@@ -211,7 +217,13 @@ def code_for(module: str) -> str:
 
 
 def run(
-    rounds: int, python: str, *, details: bool = True, baseline: Path | None = None, first: bool = True
+    rounds: int,
+    python: str,
+    *,
+    details: bool = True,
+    baseline: Path | None = None,
+    first: bool = True,
+    bytecode: bool = True,
 ) -> dict[str, Any]:
     env = lambda_env()
     runs = {name: ([python, "-c", code], env) for name, code in CONTENDERS.items()}
@@ -224,6 +236,10 @@ def run(
         if first:
             prepare_first(python, state)
             runs |= {name: ([python, "-c", first_code(name)], first_env(state, name)) for name in FIRST_CONTENDERS}
+        if not bytecode:  # nobody finds or writes bytecode: every round compiles what it imports
+            (state / "no-pycache").mkdir()
+            for _cmd, cmd_env in runs.values():
+                cmd_env |= {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(state / "no-pycache")}
         if details:  # compile bytecode once for everyone, and fail early if one is broken
             for cmd, cmd_env in runs.values():
                 whole_process(cmd, cmd_env)
@@ -246,6 +262,7 @@ def run(
     version = subprocess.run([python, "-V"], capture_output=True, text=True, check=True).stdout.strip()
     return {
         "rounds": rounds,
+        "bytecode": "warm for every contender" if bytecode else "none: every round compiles what it imports",
         "python": f"{python} ({version})",
         "stats": stats,
         "ratios": {
@@ -316,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-details", action="store_true", help="no warm-up pass, no -X importtime breakdown")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--no-first", action="store_true", help="imports only: no first-request contenders")
+    parser.add_argument("--no-bytecode", action="store_true", help="no contender finds or writes compiled bytecode")
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -328,11 +346,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"python -m bench.coldstart --rounds {args.rounds}"
         + (f" --baseline {args.baseline}" if args.baseline else "")
         + (" --no-first" if args.no_first else "")
+        + (" --no-bytecode" if args.no_bytecode else "")
     )
     return measured(
         "coldstart",
         command,
-        lambda: run(args.rounds, python, details=not args.no_details, baseline=args.baseline, first=not args.no_first),
+        lambda: run(
+            args.rounds,
+            python,
+            details=not args.no_details,
+            baseline=args.baseline,
+            first=not args.no_first,
+            bytecode=not args.no_bytecode,
+        ),
         keep=not args.no_save,
     )
 
