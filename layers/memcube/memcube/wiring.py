@@ -15,16 +15,6 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from memcube.domain.auth import Authority, KeyService, TokenRules
-from memcube.domain.cubes import CubeService
-from memcube.domain.deletion import DeletionService
-from memcube.domain.history import HistoryService
-from memcube.domain.limiting import Limits
-from memcube.domain.memories import MemoryReader
-from memcube.domain.model import iso, utcnow
-from memcube.domain.search import SearchService
-from memcube.domain.tasks import AddService, StatusService
-from memcube.domain.transfer import TransferService
 from memcube.ports import (
     Counter,
     DeadLetterStore,
@@ -40,6 +30,14 @@ from memcube.settings import Settings
 
 if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
+    from memcube.domain.auth import Authority, KeyService
+    from memcube.domain.cubes import CubeService
+    from memcube.domain.deletion import DeletionService
+    from memcube.domain.history import HistoryService
+    from memcube.domain.memories import MemoryReader
+    from memcube.domain.search import SearchService
+    from memcube.domain.tasks import AddService, StatusService
+    from memcube.domain.transfer import TransferService
     from memcube.domain.chat import ChatService, Conversations
     from memcube.domain.corrections import FeedbackIntake
     from memcube.domain.edits import EditService
@@ -216,14 +214,21 @@ class Container:
 
     @cached_property
     def keys(self) -> KeyService:
+        from memcube.domain.auth import KeyService
+
         return KeyService(self.api_keys, self.directory)
 
     @cached_property
     def cubes(self) -> CubeService:
+        from memcube.domain.cubes import CubeService
+
         return CubeService(self.directory, self.api_keys)
 
     @cached_property
     def authority(self) -> Authority:
+        from memcube.domain.auth import Authority, TokenRules
+        from memcube.domain.limiting import Limits
+
         s = self.settings
         limits = None
         if s.rate_limit_per_minute or s.daily_add_quota:
@@ -235,6 +240,8 @@ class Container:
 
     @cached_property
     def add(self) -> AddService:
+        from memcube.domain.tasks import AddService
+
         return AddService(
             self.tasks,
             self.idempotency,
@@ -246,10 +253,14 @@ class Container:
 
     @cached_property
     def status(self) -> StatusService:
+        from memcube.domain.tasks import StatusService
+
         return StatusService(self.tasks)
 
     @cached_property
     def reader(self) -> MemoryReader:
+        from memcube.domain.memories import MemoryReader
+
         return MemoryReader(self.memories, self.directory)
 
     @cached_property
@@ -330,10 +341,15 @@ class Container:
 
     @cached_property
     def history(self) -> HistoryService:
+        from memcube.domain.history import HistoryService
+        from memcube.domain.model import iso, utcnow
+
         return HistoryService(self.memories, self.directory, self.index, self.embedder, lambda: iso(utcnow()))
 
     @cached_property
     def searcher(self) -> SearchService:
+        from memcube.domain.search import SearchService
+
         return SearchService(
             self.memories, self.index, self.embedder, self.directory, reranker=self.reranker, llm=self.llm
         )
@@ -361,6 +377,8 @@ class Container:
 
     @cached_property
     def deleter(self) -> DeletionService:
+        from memcube.domain.deletion import DeletionService
+
         return DeletionService(
             memories=self.memories,
             erasures=self.erasures,
@@ -380,6 +398,8 @@ class Container:
 
     @cached_property
     def transfer(self) -> TransferService:
+        from memcube.domain.transfer import TransferService
+
         return TransferService(self.memories, self.directory, self.index, self.embedder)
 
     @cached_property
@@ -427,6 +447,7 @@ class Container:
     @cached_property
     def editor(self) -> EditService:
         from memcube.domain.edits import EditService
+        from memcube.domain.model import iso, utcnow
 
         return EditService(self.memories, self.directory, self.index, self.embedder, lambda: iso(utcnow()))
 

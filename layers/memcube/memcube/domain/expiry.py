@@ -32,14 +32,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from memcube.domain.deletion import DeletionService
 from memcube.domain.errors import Forbidden, InvalidRequest, NotFound
 from memcube.domain.history import apply, revise
 from memcube.domain.model import MemoryItem, MemoryMetadata, Principal, iso
 from memcube.domain.permissions import CubeAcl, authorize_write
 from memcube.ports import ExpiringMemories, MemoryStore, SearchIndex, UserDirectory
+
+if TYPE_CHECKING:
+    from memcube.domain.deletion import DeletionService
 
 DAY = 86_400
 MAX_TTL_DAYS = 36_500
