@@ -4,9 +4,11 @@ adapters (SQLite, MiniLM) are not in this package: `memcube_local.wiring.LocalCo
 and tests pass their in-memory doubles (`tests/doubles`) to this container.
 
 Nothing here does I/O at import time; each adapter and service is built on first use and then
-reused (a Lambda container keeps them warm across invocations). The worker's services (ingest
-with the organizer, feedback and extraction; maintenance) are imported when first built, so the
-API function never loads them (a cold start, see BENCHMARKS.md).
+reused (a Lambda container keeps them warm across invocations). Every service's module is
+imported when the service is first built, so each function loads only the domain it uses: the
+API never loads ingest and the organizer, the worker never the API's add, status, deletion or transfer
+(each module costs a cold start its import, and its compile where no bytecode is shipped; see
+BENCHMARKS.md).
 """
 
 from __future__ import annotations
