@@ -33,22 +33,22 @@ from memcube.settings import Settings
 if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
     from memcube.domain.auth import Authority, KeyService
-    from memcube.domain.cubes import CubeService
-    from memcube.domain.deletion import DeletionService
-    from memcube.domain.history import HistoryService
-    from memcube.domain.memories import MemoryReader
-    from memcube.domain.search import SearchService
-    from memcube.domain.tasks import AddService, StatusService
-    from memcube.domain.transfer import TransferService
     from memcube.domain.chat import ChatService, Conversations
     from memcube.domain.corrections import FeedbackIntake
+    from memcube.domain.cubes import CubeService
+    from memcube.domain.deletion import DeletionService
     from memcube.domain.edits import EditService
     from memcube.domain.expiry import ExpiryService, ExpirySweep
+    from memcube.domain.history import HistoryService
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
+    from memcube.domain.memories import MemoryReader
     from memcube.domain.reads import MemoryReads
     from memcube.domain.scheduler import SchedulerService
+    from memcube.domain.search import SearchService
+    from memcube.domain.tasks import AddService, StatusService
+    from memcube.domain.transfer import TransferService
     from memcube.ports import (
         LLM,
         DeadLetterSink,
