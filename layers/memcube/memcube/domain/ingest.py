@@ -502,9 +502,9 @@ class IngestService:
         return [self._item(msg, d, v) for d, v in zip(drafts, vectors, strict=True)]
 
     def _feedback_part(self, msg: QueuedAdd, part: TaskPart, redelivery: bool = False) -> Placement:
-        ids = [item_id(msg.item_seed, msg.cube_id, f"feedback.{n}") for n in range(FEEDBACK_IDS)]
         from memcube.domain.feedback import split_feedback
 
+        ids = [item_id(msg.item_seed, msg.cube_id, f"feedback.{n}") for n in range(FEEDBACK_IDS)]
         fb = split_feedback(msg.messages, msg.chat_history or [])
 
         def new_item(n: int, text: str, key: str, tags: list[str]) -> MemoryItem:
