@@ -5,6 +5,8 @@ filtering", docs.opensearch.org, vector-search/filter-search-knn/efficient-knn-f
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from memcube.adapters.opensearch_index import KNN_ENGINE, KNN_SPACE, knn_query, mapping, scope_filter, text_query
@@ -69,3 +71,39 @@ def test_filters_translate_to_dsl_inside_the_knn_clause() -> None:
             ]
         }
     }
+
+
+class _Searches:
+    """An opensearch-py client stand-in that records search bodies and finds one k-NN hit."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    def search(self, index: str, body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        self.bodies.append(body)
+        hits = [{"_id": "m1", "_score": 1.5, "_source": {"cube_id": "alice"}}] if "knn" in body["query"] else []
+        return {"hits": {"hits": hits}}
+
+
+@pytest.mark.parametrize("text", ["", "  "])
+def test_a_search_without_words_sends_only_the_knn_query(text: str) -> None:
+    # An analyzed query of no terms matches no document (OpenSearch's zero_terms_query "none"):
+    # the organizer's vector-only look at a cube costs one request, not two.
+    from memcube.adapters.opensearch_index import OpenSearchIndex
+
+    client = _Searches()
+    index = OpenSearchIndex("https://search.example.internal", client=client)
+    index._embedding_read = True  # the recorded model is not what this test is about
+    [hit] = index.search(["alice"], text, [1.0, 0.0], None, 9)
+    assert (hit.memory_id, hit.cosine, hit.text) == ("m1", 0.5, None)
+    assert [next(iter(b["query"])) for b in client.bodies] == ["knn"]
+
+
+def test_a_search_with_words_sends_the_knn_and_the_text_query() -> None:
+    from memcube.adapters.opensearch_index import OpenSearchIndex
+
+    client = _Searches()
+    index = OpenSearchIndex("https://search.example.internal", client=client)
+    index._embedding_read = True
+    index.search(["alice"], "tea", [1.0, 0.0], None, 9)
+    assert [next(iter(b["query"])) for b in client.bodies] == ["knn", "bool"]

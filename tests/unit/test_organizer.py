@@ -238,3 +238,21 @@ def test_short_facts_differing_in_one_word_are_not_merged() -> None:
     world = World()
     world.run("I like tea and coffee.")
     assert kinds(world.run("I like tea and milk.")) == ["added"]
+
+
+def test_placing_an_item_looks_up_its_lexical_candidates_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One lookup (a store query per LSH band) serves both the redelivery check and the near-copy search.
+    world = World()
+    world.run(CONVERSATION)
+    memories = world.stores.memories
+    lookups: list[str] = []
+    similar_ids = memories.similar_ids
+
+    def counted(cube_id: str, text: str, limit: int) -> list[str]:
+        lookups.append(text)
+        return similar_ids(cube_id, text, limit)
+
+    monkeypatch.setattr(memories, "similar_ids", counted)
+    again = world.run(edited(CONVERSATION))
+    assert kinds(again) == ["merged"]
+    assert len(lookups) == 1

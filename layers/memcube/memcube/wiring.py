@@ -4,11 +4,12 @@ adapters (SQLite, MiniLM) are not in this package: `memcube_local.wiring.LocalCo
 and tests pass their in-memory doubles (`tests/doubles`) to this container.
 
 Nothing here does I/O at import time; each adapter and service is built on first use and then
-reused (a Lambda container keeps them warm across invocations). The worker's services (ingest
-with the organizer, feedback and extraction; maintenance) are imported when first built, so the
-API function never loads them (a cold start, see BENCHMARKS.md); so are the API's services that
-only some routes use (search, deletion, history, transfer, cubes, ...): the add path and the
-app's build are what the API's import loads (`tests/unit/test_api_imports.py`).
+reused (a Lambda container keeps them warm across invocations). Every service's module is
+imported when the service is first built, so each function loads only the domain it uses: the
+API never loads ingest and the organizer, nor the services only some routes use (search,
+deletion, history, transfer, cubes, ...); the worker never the API's add, status, deletion or
+transfer (each module costs a cold start its import, and its compile where no bytecode is
+shipped; see BENCHMARKS.md, `tests/unit/test_api_imports.py`, `tests/unit/test_worker_imports.py`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,6 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from memcube.domain.auth import Authority, KeyService, TokenRules
-from memcube.domain.limiting import Limits
-from memcube.domain.memories import MemoryReader
-from memcube.domain.model import iso, utcnow
-from memcube.domain.tasks import AddService, StatusService
 from memcube.ports import (
     Counter,
     DeadLetterStore,
@@ -37,6 +33,7 @@ from memcube.settings import Settings
 
 if TYPE_CHECKING:
     from memcube.adapters.sqs_queue import SqsQueue
+    from memcube.domain.auth import Authority, KeyService
     from memcube.domain.chat import ChatService, Conversations
     from memcube.domain.corrections import FeedbackIntake
     from memcube.domain.cubes import CubeService
@@ -47,9 +44,11 @@ if TYPE_CHECKING:
     from memcube.domain.ingest import IngestService
     from memcube.domain.knowledgebases import KnowledgeBaseService
     from memcube.domain.maintenance import Maintenance
+    from memcube.domain.memories import MemoryReader
     from memcube.domain.reads import MemoryReads
     from memcube.domain.scheduler import SchedulerService
     from memcube.domain.search import SearchService
+    from memcube.domain.tasks import AddService, StatusService
     from memcube.domain.transfer import TransferService
     from memcube.ports import (
         LLM,
@@ -218,6 +217,8 @@ class Container:
 
     @cached_property
     def keys(self) -> KeyService:
+        from memcube.domain.auth import KeyService
+
         return KeyService(self.api_keys, self.directory)
 
     @cached_property
@@ -228,6 +229,9 @@ class Container:
 
     @cached_property
     def authority(self) -> Authority:
+        from memcube.domain.auth import Authority, TokenRules
+        from memcube.domain.limiting import Limits
+
         s = self.settings
         limits = None
         if s.rate_limit_per_minute or s.daily_add_quota:
@@ -239,6 +243,8 @@ class Container:
 
     @cached_property
     def add(self) -> AddService:
+        from memcube.domain.tasks import AddService
+
         return AddService(
             self.tasks,
             self.idempotency,
@@ -250,10 +256,14 @@ class Container:
 
     @cached_property
     def status(self) -> StatusService:
+        from memcube.domain.tasks import StatusService
+
         return StatusService(self.tasks)
 
     @cached_property
     def reader(self) -> MemoryReader:
+        from memcube.domain.memories import MemoryReader
+
         return MemoryReader(self.memories, self.directory)
 
     @cached_property
@@ -335,6 +345,7 @@ class Container:
     @cached_property
     def history(self) -> HistoryService:
         from memcube.domain.history import HistoryService
+        from memcube.domain.model import iso, utcnow
 
         return HistoryService(self.memories, self.directory, self.index, self.embedder, lambda: iso(utcnow()))
 
@@ -439,6 +450,7 @@ class Container:
     @cached_property
     def editor(self) -> EditService:
         from memcube.domain.edits import EditService
+        from memcube.domain.model import iso, utcnow
 
         return EditService(self.memories, self.directory, self.index, self.embedder, lambda: iso(utcnow()))
 

@@ -460,6 +460,8 @@ class OpenSearchIndex:
         if self._vector_search and len(vector):
             for h in self._search(knn_query(vector, limit, cube_ids, flt, live_at), cube_ids):
                 hits[h["_id"]] = Hit(h["_id"], h["_source"]["cube_id"], _cosine_from_score(h["_score"]), None)
+        if not text.strip():  # no words match nothing (the organizer's vector-only look): no request
+            return list(hits.values())
         for h in self._search(text_query(text, limit, cube_ids, flt, all_words=False, live_at=live_at), cube_ids):
             known = hits.get(h["_id"])
             cosine = known.cosine if known else None

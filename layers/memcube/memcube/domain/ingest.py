@@ -22,15 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Literal, NoReturn
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from pydantic import ValidationError
 
 from memcube.domain import preferences, tool_memory
 from memcube.domain.errors import Forbidden, PermanentError, UnreadableFile
 from memcube.domain.expiry import resolve
-from memcube.domain.extraction import MAX_ITEMS, Extraction, Extractor
-from memcube.domain.feedback import FeedbackService, split_feedback
 from memcube.domain.files import parse_data_url
 from memcube.domain.messages import QueuedAdd, peek
 from memcube.domain.model import (
@@ -69,6 +68,10 @@ from memcube.ports import (
     Telemetry,
     UserDirectory,
 )
+
+if TYPE_CHECKING:  # fine mode's and feedback's modules load with their first use (a fast add never needs them)
+    from memcube.domain.extraction import Extraction, Extractor
+    from memcube.domain.feedback import FeedbackService
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +187,17 @@ class IngestService:
         self._now = now
         self._open_cubes = open_cubes
         """API keys off: cubes nobody created are open (the worker re-checks with the API's rules)."""
-        self._extractor = Extractor(llm) if llm is not None else None
+        self._extractor = _fine_mode_extractor(llm) if llm is not None else None
         self._llm = llm
         self._organizer = Organizer(memories, index, llm=llm, thresholds=thresholds, now=now)
-        self._feedback = FeedbackService(self._organizer, llm=llm, feedback_cosine=feedback_cosine, now=now)
+        self._feedback_cosine = feedback_cosine
+
+    @cached_property
+    def _feedback(self) -> FeedbackService:
+        """Built with the first feedback message (its module is not loaded before)."""
+        from memcube.domain.feedback import FeedbackService
+
+        return FeedbackService(self._organizer, llm=self._llm, feedback_cosine=self._feedback_cosine, now=self._now)
 
     def handle(self, delivery: Delivery) -> Verdict:
         """Process one delivery; decide whether the queue should delete it or deliver it again."""
@@ -363,6 +373,8 @@ class IngestService:
         an earlier LLM reply could have used (a second reply may differ from the first)."""
         ids = [d.id for d in drafts]
         if self._fine(msg):
+            from memcube.domain.extraction import MAX_ITEMS
+
             for i in range(windows):
                 ids += [item_id(msg.item_seed, msg.cube_id, i)]
                 ids += [item_id(msg.item_seed, msg.cube_id, f"{i}.{j}") for j in range(MAX_ITEMS)]
@@ -426,6 +438,8 @@ class IngestService:
         for i, win in enumerate(windows):
             source: Literal["conversation", "file"] = "file" if win.from_file else "conversation"
             if self._extractor is not None and self._fine(msg):
+                from memcube.domain.extraction import Extraction
+
                 result = self._extractor.extract(win, custom_tags=custom, now=_instant(msg.submitted_at or self._now()))
                 if isinstance(result, Extraction):
                     notes += [f"window {i}: {n}" for n in result.notes]
@@ -488,6 +502,8 @@ class IngestService:
         return [self._item(msg, d, v) for d, v in zip(drafts, vectors, strict=True)]
 
     def _feedback_part(self, msg: QueuedAdd, part: TaskPart, redelivery: bool = False) -> Placement:
+        from memcube.domain.feedback import split_feedback
+
         ids = [item_id(msg.item_seed, msg.cube_id, f"feedback.{n}") for n in range(FEEDBACK_IDS)]
         fb = split_feedback(msg.messages, msg.chat_history or [])
 
@@ -717,3 +733,10 @@ def _instant(text: str) -> str:
 def _ids_from(body: str) -> tuple[str | None, str | None, str | None]:
     """Best effort: name the task, cube and user of a message that failed validation."""
     return peek(body, "task_id"), peek(body, "cube_id"), peek(body, "user_id")
+
+
+def _fine_mode_extractor(llm: LLM) -> Extractor:
+    """Fine mode's extractor (only with an LLM: its module is not loaded without one)."""
+    from memcube.domain.extraction import Extractor
+
+    return Extractor(llm)

@@ -151,14 +151,16 @@ class Organizer:
         floor: float,
         exclude_task: str | None = None,
         notes: list[str] | None = None,
+        lexical: Sequence[str] | None = None,
     ) -> list[Neighbour]:
         """Activated items of the item's cube at least `floor` similar (lexically or by vector),
-        most similar first: from the store's LSH keys, the index, and `fresh` (this message's
-        items, written but not yet indexed). With the index unavailable the store's lexical
-        candidates still count (noted in `notes`): an index outage must not stop adds from being
-        stored, since the store, not the index, guards exact duplicates."""
+        most similar first: from the store's LSH keys (`lexical`, when the caller already looked
+        them up), the index, and `fresh` (this message's items, written but not yet indexed).
+        With the index unavailable the store's lexical candidates still count (noted in `notes`):
+        an index outage must not stop adds from being stored, since the store, not the index,
+        guards exact duplicates."""
         cube = item.metadata.cube_id
-        ids = set(self._memories.similar_ids(cube, item.memory, LEXICAL_CANDIDATES))
+        ids = set(self._lexical(item) if lexical is None else lexical)
         vectors: dict[str, float] = {}
         if item.metadata.embedding:
             try:
@@ -194,13 +196,13 @@ class Organizer:
     def place(self, item: MemoryItem, fresh: Sequence[MemoryItem]) -> Placement:
         """Store, merge or supersede one new item (see the module docstring)."""
         placement = Placement()
-        done = self._already_merged(item)
+        lexical = self._lexical(item)  # one lookup (a query per LSH band) serves both steps below
+        done = self._already_merged(item, lexical)
         if done is not None:
             return done
         floor = min(self._t.jaccard, self._t.cosine, self._t.related if self._llm else 1.0)
-        neighbours = [
-            n for n in self.neighbours(item, fresh, floor=floor, notes=placement.notes) if n.item.id != item.id
-        ]
+        near_by = self.neighbours(item, fresh, floor=floor, notes=placement.notes, lexical=lexical)
+        neighbours = [n for n in near_by if n.item.id != item.id]
         near = self._near_duplicates(item, neighbours)
         exact = next((n for n in near if n.item.metadata.content_hash == item.metadata.content_hash), None)
         if exact is not None:
@@ -235,11 +237,15 @@ class Organizer:
         reasons = {n.item.id: judged[n.item.id][1] for n in stale}
         return self.supersede(item, [n.item for n in stale], placement, reasons)
 
-    def _already_merged(self, item: MemoryItem) -> Placement | None:
-        """A redelivery: the item was merged into a survivor by an earlier attempt. The survivor
-        is indexed again (the earlier attempt may have stopped before its index write)."""
-        cube = item.metadata.cube_id
-        for other in self._memories.get_memories(self._memories.similar_ids(cube, item.memory, LEXICAL_CANDIDATES)):
+    def _lexical(self, item: MemoryItem) -> list[str]:
+        """Ids of the item's lexical near-copy candidates in its cube (the store's LSH keys)."""
+        return self._memories.similar_ids(item.metadata.cube_id, item.memory, LEXICAL_CANDIDATES)
+
+    def _already_merged(self, item: MemoryItem, lexical: Sequence[str]) -> Placement | None:
+        """A redelivery: the item was merged into a survivor by an earlier attempt (which found
+        it among the `lexical` candidates). The survivor is indexed again (the earlier attempt
+        may have stopped before its index write)."""
+        for other in self._memories.get_memories(lexical):
             if item.id in other.metadata.merged_from:
                 outcome = MemoryOutcome(
                     memory_id=other.id,
