@@ -71,6 +71,11 @@ def test_a_kind_the_cubes_do_not_hold_is_answered_by_one_index_probe(tmp_path: P
         tools = compile_filter({"memory_type": {"in": ["ToolSchemaMemory", "ToolTrajectoryMemory"]}})
         assert index.search(["cube-a"], "tea", [0.1, 0.2, 0.3], tools, 10) == []
         assert not any("bm25" in s or "vector" in s for s in statements)
+        under_a_filter = compile_filter({"and": [{"info.topic": "travel"}, {"memory_type": "ToolSchemaMemory"}]})
+        assert (
+            index.search(["cube-a"], "tea", [0.1, 0.2, 0.3], under_a_filter, 10) == []
+        )  # the kind under the request's filter
+        assert not any("bm25" in s or "vector" in s or "json_each" in s for s in statements)
         statements.clear()
         kept = compile_filter({"memory_type": "LongTermMemory"})
         assert index.search(["cube-a"], "tea", [0.1, 0.2, 0.3], kept, 10)

@@ -192,7 +192,8 @@ class SqliteIndex:
             recorded = _recorded(cur)
             if len(vector) and recorded and len(vector) != recorded[1]:
                 raise EmbeddingMismatch(recorded, ("", len(vector)), query=True)
-            if flt is not None and _by_columns(flt) and _none_pass(cur, cube_ids, flt):
+            probe = _column_part(flt)
+            if probe is not None and _none_pass(cur, cube_ids, probe):
                 return []  # e.g. the preference and tool-memory searches of a cube holding none
             if len(vector):
                 passes = None if flt is None and live_at is None else _passing(cur, where, params)
@@ -486,6 +487,20 @@ def _by_columns(flt: Filter) -> bool:
     if isinstance(flt, And | Or):
         return all(_by_columns(p) for p in flt.parts)
     return flt.field in COLUMN_FIELDS and flt.op in _COLUMN_OPS
+
+
+def _column_part(flt: Filter | None) -> Filter | None:
+    """What of the filter `docs_by_kind` answers alone and every passing document must pass: the
+    whole filter, or the conjuncts of an `and` that read only columns (a kind under a request's
+    own filter). None when there is no such part."""
+    if flt is None:
+        return None
+    if _by_columns(flt):
+        return flt
+    if isinstance(flt, And):
+        parts = [p for p in flt.parts if _by_columns(p)]
+        return (parts[0] if len(parts) == 1 else And(tuple(parts))) if parts else None
+    return None
 
 
 def _none_pass(cur: sqlite3.Cursor, cube_ids: Sequence[str], flt: Filter) -> bool:
