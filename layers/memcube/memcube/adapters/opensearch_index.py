@@ -34,9 +34,8 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 from memcube.domain.errors import EmbeddingMismatch, IndexUnavailable
-from memcube.domain.filters import And, Filter, Or
+from memcube.domain.filters import And, Filter, Or, event_span
 from memcube.domain.model import MemoryItem
-from memcube.domain.search import event_span
 from memcube.ports import Hit
 
 Service = Literal["es", "aoss"]

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from memcube.domain.commands import DeleteMemories
 from memcube.domain.errors import Forbidden, InvalidRequest
-from memcube.domain.filters import Filter, compile_filter, matches
+from memcube.domain.filters import Filter, compile_filter, filter_doc, matches
 from memcube.domain.messages import QueuedAdd, peek
 from memcube.domain.model import ERASED_NOTE, MemoryItem, Principal, TaskState, iso, utcnow
 from memcube.domain.permissions import authorize_owner, authorize_write
@@ -275,7 +275,6 @@ def _of_files(files: set[str]) -> _Selection:
 
 
 def _matcher(flt: Filter | None, session: str | None) -> Callable[[MemoryItem], bool]:
-    from memcube.domain.search import filter_doc  # not at import: the API's cold start (BENCHMARKS.md)
 
     def chosen(item: MemoryItem) -> bool:
         if session is not None and item.metadata.session_id != session:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from memcube.domain.errors import InvalidRequest
-from memcube.domain.model import iso
+from memcube.domain.model import MemoryItem, iso
 from memcube.domain.when import parse_time
 
 Scalar = str | int | float | bool
@@ -188,3 +188,29 @@ def _one(actual: Any, op: Op, value: Scalar | tuple[Scalar, ...]) -> bool:
         return bool(actual <= value)
     except TypeError:
         return False
+
+
+def filter_doc(item: MemoryItem) -> dict[str, Any]:
+    """The flat document filters are evaluated against (and that indexes store)."""
+    meta = item.metadata
+    return {
+        "memory_type": meta.memory_type,
+        "session_id": meta.session_id,
+        "user_id": meta.user_id,
+        "key": meta.key,
+        "tags": meta.tags,
+        "custom_tags": meta.custom_tags,
+        "created_at": meta.created_at,
+        "updated_at": meta.updated_at,
+        "event_time": event_span(item),
+        "info": meta.info,
+        "expires_at": meta.expires_at,
+    }
+
+
+def event_span(item: MemoryItem) -> list[str]:
+    """The memory's event time as the filter sees it, its first and last instant: a condition
+    holds if either end satisfies it, so `gt`/`gte` test the span's end and `lt`/`lte` its start
+    (a memory whose span overlaps the asked period matches). Empty without an event time."""
+    meta = item.metadata
+    return list(dict.fromkeys(t for t in (meta.event_time, meta.event_time_end) if t))

@@ -23,7 +23,7 @@ from typing import Literal
 from memcube.domain import limits
 from memcube.domain.errors import Forbidden, InvalidRequest
 from memcube.domain.expiry import is_expired
-from memcube.domain.filters import Filter, matches
+from memcube.domain.filters import Filter, filter_doc, matches
 from memcube.domain.memories import Page
 from memcube.domain.model import MemoryItem, Principal
 from memcube.domain.permissions import authorize_read
@@ -172,7 +172,6 @@ def still_listed(
     filter, and (with `live_at`) not expired then. Every page a read returns is checked here
     against the store, the system of record, so an index that lags an edit (or a page read
     before a change) never shows an item that no longer fits."""
-    from memcube.domain.search import filter_doc  # not at import: the API's cold start (BENCHMARKS.md)
 
     meta = item.metadata
     live = live_at is None or not is_expired(item, live_at)

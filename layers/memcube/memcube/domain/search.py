@@ -45,7 +45,7 @@ from typing import Any
 from memcube.domain.accel import numpy_or_none
 from memcube.domain.commands import SearchQuery
 from memcube.domain.errors import DomainError, InvalidRequest
-from memcube.domain.filters import And, Cond, Filter, compile_filter
+from memcube.domain.filters import And, Cond, Filter, compile_filter, filter_doc
 from memcube.domain.model import PREFERENCE_TYPES, TOOL_TYPES, MemoryItem, Principal, utcnow
 from memcube.domain.permissions import authorize_read
 from memcube.domain.when import Span, parse_time, query_span
@@ -407,32 +407,6 @@ def _mmr(scored: list[Scored], k: int) -> list[Scored]:
         for i in pool:
             redundancy[i] = max(redundancy[i], vectors.cosine(i, best))
     return [scored[i] for i in picked]
-
-
-def filter_doc(item: MemoryItem) -> dict[str, Any]:
-    """The flat document filters are evaluated against (and that indexes store)."""
-    meta = item.metadata
-    return {
-        "memory_type": meta.memory_type,
-        "session_id": meta.session_id,
-        "user_id": meta.user_id,
-        "key": meta.key,
-        "tags": meta.tags,
-        "custom_tags": meta.custom_tags,
-        "created_at": meta.created_at,
-        "updated_at": meta.updated_at,
-        "event_time": event_span(item),
-        "info": meta.info,
-        "expires_at": meta.expires_at,
-    }
-
-
-def event_span(item: MemoryItem) -> list[str]:
-    """The memory's event time as the filter sees it, its first and last instant: a condition
-    holds if either end satisfies it, so `gt`/`gte` test the span's end and `lt`/`lte` its start
-    (a memory whose span overlaps the asked period matches). Empty without an event time."""
-    meta = item.metadata
-    return list(dict.fromkeys(t for t in (meta.event_time, meta.event_time_end) if t))
 
 
 __all__ = ["CubeResult", "Filter", "Hit", "Scored", "SearchAnswer", "SearchQuery", "SearchService", "filter_doc"]

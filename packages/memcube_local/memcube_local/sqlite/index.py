@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 
 from memcube.domain.errors import EmbeddingMismatch
-from memcube.domain.filters import And, Filter, Or
+from memcube.domain.filters import And, Filter, Or, filter_doc
 from memcube.domain.model import MemoryItem
-from memcube.domain.search import filter_doc
 from memcube.domain.similarity import CJK
 from memcube.ports import Hit
 from memcube_local.sqlite.db import SqliteDb
