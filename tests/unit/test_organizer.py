@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from memcube.domain.ingest import Verdict
+from memcube.domain.model import MemoryItem
 from memcube.domain.organizer import Thresholds
 from memcube_local.minilm import MiniLMEmbedder
 from tests.unit.world import ScriptedLLM, World, extraction, fact, judged, kinds, only
@@ -256,3 +257,22 @@ def test_placing_an_item_looks_up_its_lexical_candidates_once(monkeypatch: pytes
     again = world.run(edited(CONVERSATION))
     assert kinds(again) == ["merged"]
     assert len(lookups) == 1
+
+
+def test_placing_an_item_reads_each_stored_candidate_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The redelivery check and the near-copy search share one read of the lexical candidates.
+    world = World()
+    world.run(CONVERSATION)
+    memories = world.stores.memories
+    read: list[str] = []
+    get_memories = memories.get_memories
+
+    def counted(ids: list[str]) -> list[MemoryItem]:
+        read.extend(ids)
+        return get_memories(ids)
+
+    monkeypatch.setattr(memories, "get_memories", counted)
+    again = world.run(edited(CONVERSATION))
+    assert kinds(again) == ["merged"]
+    [survivor] = world.active()
+    assert read.count(survivor.id) == 1

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -152,10 +152,12 @@ class Organizer:
         exclude_task: str | None = None,
         notes: list[str] | None = None,
         lexical: Sequence[str] | None = None,
+        read: Mapping[str, MemoryItem] | None = None,
     ) -> list[Neighbour]:
         """Activated items of the item's cube at least `floor` similar (lexically or by vector),
         most similar first: from the store's LSH keys (`lexical`, when the caller already looked
-        them up), the index, and `fresh` (this message's items, written but not yet indexed).
+        them up; `read`: those of them already read from the store), the index, and `fresh`
+        (this message's items, written but not yet indexed).
         With the index unavailable the store's lexical candidates still count (noted in `notes`):
         an index outage must not stop adds from being stored, since the store, not the index,
         guards exact duplicates."""
@@ -173,7 +175,7 @@ class Organizer:
                 if hit.cosine is not None:
                     vectors[hit.memory_id] = hit.cosine
                     ids.add(hit.memory_id)
-        pool = {i.id: i for i in self._memories.get_memories(sorted(ids - {item.id}))}
+        pool = self._pool(sorted(ids - {item.id}), read or {})
         pool.update({f.id: f for f in fresh if f.id != item.id})
         mine = shingles(item.memory)
         found = []
@@ -193,15 +195,22 @@ class Organizer:
                 found.append(near)
         return sorted(found, key=lambda n: (-n.near, n.item.id))
 
+    def _pool(self, ids: Sequence[str], read: Mapping[str, MemoryItem]) -> dict[str, MemoryItem]:
+        """The stored items of `ids`: those in `read` as they are, the rest read from the store."""
+        pool = {i: read[i] for i in ids if i in read}
+        pool.update((i.id, i) for i in self._memories.get_memories([i for i in ids if i not in read]))
+        return pool
+
     def place(self, item: MemoryItem, fresh: Sequence[MemoryItem]) -> Placement:
         """Store, merge or supersede one new item (see the module docstring)."""
         placement = Placement()
-        lexical = self._lexical(item)  # one lookup (a query per LSH band) serves both steps below
-        done = self._already_merged(item, lexical)
+        lexical = self._lexical(item)  # one lookup (a query per LSH band) and one read serve both steps below
+        read = {i.id: i for i in self._memories.get_memories(lexical)}
+        done = self._already_merged(item, read.values())
         if done is not None:
             return done
         floor = min(self._t.jaccard, self._t.cosine, self._t.related if self._llm else 1.0)
-        near_by = self.neighbours(item, fresh, floor=floor, notes=placement.notes, lexical=lexical)
+        near_by = self.neighbours(item, fresh, floor=floor, notes=placement.notes, lexical=lexical, read=read)
         neighbours = [n for n in near_by if n.item.id != item.id]
         near = self._near_duplicates(item, neighbours)
         exact = next((n for n in near if n.item.metadata.content_hash == item.metadata.content_hash), None)
@@ -241,11 +250,11 @@ class Organizer:
         """Ids of the item's lexical near-copy candidates in its cube (the store's LSH keys)."""
         return self._memories.similar_ids(item.metadata.cube_id, item.memory, LEXICAL_CANDIDATES)
 
-    def _already_merged(self, item: MemoryItem, lexical: Sequence[str]) -> Placement | None:
+    def _already_merged(self, item: MemoryItem, lexical: Iterable[MemoryItem]) -> Placement | None:
         """A redelivery: the item was merged into a survivor by an earlier attempt (which found
-        it among the `lexical` candidates). The survivor is indexed again (the earlier attempt
-        may have stopped before its index write)."""
-        for other in self._memories.get_memories(lexical):
+        it among the `lexical` candidates, read from the store). The survivor is indexed again
+        (the earlier attempt may have stopped before its index write)."""
+        for other in lexical:
             if item.id in other.metadata.merged_from:
                 outcome = MemoryOutcome(
                     memory_id=other.id,
