@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from memcube.domain.ingest import Verdict
-from memcube.domain.model import MemoryItem
 from memcube.domain.organizer import Thresholds
 from memcube_local.minilm import MiniLMEmbedder
 from tests.unit.world import ScriptedLLM, World, extraction, fact, judged, kinds, only
@@ -241,38 +240,30 @@ def test_short_facts_differing_in_one_word_are_not_merged() -> None:
     assert kinds(world.run("I like tea and milk.")) == ["added"]
 
 
-def test_placing_an_item_looks_up_its_lexical_candidates_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # One lookup (a store query per LSH band) serves both the redelivery check and the near-copy search.
+def calls_during_a_near_copy(monkeypatch: pytest.MonkeyPatch, method: str) -> list[tuple[object, ...]]:
+    """The arguments of each call the organizer makes to the memory store's `method` while it
+    places an edited copy of a stored conversation (which it merges)."""
     world = World()
     world.run(CONVERSATION)
     memories = world.stores.memories
-    lookups: list[str] = []
-    similar_ids = memories.similar_ids
+    calls: list[tuple[object, ...]] = []
+    original = getattr(memories, method)
 
-    def counted(cube_id: str, text: str, limit: int) -> list[str]:
-        lookups.append(text)
-        return similar_ids(cube_id, text, limit)
+    def counted(*args: object) -> object:
+        calls.append(args)
+        return original(*args)
 
-    monkeypatch.setattr(memories, "similar_ids", counted)
-    again = world.run(edited(CONVERSATION))
-    assert kinds(again) == ["merged"]
-    assert len(lookups) == 1
+    monkeypatch.setattr(memories, method, counted)
+    assert kinds(world.run(edited(CONVERSATION))) == ["merged"]
+    return calls
+
+
+def test_placing_an_item_looks_up_its_lexical_candidates_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One lookup (a store query per LSH band) serves both the redelivery check and the near-copy search.
+    assert len(calls_during_a_near_copy(monkeypatch, "similar_ids")) == 1
 
 
 def test_placing_an_item_reads_each_stored_candidate_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # The redelivery check and the near-copy search share one read of the lexical candidates.
-    world = World()
-    world.run(CONVERSATION)
-    memories = world.stores.memories
-    read: list[str] = []
-    get_memories = memories.get_memories
-
-    def counted(ids: list[str]) -> list[MemoryItem]:
-        read.extend(ids)
-        return get_memories(ids)
-
-    monkeypatch.setattr(memories, "get_memories", counted)
-    again = world.run(edited(CONVERSATION))
-    assert kinds(again) == ["merged"]
-    [survivor] = world.active()
-    assert read.count(survivor.id) == 1
+    read = [i for (ids,) in calls_during_a_near_copy(monkeypatch, "get_memories") for i in ids]  # type: ignore[attr-defined]
+    assert read and len(read) == len(set(read))
