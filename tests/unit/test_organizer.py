@@ -267,3 +267,19 @@ def test_placing_an_item_reads_each_stored_candidate_once(monkeypatch: pytest.Mo
     # The redelivery check and the near-copy search share one read of the lexical candidates.
     read = [i for (ids,) in calls_during_a_near_copy(monkeypatch, "get_memories") for i in ids]  # type: ignore[attr-defined]
     assert read and len(read) == len(set(read))
+
+
+def test_a_candidate_the_index_found_is_not_compared_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The index's cosine is the similarity: recomputing it in Python cost milliseconds per add.
+    import memcube.domain.organizer as organizer
+
+    computed: list[float] = []
+    original = organizer.cosine
+
+    def counted(a: list[float] | None, b: list[float] | None) -> float:
+        computed.append(original(a, b))
+        return computed[-1]
+
+    monkeypatch.setattr(organizer, "cosine", counted)
+    assert calls_during_a_near_copy(monkeypatch, "get_memories")
+    assert computed == []
