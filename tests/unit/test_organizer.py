@@ -271,7 +271,7 @@ def test_placing_an_item_reads_each_stored_candidate_once(monkeypatch: pytest.Mo
 
 def test_a_candidate_the_index_found_is_not_compared_again(monkeypatch: pytest.MonkeyPatch) -> None:
     # The index's cosine is the similarity: recomputing it in Python cost milliseconds per add.
-    import memcube.domain.organizer as organizer
+    from memcube.domain import organizer
 
     computed: list[float] = []
     original = organizer.cosine
