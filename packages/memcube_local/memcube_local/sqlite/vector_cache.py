@@ -100,6 +100,24 @@ class CubeVectors:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def held(self) -> tuple[npt.NDArray[np.int64], Vector, list[str]]:
+        """The held rows' rids, matrix and ids, as views (a snapshot writes them out)."""
+        count = len(self._ids)
+        return self._rids[:count], self._matrix[:count], self._ids
+
+    def room(self, rows: int) -> tuple[npt.NDArray[np.int64], Vector]:
+        """Views of the first `rows` rows' rids and matrix to be filled in place (a snapshot is
+        read straight into them), then taken with `adopt`."""
+        self._reserve(rows)
+        return self._rids[:rows], self._matrix[:rows]
+
+    def adopt(self, ids: list[str]) -> None:
+        """Hold the first `len(ids)` rows filled through `room` (an empty cube only)."""
+        if self._ids:
+            raise ValueError("only an empty cube adopts rows")
+        self._ids = ids
+        self._slot = dict(zip(self._rids[: len(ids)].tolist(), range(len(ids)), strict=True))
+
     def rids(self) -> list[int]:
         return list(self._slot)
 
@@ -207,6 +225,10 @@ class VectorCache:
         cube = CubeVectors.empty(dimension, expected)
         for chunk in chunks:
             cube.extend(chunk)
+        return self.keep(cube_id, cube)
+
+    def keep(self, cube_id: str, cube: CubeVectors) -> CubeVectors:
+        """Cache a cube built elsewhere (from a snapshot file) as the cube's current vectors."""
         self._cube_of.update(dict.fromkeys(cube.rids(), cube_id))
         self._cubes[cube_id] = cube
         self._evict(keep=cube_id)
