@@ -31,6 +31,11 @@ def _unit(rng: np.random.Generator) -> list[float]:
     return (v / np.linalg.norm(v)).tolist()  # type: ignore[no-any-return]
 
 
+def _vec(item: MemoryItem) -> list[float]:
+    assert item.metadata.embedding is not None
+    return item.metadata.embedding
+
+
 def _item(n: int, rng: np.random.Generator, cube: str = "cube-a", status: str = "activated") -> MemoryItem:
     item = memory(f"m{n:04d}", f"note {n}", cube=cube)
     item.metadata.embedding = _unit(rng)
@@ -51,7 +56,7 @@ def _textbook(items: dict[str, MemoryItem], cube: str, query: list[float], flt: 
     """The cube's activated documents passing the filter, by cosine, best first, ties by id."""
     q = np.asarray(query, dtype=np.float32)
     scored = [
-        (i.id, float(np.asarray(i.metadata.embedding, dtype=np.float32) @ q))
+        (i.id, float(np.asarray(_vec(i), dtype=np.float32) @ q))
         for i in items.values()
         if i.metadata.cube_id == cube
         and i.metadata.status == "activated"
@@ -107,7 +112,7 @@ def _snapshotted(path: Path, items: list[MemoryItem]) -> None:
     try:
         index.upsert(items)
         for cube in ("cube-a", "cube-b"):
-            index.search([cube], "", items[0].metadata.embedding, None, 10)
+            index.search([cube], "", _vec(items[0]), None, 10)
     finally:
         index.close()
     assert len(_snapshot_files(path)) == 2
@@ -163,8 +168,8 @@ def test_writes_after_the_snapshot_are_seen_by_an_index_opened_later(
     current |= {i.id: i for i in changed}
     del current["m0004"]
     queries = [_unit(rng) for _ in range(4)]
-    queries += [i.metadata.embedding for i in (moved, revectored, changed[0], current["m0006"])]
-    queries.append(items[4].metadata.embedding)  # the deleted row's own vector
+    queries += [_vec(i) for i in (moved, revectored, changed[0], current["m0006"])]
+    queries.append(_vec(items[4]))  # the deleted row's own vector
     request.getfixturevalue("from_snapshot_only")
     _answers(path, current, queries)
 
@@ -233,7 +238,7 @@ def test_a_hard_delete_removes_the_cubes_snapshot_file_and_log(path: Path, erasu
     if erasure == "delete":  # the rest of the cube is still found (from the table), the deleted row not
         rest = {i.id: i for i in items if i.id != "m0006"}
         rest["m0700"] = _item(700, np.random.default_rng(1))
-        _answers(path, rest, [items[6].metadata.embedding, items[7].metadata.embedding])
+        _answers(path, rest, [_vec(items[6]), _vec(items[7])])
 
 
 def test_a_cube_below_the_threshold_writes_no_snapshot_and_logs_nothing(path: Path) -> None:
@@ -242,7 +247,7 @@ def test_a_cube_below_the_threshold_writes_no_snapshot_and_logs_nothing(path: Pa
     try:
         index.upsert(items)
         for cube in ("cube-a", "cube-b"):
-            index.search([cube], "", items[0].metadata.embedding, None, 10)
+            index.search([cube], "", _vec(items[0]), None, 10)
         index.upsert([_item(800, np.random.default_rng(2))])
     finally:
         index.close()
@@ -258,7 +263,7 @@ def test_an_unwritable_snapshot_directory_does_not_fail_the_search(
     index = _open(path)
     try:
         index.upsert(items)
-        query = items[7].metadata.embedding
+        query = _vec(items[7])
         with caplog.at_level(logging.WARNING):
             found = _nearest(index, "cube-a", query, TOPIC)
         assert found == _textbook({i.id: i for i in items}, "cube-a", query, TOPIC)
@@ -286,14 +291,14 @@ def test_a_write_by_another_connection_while_a_snapshot_is_staged_is_not_lost(
     try:
         server.upsert(items)
         monkeypatch.setattr(SnapshotFiles, "stage", stage_then_other_writes)
-        server.search(["cube-a"], "", late.metadata.embedding, None, 10)
+        server.search(["cube-a"], "", _vec(late), None, 10)
         monkeypatch.undo()
     finally:
         server.close()
         other.close()
     assert _registry(path)[0] == {}
     current = {i.id: i for i in [*items, late]}
-    _answers(path, current, [late.metadata.embedding])
+    _answers(path, current, [_vec(late)])
 
 
 def test_a_snapshot_is_rewritten_and_its_log_pruned_once_the_log_outgrows_it(path: Path) -> None:
@@ -307,7 +312,7 @@ def test_a_snapshot_is_rewritten_and_its_log_pruned_once_the_log_outgrows_it(pat
         before = _registry(path)[0]["cube-a"]
         index.close()
         index = _open(path)
-        index.search(["cube-a"], "", items[0].metadata.embedding, None, 10)
+        index.search(["cube-a"], "", _vec(items[0]), None, 10)
     finally:
         index.close()
     registered, logged = _registry(path)
