@@ -174,7 +174,7 @@ def test_writes_after_the_snapshot_are_seen_by_an_index_opened_later(
     _answers(path, current, queries)
 
 
-@pytest.mark.parametrize("damage", ["another_index", "garbage", "truncated"])
+@pytest.mark.parametrize("damage", ["another_index", "garbage", "truncated", "appended"])
 def test_a_snapshot_of_another_index_or_a_damaged_one_is_ignored_and_replaced(
     tmp_path: Path, path: Path, damage: str
 ) -> None:
@@ -187,8 +187,10 @@ def test_a_snapshot_of_another_index_or_a_damaged_one_is_ignored_and_replaced(
         target.write_bytes(SnapshotFiles(elsewhere.with_name("index.db-vectors")).path("cube-a", DIM).read_bytes())
     elif damage == "garbage":
         target.write_bytes(b"not a snapshot" * 100)
-    else:
+    elif damage == "truncated":
         target.write_bytes(target.read_bytes()[:-40])
+    else:
+        target.write_bytes(target.read_bytes() + b"\0" * 4)
     damaged = target.read_bytes()
     rng = np.random.default_rng(21)
     _answers(path, {i.id: i for i in items}, [_unit(rng) for _ in range(4)])
@@ -273,24 +275,30 @@ def test_an_unwritable_snapshot_directory_does_not_fail_the_search(
     assert _registry(path) == ({}, [])  # nothing registered: no file to match
 
 
-def test_a_write_by_another_connection_while_a_snapshot_is_staged_is_not_lost(
-    path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("when", ["after_the_load", "while_staged"])
+def test_a_write_by_another_connection_before_a_snapshot_is_registered_is_not_lost(
+    path: Path, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
-    """The other connection's write is in neither the staged file nor the log (the cube had no
-    snapshot yet): the snapshot is not registered, and a later index loads the table."""
+    """The other connection's write (after the search loaded the cube, or while its file was being
+    written) is in neither the file nor the log (the cube had no snapshot yet): the snapshot is
+    not registered, and a later index loads the table."""
     items = _corpus()
     server, other = _open(path), _open(path)
     late = _item(900, np.random.default_rng(4))
-    stage = SnapshotFiles.stage
+    owner, name = (SqliteIndex, "_write_snapshot") if when == "after_the_load" else (SnapshotFiles, "stage")
+    inner = getattr(owner, name)
 
-    def stage_then_other_writes(self: SnapshotFiles, *args: object) -> Path:
-        staged = stage(self, *args)  # type: ignore[arg-type]
-        other.upsert([late])
-        return staged
+    def other_writes(self: object, *args: object) -> object:
+        if when == "after_the_load":
+            other.upsert([late])
+        done = inner(self, *args)
+        if when == "while_staged":
+            other.upsert([late])
+        return done
 
     try:
         server.upsert(items)
-        monkeypatch.setattr(SnapshotFiles, "stage", stage_then_other_writes)
+        monkeypatch.setattr(owner, name, other_writes)
         server.search(["cube-a"], "", _vec(late), None, 10)
         monkeypatch.undo()
     finally:
