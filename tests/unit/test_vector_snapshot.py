@@ -17,7 +17,7 @@ from memcube.domain.filters import Cond, Filter, matches
 from memcube.domain.model import MemoryItem
 from memcube.domain.search import filter_doc
 from memcube_local.sqlite.index import SCHEMA, SqliteIndex
-from memcube_local.sqlite.vector_snapshot import SnapshotFiles
+from memcube_local.sqlite.vector_snapshot import SnapshotFiles, directory_of
 from tests.contract.support import memory
 
 DIM = 8
@@ -79,7 +79,7 @@ def _open(path: Path, rows: int = ROWS) -> SqliteIndex:
 
 
 def _snapshot_files(path: Path) -> list[Path]:
-    directory = path.with_name(path.name + "-vectors")
+    directory = directory_of(path)
     return sorted(directory.iterdir()) if directory.is_dir() else []
 
 
@@ -180,11 +180,11 @@ def test_a_snapshot_of_another_index_or_a_damaged_one_is_ignored_and_replaced(
 ) -> None:
     items = _corpus()
     _snapshotted(path, items)
-    target = SnapshotFiles(path.with_name(path.name + "-vectors")).path("cube-a", DIM)
+    target = SnapshotFiles(directory_of(path)).path("cube-a", DIM)
     if damage == "another_index":  # the same cube and ids, other vectors, in an index recreated since
         elsewhere = tmp_path / "other" / "index.db"
         _snapshotted(elsewhere, _corpus(seed=77))
-        target.write_bytes(SnapshotFiles(elsewhere.with_name("index.db-vectors")).path("cube-a", DIM).read_bytes())
+        target.write_bytes(SnapshotFiles(directory_of(elsewhere)).path("cube-a", DIM).read_bytes())
     elif damage == "garbage":
         target.write_bytes(b"not a snapshot" * 100)
     elif damage == "truncated":
@@ -195,23 +195,6 @@ def test_a_snapshot_of_another_index_or_a_damaged_one_is_ignored_and_replaced(
     rng = np.random.default_rng(21)
     _answers(path, {i.id: i for i in items}, [_unit(rng) for _ in range(4)])
     assert target.read_bytes() != damaged  # rewritten by the load from the table
-
-
-def test_an_index_file_recreated_under_the_same_name_ignores_the_old_snapshots(path: Path) -> None:
-    items = _corpus()
-    _snapshotted(path, items)
-    path.unlink()
-    for wal in path.parent.glob("index.db-*"):
-        if wal.is_file():
-            wal.unlink()
-    others = _corpus(seed=31)  # the same ids and cubes, other vectors
-    index = _open(path)
-    try:
-        index.upsert(others)
-    finally:
-        index.close()
-    rng = np.random.default_rng(3)
-    _answers(path, {i.id: i for i in others}, [_unit(rng) for _ in range(4)])
 
 
 @pytest.mark.parametrize("erasure", ["delete", "delete_where", "delete_where_user", "reset"])
@@ -233,7 +216,7 @@ def test_a_hard_delete_removes_the_cubes_snapshot_file_and_log(path: Path, erasu
     finally:
         index.close()
     names = {p.name for p in _snapshot_files(path)}
-    cube_b = SnapshotFiles(path.with_name("index.db-vectors")).path("cube-b", DIM).name
+    cube_b = SnapshotFiles(directory_of(path)).path("cube-b", DIM).name
     assert names == (set() if erasure == "reset" else {cube_b})
     registered, logged = _registry(path)
     assert "cube-a" not in registered and logged == []
@@ -261,7 +244,7 @@ def test_an_unwritable_snapshot_directory_does_not_fail_the_search(
     path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     items = _corpus()
-    path.with_name("index.db-vectors").write_text("a file where the directory would be")
+    directory_of(path).write_text("a file where the directory would be")
     index = _open(path)
     try:
         index.upsert(items)

@@ -32,7 +32,7 @@ from memcube.domain.similarity import CJK
 from memcube.ports import Hit
 from memcube_local.sqlite.db import SqliteDb
 from memcube_local.sqlite.vector_cache import FILTER_BATCH, LOAD_CHUNK, CubeVectors, Passes, VectorCache
-from memcube_local.sqlite.vector_snapshot import SnapshotFiles, Stamp
+from memcube_local.sqlite.vector_snapshot import SnapshotFiles, Stamp, directory_of
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class SqliteIndex:
     def __init__(self, path: Path, text_budget: int = TEXT_POSTINGS_BUDGET, snapshot_rows: int = SNAPSHOT_ROWS) -> None:
         self._db = SqliteDb(path, SCHEMA, version=1)
         self._vectors = VectorCache()
-        self._snapshots = SnapshotFiles(path.with_name(path.name + "-vectors"))
+        self._snapshots = SnapshotFiles(directory_of(path))
         self._snapshot_rows = snapshot_rows
         self._planned: dict[str, int | None] = {}
         """Cubes whose snapshot to write (of this dimension) or drop (None) after the search."""

@@ -39,6 +39,12 @@ _HEADER_LIMIT = 1 << 20
 SUFFIX = ".vec"
 
 
+def directory_of(index: Path) -> Path:
+    """The snapshot directory of an index file: `index-vectors/` beside `index.db` (a name that a
+    glob of the database and its WAL files, `index.db*`, does not take in)."""
+    return index.with_name(index.stem + "-vectors")
+
+
 @dataclass(frozen=True)
 class Stamp:
     """What a snapshot must be of to be used: this index file (its random instance id, so a file
