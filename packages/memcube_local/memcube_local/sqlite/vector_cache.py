@@ -10,6 +10,10 @@ lock, after they commit) and drops it when another connection has written the fi
 Only activated documents with a vector are cached (searches see nothing else). A cube is loaded
 on its first search; when the cached cubes hold more than `max_rows` vectors in all, the least
 recently searched other cubes are dropped (and loaded again when searched).
+
+A large cube is loaded from its snapshot file when it has a current one (`vector_snapshot`: read
+straight into the matrix through `CubeVectors.room`, then the index replays the rows written
+since), otherwise from the table, after which the index writes its snapshot.
 """
 
 from __future__ import annotations
