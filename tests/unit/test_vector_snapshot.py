@@ -310,6 +310,35 @@ def test_a_snapshot_is_rewritten_and_its_log_pruned_once_the_log_outgrows_it(pat
     assert registered["cube-a"] > before and logged == []
 
 
+def test_a_cached_cube_taking_many_writes_rewrites_its_snapshot_without_a_cold_load(
+    path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A server keeping the cube cached: once the writes since the snapshot outgrow it, the
+    snapshot is rewritten from the cache and the log pruned, and a later index loads it."""
+    items = _corpus()
+    _snapshotted(path, items)
+    rng = np.random.default_rng(12)
+    added = [_item(n, rng) for n in range(1000, 1040)]
+    active = sum(i.metadata.cube_id == "cube-a" and i.metadata.status == "activated" for i in items)
+    rewritten_at = active // 15 + 1  # the first w with w > (active + w) / 16
+    index = _open(path)
+    try:
+        index.search(["cube-a"], "", _vec(items[0]), None, 10)  # cached, from the snapshot
+        before = _registry(path)[0]["cube-a"]
+        for written, item in enumerate(added, 1):
+            index.upsert([item])
+            registered, logged = _registry(path)
+            if written < rewritten_at:
+                assert (registered["cube-a"], len(logged)) == (before, written)
+            elif written == rewritten_at:
+                assert registered["cube-a"] > before and logged == []
+    finally:
+        index.close()
+    assert len(_registry(path)[1]) == len(added) - rewritten_at
+    request.getfixturevalue("from_snapshot_only")
+    _answers(path, {i.id: i for i in [*items, *added]}, [_vec(added[5]), _vec(added[35]), _unit(rng)])
+
+
 def test_an_index_file_without_the_snapshot_tables_opens_with_them(path: Path) -> None:
     old = sqlite3.connect(path)
     old.executescript(SCHEMA)

@@ -134,6 +134,9 @@ class SqliteIndex:
         self._snapshot_rows = snapshot_rows
         self._planned: dict[str, int | None] = {}
         """Cubes whose snapshot to write (of this dimension) or drop (None) after the search."""
+        self._logged: dict[str, int] = {}
+        """Rows written to each snapshotted cube this index holds since its snapshot (about the
+        change log's: a rewrite with the cube cached needs no cold load to be planned)."""
         with self._db.tx() as cur:  # indexes made before filters (or model records) existed lack them
             columns = {r["name"] for r in cur.execute("PRAGMA table_info(docs)")}
             if "doc" not in columns:
@@ -168,6 +171,7 @@ class SqliteIndex:
                 cur.execute("DELETE FROM vector_log")
             self._vectors.clear()
             self._planned.clear()
+            self._logged.clear()
             self._snapshots.clear()  # committed: no file holds a vector of the reset index
         self._db.scrub()
 
@@ -186,6 +190,9 @@ class SqliteIndex:
                 written = [_write(cur, item) for item in items]
             for rid, item, vector in written:  # committed: the cached vectors follow
                 self._vectors.write(rid, item.id, item.metadata.cube_id, vector, item.metadata.status == "activated")
+            self._count_logged([item.metadata.cube_id for _, item, _ in written])
+            if self._planned:  # after the commit, as after a search's read
+                self._settle_snapshots()
 
     def delete(self, cube_id: str, memory_ids: Sequence[str]) -> int:
         removed: list[int] = []
@@ -358,6 +365,7 @@ class SqliteIndex:
                     cube.put(rid, memory_id, np.frombuffer(vector, dtype=np.float32))
             if len(logged) > len(cube) * SNAPSHOT_STALE:
                 self._planned[cube_id] = dimension
+        self._logged[cube_id] = len(logged)
         return self._vectors.keep(cube_id, cube)
 
     def _from_table(self, cur: sqlite3.Cursor, cube_id: str, dimension: int) -> CubeVectors:
@@ -422,6 +430,7 @@ class SqliteIndex:
                     (cube_id, dimension, stamp.seq),
                 )
                 cur.execute("DELETE FROM vector_log WHERE cube_id = ? AND seq <= ?", (cube_id, stamp.seq))
+            self._logged[cube_id] = 0
         except _Moved:
             pass  # the next load from the table plans it again
         finally:
@@ -431,7 +440,19 @@ class SqliteIndex:
         """Remove the cubes' snapshot files (already unregistered: a hard delete's erasure)."""
         for cube_id in cubes:
             self._planned.pop(cube_id, None)
+            self._logged.pop(cube_id, None)
             self._snapshots.remove(cube_id)
+
+    def _count_logged(self, cubes: list[str]) -> None:
+        """Count committed writes to snapshotted cubes; plan a rewrite of a cached one whose log
+        outgrew its snapshot (a server that keeps a cube cached would otherwise grow its log
+        until its next cold load)."""
+        for cube_id in cubes:
+            if cube_id in self._logged:
+                self._logged[cube_id] += 1
+                cube = self._vectors.peek(cube_id)
+                if cube is not None and self._logged[cube_id] > len(cube) * SNAPSHOT_STALE:
+                    self._planned[cube_id] = cube.dimension
 
     def expired_documents(self, before: int, limit: int) -> list[tuple[str, str]]:
         with self._db.read() as cur:

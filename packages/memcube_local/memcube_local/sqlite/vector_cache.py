@@ -214,6 +214,10 @@ class VectorCache:
             self._cubes.move_to_end(cube_id)
         return cube
 
+    def peek(self, cube_id: str) -> CubeVectors | None:
+        """The cube if cached, without counting as a search (a write's bookkeeping)."""
+        return self._cubes.get(cube_id)
+
     def load(self, cube_id: str, dimension: int, rows: Iterable[tuple[int, str, bytes | None]]) -> CubeVectors:
         """Cache a cube from its activated rows (rid, id, float32 vector bytes of `dimension`)."""
         kept = [
