@@ -339,6 +339,27 @@ def test_a_cached_cube_taking_many_writes_rewrites_its_snapshot_without_a_cold_l
     _answers(path, {i.id: i for i in [*items, *added]}, [_vec(added[5]), _vec(added[35]), _unit(rng)])
 
 
+def test_a_server_whose_cube_came_from_a_snapshot_sees_another_connections_writes(path: Path) -> None:
+    """`PRAGMA data_version` still drops the cache; the reload replays the other's logged writes."""
+    items = _corpus()
+    _snapshotted(path, items)
+    rng = np.random.default_rng(17)
+    server, other = _open(path), _open(path)
+    try:
+        query = _unit(rng)
+        assert _nearest(server, "cube-a", query, None) == _textbook({i.id: i for i in items}, "cube-a", query, None)
+        near = _item(950, rng)
+        near.metadata.embedding = query
+        other.upsert([near])
+        other.delete("cube-b", ["m0005"])  # a hard delete: cube-b's snapshot is dropped
+        assert _nearest(server, "cube-a", query, None)[0] == "m0950"
+        current = {i.id: i for i in [*items, near] if i.id != "m0005"}
+        assert _nearest(server, "cube-b", _vec(items[5]), None) == _textbook(current, "cube-b", _vec(items[5]), None)
+    finally:
+        server.close()
+        other.close()
+
+
 def test_an_index_file_without_the_snapshot_tables_opens_with_them(path: Path) -> None:
     old = sqlite3.connect(path)
     old.executescript(SCHEMA)
