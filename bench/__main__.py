@@ -36,7 +36,7 @@ def plans(mode: str) -> dict[str, list[str]]:
             "add_overhead": ["--calls", "20", "--warmup", "2"],
             "ingest": ["--sessions", "3", "--rounds", "1", "--embedder", "hash", "--no-mem0", "--synthetic"],
             "dedup": ["--sizes", "20", "60", "--adds", "2", "--embedder", "hash"],
-            "search": ["--sizes", "20", "60", "--searches", "3", "--embedder", "hash"],
+            "search": ["--sizes", "20", "60", "--searches", "3", "--embedder", "hash", "--snapshot-rows", "10"],
             # a generated two-conversation LoCoMo-shaped file: no data, no model, no mem0
             "recall": ["--synthetic", "--embedder", "hash", "--no-mem0"],
         }

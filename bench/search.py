@@ -9,10 +9,17 @@ the index's vector and text (FTS5 BM25) candidates, the items read back from the
 hybrid ranking and MMR. Sizes are interleaved query by query, in a shuffled order. Also timed:
 the same with a filter (`info.topic`, one item in eight passes), and the embedding alone.
 
-The first filtered search of a cold cube is timed apart (`cold_first_filtered_ms`): in a container
-freshly opened on the largest cube (its index has loaded nothing of the cube; the embedding model,
-shared, is warm: a server's start is not a cube's), `--cold` times, each container closed before
-the next opens. The OS file cache is warm (the cube was just copied).
+The first filtered search of a cold cube is timed apart: in a container freshly opened on the
+largest cube (its index has loaded nothing of the cube; the embedding model, shared, is warm: a
+server's start is not a cube's), each container closed before the next opens. The OS file cache is
+warm (the cube was just copied). A cube of `--snapshot-rows` vectors or more (the index's
+threshold by default) is loaded from its vector snapshot file when it has a current one, else
+from the table, after which the search writes the snapshot. Both cases are timed, in `--cold`
+rounds of two containers: first with the cube's snapshot files removed (the first load ever:
+`cold_first_filtered_no_snapshot_ms`, writing the snapshot included), then with the snapshot that
+search just wrote, current since nothing was written after it (`cold_first_filtered_snapshot_ms`,
+with whether a file was there). The goal's figure, `cold_first_filtered_ms`, is the second case:
+a cube searched before, as a restarted server finds it.
 
 Each search is also split into phases (`phases`, two clock reads per call): the index's vector
 half (exact cosine over the cached matrix, the filter's checks included), its text half (the
@@ -29,6 +36,7 @@ import argparse
 import functools
 import json
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -112,15 +120,21 @@ class PhaseClock:
         }
 
 
-def cold_first_filtered(data_dir: Path, timed: Any, embedder: str, texts: list[str]) -> list[float]:
-    """Seconds of the first filtered search in each of `len(texts)` freshly opened containers."""
+def cold_first_filtered(
+    data_dir: Path, timed: Any, embedder: str, texts: list[str], snapshot_rows: int | None = None
+) -> list[float]:
+    """Seconds of the first filtered search in each of `len(texts)` freshly opened containers
+    (their index snapshotting cubes of `snapshot_rows` vectors or more; None: its default)."""
     from memcube.settings import Settings
+    from memcube_local.sqlite.index import SqliteIndex
     from memcube_local.wiring import LocalContainer
 
     settings = Settings(backend="embedded", data_dir=data_dir, embedder=embedder, workers=0)  # type: ignore[arg-type]  # validated
     out = []
     for text in texts:
         container = LocalContainer(settings, embedder=timed)
+        if snapshot_rows is not None:  # built here instead of on first use (the container closes it)
+            container.index = SqliteIndex(data_dir / "index.db", snapshot_rows=snapshot_rows)
         try:
             principal = container.authority.acting_for(None, "alice")
             request = request_query(text, TOPIC)
@@ -132,7 +146,41 @@ def cold_first_filtered(data_dir: Path, timed: Any, embedder: str, texts: list[s
     return out
 
 
-def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5, cold: int = 3) -> dict[str, Any]:
+def cold_cases(
+    data_dir: Path, timed: Any, embedder: str, texts: list[str], snapshot_rows: int | None = None
+) -> dict[str, Any]:
+    """Per text, one round: the first filtered search of a fresh container with the cube's snapshot
+    files removed (`no_snapshot`), then of another with the snapshot that search wrote (`snapshot`);
+    `snapshot_present`: whether a snapshot file was there before each `snapshot` container."""
+    from memcube_local.sqlite.vector_snapshot import SUFFIX, directory_of
+
+    snapshots = directory_of(data_dir / "index.db")
+    out: dict[str, Any] = {"no_snapshot": [], "snapshot": [], "snapshot_present": []}
+    for text in texts:
+        shutil.rmtree(snapshots, ignore_errors=True)
+        out["no_snapshot"] += cold_first_filtered(data_dir, timed, embedder, [text], snapshot_rows)
+        out["snapshot_present"].append(any(snapshots.glob(f"*{SUFFIX}")))
+        out["snapshot"] += cold_first_filtered(data_dir, timed, embedder, [text], snapshot_rows)
+    return out
+
+
+def cold_figures(seconds: list[float], size: int) -> dict[str, Any]:
+    """One case of the cold first filtered search, as reported: every run, and their summary."""
+    stats = summary(seconds)
+    return {"size": size, "runs": [round(s * 1000, 1) for s in seconds]} | {
+        k: stats[k] for k in ("n", "p50_ms", "min_ms", "max_ms")
+    }
+
+
+def run(
+    sizes: list[int],
+    searches: int,
+    embedder: str,
+    warmup: int = 5,
+    cold: int = 3,
+    *,
+    snapshot_rows: int | None = None,
+) -> dict[str, Any]:
     from bench.seed import working_copy
 
     texts = queries(searches + warmup)
@@ -142,8 +190,9 @@ def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5, cold: i
         cubes = {name: open_cube(data_dir, embedder) for name, data_dir in dirs.items()}
         large = str(max(sizes))
         cubes[large][2].embed(["warm up"])  # the model loads here, not in a cold search
-        log(f"first filtered search of a cold {large}-item cube, {cold} fresh containers")
-        cold_seconds = cold_first_filtered(dirs[large], cubes[large][2], embedder, queries(cold, seed=3))
+        log(f"first filtered search of a cold {large}-item cube, {cold} rounds of 2 fresh containers")
+        cases = cold_cases(dirs[large], cubes[large][2], embedder, queries(cold, seed=3), snapshot_rows)
+        cold_seconds = cases["snapshot"]
         position: dict[str, int] = {}
         embed_seconds: dict[str, list[float]] = {}
         hits: dict[str, list[int]] = {}
@@ -203,6 +252,9 @@ def run(sizes: list[int], searches: int, embedder: str, warmup: int = 5, cold: i
         "goal_met": results[large]["search"]["p99_ms"] < 50,
         "cold_first_filtered_ms": {"size": int(large), "runs": [round(s * 1000, 1) for s in cold_seconds]}
         | {k: cold_ms[k] for k in ("n", "p50_ms", "min_ms", "max_ms")},
+        "cold_first_filtered_snapshot_ms": cold_figures(cases["snapshot"], int(large))
+        | {"snapshot_present": cases["snapshot_present"]},
+        "cold_first_filtered_no_snapshot_ms": cold_figures(cases["no_snapshot"], int(large)),
         "filtered_goals": {
             "cold first filtered search p50 <= ms": COLD_GOAL_MS,
             f"filtered p99 at {large} <= ms": FILTERED_P99_GOAL_MS,
@@ -217,15 +269,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--searches", type=int, default=300)
     parser.add_argument("--embedder", default="minilm")
-    parser.add_argument("--cold", type=int, default=3, help="fresh containers for the cold first filtered search")
+    parser.add_argument(
+        "--cold", type=int, default=3, help="rounds of the cold first filtered search (2 fresh containers each)"
+    )
+    parser.add_argument(
+        "--snapshot-rows", type=int, default=None, help="the cold containers' snapshot threshold (default: the index's)"
+    )
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     command = f"python -m bench.search --sizes {' '.join(map(str, args.sizes))} --searches {args.searches}"
     command += f" --cold {args.cold}"
+    if args.snapshot_rows is not None:
+        command += f" --snapshot-rows {args.snapshot_rows}"
     return measured(
         "search",
         command,
-        lambda: run(args.sizes, args.searches, args.embedder, cold=args.cold),
+        lambda: run(args.sizes, args.searches, args.embedder, cold=args.cold, snapshot_rows=args.snapshot_rows),
         keep=not args.no_save,
     )
 

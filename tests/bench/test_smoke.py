@@ -32,6 +32,8 @@ def test_every_benchmark_runs_at_a_tiny_size_and_the_report_renders() -> None:
     for section in ("### Goals", "### Cold start", "### Add overhead", "### Ingest throughput", "### Dedup scaling"):
         assert section in done.stdout
     assert "### Search latency" in done.stdout
+    assert "| snapshot current (the cube searched before; the goal's figure) |" in done.stdout
+    assert "a file was there" not in done.stdout  # the smoke cube (--snapshot-rows 10) had its snapshot
     assert "### Recall (LoCoMo dev half)" in done.stdout
     assert "| memcube, request defaults |" in done.stdout  # the recall table, from the synthetic file
     for contender in ("api_first_add", "bare_api_first_add", "worker_first_batch", "bare_worker_first_batch"):

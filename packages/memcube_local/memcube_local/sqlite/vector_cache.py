@@ -10,6 +10,10 @@ lock, after they commit) and drops it when another connection has written the fi
 Only activated documents with a vector are cached (searches see nothing else). A cube is loaded
 on its first search; when the cached cubes hold more than `max_rows` vectors in all, the least
 recently searched other cubes are dropped (and loaded again when searched).
+
+A large cube is loaded from its snapshot file when it has a current one (`vector_snapshot`: read
+straight into the matrix through `CubeVectors.room`, then the index replays the rows written
+since), otherwise from the table, after which the index writes its snapshot.
 """
 
 from __future__ import annotations
@@ -99,6 +103,24 @@ class CubeVectors:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    def held(self) -> tuple[npt.NDArray[np.int64], Vector, list[str]]:
+        """The held rows' rids, matrix and ids, as views (a snapshot writes them out)."""
+        count = len(self._ids)
+        return self._rids[:count], self._matrix[:count], self._ids
+
+    def room(self, rows: int) -> tuple[npt.NDArray[np.int64], Vector]:
+        """Views of the first `rows` rows' rids and matrix to be filled in place (a snapshot is
+        read straight into them), then taken with `adopt`."""
+        self._reserve(rows)
+        return self._rids[:rows], self._matrix[:rows]
+
+    def adopt(self, ids: list[str]) -> None:
+        """Hold the first `len(ids)` rows filled through `room` (an empty cube only)."""
+        if self._ids:
+            raise ValueError("only an empty cube adopts rows")
+        self._ids = ids
+        self._slot = dict(zip(self._rids[: len(ids)].tolist(), range(len(ids)), strict=True))
 
     def rids(self) -> list[int]:
         return list(self._slot)
@@ -192,6 +214,10 @@ class VectorCache:
             self._cubes.move_to_end(cube_id)
         return cube
 
+    def peek(self, cube_id: str) -> CubeVectors | None:
+        """The cube if cached, without counting as a search (a write's bookkeeping)."""
+        return self._cubes.get(cube_id)
+
     def load(self, cube_id: str, dimension: int, rows: Iterable[tuple[int, str, bytes | None]]) -> CubeVectors:
         """Cache a cube from its activated rows (rid, id, float32 vector bytes of `dimension`)."""
         kept = [
@@ -207,6 +233,10 @@ class VectorCache:
         cube = CubeVectors.empty(dimension, expected)
         for chunk in chunks:
             cube.extend(chunk)
+        return self.keep(cube_id, cube)
+
+    def keep(self, cube_id: str, cube: CubeVectors) -> CubeVectors:
+        """Cache a cube built elsewhere (from a snapshot file) as the cube's current vectors."""
         self._cube_of.update(dict.fromkeys(cube.rids(), cube_id))
         self._cubes[cube_id] = cube
         self._evict(keep=cube_id)
