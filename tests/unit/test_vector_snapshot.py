@@ -374,3 +374,27 @@ def test_an_index_file_without_the_snapshot_tables_opens_with_them(path: Path) -
     triggers = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     check.close()
     assert triggers == {"docs_vector_insert", "docs_vector_delete", "docs_vector_update"}
+
+
+def test_a_snapshot_reaches_the_disk_before_it_is_renamed_into_place(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rename that outlives a power loss while the file's pages did not would leave a file of the
+    # right name and size holding zeros: read as vectors, silently wrong answers.
+    from memcube_local.sqlite import vector_snapshot
+
+    steps: list[str] = []
+    fsync, replace = vector_snapshot.os.fsync, Path.replace
+
+    def synced(fd: int) -> None:
+        steps.append("fsync")
+        fsync(fd)
+
+    def renamed(self: Path, target: Path) -> Path:
+        steps.append("rename")
+        return replace(self, target)
+
+    monkeypatch.setattr(vector_snapshot.os, "fsync", synced)
+    monkeypatch.setattr(Path, "replace", renamed)
+    _snapshotted(path, _corpus())
+    assert steps == ["fsync", "rename", "fsync"] * 2  # the file, its rename, the directory: per cube

@@ -12,8 +12,8 @@ One file per (cube, dimension), named from a hash of the cube id (ids are free t
 little-endian: the magic and format version, a JSON header (the index's instance id, cube id,
 dimension, rows, the change-log position covered, the ids' byte length), then the rids (int64),
 the matrix (float32, rows x dimension), each id's length in characters (int32) and the ids as one
-UTF-8 text. A file is written to a temporary name and renamed into place, so a reader sees a whole
-file or none; one that does not parse, is not exactly its declared size, or names another
+UTF-8 text. A file is written to a temporary name, synced, and renamed into place, so a reader
+sees a whole file or none, after a power loss too; one that does not parse, is not exactly its declared size, or names another
 instance, cube, dimension or position is ignored (and rewritten by the index).
 """
 
@@ -83,6 +83,9 @@ class SnapshotFiles:
         try:
             with temp.open("wb") as f:
                 _write(f, stamp, cube)
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the rename can be: a power loss never leaves a
+                # whole-sized file of the right name with pages that never reached the disk (~80 ms at 100k)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -92,6 +95,7 @@ class SnapshotFiles:
         """Rename a staged file into place (atomic), and drop the cube's files of other dimensions."""
         final = self.path(stamp.cube_id, stamp.dimension)
         temp.replace(final)
+        _sync_directory(self.directory)  # the rename itself survives a power loss
         for other in self.directory.glob(f"{_name(stamp.cube_id)}-*{SUFFIX}"):
             if other != final:
                 other.unlink(missing_ok=True)
@@ -108,6 +112,14 @@ class SnapshotFiles:
             for path in self.directory.iterdir():
                 if path.is_file():
                     path.unlink(missing_ok=True)
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _name(cube_id: str) -> str:
