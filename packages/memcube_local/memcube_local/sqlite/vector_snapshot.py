@@ -13,8 +13,9 @@ little-endian: the magic and format version, a JSON header (the index's instance
 dimension, rows, the change-log position covered, the ids' byte length), then the rids (int64),
 the matrix (float32, rows x dimension), each id's length in characters (int32) and the ids as one
 UTF-8 text. A file is written to a temporary name, synced, and renamed into place, so a reader
-sees a whole file or none, after a power loss too; one that does not parse, is not exactly its declared size, or names another
-instance, cube, dimension or position is ignored (and rewritten by the index).
+sees a whole file or none, after a power loss too; one that does not parse, is not exactly its
+declared size, or names another instance, cube, dimension or position is ignored (and rewritten
+by the index).
 """
 
 from __future__ import annotations
