@@ -381,10 +381,10 @@ def test_a_snapshot_reaches_the_disk_before_it_is_renamed_into_place(
 ) -> None:
     # A rename that outlives a power loss while the file's pages did not would leave a file of the
     # right name and size holding zeros: read as vectors, silently wrong answers.
-    from memcube_local.sqlite import vector_snapshot
+    import os
 
     steps: list[str] = []
-    fsync, replace = vector_snapshot.os.fsync, Path.replace
+    fsync, replace = os.fsync, Path.replace
 
     def synced(fd: int) -> None:
         steps.append("fsync")
@@ -394,7 +394,7 @@ def test_a_snapshot_reaches_the_disk_before_it_is_renamed_into_place(
         steps.append("rename")
         return replace(self, target)
 
-    monkeypatch.setattr(vector_snapshot.os, "fsync", synced)
+    monkeypatch.setattr(os, "fsync", synced)
     monkeypatch.setattr(Path, "replace", renamed)
     _snapshotted(path, _corpus())
     assert steps == ["fsync", "rename", "fsync"] * 2  # the file, its rename, the directory: per cube
