@@ -17,7 +17,7 @@ from memcube.domain.filters import Cond, Filter, matches
 from memcube.domain.model import MemoryItem
 from memcube.domain.search import filter_doc
 from memcube_local.sqlite.index import SCHEMA, SqliteIndex
-from memcube_local.sqlite.vector_snapshot import SnapshotFiles, directory_of
+from memcube_local.sqlite.vector_snapshot import SnapshotFiles, Stamp, directory_of
 from tests.contract.support import memory
 
 DIM = 8
@@ -398,3 +398,40 @@ def test_a_snapshot_reaches_the_disk_before_it_is_renamed_into_place(
     monkeypatch.setattr(Path, "replace", renamed)
     _snapshotted(path, _corpus())
     assert steps == ["fsync", "rename", "fsync"] * 2  # the file, its rename, the directory: per cube
+
+
+class _Killed(BaseException):
+    """A hard crash (like `kill -9`): none of the index's own failure handling runs for it."""
+
+
+def test_a_crash_after_a_rewritten_snapshot_is_renamed_but_before_it_is_registered_loses_nothing(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new file is in place but the registry (and the log it would prune) still name the old
+    position: no later index trusts the file, and the cube's answers hold every write."""
+    items = _corpus()
+    _snapshotted(path, items)
+    rng = np.random.default_rng(15)
+    added = [_item(n, rng) for n in range(1000, 1040)]  # 40 rows > 480 / 16: a rewrite is planned
+    inner = SnapshotFiles.publish
+
+    def killed(self: SnapshotFiles, temp: Path, stamp: Stamp) -> None:
+        inner(self, temp, stamp)
+        raise _Killed
+
+    index = _open(path)
+    try:
+        index.upsert(added)
+        before = _registry(path)
+        monkeypatch.setattr(SnapshotFiles, "publish", killed)
+        crashed = _open(path)
+        with pytest.raises(_Killed):
+            crashed.search(["cube-a"], "", _vec(items[0]), None, 10)
+        crashed.close()
+        monkeypatch.undo()
+    finally:
+        index.close()
+    assert _registry(path) == before  # rolled back: the old position and its whole log
+    _answers(path, {i.id: i for i in [*items, *added]}, [_vec(added[7]), _unit(rng)])
+    registered, logged = _registry(path)
+    assert registered["cube-a"] > before[0]["cube-a"] and logged == []  # rewritten by the next load
