@@ -346,22 +346,17 @@ class SqliteIndex:
         cube = self._snapshots.read(Stamp(self._instance, cube_id, dimension, int(registered["seq"])))
         if cube is None:
             return None
-        since = (cube_id, registered["seq"])
-        logged = [r[0] for r in cur.execute("SELECT rid FROM vector_log WHERE cube_id = ? AND seq > ?", since)]
+        # each logged rid with its row as the table holds it now (none: gone, moved or not searched)
+        logged = cur.execute(
+            "SELECT l.rid, d.id, d.vector FROM vector_log l LEFT JOIN docs d ON d.rid = l.rid "
+            "AND d.cube_id = ? AND d.status = 'activated' AND length(d.vector) = ? "
+            "WHERE l.cube_id = ? AND l.seq > ? ORDER BY l.seq",
+            (cube_id, 4 * dimension, cube_id, registered["seq"]),
+        ).fetchall()
         if logged:
-            current = {
-                r["rid"]: (r["id"], r["vector"])
-                for r in cur.execute(
-                    "SELECT rid, id, vector FROM docs WHERE rid IN "
-                    "(SELECT rid FROM vector_log WHERE cube_id = ? AND seq > ?) "
-                    "AND cube_id = ? AND status = 'activated' AND length(vector) = ?",
-                    (*since, cube_id, 4 * dimension),
-                )
-            }
-            for rid in dict.fromkeys(logged):
+            for rid, memory_id, vector in {r[0]: (r[0], r[1], r[2]) for r in logged}.values():
                 cube.remove(rid)
-                if rid in current:
-                    memory_id, vector = current[rid]
+                if memory_id is not None:
                     cube.put(rid, memory_id, np.frombuffer(vector, dtype=np.float32))
             if len(logged) > len(cube) * SNAPSHOT_STALE:
                 self._planned[cube_id] = dimension
