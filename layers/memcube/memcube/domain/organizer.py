@@ -151,17 +151,17 @@ class Organizer:
         floor: float,
         exclude_task: str | None = None,
         notes: list[str] | None = None,
-        lexical: Sequence[str] | None = None,
-        read: Mapping[str, MemoryItem] | None = None,
+        lexical: Mapping[str, MemoryItem] | None = None,
     ) -> list[Neighbour]:
         """Activated items of the item's cube at least `floor` similar (lexically or by vector),
-        most similar first: from the store's LSH keys (`lexical`, when the caller already looked
-        them up; `read`: those of them already read from the store), the index, and `fresh`
-        (this message's items, written but not yet indexed).
+        most similar first: from the store's LSH keys (`lexical`: those candidates already read
+        from the store, when the caller looked them up), the index, and `fresh` (this message's
+        items, written but not yet indexed).
         With the index unavailable the store's lexical candidates still count (noted in `notes`):
         an index outage must not stop adds from being stored, since the store, not the index,
         guards exact duplicates."""
         cube = item.metadata.cube_id
+        read = {} if lexical is None else lexical
         ids = set(self._lexical(item) if lexical is None else lexical)
         vectors: dict[str, float] = {}
         if item.metadata.embedding:
@@ -175,7 +175,7 @@ class Organizer:
                 if hit.cosine is not None:
                     vectors[hit.memory_id] = hit.cosine
                     ids.add(hit.memory_id)
-        pool = self._pool(sorted(ids - {item.id}), read or {})
+        pool = self._pool(sorted(ids - {item.id}), read)
         pool.update({f.id: f for f in fresh if f.id != item.id})
         mine = shingles(item.memory)
         found = []
@@ -206,13 +206,13 @@ class Organizer:
     def place(self, item: MemoryItem, fresh: Sequence[MemoryItem]) -> Placement:
         """Store, merge or supersede one new item (see the module docstring)."""
         placement = Placement()
-        lexical = self._lexical(item)  # one lookup (a query per LSH band) and one read serve both steps below
-        read = {i.id: i for i in self._memories.get_memories(lexical)}
-        done = self._already_merged(item, read.values())
+        # one lookup (a query per LSH band) and one read of its candidates serve both steps below
+        lexical = {i.id: i for i in self._memories.get_memories(self._lexical(item))}
+        done = self._already_merged(item, lexical.values())
         if done is not None:
             return done
         floor = min(self._t.jaccard, self._t.cosine, self._t.related if self._llm else 1.0)
-        near_by = self.neighbours(item, fresh, floor=floor, notes=placement.notes, lexical=lexical, read=read)
+        near_by = self.neighbours(item, fresh, floor=floor, notes=placement.notes, lexical=lexical)
         neighbours = [n for n in near_by if n.item.id != item.id]
         near = self._near_duplicates(item, neighbours)
         exact = next((n for n in near if n.item.metadata.content_hash == item.metadata.content_hash), None)
