@@ -198,3 +198,88 @@ def test_filtered_vector_search_is_the_textbook_answer_on_a_cold_and_a_warm_inde
                 assert found == again == textbook(query, limit)
     finally:
         warm.close()
+
+
+def test_the_vector_product_runs_on_the_indexs_thread_and_gives_the_inline_answer(tmp_path: Path) -> None:
+    """The product runs beside the text half (another core), not on the caller's thread."""
+    import threading
+
+    index = SqliteIndex(tmp_path / "index.db")
+    try:
+        index.upsert([_vec(f"m{n}", _unit(1.0, n / 10, 0.5).tolist()) for n in range(30)])
+        threads: list[str] = []
+        products = index._products
+
+        def spy(*args: object) -> object:
+            threads.append(threading.current_thread().name)
+            return products(*args)  # type: ignore[arg-type]
+
+        index._products = spy  # type: ignore[method-assign,assignment]
+        query = _unit(1.0, 0.3, 0.5)
+        found = [h.memory_id for h in index.search(["cube-a"], "note", query.tolist(), None, 5) if h.cosine is not None]
+        cube = CubeVectors(3)
+        for n in range(30):
+            cube.put(n, f"m{n}", _unit(1.0, n / 10, 0.5))
+        assert found == [i for i, _ in cube.top(query, 5)]
+        assert len(threads) == 1 and threads[0].startswith("memcube-vectors")
+    finally:
+        index.close()
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The filters the index asked the table about a vector search's best rows."""
+    import memcube_local.sqlite.index as index_module
+
+    questions: list[str] = []
+    passing = index_module._passing
+
+    def spy(cur: object, where: str, params: list[object]) -> object:
+        questions.append(where)
+        return passing(cur, where, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(index_module, "_passing", spy)
+    return questions
+
+
+def test_a_search_of_cubes_holding_nothing_expired_asks_the_table_nothing_about_its_best_rows(
+    tmp_path: Path, asked: list[str]
+) -> None:
+    index = SqliteIndex(tmp_path / "index.db")
+    try:
+        later = _vec("later", [1.0, 0.0, 0.0])
+        later.metadata.expires_at = 2_000
+        elsewhere = memory("elsewhere", "note elsewhere", cube="cube-b")
+        elsewhere.metadata.embedding = [1.0, 0.0, 0.0]
+        elsewhere.metadata.expires_at = 500  # expired, but in a cube not searched
+        index.upsert([later, _vec("a", [0.9, 0.1, 0.0]), elsewhere])
+        hits = index.search(["cube-a"], "", [1.0, 0.0, 0.0], None, 10, live_at=1_000)
+        assert [h.memory_id for h in hits] == ["later", "a"] and asked == []
+        hits = index.search(["cube-a"], "", [1.0, 0.0, 0.0], None, 10, live_at=3_000)  # "later" has expired
+        assert [h.memory_id for h in hits] == ["a"] and len(asked) == 1
+    finally:
+        index.close()
+
+
+def test_a_kind_filter_every_memory_type_of_the_cube_passes_asks_the_table_nothing(
+    tmp_path: Path, asked: list[str]
+) -> None:
+    """The search's default filter leaves out preferences and tool memories: a cube holding
+    none passes it whole; once it holds one, the best rows are checked and it is left out."""
+    index = SqliteIndex(tmp_path / "index.db")
+    not_special = Cond("memory_type", "nin", ("PreferenceMemory", "ToolTrajectoryMemory"))
+    try:
+        user = _vec("user", [0.9, 0.1, 0.0])
+        user.metadata.memory_type = "UserMemory"
+        index.upsert([_vec("a", [1.0, 0.0, 0.0]), user])
+        hits = index.search(["cube-a"], "", [1.0, 0.0, 0.0], not_special, 10)
+        assert [h.memory_id for h in hits] == ["a", "user"] and asked == []
+        liked = _vec("liked", [1.0, 0.05, 0.0])
+        liked.metadata.memory_type = "PreferenceMemory"
+        index.upsert([liked])
+        hits = index.search(["cube-a"], "", [1.0, 0.0, 0.0], not_special, 10)
+        assert [h.memory_id for h in hits] == ["a", "user"] and len(asked) == 1
+        only = Cond("memory_type", "eq", "PreferenceMemory")
+        assert [h.memory_id for h in index.search(["cube-a"], "", [1.0, 0.0, 0.0], only, 10)] == ["liked"]
+    finally:
+        index.close()

@@ -150,17 +150,29 @@ class CubeVectors:
             self._slot[moved] = slot
         self._ids.pop()
 
-    def top(self, query: Vector, limit: int, passes: Passes | None = None) -> list[tuple[str, float]]:
+    def products(self, query: Vector) -> Vector:
+        """Each row's inner product with `query`: the whole cost of a search over a large cube
+        (one pass over the matrix). numpy releases the GIL for it, so another thread may run it
+        while the caller does other work; it only reads the matrix."""
+        _one_blas_thread()
+        return self._matrix[: len(self._ids)] @ query
+
+    def top(
+        self, query: Vector, limit: int, passes: Passes | None = None, *, scores: Vector | None = None
+    ) -> list[tuple[str, float]]:
         """The `limit` rows of highest inner product with `query` (cosines: vectors are unit
-        length), best first, ties by id. With `passes` (a filter, asked about batches of rids),
+        length), best first, ties by id; `scores`, when given, are `products(query)` of the
+        cube as it is now. With `passes` (a filter, asked about batches of rids),
         rows are tested best first, in growing batches, until `limit` have passed: exact, and a
         filter most rows pass costs one batch. Past a quarter of the rows, the filter is asked
         once about the whole cube (a rare match: one scan instead of many batches)."""
         count = len(self._ids)
         if count == 0 or limit <= 0:
             return []
-        _one_blas_thread()
-        scores = self._matrix[:count] @ query
+        if scores is None:
+            scores = self.products(query)
+        if len(scores) != count:
+            raise ValueError(f"{len(scores)} scores for a cube of {count} rows")
         if passes is None:
             k = min(limit, count)
             best = np.argpartition(-scores, k - 1)[:k] if k < count else np.arange(count)
