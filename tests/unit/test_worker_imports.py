@@ -44,3 +44,37 @@ def test_a_fast_add_loads_no_module_of_fine_mode_feedback_or_the_api() -> None:
     # Then none of the modules only other messages or the API need was imported
     loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
     assert {m: why for m, why in NOT_FOR_A_FAST_ADD.items() if m in loaded} == {}
+
+
+TRACED = """
+import json, sys
+import memcube_worker.handler
+from aws_xray_sdk.core.patcher import _PATCHED_MODULES
+print(json.dumps({"patched": sorted(_PATCHED_MODULES), "httpx": "httpx" in sys.modules}))
+"""
+
+
+def _traced_in_lambda(**settings: str) -> dict[str, object]:
+    """The worker's entry imported as the Lambda runtime would (tracing on), in a fresh interpreter."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMCUBE_", "POWERTOOLS_"))}
+    env |= {"AWS_LAMBDA_FUNCTION_NAME": "memcube-test", "LAMBDA_TASK_ROOT": str(ROOT), "AWS_REGION": "us-east-1"}
+    env |= {"AWS_DEFAULT_REGION": "us-east-1"}
+    env |= {"MEMCUBE_BACKEND": "memory"} | settings
+    done = subprocess.run(
+        [sys.executable, "-c", TRACED], cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_the_worker_traces_the_aws_sdk_and_requests_and_imports_no_httpx_without_a_model_client_using_it() -> None:
+    assert _traced_in_lambda() == {"patched": ["botocore", "requests"], "httpx": False}
+
+
+def test_the_worker_traces_httpx_when_an_openai_compatible_llm_is_configured() -> None:
+    traced = _traced_in_lambda(
+        MEMCUBE_LLM="openai", MEMCUBE_LLM_BASE_URL="http://127.0.0.1:9/v1", MEMCUBE_LLM_MODEL="m"
+    )
+    assert traced == {"patched": ["botocore", "httpx", "requests"], "httpx": True}

@@ -26,7 +26,7 @@ from memcube import snapstart
 from memcube.domain.errors import PermanentError
 from memcube.domain.ingest import Delivery, Verdict
 from memcube.domain.messages import peek
-from memcube.observability import logger, metrics, tracer
+from memcube.observability import logger, metrics, trace_model_calls, tracer
 from memcube.wiring import container_from_env
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
@@ -96,7 +96,19 @@ def _prepare() -> None:
     container.warm_aws("dynamodb", "sqs", "bedrock-runtime")
 
 
+def _traced() -> None:
+    """httpx traced too when a model client that uses it is configured (a worker without one does
+    not import httpx). Settings that do not load fail the first invocation, with their message."""
+    try:
+        over_http = container_from_env().settings.models_over_http
+    except Exception:  # reported by the invocation, which builds the container again
+        return
+    if over_http:
+        trace_model_calls()
+
+
 _init()
+_traced()
 snapstart.register(_prepare)
 
 

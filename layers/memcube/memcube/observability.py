@@ -36,12 +36,25 @@ def log_as_json(*packages: str) -> None:
     copy_config_to_registered_loggers(source_logger=logger, include=set(packages))
 
 
+TRACED = ("botocore", "requests")
+"""The libraries the worker's calls go through: the AWS SDK, and requests (opensearch-py's
+connection). powertools' default, every library the X-Ray SDK can patch, also imported httpx and
+patched sqlite3, http.client and the rest in every cold start: about 25 ms of the worker's first
+batch, for calls the worker does not make or that these already trace."""
+
+
 @cache
 def tracer() -> Tracer:
     """The process's powertools Tracer (X-Ray; disabled outside Lambda)."""
     from aws_lambda_powertools import Tracer
 
-    return Tracer(service="memcube")
+    return Tracer(service="memcube", patch_modules=TRACED)
+
+
+def trace_model_calls() -> None:
+    """Trace httpx calls too: the OpenAI-compatible LLM and embedder and the HTTP reranker make
+    them. The worker asks for it when its settings name such a client (`models_over_http`)."""
+    tracer().patch(["httpx"])
 
 
 class MetricsTelemetry:

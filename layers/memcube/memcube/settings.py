@@ -136,6 +136,12 @@ class Settings(BaseSettings):
             return self.embedder
         return {"embedded": "minilm", "aws": "bedrock", "memory": "hash"}[self.backend]  # type: ignore[return-value]
 
+    @property
+    def models_over_http(self) -> bool:
+        """A model client that calls over httpx is configured (the OpenAI-compatible LLM or
+        embedder, the HTTP reranker): the worker's tracer then traces httpx too."""
+        return self.llm == "openai" or self.embedder_kind == "openai" or self.reranker == "http"
+
     queue_url: str | None = None
     dead_letter_queue_url: str | None = None
     table_name: str | None = None
