@@ -383,7 +383,9 @@ def search(r: dict[str, Any]) -> list[str]:
         lines += [
             "",
             "Where a search's time goes (each phase's p50 / p99 in ms over the same searches; the "
-            "embedding is in the table above):",
+            "embedding is in the table above). The index's vector product runs on its own thread "
+            "while its text half runs: `index` is the index call's wall time, less than the sum of "
+            "its phases when they overlap:",
             "",
             "| items in the cube | " + " | ".join(names) + " |",
             "|---:|" + "---:|" * len(names),
