@@ -41,9 +41,12 @@ Vector = npt.NDArray[np.float32]
 @cache
 def _one_blas_thread() -> None:
     """Run numpy's BLAS on one thread, once per process. Exact search is one matrix-vector
-    product, bound by memory bandwidth: a second thread barely speeds it up (11 vs 11 ms at 100k
-    here), but its pool's threads keep spinning after it and stall the embedding model that runs
-    next on the same cores (a single query's encode went from 11 to 130 ms at p99 on 2 cores)."""
+    product, bound by memory bandwidth. A second BLAS thread sped it up alone on some days (11 vs
+    11 ms at 100k, later 17 vs 9), but its pool's threads keep spinning after it and stall the
+    embedding model and the text half that run on the same cores (a single query's encode went
+    from 11 to 130 ms at p99 on 2 cores). The index runs the product on a thread of its own
+    instead, beside the text half. torch's pool, shared with the model, stalled the encode too
+    (its p99 25 to 140 ms in `bench.search`)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - installed with the embedded default
