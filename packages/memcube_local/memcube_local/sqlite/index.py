@@ -271,7 +271,8 @@ class SqliteIndex:
             if len(vector) and recorded and len(vector) != recorded[1]:
                 raise EmbeddingMismatch(recorded, ("", len(vector)), query=True)
             probe = _column_part(flt)
-            if probe is not None and _none_pass(cur, cube_ids, probe):
+            kinds = _kinds(cur, cube_ids) if probe is not None else set()
+            if probe is not None and not any(_passes_kind(probe, kind) for kind in kinds):
                 return []  # e.g. the preference and tool-memory searches of a cube holding none
             query = np.asarray(vector, dtype=np.float32)
             cubes = self._searched(cur, cube_ids, len(query)) if len(query) else []
@@ -284,8 +285,7 @@ class SqliteIndex:
                 if products is not None:
                     wait([products])
             if products is not None:
-                checked = live_at is not None and _any_expired(cur, cube_ids, live_at)
-                checked = checked or not _all_pass(cur, cube_ids, flt)
+                checked = not _every_kind_passes(flt, probe, kinds) or _any_expired(cur, cube_ids, live_at)
                 passes = _passing(cur, where, params) if checked else None
                 for memory_id, cube_id, cosine in self._nearest(cubes, query, products.result(), limit, passes):
                     hits[memory_id] = Hit(memory_id, cube_id, cosine, None)
@@ -737,19 +737,25 @@ def _column_part(flt: Filter | None) -> Filter | None:
     return None
 
 
-def _all_pass(cur: sqlite3.Cursor, cube_ids: Sequence[str], flt: Filter | None) -> bool:
-    """Every activated document of the cubes passes `flt`: no filter, or one of columns only
-    that each memory type the cubes hold passes (the search's default filter leaves out the
-    kinds listed apart, which most cubes hold none of). Then the vector half need not ask the
-    table about its best rows: that cost about 3 ms of every search at 100k items."""
-    if flt is None:
-        return True
-    return _by_columns(flt) and all(matches(flt, {"memory_type": kind}) for kind in _kinds(cur, cube_ids))
+def _passes_kind(flt: Filter, kind: str) -> bool:
+    """A document of this memory type passes `flt`, a filter of columns only (`_column_part`):
+    `memory_type` is the only column a filter reads, so the type alone decides it."""
+    return matches(flt, {"memory_type": kind})
+
+
+def _every_kind_passes(flt: Filter | None, probe: Filter | None, kinds: set[str]) -> bool:
+    """Every document of these memory types passes `flt`: no filter, or one of columns only
+    (`probe`, its column part, is the whole of it) that each kind passes."""
+    return flt is None or (flt is probe and all(_passes_kind(flt, kind) for kind in kinds))
 
 
 def _kinds(cur: sqlite3.Cursor, cube_ids: Sequence[str]) -> set[str]:
     """The memory types of the cubes' activated documents: one seek of `docs_by_kind` per type
-    and cube (each the next type after the last found), never a scan of the cube."""
+    and cube (each the next type after the last found), never a scan of the cube. A filter of
+    columns only is decided by them: none passes it (the preference and tool-memory searches of a
+    cube holding none are answered empty), or all do (the default kind filter on a cube holding
+    none of the kinds it leaves out: the vector half then need not ask the table about its best
+    rows, which cost about 3 ms of every search at 100k items)."""
     kinds: set[str] = set()
     scope = "SELECT memory_type FROM docs INDEXED BY docs_by_kind WHERE cube_id = ? AND status = 'activated'"
     for cube_id in dict.fromkeys(cube_ids):
@@ -760,12 +766,14 @@ def _kinds(cur: sqlite3.Cursor, cube_ids: Sequence[str]) -> set[str]:
     return kinds
 
 
-def _any_expired(cur: sqlite3.Cursor, cube_ids: Sequence[str], live_at: int) -> bool:
+def _any_expired(cur: sqlite3.Cursor, cube_ids: Sequence[str], live_at: int | None) -> bool:
     """Some activated document of the cubes has expired by `live_at` (a probe of the expiry
     index, which holds only documents that expire: by the cube's index instead, the planner's
     choice, it read every document of a 100k cube). When none has, the vector half need not ask
     the table about each best row: checking every search's best rows this way cost about 5 ms
     at 100k items, though a cube rarely holds an expired document for long."""
+    if live_at is None:  # expired documents are searched too
+        return False
     marks = ",".join("?" * len(cube_ids))
     row = cur.execute(
         f"SELECT 1 FROM docs INDEXED BY docs_by_expiry WHERE {DOC_EXPIRES} IS NOT NULL AND {DOC_EXPIRES} <= ? "
@@ -773,12 +781,6 @@ def _any_expired(cur: sqlite3.Cursor, cube_ids: Sequence[str], live_at: int) -> 
         (live_at, *cube_ids),
     ).fetchone()
     return row is not None
-
-
-def _none_pass(cur: sqlite3.Cursor, cube_ids: Sequence[str], flt: Filter) -> bool:
-    """No activated document of the cubes passes the filter (one index probe)."""
-    where, params = _scope(cube_ids, flt)
-    return cur.execute(f"SELECT 1 FROM docs d WHERE {where} LIMIT 1", params).fetchone() is None
 
 
 def _filter_sql(flt: Filter) -> tuple[str, list[Any]]:
