@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (key TEXT PRIMARY KEY, task_id TEXT 
 CREATE TABLE IF NOT EXISTS dead_letters (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     id TEXT PRIMARY KEY, cube_id TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
-    body TEXT NOT NULL);
+    body TEXT NOT NULL, vector BLOB);
 CREATE INDEX IF NOT EXISTS items_by_cube ON items (cube_id, status, created_at, id);
 CREATE TABLE IF NOT EXISTS content_guards (
     cube_id TEXT NOT NULL, content_hash TEXT NOT NULL, memory_id TEXT NOT NULL,
