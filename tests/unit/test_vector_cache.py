@@ -14,7 +14,7 @@ from memcube.domain.filters import And, Cond, matches
 from memcube.domain.model import MemoryItem
 from memcube.domain.search import filter_doc
 from memcube_local.sqlite.index import SqliteIndex
-from memcube_local.sqlite.vector_cache import CubeVectors, VectorCache, _best_first
+from memcube_local.sqlite.vector_cache import CubeVectors, VectorCache, _best_first, next_batch
 from tests.contract.support import memory
 
 
@@ -69,6 +69,40 @@ def test_a_filter_is_applied_before_the_limit_asking_about_ever_larger_batches()
     assert asked == [64, 256, 1024, -1]  # rare: batches grow, then one question about every row
     assert cube.top(query, 2, only()) == []
     assert CubeVectors(dimension=2).top(query, 3, only(1)) == []
+
+
+def test_a_filtered_search_that_fell_a_few_rows_short_asks_about_a_few_more_not_four_times_as_many() -> None:
+    """The next batch follows the pass rate seen so far: a filter passed by one row in nine finds
+    36 of the 40 it needs in the best 320 rows, then asks about 72 more (it asked about 1,280)."""
+    cube = CubeVectors(dimension=2)
+    for rid in range(5000):
+        cube.put(rid, f"m{rid:04d}", _unit(1.0, rid / 5000))
+    asked: list[int] = []
+
+    def ninth(rids: Sequence[int] | None) -> set[int]:
+        assert rids is not None
+        asked.append(len(rids))
+        return {r for r in rids if r % 9 == 0}
+
+    top = cube.top(_unit(1.0, 0.0), 40, ninth)
+    assert [i for i, _ in top] == [f"m{r:04d}" for r in range(0, 360, 9)]  # still the exact answer
+    assert asked == [320, 72]
+
+
+@pytest.mark.parametrize(
+    ("missing", "passed", "tested", "last", "expected"),
+    [
+        (4, 36, 320, 320, 72),  # twice what the rate says
+        (1, 300, 320, 320, 64),  # at least 64
+        (30, 31, 320, 64, 256),  # at most four times the last batch
+        (3, 2, 320, 320, 1280),  # fewer passed than are missing: fourfold
+        (5000, 6000, 30_000, 4096, 4096),  # never past FILTER_BATCH
+    ],
+)
+def test_next_batch_follows_the_pass_rate_within_its_bounds(
+    missing: int, passed: int, tested: int, last: int, expected: int
+) -> None:
+    assert next_batch(missing, passed, tested, last) == expected
 
 
 def test_the_least_recently_searched_cubes_are_dropped_over_the_row_budget() -> None:

@@ -33,7 +33,7 @@ from memcube.domain.model import MemoryItem
 from memcube.domain.similarity import CJK
 from memcube.ports import Hit
 from memcube_local.sqlite.db import SqliteDb
-from memcube_local.sqlite.vector_cache import FILTER_BATCH, LOAD_CHUNK, CubeVectors, Passes, VectorCache
+from memcube_local.sqlite.vector_cache import LOAD_CHUNK, CubeVectors, Passes, VectorCache, next_batch
 from memcube_local.sqlite.vector_snapshot import SnapshotFiles, Stamp, directory_of
 
 log = logging.getLogger(__name__)
@@ -609,7 +609,8 @@ def _best_text(
     and only its best rows are tested: when at least `limit` of the best `8 x limit` pass, they
     are the answer (a passing document outside the best rows scores no higher than every row
     inside them). Otherwise (a filter, or cubes holding few of the best matches) the next rows
-    of the same ranking are tested, in growing batches, until `limit` pass: a filter passed by
+    of the same ranking are tested, in batches sized by the pass rate so far (`next_batch`),
+    until `limit` pass: a filter passed by
     one document in eight fell short in about half the searches, and ranking every match again
     joined to `docs` (the filter tested on thousands of JSON documents) made their p99."""
     match = fts_match(words, " OR ")
@@ -623,10 +624,11 @@ def _best_text(
             (match,),
         )
         found: list[tuple[str, str, float]] = []
-        batch = limit * TEXT_OVERSAMPLE
+        batch, tested = limit * TEXT_OVERSAMPLE, 0
         while len(found) < limit and (rows := ranked.fetchmany(batch)):
             found += _text_passing(cur, rows, where, params)
-            batch = min(batch * 4, FILTER_BATCH)
+            tested += len(rows)
+            batch = next_batch(limit - len(found), len(found), tested, batch)
     finally:
         ranked.close()
     return found[:limit]
