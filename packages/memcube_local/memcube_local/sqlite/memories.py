@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 
@@ -11,6 +12,8 @@ from memcube.domain.model import MemoryItem
 from memcube.domain.similarity import lsh_keys
 from memcube.ports import PutResult
 from memcube_local.sqlite.db import SqliteDb
+
+log = logging.getLogger(__name__)
 
 EXPIRES = "json_extract(body, '$.metadata.expires_at')"
 """An item's expiry (epoch seconds) as the `items_by_expiry` index has it."""
@@ -49,10 +52,12 @@ class SqliteMemories:
     def _keep_vectors_apart(self) -> None:
         """A store written before items kept their embedding in the `vector` column: add the
         column and move every embedding out of its body, in one transaction (an interrupted move
-        is redone on the next open). About 0.3 s per 1,000 items, once."""
+        is redone on the next open). Once, about 0.2 s per 1,000 items (22 s for 100k here)."""
         with self._db.tx() as cur:
             if any(r["name"] == "vector" for r in cur.execute("PRAGMA table_info(items)")):
                 return
+            (count,) = cur.execute("SELECT count(*) FROM items").fetchone()
+            log.info("store upgrade: moving the embeddings of %d items to their own column (once)", count)
             cur.execute("ALTER TABLE items ADD COLUMN vector BLOB")
             after = ""
             while rows := cur.execute(
