@@ -110,7 +110,7 @@ def _encode(model: Any, texts: list[str]) -> Any:
     normalize_embeddings=True)` gives, by its own steps (longest texts first so a batch pads
     little, the model's `preprocess`, its forward pass, L2 norm) without its per-call set-up
     (moving the model to its device, the progress bar, copying row by row). That set-up was
-    about 3 ms of a short query's 8-11 ms on 2 cores: a search embeds one such query."""
+    about 2.5 ms of a short query's 8 ms on 2 cores: a search embeds one such query."""
     import numpy as np
     import torch
 

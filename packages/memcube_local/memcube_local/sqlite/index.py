@@ -610,9 +610,9 @@ def _best_text(
     are the answer (a passing document outside the best rows scores no higher than every row
     inside them). Otherwise (a filter, or cubes holding few of the best matches) the next rows
     of the same ranking are tested, in batches sized by the pass rate so far (`next_batch`),
-    until `limit` pass: a filter passed by
-    one document in eight fell short in about half the searches, and ranking every match again
-    joined to `docs` (the filter tested on thousands of JSON documents) made their p99."""
+    until `limit` pass: a filter passed by one document in eight fell short in about half the
+    searches, and ranking every match again joined to `docs` (the filter tested on thousands of
+    JSON documents) made their p99."""
     match = fts_match(words, " OR ")
     if not match:
         return []
