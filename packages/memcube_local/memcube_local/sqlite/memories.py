@@ -42,6 +42,10 @@ def _item(row: sqlite3.Row) -> MemoryItem:
     return item
 
 
+def _has_vector_column(cur: sqlite3.Cursor) -> bool:
+    return any(r["name"] == "vector" for r in cur.execute("PRAGMA table_info(items)"))
+
+
 class SqliteMemories:
     """Tables `items`, `content_guards` and `lsh_bands`."""
 
@@ -52,10 +56,14 @@ class SqliteMemories:
     def _keep_vectors_apart(self) -> None:
         """A store written before items kept their embedding in the `vector` column: add the
         column and move every embedding out of its body, in one transaction (an interrupted move
-        is redone on the next open). Once, about 0.2 s per 1,000 items (22 s for 100k here)."""
-        with self._db.tx() as cur:
-            if any(r["name"] == "vector" for r in cur.execute("PRAGMA table_info(items)")):
+        is redone on the next open). Once, about 0.2 s per 1,000 items (22 s for 100k here). The
+        column is looked for in a read, so an open of a current store takes no write lock."""
+        with self._db.read() as cur:
+            if _has_vector_column(cur):
                 return
+        with self._db.tx() as cur:
+            if _has_vector_column(cur):
+                return  # another process moved them meanwhile
             (count,) = cur.execute("SELECT count(*) FROM items").fetchone()
             log.info("store upgrade: moving the embeddings of %d items to their own column (once)", count)
             cur.execute("ALTER TABLE items ADD COLUMN vector BLOB")
