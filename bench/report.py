@@ -383,9 +383,10 @@ def search(r: dict[str, Any]) -> list[str]:
         lines += [
             "",
             "Where a search's time goes (each phase's p50 / p99 in ms over the same searches; the "
-            "embedding is in the table above). The index's vector product runs on its own thread "
-            "while its text half runs: `index` is the index call's wall time, less than the sum of "
-            "its phases when they overlap:",
+            "embedding is in the table above). The index's vector product runs on its own threads "
+            "(a large cube's rows in one slice per core; timed from the first slice's start to the "
+            "last one's end) while its text half runs: `index` is the index call's wall time, less "
+            "than the sum of its phases when they overlap:",
             "",
             "| items in the cube | " + " | ".join(names) + " |",
             "|---:|" + "---:|" * len(names),

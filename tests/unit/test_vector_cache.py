@@ -4,6 +4,7 @@ another connection writes the file."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -256,6 +257,61 @@ def test_the_vector_product_runs_on_the_indexs_thread_and_gives_the_inline_answe
             cube.put(n, f"m{n}", _unit(1.0, n / 10, 0.5))
         assert found == [i for i, _ in cube.top(query, 5)]
         assert len(threads) == 1 and threads[0].startswith("memcube-vectors")
+    finally:
+        index.close()
+
+
+def test_a_large_cubes_product_in_slices_is_bit_for_bit_the_whole_matrixs_product() -> None:
+    """The index joins the slices' products (each on its own thread): the scores, and so the
+    answer, must be exactly what one product over the whole matrix gives."""
+    rng = np.random.default_rng(7)
+    cube = CubeVectors(dimension=384)
+    count = 40_003  # not a multiple of the alignment: the last slice is short
+    cube.extend([(rid, f"m{rid}", _unit(*rng.standard_normal(384)).tobytes()) for rid in range(count)])
+    for parts in (1, 2, 3, 4):
+        slices = cube.slices(parts)
+        assert len(slices) == min(parts, count // 16_384)
+        assert slices[0][0] == 0 and slices[-1][1] == count
+        assert all(a[1] == b[0] and a[0] % 64 == 0 for a, b in itertools.pairwise(slices))
+        for _ in range(3):
+            query = _unit(*rng.standard_normal(384))
+            joined = np.concatenate([cube.products(query, rows) for rows in slices])
+            assert np.array_equal(joined, cube.products(query))
+    small = CubeVectors(dimension=2)
+    small.put(1, "m1", _unit(1.0, 0.0))
+    assert small.slices(4) == [(0, 1)] and CubeVectors(dimension=2).slices(4) == [(0, 0)]
+
+
+def test_a_large_cubes_product_runs_in_slices_on_the_indexs_threads_and_gives_the_inline_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two cores each take half of a large cube's rows (one core's pass over 100k vectors was
+    twice as long): the search calls the product once per slice, on the index's threads."""
+    import threading
+
+    from memcube_local.sqlite import vector_cache
+
+    monkeypatch.setattr(vector_cache, "SPLIT_ROWS", 64)  # a "large" cube of 300 rows
+    index = SqliteIndex(tmp_path / "index.db")
+    try:
+        index._threads = 2
+        rng = np.random.default_rng(3)
+        vectors = {f"m{n:03d}": _unit(*rng.standard_normal(8)) for n in range(300)}
+        index.upsert([_vec(i, v.tolist()) for i, v in vectors.items()])
+        calls: list[tuple[str, tuple[int, int]]] = []
+        products = index._products
+
+        def spy(cube: CubeVectors, query: np.ndarray, rows: tuple[int, int]) -> object:
+            calls.append((threading.current_thread().name, rows))
+            return products(cube, query, rows)
+
+        index._products = spy  # type: ignore[method-assign]
+        query = _unit(*rng.standard_normal(8))
+        found = [h.memory_id for h in index.search(["cube-a"], "", query.tolist(), None, 20) if h.cosine is not None]
+        textbook = sorted(vectors, key=lambda i: (-float(vectors[i] @ query), i))[:20]
+        assert found == textbook
+        assert sorted(rows for _, rows in calls) == [(0, 192), (192, 300)]
+        assert all(name.startswith("memcube-vectors") for name, _ in calls)
     finally:
         index.close()
 

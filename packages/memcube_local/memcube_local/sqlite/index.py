@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sqlite3
 import time
 import unicodedata
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,9 @@ table: its next cold load reads one file (about 50 ms for 100k 384-d vectors fro
 instead of a row per vector (about 300 ms at 100k on a quiet machine, 450-720 ms under load).
 Below it, the table load costs tens of milliseconds, and neither a file nor the change log a
 snapshotted cube's writes fill is worth having."""
+PRODUCT_THREADS = 4
+"""At most this many threads (and no more than the machine's cores) compute a large cube's
+vector product, a slice each (`CubeVectors.slices`)."""
 SNAPSHOT_STALE = 1 / 16
 """A snapshot is rewritten (and its cube's change log pruned) when the log since it names more
 than this fraction of the cube's rows: every logged row is read from the table again on each
@@ -131,8 +135,10 @@ class _Moved(Exception):
 class SqliteIndex:
     def __init__(self, path: Path, text_budget: int = TEXT_POSTINGS_BUDGET, snapshot_rows: int = SNAPSHOT_ROWS) -> None:
         self._db = SqliteDb(path, SCHEMA, version=1)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memcube-vectors")
-        """Runs a search's vector products beside its text half (its thread starts on first use)."""
+        self._threads = max(1, min(os.cpu_count() or 1, PRODUCT_THREADS))
+        self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="memcube-vectors")
+        """Runs a search's vector products, a slice of a large cube's rows per thread, beside its
+        text half (threads start on first use)."""
         self._vectors = VectorCache()
         self._snapshots = SnapshotFiles(directory_of(path))
         self._snapshot_rows = snapshot_rows
@@ -278,16 +284,15 @@ class SqliteIndex:
             cubes = self._searched(cur, cube_ids, len(query)) if len(query) else []
             # The vector half's product runs on another core while this thread runs the text half
             # (numpy and SQLite both release the GIL); the lock, held, keeps the matrices as they are.
-            products = self._pool.submit(self._products, cubes, query) if cubes else None
+            products = self._start_products(cubes, query)
             try:
                 text_rows = self._text_half(cur, text, where, params, limit)
             finally:
-                if products is not None:
-                    wait([products])
-            if products is not None:
+                products.wait()
+            if cubes:
                 checked = not _every_kind_passes(flt, probe, kinds) or _any_expired(cur, cube_ids, live_at)
                 passes = _passing(cur, where, params) if checked else None
-                for memory_id, cube_id, cosine in self._nearest(cubes, query, products.result(), limit, passes):
+                for memory_id, cube_id, cosine in self._nearest(cubes, query, products.scores(), limit, passes):
                     hits[memory_id] = Hit(memory_id, cube_id, cosine, None)
         if self._planned:  # after the read: writing a snapshot takes a write transaction
             self._settle_snapshots()
@@ -323,9 +328,20 @@ class SqliteIndex:
             self._vectors.data_version = version
         return [(cube_id, self._cube_vectors(cur, cube_id, dimension)) for cube_id in dict.fromkeys(cube_ids)]
 
-    def _products(self, cubes: list[tuple[str, CubeVectors]], query: npt.NDArray[np.float32]) -> list[Any]:
-        """Each cube's rows' cosines with the query (numpy only: it runs on the pool's thread)."""
-        return [cube.products(query) for _, cube in cubes]
+    def _start_products(self, cubes: list[tuple[str, CubeVectors]], query: npt.NDArray[np.float32]) -> _Products:
+        """Each cube's product started on the index's threads, one per slice of its rows."""
+        return _Products(
+            [
+                [self._pool.submit(self._products, cube, query, rows) for rows in cube.slices(self._threads)]
+                for _, cube in cubes
+            ]
+        )
+
+    @staticmethod
+    def _products(cube: CubeVectors, query: npt.NDArray[np.float32], rows: tuple[int, int]) -> Any:
+        """The cosines of a slice of the cube's rows with the query (numpy only: it runs on one
+        of the pool's threads)."""
+        return cube.products(query, rows)
 
     def _text_half(
         self, cur: sqlite3.Cursor, text: str, where: str, params: list[Any], limit: int
@@ -766,6 +782,24 @@ def _kinds(cur: sqlite3.Cursor, cube_ids: Sequence[str]) -> set[str]:
             kinds.add(row[0])
             row = cur.execute(f"{scope} AND memory_type > ? ORDER BY memory_type LIMIT 1", (cube_id, row[0])).fetchone()
     return kinds
+
+
+class _Products:
+    """A search's vector products in flight: per cube, one future per slice of its rows."""
+
+    def __init__(self, parts: list[list[Future[Any]]]) -> None:
+        self._parts = parts
+
+    def wait(self) -> None:
+        wait([part for parts in self._parts for part in parts])
+
+    def scores(self) -> list[Any]:
+        """Each cube's rows' cosines, its slices joined in row order."""
+        return [_joined([part.result() for part in parts]) for parts in self._parts]
+
+
+def _joined(parts: list[Any]) -> Any:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _any_expired(cur: sqlite3.Cursor, cube_ids: Sequence[str], live_at: int | None) -> bool:

@@ -18,6 +18,7 @@ since), otherwise from the table, after which the index writes its snapshot.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
@@ -34,6 +35,12 @@ LOAD_CHUNK = 8192
 """Rows read at a time when a cube is loaded (their bytes joined per chunk, not all at once)."""
 FILTER_BATCH = 4096
 """The most rids a filtered search tests in one query (SQLite binds at most 32766 parameters)."""
+SPLIT_ROWS = 16_384
+"""A cube of at least this many rows has its product cut into row slices, one per index thread:
+one core's pass over a 100k cube's matrix took 12 ms here, two cores' halves 6 ms each at once."""
+SLICE_ALIGN = 64
+"""Slices start at a multiple of this many rows: every row's product is then bit for bit what the
+whole matrix's product gives (cut at other rows, OpenBLAS's kernel rounded some rows otherwise)."""
 
 Vector = npt.NDArray[np.float32]
 
@@ -58,9 +65,9 @@ def _one_blas_thread() -> None:
     product, bound by memory bandwidth. A second BLAS thread sped it up alone on some days (11 vs
     11 ms at 100k, later 17 vs 9), but its pool's threads keep spinning after it and stall the
     embedding model and the text half that run on the same cores (a single query's encode went
-    from 11 to 130 ms at p99 on 2 cores). The index runs the product on a thread of its own
-    instead, beside the text half. torch's pool, shared with the model, stalled the encode too
-    (its p99 25 to 140 ms in `bench.search`)."""
+    from 11 to 130 ms at p99 on 2 cores). The index runs the product on threads of its own
+    instead (a slice each, `CubeVectors.slices`), beside the text half. torch's pool, shared
+    with the model, stalled the encode too (its p99 25 to 140 ms in `bench.search`)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - installed with the embedded default
@@ -167,12 +174,24 @@ class CubeVectors:
             self._slot[moved] = slot
         self._ids.pop()
 
-    def products(self, query: Vector) -> Vector:
-        """Each row's inner product with `query`: the whole cost of a search over a large cube
-        (one pass over the matrix). numpy releases the GIL for it, so another thread may run it
-        while the caller does other work; it only reads the matrix."""
+    def slices(self, parts: int) -> list[tuple[int, int]]:
+        """The held rows as up to `parts` ranges of about equal size (one range below
+        `SPLIT_ROWS`), each starting at a multiple of `SLICE_ALIGN`: their `products`, computed on
+        as many threads and joined in order, are the whole matrix's."""
+        count = len(self._ids)
+        parts = max(1, min(parts, count // SPLIT_ROWS)) if count >= SPLIT_ROWS else 1
+        step = -(-count // parts // SLICE_ALIGN) * SLICE_ALIGN
+        cuts = [*range(0, count, step), count] if count else [0, 0]
+        return list(itertools.pairwise(cuts))
+
+    def products(self, query: Vector, rows: tuple[int, int] | None = None) -> Vector:
+        """Each row's inner product with `query` (of the rows `rows`, a range from `slices`; all
+        by default): the whole cost of a search over a large cube (one pass over the matrix).
+        numpy releases the GIL for it, so other threads may run it, each on its own slice, while
+        the caller does other work; it only reads the matrix."""
         _one_blas_thread()
-        return self._matrix[: len(self._ids)] @ query
+        start, stop = (0, len(self._ids)) if rows is None else rows
+        return self._matrix[start:stop] @ query
 
     def top(
         self, query: Vector, limit: int, passes: Passes | None = None, *, scores: Vector | None = None
