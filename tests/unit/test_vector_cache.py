@@ -316,6 +316,23 @@ def test_a_large_cubes_product_runs_in_slices_on_the_indexs_threads_and_gives_th
         index.close()
 
 
+def test_the_index_computes_products_on_no_more_threads_than_the_cores_it_may_run_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process pinned to one core (`taskset`) gains nothing from a second slice."""
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    pinned = SqliteIndex(tmp_path / "pinned.db")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    many = SqliteIndex(tmp_path / "many.db")
+    try:
+        assert (pinned._threads, many._threads) == (1, 4)
+    finally:
+        pinned.close()
+        many.close()
+
+
 @pytest.fixture
 def asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The filters the index asked the table about a vector search's best rows."""

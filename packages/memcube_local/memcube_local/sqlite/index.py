@@ -135,7 +135,7 @@ class _Moved(Exception):
 class SqliteIndex:
     def __init__(self, path: Path, text_budget: int = TEXT_POSTINGS_BUDGET, snapshot_rows: int = SNAPSHOT_ROWS) -> None:
         self._db = SqliteDb(path, SCHEMA, version=1)
-        self._threads = max(1, min(os.cpu_count() or 1, PRODUCT_THREADS))
+        self._threads = max(1, min(_cores(), PRODUCT_THREADS))
         self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="memcube-vectors")
         """Runs a search's vector products, a slice of a large cube's rows per thread, beside its
         text half (threads start on first use)."""
@@ -782,6 +782,12 @@ def _kinds(cur: sqlite3.Cursor, cube_ids: Sequence[str]) -> set[str]:
             kinds.add(row[0])
             row = cur.execute(f"{scope} AND memory_type > ? ORDER BY memory_type LIMIT 1", (cube_id, row[0])).fetchone()
     return kinds
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS tells; else all)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 class _Products:
