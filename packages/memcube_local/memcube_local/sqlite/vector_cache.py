@@ -36,11 +36,14 @@ LOAD_CHUNK = 8192
 FILTER_BATCH = 4096
 """The most rids a filtered search tests in one query (SQLite binds at most 32766 parameters)."""
 SPLIT_ROWS = 16_384
-"""A cube of at least this many rows has its product cut into row slices, one per index thread:
-one core's pass over a 100k cube's matrix took 12 ms here, two cores' halves 6 ms each at once."""
+"""A cube's product is cut into one row slice per this many rows, at most one per index thread
+(a 100k cube: two slices on 2 cores): one core's pass over a 100k cube's matrix took 12 ms here,
+two cores' halves 6 ms each at once."""
 SLICE_ALIGN = 64
-"""Slices start at a multiple of this many rows: every row's product is then bit for bit what the
-whole matrix's product gives (cut at other rows, OpenBLAS's kernel rounded some rows otherwise)."""
+"""Slices start at a multiple of this many rows: with numpy's bundled OpenBLAS every row's product
+is then bit for bit what the whole matrix's product gives (cut at other rows, its kernel rounded
+some rows otherwise); `test_a_large_cubes_product_in_slices_is_bit_for_bit_the_whole_matrixs_product`
+checks the BLAS installed."""
 
 Vector = npt.NDArray[np.float32]
 
@@ -62,8 +65,8 @@ def next_batch(missing: int, passed: int, tested: int, last: int) -> int:
 @cache
 def _one_blas_thread() -> None:
     """Run numpy's BLAS on one thread, once per process. Exact search is one matrix-vector
-    product, bound by memory bandwidth. A second BLAS thread sped it up alone on some days (11 vs
-    11 ms at 100k, later 17 vs 9), but its pool's threads keep spinning after it and stall the
+    product. A second BLAS thread sped it up alone on some days (11 vs 11 ms at 100k, later 17 vs
+    9), but its pool's threads keep spinning after it and stall the
     embedding model and the text half that run on the same cores (a single query's encode went
     from 11 to 130 ms at p99 on 2 cores). The index runs the product on threads of its own
     instead (a slice each, `CubeVectors.slices`), beside the text half. torch's pool, shared
@@ -175,9 +178,10 @@ class CubeVectors:
         self._ids.pop()
 
     def slices(self, parts: int) -> list[tuple[int, int]]:
-        """The held rows as up to `parts` ranges of about equal size (one range below
-        `SPLIT_ROWS`), each starting at a multiple of `SLICE_ALIGN`: their `products`, computed on
-        as many threads and joined in order, are the whole matrix's."""
+        """The held rows as up to `parts` ranges of about equal size, one per `SPLIT_ROWS` rows
+        held (one range below `2 * SPLIT_ROWS`), each starting at a multiple of `SLICE_ALIGN`:
+        their `products`, computed on as many threads and joined in order, are the whole
+        matrix's."""
         count = len(self._ids)
         parts = max(1, min(parts, count // SPLIT_ROWS)) if count >= SPLIT_ROWS else 1
         step = -(-count // parts // SLICE_ALIGN) * SLICE_ALIGN
