@@ -122,8 +122,9 @@ class PhaseClock:
                 with self._lock:
                     if span:
                         first, last = self._spans.get(phase, (start, end))
-                        self._spans[phase] = (min(first, start), max(last, end))
-                        self.now[phase] = self._spans[phase][1] - self._spans[phase][0]
+                        first, last = min(first, start), max(last, end)
+                        self._spans[phase] = (first, last)
+                        self.now[phase] = last - first
                     else:
                         self.now[phase] = self.now.get(phase, 0.0) + end - start
 

@@ -282,7 +282,7 @@ class SqliteIndex:
                 return []  # e.g. the preference and tool-memory searches of a cube holding none
             query = np.asarray(vector, dtype=np.float32)
             cubes = self._searched(cur, cube_ids, len(query)) if len(query) else []
-            # The vector half's product runs on another core while this thread runs the text half
+            # The vector half's product runs on other cores while this thread runs the text half
             # (numpy and SQLite both release the GIL); the lock, held, keeps the matrices as they are.
             products = self._start_products(cubes, query)
             try:

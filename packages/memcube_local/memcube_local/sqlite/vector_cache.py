@@ -183,10 +183,11 @@ class CubeVectors:
         their `products`, computed on as many threads and joined in order, are the whole
         matrix's."""
         count = len(self._ids)
-        parts = max(1, min(parts, count // SPLIT_ROWS)) if count >= SPLIT_ROWS else 1
+        if count == 0:
+            return [(0, 0)]
+        parts = max(1, min(parts, count // SPLIT_ROWS))
         step = -(-count // parts // SLICE_ALIGN) * SLICE_ALIGN
-        cuts = [*range(0, count, step), count] if count else [0, 0]
-        return list(itertools.pairwise(cuts))
+        return list(itertools.pairwise([*range(0, count, step), count]))
 
     def products(self, query: Vector, rows: tuple[int, int] | None = None) -> Vector:
         """Each row's inner product with `query` (of the rows `rows`, a range from `slices`; all
