@@ -319,11 +319,12 @@ class Container:
         Nothing on the other backends."""
         if self.settings.backend != "aws":
             return
-        import boto3
         import opensearchpy  # noqa: F401  # the index's client library, imported on its first use otherwise
 
+        from memcube.adapters import aws_session
+
         for service in services:
-            boto3.client(service).close()
+            aws_session.client(service).close()
 
     def warm_worker(self) -> None:
         """Make the worker ready to process a message at once: its stores, index and services

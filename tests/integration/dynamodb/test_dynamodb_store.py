@@ -290,3 +290,28 @@ def test_listing_a_users_tasks_follows_the_index_pages_up_to_the_limit(stores: S
     index_pages = [p for name, p in recorded.calls if name == "query" and p.get("IndexName")]
     assert [p["Limit"] for p in index_pages] == [4, 2]  # the second page asks only for what is missing
     assert [r.task.task_id for r in stores.tasks.list_tasks("u1", 10)] == ["t5", "t4", "t3", "t2", "t1"]
+
+
+class _NoPaginator(_PagesOfTwo):
+    """`_PagesOfTwo` that fails a test which builds botocore's paginator."""
+
+    def get_paginator(self, operation: str) -> Any:
+        raise AssertionError(f"a paginator was built for {operation}")
+
+
+def test_a_query_follows_last_evaluated_key_to_its_last_page_without_a_paginator(
+    recorded: Recorded, table_name: str
+) -> None:
+    for n in range(5):
+        recorded.client.put_item(TableName=table_name, Item={"pk": {"S": "P"}, "sk": {"S": f"S{n}"}})
+    recorded.client = _NoPaginator(recorded.client)
+    recorded.calls.clear()
+    table = DynamoTable(table_name, recorded)
+    condition = {
+        "KeyConditionExpression": "#pk = :p",
+        "ExpressionAttributeNames": {"#pk": "pk"},
+        "ExpressionAttributeValues": {":p": {"S": "P"}},
+    }
+    assert [i["sk"]["S"] for i in table.query(**condition)] == [f"S{n}" for n in range(5)]
+    starts = [params.get("ExclusiveStartKey") for _, params in recorded.calls]
+    assert starts == [None, {"pk": {"S": "P"}, "sk": {"S": "S1"}}, {"pk": {"S": "P"}, "sk": {"S": "S3"}}]

@@ -221,7 +221,7 @@ def test_a_dead_letter_over_the_limit_is_parked_as_a_claim_check_with_its_reason
 
 
 def test_clients_are_built_on_first_use_not_in_the_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
-    import boto3
+    from memcube.adapters import aws_session
 
     built: list[str] = []
 
@@ -229,7 +229,7 @@ def test_clients_are_built_on_first_use_not_in_the_constructor(monkeypatch: pyte
         built.append(service)
         return object()
 
-    monkeypatch.setattr(boto3, "client", client)
+    monkeypatch.setattr(aws_session, "client", client)
 
     queue = SqsQueue("https://sqs.us-east-1.amazonaws.com/123456789012/t.fifo", bucket="b")
     assert built == []

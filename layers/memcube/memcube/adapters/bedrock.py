@@ -66,10 +66,9 @@ class _LazyClient:
     def get(self) -> Any:
         with self._lock:
             if self._client is None:
-                from memcube.adapters.aws_session import new_session
+                from memcube.adapters import aws_session
 
-                session = new_session()  # its own, sharing the models the process has parsed
-                self._client = session.client(self._service, region_name=self._region, config=self._config)
+                self._client = aws_session.client(self._service, region_name=self._region, config=self._config)
             return self._client
 
 

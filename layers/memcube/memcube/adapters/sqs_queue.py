@@ -116,9 +116,9 @@ class SqsQueue:
         if self._sqs is None:
             with self._lock:
                 if self._sqs is None:
-                    import boto3
+                    from memcube.adapters import aws_session
 
-                    self._sqs = boto3.client("sqs")
+                    self._sqs = aws_session.client("sqs")
         return self._sqs
 
     @property
@@ -126,9 +126,9 @@ class SqsQueue:
         if self._s3 is None:
             with self._lock:
                 if self._s3 is None:
-                    import boto3
+                    from memcube.adapters import aws_session
 
-                    self._s3 = boto3.client("s3")
+                    self._s3 = aws_session.client("s3")
         return self._s3
 
     def send(self, messages: Sequence[QueuedAdd]) -> None:
