@@ -27,7 +27,7 @@ the machine-wide monotonic clock): a caller waits for the interpreter's start, t
 first request, but not for the interpreter's shutdown after it, which Lambda never runs on a
 request's path (the process stays for the next invocation). Their time to exit is kept as
 context (`to_exit`, `to_exit_ratios`): the shutdown of a process holding more modules and
-objects takes longer (about 100 ms more for the worker than for its bare contender).
+objects takes longer (at p50, about 50 ms more for the worker than for its bare contender).
 
 - `api_first_add` vs `bare_api_first_add`: import, app build and the first `/product/add` (an API
   Gateway v2 event, `events/api_add_async.json`), the DynamoDB and SQS clients created by it, vs
@@ -60,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,12 @@ FIRST_CONTENDERS = (
     "api_after_restore",
     "worker_after_restore",
 )
-"""Whole processes serving their first request (`bench.first_request`); the `_after_restore`
-ones report the time a caller waits after a (emulated) SnapStart restore, measured inside."""
+"""Whole processes serving their first request (`bench.first_request`)."""
+IN_PROCESS = ("api_after_restore", "worker_after_restore")
+"""The first-request contenders that report the time a caller waits after an (emulated)
+SnapStart restore, measured inside the process."""
+BASELINE_FIRST = ("api_first_add", "worker_first_batch")
+"""With `--baseline`, these first requests also run on the other checkout's code."""
 FIRST_GOAL = 1.3
 BASELINE_CONTENDERS = ("api", "worker")
 """What `--baseline` runs again from another checkout (their code is the same in every version)."""
@@ -130,10 +135,11 @@ def lambda_env(root: Path = ROOT) -> dict[str, str]:
     return env
 
 
-def first_env(state: Path, name: str) -> dict[str, str]:
-    """`lambda_env` plus the repository (for `bench.first_request`), the seeded state, where the
-    contender `name` writes its report, and the SnapStart runtime hooks module (`state/hooks`)."""
-    env = lambda_env()
+def first_env(state: Path, name: str, root: Path = ROOT) -> dict[str, str]:
+    """`lambda_env` (the code of the checkout at `root`) plus this repository (for
+    `bench.first_request`), the seeded state, where the contender `name` writes its report, and
+    the SnapStart runtime hooks module (`state/hooks`)."""
+    env = lambda_env(root)
     env["PYTHONPATH"] = os.pathsep.join((str(ROOT), env["PYTHONPATH"], str(state / "hooks")))
     env |= {"BENCH_FIRST_STATE": str(state), "BENCH_FIRST_REPORT": str(state / f"{name}.report.json")}
     return env
@@ -156,11 +162,9 @@ def prepare_first(python: str, state: Path) -> None:
 
 
 def first_process(argv: list[str], env: dict[str, str], reports: list[dict[str, Any]], *, inside: bool) -> float:
-    """One first-request process: the time from its spawn to its response (what the caller of a
-    cold function waits for), or with `inside` the time it measured itself (`total`: restore hooks
-    plus the first request). Its report is kept, with its wall time to exit (`to_exit_s`): the
-    interpreter's shutdown after the response, which Lambda never runs on a request's path (the
-    process stays, frozen, for the next invocation)."""
+    """One first-request process: the time from its spawn to its response, or with `inside` the
+    time it measured itself (`total`: restore hooks plus the first request). Its report is kept,
+    with its time to exit (`to_exit_s`)."""
     spawned = time.monotonic()
     elapsed = whole_process(argv, env)
     path = Path(env["BENCH_FIRST_REPORT"])
@@ -168,7 +172,15 @@ def first_process(argv: list[str], env: dict[str, str], reports: list[dict[str, 
     path.unlink()
     if inside:
         return float(reports[-1]["phases_ms"]["total"]) / 1000
-    return float(reports[-1]["responded_at"]) - spawned
+    response = float(reports[-1]["responded_at"]) - spawned
+    if not 0 < response <= elapsed:  # the two processes' clocks disagree: no figure is right
+        raise RuntimeError(f"{argv[-1]}: response at {response:.3f} s after spawn, exit at {elapsed:.3f} s")
+    return response
+
+
+def p50_ratios(stats: dict[str, dict[str, float]], pairs: Iterable[tuple[str, str]]) -> dict[str, float]:
+    """`a/b` of each pair's p50s."""
+    return {f"{a}/{b}": round(stats[a]["p50_ms"] / stats[b]["p50_ms"], 3) for a, b in pairs}
 
 
 def first_figures(reports: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -179,13 +191,13 @@ def first_figures(reports: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         for name, runs in reports.items()
     }
     calls = {name: dict(sorted(runs[-1]["calls"].items())) for name, runs in reports.items()}
-    to_exit = {name: summary([r["to_exit_s"] for r in runs]) for name, runs in reports.items() if "_after_" not in name}
+    to_exit = {
+        name: summary([r["to_exit_s"] for r in runs]) for name, runs in reports.items() if name not in IN_PROCESS
+    }
     return {
         "first_request_phases": phases,
         "to_exit": to_exit,
-        "to_exit_ratios": {
-            f"{a}/{b}": round(to_exit[a]["p50_ms"] / to_exit[b]["p50_ms"], 3) for a, b in FIRST_RATIOS[:2]
-        },
+        "to_exit_ratios": p50_ratios(to_exit, FIRST_RATIOS[:2]),
         "aws_calls": calls,
         "aws_calls_total": {name: sum(c.values()) for name, c in calls.items()},
     }
@@ -253,6 +265,11 @@ def run(
         if first:
             prepare_first(python, state)
             runs |= {name: ([python, "-c", first_code(name)], first_env(state, name)) for name in FIRST_CONTENDERS}
+        if first and baseline is not None:
+            for name in BASELINE_FIRST:
+                key = f"{name}@baseline"
+                runs[key] = ([python, "-c", first_code(name)], first_env(state, key, root=baseline))
+                reports[key] = []
         if not bytecode:  # nobody finds or writes bytecode: every round compiles what it imports
             (state / "no-pycache").mkdir()
             for _cmd, cmd_env in runs.values():
@@ -265,8 +282,7 @@ def run(
         log(f"cold start: {len(runs)} contenders x {rounds} rounds, interleaved")
         timers = {name: functools.partial(whole_process, *run) for name, run in runs.items()}
         for name, kept in reports.items():
-            inside = name.endswith("_after_restore")
-            timers[name] = functools.partial(first_process, *runs[name], kept, inside=inside)
+            timers[name] = functools.partial(first_process, *runs[name], kept, inside=name in IN_PROCESS)
         samples = interleaved(timers, rounds)
         stats = {name: summary(s) for name, s in samples.items()}
         extra = first_section(python, state, stats, reports, details=details) if first else {}
@@ -324,12 +340,12 @@ def first_section(
 ) -> dict[str, Any]:
     """The first-request contenders' ratios (p50), goals, phases and AWS calls, and (`details`)
     what the first add imports beyond the bare one's."""
-    ratios = {f"{a}/{b}": round(stats[a]["p50_ms"] / stats[b]["p50_ms"], 3) for a, b in FIRST_RATIOS}
+    pairs = FIRST_RATIOS + tuple((n, f"{n}@baseline") for n in BASELINE_FIRST if f"{n}@baseline" in stats)
     out: dict[str, Any] = {
-        "ratios": ratios,
+        "ratios": p50_ratios(stats, pairs),
         "goal": {f"{a}/{b} <=": FIRST_GOAL for a, b in FIRST_RATIOS[:2]},
         **first_figures(reports),
-        "measured_in_process": ["api_after_restore", "worker_after_restore"],
+        "measured_in_process": list(IN_PROCESS),
         "snapstart": "emulated in one process (no Firecracker, no snapshot): init and the before-snapshot hooks "
         "untimed, then the after-restore hooks and the first request timed inside the process; the "
         "microVM's resume is not included",

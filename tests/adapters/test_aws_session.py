@@ -1,5 +1,6 @@
-"""Every AWS adapter builds its clients from boto3's default session, one at a time: a boto3
-session is not thread-safe, and one session parses botocore's files once per process."""
+"""Every AWS adapter builds its clients from boto3's default session, one at a time (and reads
+its credentials the same way): a boto3 session is not thread-safe, and one session sets
+botocore up once per process."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
+from memcube.adapters import aws_session
 from memcube.adapters.bedrock import TitanEmbedder
 from memcube.adapters.dynamodb.table import DynamoTable
 from memcube.adapters.sqs_queue import SqsQueue
@@ -27,16 +29,22 @@ class OneAtATime(boto3.Session):  # type: ignore[misc]  # boto3 ships no types
         self.overlaps = 0
         self._busy = False
 
-    def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
+    def _alone(self, what: str, call: Any) -> Any:
         if self._busy:
             self.overlaps += 1
         self._busy = True
         try:
             time.sleep(0.02)  # widen the window a second thread would enter in
-            self.built.append(service_name)
-            return super().client(service_name, *args, **kwargs)
+            self.built.append(what)
+            return call()
         finally:
             self._busy = False
+
+    def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._alone(service_name, lambda: super(OneAtATime, self).client(service_name, *args, **kwargs))
+
+    def get_credentials(self) -> Any:
+        return self._alone("credentials", super().get_credentials)
 
 
 @pytest.fixture
@@ -58,7 +66,7 @@ def session(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[OneAtAT
 def test_the_aws_adapters_build_their_clients_from_the_default_session_one_at_a_time(session: OneAtATime) -> None:
     queue = SqsQueue("https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo", bucket="b")
     table, embedder = DynamoTable("t"), TitanEmbedder()
-    builds = [lambda: table.client, lambda: queue.sqs, lambda: queue.s3, embedder._runtime]
+    builds = [lambda: table.client, lambda: queue.sqs, lambda: queue.s3, embedder._runtime, aws_session.credentials]
     start = threading.Barrier(len(builds))
 
     def build(get: Any) -> None:
@@ -70,5 +78,5 @@ def test_the_aws_adapters_build_their_clients_from_the_default_session_one_at_a_
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(session.built) == ["bedrock-runtime", "dynamodb", "s3", "sqs"]
+    assert sorted(session.built) == ["bedrock-runtime", "credentials", "dynamodb", "s3", "sqs"]
     assert session.overlaps == 0

@@ -38,18 +38,9 @@ def register(prepare: Callable[[], None]) -> bool:
 def restored(prepare: Callable[[], None]) -> None:
     """The after-restore hook: fresh randomness, no client or connection from the snapshot."""
     from memcube import wiring
+    from memcube.adapters import aws_session
 
     random.seed()
     wiring.forget_container()
-    fresh_aws_session()
+    aws_session.renew()  # credentials resolved anew, in this environment; parsed models kept
     prepare()
-
-
-def fresh_aws_session() -> None:
-    """A new default boto3 session (credentials resolved anew, in this environment) that keeps
-    the old one's data loader, so the service models parsed before the snapshot stay parsed."""
-    import boto3
-
-    from memcube.adapters.aws_session import new_session
-
-    boto3.DEFAULT_SESSION = new_session()

@@ -78,31 +78,11 @@ class Recorded:
 
         return call
 
-    def get_paginator(self, operation: str) -> Any:
-        return _Paginator(self, operation)
-
     def close(self) -> None:
         return None
 
     def operations(self) -> list[str]:
         return [name for name, _ in self.calls]
-
-
-@dataclass
-class _Paginator:
-    owner: Recorded
-    operation: str
-
-    def paginate(self, **params: Any) -> Iterator[dict[str, Any]]:
-        with self.owner.lock:
-            self.owner.calls.append((self.operation, params))
-            pages = iter(self.owner.client.get_paginator(self.operation).paginate(**params))
-        while True:
-            with self.owner.lock:
-                page = next(pages, None)
-            if page is None:
-                return
-            yield page
 
 
 @pytest.fixture(scope="module")

@@ -262,12 +262,11 @@ class OpenSearchIndex:
                 "retry_on_timeout": True,
             }
             if self._auth == "sigv4":
-                from memcube.adapters.aws_session import default_session
+                from memcube.adapters import aws_session
 
-                session = default_session()  # its credentials, resolved once per process
-                region = self._region or session.region_name
+                credentials, default_region = aws_session.credentials()  # resolved once per process
                 kwargs |= {
-                    "http_auth": AWSV4SignerAuth(session.get_credentials(), region, self._service),
+                    "http_auth": AWSV4SignerAuth(credentials, self._region or default_region, self._service),
                     "use_ssl": True,
                     "verify_certs": True,
                     "connection_class": RequestsHttpConnection,

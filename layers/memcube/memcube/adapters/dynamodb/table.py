@@ -239,7 +239,7 @@ class DynamoTable:
         while True:
             page: dict[str, Any] = call(TableName=self.name, **kwargs)
             yield page
-            if "LastEvaluatedKey" not in page:
+            if not page.get("LastEvaluatedKey"):
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
