@@ -371,7 +371,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--baseline",
         type=Path,
         default=None,
-        help="another checkout (e.g. `git worktree add /tmp/base <rev>`): its api and worker run in the same rounds",
+        help="another checkout (e.g. `git worktree add /tmp/base <rev>`): its api and worker, and their first "
+        "requests, run in the same rounds",
     )
     args = parser.parse_args(argv)
     python = args.python or (str(LAMBDA_PYTHON) if LAMBDA_PYTHON.exists() else sys.executable)
