@@ -305,11 +305,7 @@ def run(
             "worker/bare_worker": ratio("worker", "bare_worker"),
         }
         | extra.pop("ratios", {})
-        | (
-            {f"{n}/{n}@baseline": ratio(n, f"{n}@baseline") for n in BASELINE_CONTENDERS}
-            if baseline is not None
-            else {}
-        ),
+        | p50_ratios(stats, ((n, f"{n}@baseline") for n in stats if f"{n}@baseline" in stats)),
         "baseline": str(baseline) if baseline is not None else None,
         "goal": {"api/bare_api <=": 1.2} | extra.pop("goal", {}),
         "modules_loaded": {
@@ -340,9 +336,8 @@ def first_section(
 ) -> dict[str, Any]:
     """The first-request contenders' ratios (p50), goals, phases and AWS calls, and (`details`)
     what the first add imports beyond the bare one's."""
-    pairs = FIRST_RATIOS + tuple((n, f"{n}@baseline") for n in BASELINE_FIRST if f"{n}@baseline" in stats)
     out: dict[str, Any] = {
-        "ratios": p50_ratios(stats, pairs),
+        "ratios": p50_ratios(stats, FIRST_RATIOS),
         "goal": {f"{a}/{b} <=": FIRST_GOAL for a, b in FIRST_RATIOS[:2]},
         **first_figures(reports),
         "measured_in_process": list(IN_PROCESS),

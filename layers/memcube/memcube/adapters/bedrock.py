@@ -47,8 +47,8 @@ def _describe(error: Exception) -> str:
 
 
 class _LazyClient:
-    """One Bedrock client (`bedrock-runtime` unless told), built on first use (thread-safe:
-    boto3's session is not)."""
+    """One Bedrock client (`bedrock-runtime` unless told), built once, on first use, from the
+    process's shared session (`aws_session.client`)."""
 
     def __init__(
         self, region: str | None, timeout: float, max_retries: int, client: Any, service: str = "bedrock-runtime"
