@@ -8,6 +8,7 @@ average before and after each benchmark is recorded with the figures.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -16,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,30 @@ def child_env(threads: int, *, fresh: bool = False) -> dict[str, str]:
         "PYTHONPATH": str(ROOT),
     }
     return env
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Torch on `threads` threads inside, and back on its count from before after. `python -m
+    bench` runs every benchmark in one process: recall's count, once left set, put the embedding
+    of the later runs of dedup and search on one thread of two (their first runs had two)."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def torch_thread_count() -> int | None:
+    """The threads torch runs an in-process embedding on (None without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return int(torch.get_num_threads())

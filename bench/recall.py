@@ -76,7 +76,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import CACHE, ROOT, child_env, log, measured, python, summary
+from bench.common import CACHE, ROOT, child_env, log, measured, python, summary, torch_threads
 
 MEM0_PYTHON = ROOT / ".tools" / "bench-mem0-venv" / "bin" / "python"
 DEFAULT_DATA = "../shared/data/locomo-dev/locomo-dev.json"
@@ -321,18 +321,17 @@ class BM25:
 
 def turn_baselines(data: Dataset, embedder_kind: str, threads: int, top: int = TOP) -> dict[str, Any]:
     """Each turn alone: dense (the same embedder, cosine) and BM25, the `top` best per question."""
-    import numpy as np
-
     from memcube.settings import Settings
     from memcube_local.wiring import LocalContainer
 
     embedder = LocalContainer(Settings(backend="embedded", embedder=embedder_kind)).embedder  # type: ignore[arg-type]
-    try:
-        import torch
+    with torch_threads(threads):
+        return _turn_baselines(data, embedder, top)
 
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
+
+def _turn_baselines(data: Dataset, embedder: Any, top: int) -> dict[str, Any]:
+    import numpy as np
+
     dense: list[Ranked] = []
     lexical: list[Ranked] = []
     started = time.perf_counter()

@@ -354,10 +354,16 @@ def ingest_api(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _threads(r: dict[str, Any]) -> str:
+    """The torch threads an in-process embedding ran on, per run (recorded since the seventh pass)."""
+    runs = spread(r, "torch_threads")
+    return f" on {'/'.join(map(str, runs))} torch threads (per run)" if runs else ""
+
+
 def dedup(r: dict[str, Any]) -> list[str]:
     f = r["figures"]
     lines = [
-        f"{f['adds']} adds per size, embedder `{f['embedder']}`; the first add of each cube "
+        f"{f['adds']} adds per size, embedder `{f['embedder']}`{_threads(r)}; the first add of each cube "
         f"(opening it) is not counted: " + ", ".join(f"{k} items {v} ms" for k, v in f["first_add_ms"].items()) + ".",
         "",
         "| items in the cube | add p50 ms | add p99 ms | without embedding p50 ms | p99 ms | embedding p50 ms |",
@@ -378,7 +384,7 @@ def search(r: dict[str, Any]) -> list[str]:
     f = r["figures"]
     lines = [
         f"{f['searches']} searches per contender (top_k 10, mmr, relativity 0 so every search ranks and "
-        f"returns its 10), embedder `{f['embedder']}`; first search of each: "
+        f"returns its 10), embedder `{f['embedder']}`{_threads(r)}; first search of each: "
         + ", ".join(f"{k} {v} ms" for k, v in f["first_search_ms"].items())
         + ".",
         "",

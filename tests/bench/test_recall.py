@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 from bench.recall import BM25, Conversation, load_locomo, score, session_body, synthetic_locomo
 
 
@@ -53,3 +54,20 @@ def test_the_replay_and_the_questions_follow_the_data_readme(tmp_path: Path) -> 
     assert {q.category for q in data.questions} == {1, 2, 3, 4}
     temporal = next(q for q in data.questions if q.category == 2)
     assert temporal.evidence == frozenset({"D1:2", "D2:4"})
+
+
+def test_the_turn_baselines_leave_torch_on_the_threads_they_found(tmp_path: Path) -> None:
+    """`python -m bench` runs every benchmark in one process: a thread count left behind here ran
+    the later runs of dedup and search on one thread."""
+    torch = pytest.importorskip("torch")
+    from bench.recall import turn_baselines
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        data = load_locomo(synthetic_locomo(tmp_path / "locomo.json"))
+        baselines = turn_baselines(data, "hash", threads=1)
+        assert len(baselines["turn dense"]) == len(data.questions)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -114,15 +114,28 @@ def _encode(model: Any, texts: list[str]) -> Any:
     import numpy as np
     import torch
 
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     prepare = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers 5 / 3-4
     out = np.empty((len(texts), DIMENSION), dtype=np.float32)
     with torch.inference_mode():
-        for start in range(0, len(order), BATCH_SIZE):
-            rows = order[start : start + BATCH_SIZE]
+        for rows in _batches([len(t) for t in texts]):
             vectors = model(prepare([texts[i] for i in rows]))["sentence_embedding"]
             out[rows] = torch.nn.functional.normalize(vectors, p=2, dim=1).numpy()
     return out
+
+
+def _batches(lengths: list[int]) -> list[list[int]]:
+    """The texts' indexes, longest first, in batches of at most `BATCH_SIZE` whose texts are all
+    longer than half the batch's first. A batch pads every text to its longest, and the padding
+    is computed like text: an add's window (about 700 characters) and its short second text
+    (about 250) cost 67 ms in one batch and 54 ms in two (2 cores, p50 of 105). A forward pass
+    has its own cost too (a few ms), so texts of near lengths still share one."""
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if batches and len(batches[-1]) < BATCH_SIZE and 2 * lengths[i] > lengths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def _parts(tokenizer: Any, text: str) -> list[str]:
