@@ -200,7 +200,7 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def torch_thread_count() -> int | None:
-    """The threads torch runs an in-process embedding on (None without torch)."""
+    """The threads torch runs this process's embedding on (None without torch)."""
     try:
         import torch
     except ImportError:

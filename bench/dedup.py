@@ -139,7 +139,7 @@ def run(sizes: list[int], adds: int, embedder: str, warmup: int = 2) -> dict[str
         "sizes": sizes,
         "adds": adds,
         "embedder": embedder,
-        "torch_threads": torch_thread_count(),
+        "torch_threads": torch_thread_count() if embedder == "minilm" else None,
         "first_add_ms": first,
         "add": stats,
         "add_without_embedding": without,

@@ -355,9 +355,13 @@ def ingest_api(r: dict[str, Any]) -> list[str]:
 
 
 def _threads(r: dict[str, Any]) -> str:
-    """The torch threads an in-process embedding ran on, per run (recorded since the seventh pass)."""
+    """The torch threads the local model's embedding ran on (recorded since the eighth pass)."""
     runs = spread(r, "torch_threads")
-    return f" on {'/'.join(map(str, runs))} torch threads (per run)" if runs else ""
+    if not runs:
+        return ""
+    if len(set(runs)) == 1:
+        return f" on {runs[0]} torch threads"
+    return f" on {'/'.join(map(str, runs))} torch threads (per run)"
 
 
 def dedup(r: dict[str, Any]) -> list[str]:

@@ -266,7 +266,7 @@ def run(
         "sizes": sizes,
         "searches": searches,
         "embedder": embedder,
-        "torch_threads": torch_thread_count(),
+        "torch_threads": torch_thread_count() if embedder == "minilm" else None,
         "first_search_ms": first,
         "by_size": results,
         "goal": {f"p99 at {large} < ms": 50},

@@ -155,12 +155,14 @@ def test_minilm_gives_the_vectors_sentence_transformers_encode_gives(
     assert np.abs(got - expected).max() < 1e-5
 
 
-def test_a_text_at_most_half_as_long_as_its_batchs_longest_is_embedded_in_another_batch(
+def test_a_text_much_shorter_than_its_batchs_longest_is_embedded_in_another_batch(
     minilm: MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A batch pads each text to its longest, and padding costs what text costs: an add's window
-    and its short second text ran 20% faster apart. Texts of near lengths still share a batch."""
+    """A batch pads each text to its longest: an add's window (about 700 characters) and its
+    short second text ran faster apart. The vectors are still `encode`'s."""
     model = minilm_embedder._load()
+    texts = ["short " * 40, "long " * 140, "medium " * 100, "tiny", "long " * 139]
+    expected = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     sizes: list[int] = []
 
     class Counting:  # the real model, counting the texts of each forward pass
@@ -171,13 +173,22 @@ def test_a_text_at_most_half_as_long_as_its_batchs_longest_is_embedded_in_anothe
         def __call__(self, features: Any) -> Any:
             return model(features)
 
-    texts = ["short " * 40, "long " * 140, "medium " * 100, "tiny", "long " * 139]
-    expected = np.asarray(minilm.embed(texts))
     monkeypatch.setattr(minilm_embedder, "_model", Counting())
     got = np.asarray(minilm.embed(texts))
-    assert sizes == [3, 1, 1]  # 700, 695 and 700 characters; 240; 4
+    assert sizes == [3, 2]  # 700, 700 and 695 characters; then 240 and 4
     assert np.abs(got - expected).max() < 1e-5
-    assert minilm_embedder._batches([10] * 130) == [list(range(64)), list(range(64, 128)), [128, 129]]
+
+
+def test_texts_of_near_length_share_a_batch_and_a_batch_holds_at_most_64() -> None:
+    """A forward pass has a fixed cost: a text shorter than the batch's longest by less than
+    `SPLIT_CHARS`, or more than half as long, is embedded with it."""
+    batches = minilm_embedder._batches
+    assert batches([700, 695, 700, 240, 4, 0, 0]) == [[0, 2, 1], [3, 4, 5, 6]]
+    assert batches([120, 10]) == [[0, 1]]  # 110 shorter: too little padding to pay for a pass
+    assert batches([500, 250]) == [[0], [1]]  # half as long, and 250 shorter
+    assert batches([499, 250]) == [[0, 1]]
+    assert batches([10] * 130) == [list(range(64)), list(range(64, 128)), [128, 129]]
+    assert batches([]) == []
 
 
 def test_minilm_without_its_packages_says_how_to_install_them(monkeypatch: pytest.MonkeyPatch) -> None:
