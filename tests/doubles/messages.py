@@ -15,6 +15,11 @@ class InMemoryMessages:
         self._lock = threading.Lock()
         self._sessions: dict[tuple[str, str], dict[str, ConversationMessage]] = {}
 
+    def clear(self) -> None:
+        """Forget every session's messages (as a long benchmark needs)."""
+        with self._lock:
+            self._sessions.clear()
+
     def append_messages(self, messages: Sequence[ConversationMessage]) -> None:
         with self._lock:
             for m in messages:

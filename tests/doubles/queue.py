@@ -16,6 +16,11 @@ class InMemoryQueue:
         self.fail_next = 0
         """Set >0 to make the next sends raise: a queue outage."""
 
+    def clear(self) -> None:
+        """Forget every sent message and its deduplication id (as a long benchmark needs)."""
+        self.sent.clear()
+        self._seen.clear()
+
     def send(self, messages: Sequence[QueuedAdd]) -> None:
         if self.fail_next > 0:
             self.fail_next -= 1
