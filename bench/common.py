@@ -199,10 +199,11 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def torch_thread_count() -> int | None:
-    """The threads torch runs this process's embedding on (None without torch)."""
-    try:
-        import torch
-    except ImportError:
+def embedding_threads(embedder: str) -> int | None:
+    """The torch threads this process embeds on with `embedder` (None unless it is the local
+    model, which alone runs on torch)."""
+    if embedder != "minilm":
         return None
+    import torch
+
     return int(torch.get_num_threads())

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import interleaved, log, measured, summary, torch_thread_count
+from bench.common import embedding_threads, interleaved, log, measured, summary
 from bench.corpus import generate
 
 ADD_P99_GOAL_MS = 150
@@ -139,7 +139,7 @@ def run(sizes: list[int], adds: int, embedder: str, warmup: int = 2) -> dict[str
         "sizes": sizes,
         "adds": adds,
         "embedder": embedder,
-        "torch_threads": torch_thread_count() if embedder == "minilm" else None,
+        "torch_threads": embedding_threads(embedder),
         "first_add_ms": first,
         "add": stats,
         "add_without_embedding": without,

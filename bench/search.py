@@ -46,7 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import interleaved, log, measured, summary, torch_thread_count
+from bench.common import embedding_threads, interleaved, log, measured, summary
 from bench.corpus import CITIES, FOODS, HOBBIES, PEOPLE, TOOLS
 from bench.dedup import open_cube
 
@@ -266,7 +266,7 @@ def run(
         "sizes": sizes,
         "searches": searches,
         "embedder": embedder,
-        "torch_threads": torch_thread_count() if embedder == "minilm" else None,
+        "torch_threads": embedding_threads(embedder),
         "first_search_ms": first,
         "by_size": results,
         "goal": {f"p99 at {large} < ms": 50},
