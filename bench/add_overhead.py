@@ -136,8 +136,8 @@ def forgetting(once: Callable[[], float], container: Any) -> Callable[[], float]
     """`once`, then (untimed) the doubles emptied of what the adds stored: task records, queued
     messages, the conversation log. On Lambda those go to DynamoDB and SQS, and the function's
     heap does not grow add by add. Kept, they left about 75 more objects per add for the
-    garbage collector, which then ran in 458 of 3,000 memcube adds, three times a full
-    collection of 60-117 ms; the bare route, keeping nothing, never set it off."""
+    garbage collector, which then ran in 458 of 3,000 memcube adds (in each of three runs),
+    three times a full collection of 61-139 ms; the bare route, keeping nothing, never set it off."""
 
     def call() -> float:
         try:

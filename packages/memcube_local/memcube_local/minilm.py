@@ -20,10 +20,10 @@ DIMENSION = 384
 BATCH_SIZE = 64
 SPLIT_CHARS = 250
 """How much shorter than its batch's longest a text must be (and at most half as long) to be
-embedded in a batch of its own. p50 of 40 calls each on 2 cores: a 700-character text with a
-10-character one 72 ms in one batch, 47 ms apart; with a 250-character one 72 and 54 ms; a
-120-character text with a 10-character one 23 ms in one batch, 26 ms apart (a forward pass of a
-10-character text alone: 8.5 ms)."""
+embedded in a batch of its own. On 2 cores (median of three runs of 40 calls each): a
+700-character text with a 10-character one 87 ms in one batch, 54 ms apart; with a 250-character
+one 88 and 66 ms; a 120-character text with a 10-character one 24 ms in one batch, 25 ms apart
+(a forward pass of a 10-character text alone: 11 ms)."""
 MAX_PIECES = 254
 """The model reads 256 word pieces (`max_seq_length`), two of them [CLS] and [SEP]."""
 MAX_TOKENS = 220
